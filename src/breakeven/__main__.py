@@ -1,0 +1,3 @@
+from breakeven._cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""How many CPUs this process may really use: affinity and cgroup quota."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+__all__ = ["usable_cpus", "cgroup_cpu_limit"]
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def cgroup_cpu_limit(root: str | os.PathLike = "/sys/fs/cgroup",
+                     proc_cgroup: str | os.PathLike = "/proc/self/cgroup"
+                     ) -> float | None:
+    """The CPU quota of this process's cgroup, in CPUs, or None if unlimited.
+
+    Reads cgroup v2 ``cpu.max`` ("quota period" or "max period") along the
+    process's cgroup path up to the root, and cgroup v1
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``.  The smallest limit wins.
+    The paths are parameters so that tests can point them at a fake tree.
+    """
+    root = Path(root)
+    limits: list[float] = []
+    rel = "/"
+    text = _read(Path(proc_cgroup))
+    if text:
+        for line in text.splitlines():
+            parts = line.split(":", 2)
+            if len(parts) == 3 and parts[0] == "0":
+                rel = parts[2] or "/"
+    # cgroup v2: every ancestor's cpu.max limits us.
+    here = Path(rel.lstrip("/"))
+    for d in [here, *here.parents]:
+        content = _read(root / d / "cpu.max")
+        if content:
+            fields = content.split()
+            if len(fields) == 2 and fields[0] != "max":
+                try:
+                    quota, period = float(fields[0]), float(fields[1])
+                except ValueError:
+                    continue
+                if quota > 0 and period > 0:
+                    limits.append(quota / period)
+    # cgroup v1
+    q = _read(root / "cpu" / "cpu.cfs_quota_us") or _read(
+        root / "cpu,cpuacct" / "cpu.cfs_quota_us")
+    p = _read(root / "cpu" / "cpu.cfs_period_us") or _read(
+        root / "cpu,cpuacct" / "cpu.cfs_period_us")
+    if q and p:
+        try:
+            quota, period = float(q), float(p)
+        except ValueError:
+            quota = period = -1.0
+        if quota > 0 and period > 0:
+            limits.append(quota / period)
+    return min(limits) if limits else None
+
+
+def usable_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by any cgroup quota
+    (rounded up: a quota of 1.5 CPUs still lets two threads make progress)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    quota = cgroup_cpu_limit()
+    if quota is not None:
+        n = min(n, math.ceil(quota))
+    return max(1, n)

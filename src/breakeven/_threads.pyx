@@ -1,0 +1,60 @@
+"""Thread-count rules shared by every kernel, and OpenMP introspection."""
+from cython.parallel cimport parallel
+
+from breakeven._openmp_helpers cimport (
+    omp_get_max_threads,
+    omp_get_num_threads,
+    omp_get_thread_num,
+    omp_in_parallel,
+)
+
+from breakeven._cpu import usable_cpus as _usable_cpus
+
+# Usable CPUs (affinity and cgroup quota), read once: kernels clamp to it on
+# every call, so it must not cost a system call each time.  refresh() rereads.
+cdef int _usable = _usable_cpus()
+
+
+def refresh():
+    """Re-read the usable CPU count (after the affinity or quota changed)."""
+    global _usable
+    _usable = _usable_cpus()
+    return _usable
+
+
+def usable_cpus():
+    """The usable CPU count the kernels clamp ``n_threads`` to."""
+    return _usable
+
+
+cdef int check_threads(Py_ssize_t n_threads) except -1:
+    """Validate ``n_threads`` and clamp it to [1, usable CPUs]."""
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be a positive integer, got {n_threads}")
+    return <int>(n_threads if n_threads < _usable else _usable)
+
+
+def max_threads():
+    """``omp_get_max_threads()``: OMP_NUM_THREADS and runtime limits applied."""
+    return omp_get_max_threads()
+
+
+def in_parallel():
+    """Whether the calling thread is inside an active OpenMP parallel region."""
+    return bool(omp_in_parallel())
+
+
+def team_size(int n_threads):
+    """Open a parallel region asking for ``n_threads`` and return how many
+    threads actually ran in it.
+
+    A build that compiled ``prange`` without OpenMP always reports 1.
+    """
+    cdef int size[1]
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be a positive integer, got {n_threads}")
+    size[0] = 0
+    with nogil, parallel(num_threads=n_threads):
+        if omp_get_thread_num() == 0:
+            size[0] = omp_get_num_threads()
+    return size[0]

@@ -53,8 +53,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         a = k.sample(args.size, dtype, rng)
         with _blas_cap():
             t = time_interleaved(
-                {"serial": lambda: k.serial(*a),
-                 "parallel": lambda: k.parallel(*a, threads)},
+                {"serial": lambda k=k, a=a: k.serial(*a),
+                 "parallel": lambda k=k, a=a: k.parallel(*a, threads)},
                 repeats=args.repeats)
         s, p = t["serial"].median, t["parallel"].median
         print(f"{name:<10} {s * 1e3:>8.3f} ms {p * 1e3:>8.3f} ms {s / p:>8.2f}x",

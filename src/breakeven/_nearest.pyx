@@ -76,7 +76,6 @@ cdef int _nearest(const floating[:, ::1] X, const floating[:, ::1] C,
     cdef Py_ssize_t n_chunks = (n + rows - 1) // rows, k, r0
     cdef floating *cn = <floating *>malloc(m * sizeof(floating))
     cdef floating *g
-    cdef floating zero = 0
     if cn == NULL:
         raise MemoryError()
     if d == 0:

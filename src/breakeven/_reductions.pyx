@@ -143,7 +143,8 @@ def sum_serial(const floating[::1] x):
         return 0.0
     with nogil:
         result = _reduce_serial(&x[0], <const floating *>NULL, n)
-    return result
+    # + 0.0: NumPy's sum starts from +0.0, so a sum of -0.0s is +0.0.
+    return result + 0.0
 
 
 def sum_parallel(const floating[::1] x, Py_ssize_t n_threads):
@@ -155,7 +156,7 @@ def sum_parallel(const floating[::1] x, Py_ssize_t n_threads):
     if n == 0:
         return 0.0
     _reduce_parallel(&x[0], <const floating *>NULL, n, nt, &result)
-    return result
+    return result + 0.0
 
 
 def dot_serial(const floating[::1] x, const floating[::1] y):

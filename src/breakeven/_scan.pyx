@@ -94,7 +94,7 @@ cdef int _cumsum_parallel(const floating *x, floating *out, Py_ssize_t n,
                           Py_ssize_t nb, int nt) except -1:
     cdef Py_ssize_t per_round = <Py_ssize_t>nt * BLOCKS_PER_THREAD
     cdef Py_ssize_t n_rounds = (nb + per_round - 1) // per_round
-    cdef Py_ssize_t r, b, b0, b1, j, one
+    cdef Py_ssize_t r, b, b0, b1, j, _one
     cdef floating c
     # totals[i], offsets[i]: of block b0 + i in the current round;
     # carry[0]: the offset at the start of the next round.
@@ -116,7 +116,7 @@ cdef int _cumsum_parallel(const floating *x, floating *out, Py_ssize_t n,
                     _block_len(n, b), -0.0)
             # A one-iteration worksharing loop: one thread does the
             # sequential part, and its implicit barrier publishes it.
-            for one in prange(1, schedule="static"):
+            for _one in prange(1, schedule="static"):
                 c = carry[0]
                 for j in range(b1 - b0):
                     offsets[j] = c

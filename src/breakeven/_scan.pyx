@@ -92,6 +92,10 @@ def cumsum_parallel(const floating[::1] x, floating[::1] out, Py_ssize_t n_threa
 
 cdef int _cumsum_parallel(const floating *x, floating *out, Py_ssize_t n,
                           Py_ssize_t nb, int nt) except -1:
+    """Rounds of ``nt * BLOCKS_PER_THREAD`` blocks: the threads scan the
+    round's blocks locally (pass 1), one thread turns their totals into
+    offsets, and the threads add the offsets (pass 2) while the round is
+    still in cache."""
     cdef Py_ssize_t per_round = <Py_ssize_t>nt * BLOCKS_PER_THREAD
     cdef Py_ssize_t n_rounds = (nb + per_round - 1) // per_round
     cdef Py_ssize_t r, b, b0, b1, j, _one
@@ -123,7 +127,7 @@ cdef int _cumsum_parallel(const floating *x, floating *out, Py_ssize_t n,
                     c = c + totals[j]
                 carry[0] = c
             for b in prange(b0, b1, schedule="static"):
-                if b > 0:
+                if b > 0:  # block 0's offset is -0.0, the identity
                     _add(out + b * BE_SCAN_BLOCK, _block_len(n, b), offsets[b - b0])
     free(totals)
     free(offsets)

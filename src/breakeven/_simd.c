@@ -26,7 +26,7 @@
  * accumulators (enough to fill the FP pipes with AVX-512, and vectorisable
  * by SLP), and combine leaves pairwise: error grows like log(n), as in
  * NumPy's pairwise summation, not like n. */
-#define BE_LEAF 4096
+#define BE_LEAF 8192
 #define BE_ACC 32
 
 /* ------------------------------------------------------------------------ */

@@ -21,7 +21,7 @@
 typedef ptrdiff_t be_index;
 
 /* Block sizes depend on nothing but these constants: never on threads. */
-#define BE_REDUCE_BLOCK 4096
+#define BE_REDUCE_BLOCK 8192
 #define BE_SCAN_BLOCK 2048
 
 /* Pairwise combination of block results, as a binary counter: pushing

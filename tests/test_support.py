@@ -1,9 +1,11 @@
 """CPU counting, the timing engine, the registry and the command line."""
 
 import itertools
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,26 +179,69 @@ def test_register_adds_and_replaces():
 # ---------------------------------------------------------------------------
 
 
-def run_cli(*args):
+def run_cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "breakeven", *args],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
 
 
-def test_cli_calibrate_times_serial_and_parallel():
-    r = run_cli("calibrate", "--size", "65536", "--repeats", "2",
-                "--kernels", "sum,exp")
+def test_cli_calibrate_show_plot_check(tmp_path):
+    path = tmp_path / "p.toml"
+    r = run_cli("calibrate", "--quick", "--kernels", "sum,exp", "--dtypes", "float64",
+                "--budget", "3", "--output", str(path), "--no-progress")
     assert r.returncode == 0, r.stderr
-    lines = [ln.split() for ln in r.stdout.splitlines()]
-    rows = {ln[0]: ln for ln in lines if ln and ln[0] in ("sum", "exp")}
-    assert set(rows) == {"sum", "exp"}
-    for row in rows.values():
-        serial, parallel = float(row[1]), float(row[3])
-        assert serial > 0 and parallel > 0
+    assert "profile written to" in r.stdout and str(path) in r.stdout
+    rows = [ln.split() for ln in r.stdout.splitlines()]
+    names = {row[0] for row in rows if row and row[0] in ("sum", "exp")}
+    assert names == {"sum", "exp"}
+    assert path.exists() and Path(str(path) + ".sweeps.json").exists()
+
+    r = run_cli("show", "--profile", str(path))
+    assert r.returncode == 0, r.stderr
+    assert "calibrated here" in r.stdout and "sum" in r.stdout
+
+    r = run_cli("show", "--json", "--profile", str(path))
+    data = json.loads(r.stdout)
+    assert data["matches_this_host"] is True
+    assert data["kernels"]["sum"]["float64"]["hot"][0] == [0, 1]
+
+    png = tmp_path / "c.png"
+    r = run_cli("plot", "--profile", str(path), "-o", str(png))
+    assert r.returncode == 0, r.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    r = run_cli("check", "--profile", str(path), "--kernels", "exp")
+    assert r.returncode in (0, 1), r.stderr
+    assert "exp" in r.stdout and "Traceback" not in r.stderr
+
+
+def test_cli_show_without_profile_uses_the_default(tmp_path):
+    r = run_cli("show", "--profile", str(tmp_path / "none.toml"))
+    assert r.returncode == 0, r.stderr
+    assert "embedded default" in r.stdout
+
+
+def test_cli_check_flags_a_drifted_threshold(tmp_path):
+    """A profile claiming exp pays only from 2^22 on: at 2^23 parallel wins
+    (fine), but at 2^21 it wins too, far below the claim: drifted."""
+    from breakeven._profile import Profile, host_fingerprint
+
+    p = Profile(host_fingerprint())
+    p.set_table("exp", "float64", ((0, 1), (1 << 22, 2)), ((0, 1), (1 << 22, 2)))
+    path = p.save(tmp_path / "p.toml")
+    if breakeven.usable_cpus() < 2:
+        pytest.skip("Requires at least 2 CPUs")
+    r = run_cli("check", "--profile", str(path), "--kernels", "exp")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "exp/float64" in r.stdout
 
 
 @pytest.mark.parametrize("args,message", [
     (("calibrate", "--kernels", "nope"), "unknown kernel"),
-    (("calibrate", "--size", "0"), "--size must be positive"),
+    (("calibrate", "--budget", "0"), "--budget must be"),
+    (("calibrate", "--dtypes", "int8"), "--dtypes"),
+    (("calibrate", "--module", "no_such_module_xyz"), "cannot import module"),
+    (("plot", "-o", "x.png", "--profile", "/nonexistent/p.toml"), "no recorded"),
     (("frobnicate",), "invalid choice"),
 ])
 def test_cli_errors_are_messages_not_tracebacks(args, message):
@@ -204,3 +249,12 @@ def test_cli_errors_are_messages_not_tracebacks(args, message):
     assert r.returncode != 0
     assert message in r.stderr + r.stdout
     assert "Traceback" not in r.stderr
+
+
+def test_make_default_is_up_to_date():
+    """The embedded default is exactly what the recorded calibrations under
+    calibration/ produce: every default number traces to a measurement."""
+    script = Path(__file__).resolve().parents[1] / "calibration" / "make_default.py"
+    r = subprocess.run([sys.executable, str(script), "--check"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr

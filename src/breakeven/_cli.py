@@ -1,65 +1,254 @@
-"""The ``breakeven`` command line."""
+"""The ``breakeven`` command line: calibrate, show, plot, check."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import importlib
+import json
 import sys
-
-import numpy as np
+from pathlib import Path
 
 __all__ = ["main"]
 
 
-def _parse_kernels(text: str | None) -> list[str]:
+class CLIError(Exception):
+    """An error to print as one line, without a traceback."""
+
+
+def _kernel_names(text: str | None) -> list[str] | None:
     from breakeven._registry import KERNELS
 
     if not text:
-        return list(KERNELS)
+        return None
     names = [t.strip() for t in text.split(",") if t.strip()]
     unknown = [n for n in names if n not in KERNELS]
     if unknown:
-        raise SystemExit(
-            f"breakeven: error: unknown kernel(s) {', '.join(unknown)}; "
-            f"known: {', '.join(KERNELS)}")
+        raise CLIError(f"unknown kernel(s) {', '.join(unknown)}; "
+                       f"known: {', '.join(KERNELS)}")
     return names
 
 
-def _blas_cap():
-    """A context capping BLAS to one thread (kernels calling BLAS in prange)."""
-    from threadpoolctl import ThreadpoolController
+def _import_modules(modules: list[str] | None) -> None:
+    for mod in modules or []:
+        try:
+            importlib.import_module(mod)
+        except Exception as exc:  # any import failure is the user's to see
+            raise CLIError(f"cannot import module {mod!r}: "
+                           f"{type(exc).__name__}: {exc}") from None
 
-    return ThreadpoolController().limit(limits=1, user_api="blas")
+
+def _describe(steps) -> str:
+    par = [(w, t) for w, t in steps if t > 1]
+    if not par:
+        return "never"
+    text = f"{par[0][0]} ({par[0][1]} thr)"
+    if len(par) > 1:
+        text += ", " + ", ".join(f"{w} ({t})" for w, t in par[1:])
+    return text
+
+
+def format_table(profile) -> str:
+    """The profile's thresholds, one line per kernel and dtype."""
+    rows = [("kernel", "dtype", "hot: parallel from work", "cold: parallel from work")]
+    for kname in sorted(profile.tables):
+        for dname in sorted(profile.tables[kname], reverse=True):
+            rows.append((kname, dname, _describe(profile.steps(kname, dname, "hot")),
+                         _describe(profile.steps(kname, dname, "cold"))))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _age(when: str) -> str:
+    try:
+        t = datetime.datetime.fromisoformat(when)
+    except ValueError:
+        return "unknown age"
+    days = (datetime.datetime.now(datetime.UTC) - t).total_seconds() / 86400
+    return f"{days:.0f} days old" if days >= 1 else f"{days * 24:.1f} hours old"
+
+
+# ---------------------------------------------------------------------------
+# commands
+# ---------------------------------------------------------------------------
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    """Time every kernel serial and parallel at one large size.
+    from breakeven._calibrate import calibrate, save_record
+    from breakeven._profile import default_profile_path
 
-    This is the measurement core the full calibration sweeps over sizes.
-    """
-    from breakeven._registry import get_kernel
-    from breakeven._threads import usable_cpus
-    from breakeven._timing import time_interleaved
-
-    threads = usable_cpus()
-    rng = np.random.default_rng(0)
-    dtype = np.dtype(args.dtype)
-    print(f"breakeven: timing serial vs parallel ({threads} threads) at "
-          f"work {args.size} ({dtype}); median of {args.repeats} batches")
-    header = f"{'kernel':<10} {'serial':>11} {'parallel':>11} {'speed-up':>9}"
-    print(header)
-    print("-" * len(header))
-    for name in _parse_kernels(args.kernels):
-        k = get_kernel(name)
-        a = k.sample(args.size, dtype, rng)
-        with _blas_cap():
-            t = time_interleaved(
-                {"serial": lambda k=k, a=a: k.serial(*a),
-                 "parallel": lambda k=k, a=a: k.parallel(*a, threads)},
-                repeats=args.repeats)
-        s, p = t["serial"].median, t["parallel"].median
-        print(f"{name:<10} {s * 1e3:>8.3f} ms {p * 1e3:>8.3f} ms {s / p:>8.2f}x",
-              flush=True)
+    _import_modules(args.module)
+    names = _kernel_names(args.kernels)
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    bad = [d for d in dtypes if d not in ("float64", "float32")]
+    if bad or not dtypes:
+        raise CLIError(f"--dtypes takes float64 and/or float32, got {args.dtypes!r}")
+    if args.budget is not None and not args.budget > 0:
+        raise CLIError("--budget must be a positive number of seconds")
+    target = Path(args.output) if args.output else default_profile_path()
+    profile = calibrate(names, budget=args.budget, quick=args.quick,
+                        progress=not args.no_progress, dtypes=dtypes)
+    try:
+        path = profile.save(target)
+        save_record(profile, path)
+    except OSError as exc:
+        raise CLIError(f"cannot write the profile to {target}: "
+                       f"{exc.strerror or exc}") from None
+    print(format_table(profile))
+    print()
+    sleep = (f"{profile.sleep_after_us / 1e3:g} ms" if profile.sleep_after_us
+             else "not measured")
+    print(f"OpenMP team goes to sleep after ~{sleep} idle; wake-up penalty "
+          + ", ".join(f"{t} threads {s * 1e6:.1f} us"
+                      for t, s in sorted(profile.team_penalty.items())))
+    print(f"calibrated in {profile.elapsed:.1f} s; profile written to {path} "
+          f"(host {profile.fingerprint.key})")
     return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from breakeven._profile import default_profile_path, host_fingerprint, load_profile
+
+    path = Path(args.profile) if args.profile else default_profile_path()
+    profile = load_profile(path)
+    here = host_fingerprint()
+    matches = profile.source == str(path)
+    if args.json:
+        print(json.dumps({
+            "source": profile.source,
+            "path": str(path),
+            "matches_this_host": matches,
+            "host": profile.fingerprint.key,
+            "fingerprint": profile.fingerprint.as_dict(),
+            "calibrated_at": profile.calibrated_at,
+            "sleep_after_us": profile.sleep_after_us,
+            "kernels": {k: {d: {s: [list(x) for x in st] for s, st in v.items()}
+                            for d, v in per.items()}
+                        for k, per in profile.tables.items()},
+        }, indent=2))
+        return 0
+    print(f"profile:    {profile.source}")
+    print(f"host:       {profile.fingerprint.key} ({profile.fingerprint.cpu}, "
+          f"{profile.fingerprint.usable_cpus} CPUs, {profile.fingerprint.blas})")
+    if matches:
+        print("this host:  yes, calibrated here")
+    else:
+        print(f"this host:  no calibration for this host ({here.key}) in {path}; "
+              "using the embedded default (run `breakeven calibrate`)")
+    print(f"calibrated: {profile.calibrated_at or 'unknown'} "
+          f"({_age(profile.calibrated_at)})")
+    print()
+    print(format_table(profile))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from breakeven._calibrate import load_record, points_from_record
+    from breakeven._profile import default_profile_path, load_profile
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise CLIError("plotting needs matplotlib: pip install 'breakeven[plot]'") \
+            from None
+    path = Path(args.profile) if args.profile else default_profile_path()
+    profile = load_profile(path)
+    rec = load_record(path, profile.fingerprint.key)
+    if rec is None:
+        raise CLIError(f"no recorded calibration sweeps for this host beside {path}; "
+                       "run `breakeven calibrate` first")
+    sweeps = points_from_record(rec)
+    keys = sorted(sweeps, key=lambda kd: (kd[0], kd[1] != "float64"))
+    cols = 4
+    rows = max(1, -(-len(keys) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows),
+                             squeeze=False)
+    for ax, (k, d) in zip(axes.flat, keys, strict=False):
+        pts = sweeps[(k, d)]
+        works = [p.work for p in pts]
+        for t in sorted({t for p in pts for t in p.times}):
+            ys = [p.times.get(t, float("nan")) * 1e6 for p in pts]
+            ax.loglog(works, ys, marker="o", ms=3,
+                      label="serial" if t == 1 else f"{t} threads")
+        for state, style in (("hot", "-"), ("cold", ":")):
+            thr = profile.threshold(k, d, state)
+            if thr:
+                ax.axvline(thr, color="k", ls=style, lw=1,
+                           label=f"{state} break-even {thr}")
+        ax.set_title(f"{k} ({d})", fontsize=10)
+        ax.set_xlabel("work")
+        ax.set_ylabel("time per call (us)")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.suptitle(f"breakeven calibration of {profile.fingerprint.cpu}, "
+                 f"{profile.fingerprint.usable_cpus} CPUs "
+                 f"({profile.calibrated_at})", fontsize=11)
+    fig.tight_layout()
+    try:
+        fig.savefig(args.output, dpi=110)
+    except OSError as exc:
+        raise CLIError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    print(f"plot written to {args.output}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from breakeven._calibrate import Settings, measure_point, thread_candidates
+    from breakeven._profile import default_profile_path, load_profile
+    from breakeven._registry import KERNELS
+    from breakeven._threads import usable_cpus
+
+    _import_modules(args.module)
+    path = Path(args.profile) if args.profile else default_profile_path()
+    profile = load_profile(path)
+    names = _kernel_names(args.kernels) or sorted(profile.tables)
+    settings = Settings(repeats=7, min_batch_time=0.003)
+    cands = thread_candidates(usable_cpus())
+    most = max(cands)
+    drifted = []
+    print(f"checking {profile.source} (host {profile.fingerprint.key})")
+    for name in names:
+        if name not in KERNELS or name not in profile.tables:
+            continue
+        for dname in sorted(profile.tables[name], reverse=True):
+            if most == 1:
+                continue
+            thr = profile.threshold(name, dname)
+            k = KERNELS[name]
+            probes = ([("above", 2 * thr), ("below", max(1, thr // 2))] if thr
+                      else [("largest", settings.max_work)])
+            verdicts = []
+            for where, work in probes:
+                p = measure_point(k, np.dtype(dname), work,
+                                  [1, most], settings)
+                speedup = p.times[1] / p.times[most]
+                wins = speedup > 1 + settings.margin
+                bad = (where == "above" and not wins) or (where != "above" and wins)
+                verdicts.append(f"{where} {p.work}: parallel x{speedup:.2f}"
+                                + (" (drifted)" if bad else ""))
+                if bad:
+                    drifted.append(f"{name}/{dname}")
+            print(f"  {name:<10} {dname:<8} threshold "
+                  f"{thr if thr else 'never'}: " + "; ".join(verdicts))
+    drifted = sorted(set(drifted))
+    if drifted:
+        print(f"threshold drifted by more than 2x: {', '.join(drifted)}; "
+              "run `breakeven calibrate`")
+        return 1
+    print("all thresholds hold within 2x")
+    return 0
+
+
+# ---------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,23 +256,49 @@ def build_parser() -> argparse.ArgumentParser:
         prog="breakeven",
         description="Calibrated serial/parallel dispatch for NumPy kernels.")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("calibrate", help="time the kernels on this host")
-    p.add_argument("--size", type=int, default=1 << 22,
-                   help="work size to time at (default: 2^22)")
+
+    p = sub.add_parser("calibrate", help="measure this host and write its profile")
+    p.add_argument("--quick", action="store_true",
+                   help="coarser and shorter (about 10 s on 2 cores)")
+    p.add_argument("--budget", type=float, help="seconds for the whole run")
     p.add_argument("--kernels", help="comma-separated kernel names (default: all)")
-    p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--dtypes", default="float64,float32",
+                   help="comma-separated dtypes (default: float64,float32)")
+    p.add_argument("--module", action="append", metavar="PKG.MOD",
+                   help="import a module first, so the kernels it registers "
+                        "are calibrated too (repeatable)")
+    p.add_argument("--output", metavar="PATH",
+                   help="profile file (default: $BREAKEVEN_PROFILE or the user "
+                        "config directory)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("show", help="print the profile dispatch would use")
+    p.add_argument("--json", action="store_true", help="as JSON")
+    p.add_argument("--profile", metavar="PATH", help="profile file to read")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("plot", help="plot the recorded calibration sweeps")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    p.add_argument("--profile", metavar="PATH", help="profile file to read")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("check", help="re-measure around each threshold; exit 1 "
+                                     "if one drifted by more than 2x")
+    p.add_argument("--kernels", help="comma-separated kernel names (default: all)")
+    p.add_argument("--module", action="append", metavar="PKG.MOD")
+    p.add_argument("--profile", metavar="PATH", help="profile file to read")
+    p.set_defaults(func=cmd_check)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "size", 1) < 1:
-        print("breakeven: error: --size must be positive", file=sys.stderr)
-        return 2
     try:
         return args.func(args)
+    except CLIError as exc:
+        print(f"breakeven: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print("breakeven: interrupted", file=sys.stderr)
+        print("breakeven: interrupted; nothing was written", file=sys.stderr)
         return 130

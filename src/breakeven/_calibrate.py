@@ -1,0 +1,489 @@
+"""Calibration: find, per kernel and dtype, where parallel breaks even.
+
+For each kernel and dtype the engine sweeps the work geometrically and, at
+each size, times the serial variant and the parallel variant at every
+candidate thread count (2, 4, 8, ... below the usable CPUs, and the usable
+CPUs themselves), interleaved, as medians of repeated batches.  From those
+points it chooses a step table ``[(work_min, threads), ...]``:
+
+- more threads must beat fewer by a margin (5%) to be preferred;
+- the table is monotone (threads never decrease as work grows): among the
+  monotone tables it takes the one losing least time against the best
+  candidate at each measured size, so one noisy point cannot flip a step;
+- a sweep stops once the most threads have won at ``settle`` sizes in a row;
+- the whole run keeps to a time budget (sweeps share it; one that runs out
+  of time stops and keeps what it measured).
+
+The hot table comes from back-to-back calls (the OpenMP team spinning).  The
+cold table models a call that finds the team asleep: the measured wake-up
+penalty of each thread count is added to the parallel times before the same
+choice is made.  How long the team stays awake is measured too
+(``sleep_after_us``), so dispatch can tell which table applies.
+
+The measuring is done through a ``measure`` function that can be replaced,
+so the choosing logic is tested on synthetic cost curves.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from breakeven._profile import Fingerprint, Profile, Steps, host_fingerprint, now_utc
+from breakeven._registry import KERNELS, Kernel
+from breakeven._timing import time_interleaved
+
+__all__ = [
+    "Point",
+    "Settings",
+    "calibrate",
+    "choose_steps",
+    "thread_candidates",
+]
+
+MARGIN = 0.05
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measured size: seconds per call for each thread count (1 = serial).
+
+    ``ambiguous`` marks a point where some parallel candidate won by the
+    margin in some batch pairs but not in enough of them to count."""
+
+    work: int
+    times: dict[int, float]
+    ambiguous: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How thoroughly to measure."""
+
+    min_work: int = 1 << 8
+    max_work: int = 1 << 24
+    factor: int = 2  # geometric step of the sweep
+    repeats: int = 7  # batches per candidate and size
+    min_batch_time: float = 0.002  # seconds
+    settle: int = 3  # sizes the most threads must win in a row to stop
+    budget: float = 60.0  # seconds, the whole run
+    margin: float = MARGIN
+
+    @classmethod
+    def quick(cls) -> Settings:
+        return cls(max_work=1 << 22, factor=2, repeats=5, min_batch_time=0.001,
+                   settle=2, budget=10.0)
+
+    def works(self) -> list[int]:
+        out, w = [], self.min_work
+        while w <= self.max_work:
+            out.append(w)
+            w *= self.factor
+        return out
+
+
+def thread_candidates(usable: int) -> list[int]:
+    """1 (serial), then 2, 4, 8, ... below ``usable``, then ``usable``."""
+    if usable < 1:
+        raise ValueError(f"usable CPUs must be >= 1, got {usable}")
+    out, t = [1], 2
+    while t < usable:
+        out.append(t)
+        t *= 2
+    if usable > 1:
+        out.append(usable)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# choosing a table from measured points
+# ---------------------------------------------------------------------------
+
+
+def choose_steps(points: Sequence[Point], margin: float = MARGIN) -> Steps:
+    """The monotone step table that loses least time on the measured points.
+
+    Each candidate's time is inflated by ``(1 + margin)`` per rank above
+    serial, so more threads win only by a margin.  Among tables whose thread
+    count never decreases with work, a dynamic programme picks the one with
+    the smallest total relative loss against each point's best candidate
+    (ties go to fewer threads).  A step starts at the first measured work
+    that uses it, so a true crossover lies at most one grid step below it.
+    """
+    points = sorted(points, key=lambda p: p.work)
+    if not points:
+        return ((0, 1),)
+    cands = sorted({t for p in points for t in p.times})
+    if 1 not in cands:
+        raise ValueError("every point needs a serial (1 thread) time")
+    rank = {t: i for i, t in enumerate(cands)}
+    inf = math.inf
+
+    def losses(p: Point) -> list[float]:
+        eff = [p.times[t] * (1 + margin) ** rank[t] if t in p.times else inf
+               for t in cands]
+        best = min(eff)
+        return [e / best - 1 if best > 0 else (0.0 if e == best else inf)
+                for e in eff]
+
+    # cost[c]: least total loss of a monotone table ending with candidate c
+    cost = losses(points[0])
+    back: list[list[int]] = []
+    for p in points[1:]:
+        loss = losses(p)
+        new, arg = [], []
+        best_prev, best_idx = inf, 0
+        for c in range(len(cands)):
+            if cost[c] < best_prev:  # strict: ties keep fewer threads
+                best_prev, best_idx = cost[c], c
+            new.append(best_prev + loss[c])
+            arg.append(best_idx)
+        cost, back = new, back + [arg]
+    c = min(range(len(cands)), key=lambda i: (cost[i], i))
+    choice = [c]
+    for arg in reversed(back):
+        c = arg[c]
+        choice.append(c)
+    choice.reverse()
+    steps: list[tuple[int, int]] = [(0, cands[choice[0]])]
+    for p, ci in zip(points[1:], choice[1:], strict=True):
+        if cands[ci] != steps[-1][1]:
+            steps.append((int(p.work), cands[ci]))
+    if steps[0][1] != 1 and len(points) > 0:
+        # below the smallest size measured, nothing is known: stay serial
+        steps = [(0, 1), (int(points[0].work), steps[0][1])] + steps[1:]
+    return tuple(steps)
+
+
+def with_penalty(points: Iterable[Point], penalty: dict[int, float]) -> list[Point]:
+    """Points as a call that finds the team asleep would see them."""
+    return [Point(p.work, {t: s + (penalty.get(t, 0.0) if t > 1 else 0.0)
+                           for t, s in p.times.items()}) for p in points]
+
+
+# ---------------------------------------------------------------------------
+# measuring
+# ---------------------------------------------------------------------------
+
+Measure = Callable[[Kernel, np.dtype, int, Sequence[int], Settings], Point]
+
+
+def _blas_cap(kernel: Kernel):
+    if not kernel.uses_blas:
+        import contextlib
+
+        return contextlib.nullcontext()
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().limit(limits=1, user_api="blas")
+
+
+def paired_point(work: int, timings: dict[int, object], margin: float = MARGIN,
+                 consistency: float = 0.6) -> Point:
+    """A Point from interleaved timings, judged batch pair by batch pair.
+
+    Batches of different candidates that ran next to each other saw the same
+    machine, so each candidate's time is taken as the serial median times
+    the median of its per-batch ratios to serial.  A candidate that is not
+    faster than serial by the margin in at least ``consistency`` of the
+    batch pairs is counted as no faster than serial: on a noisy machine a
+    lucky median must not buy a parallel step (below the size at which a
+    parallel kernel actually splits its input, both variants run the same
+    serial code, and only noise tells them apart).
+    """
+    serial = np.asarray(timings[1].samples)
+    base = float(np.median(serial))
+    times = {1: base}
+    ambiguous = False
+    for t, tm in timings.items():
+        if t == 1:
+            continue
+        ratio = np.asarray(tm.samples) / serial
+        r = float(np.median(ratio))
+        wins = float(np.mean(ratio * (1 + margin) < 1))
+        if wins < consistency:
+            r = max(r, 1.0)
+            ambiguous = ambiguous or wins >= 0.2
+        times[t] = base * r
+    return Point(int(work), times, ambiguous)
+
+
+def measure_point(kernel: Kernel, dtype: np.dtype, work: int,
+                  threads: Sequence[int], settings: Settings) -> Point:
+    """Time the serial variant and the parallel variant at each thread count
+    on one input of about ``work``, interleaved, back to back (hot team)."""
+    args = kernel.sample(work, dtype, np.random.default_rng(work))
+    cands: dict[str, Callable[[], object]] = {}
+    for t in threads:
+        if t == 1:
+            cands["1"] = lambda: kernel.serial(*args)
+        else:
+            cands[str(t)] = lambda t=t: kernel.parallel(*args, t)
+    with _blas_cap(kernel):
+        timings = time_interleaved(cands, repeats=settings.repeats,
+                                   min_batch_time=settings.min_batch_time)
+    return paired_point(kernel.work(*args), {int(k): v for k, v in timings.items()},
+                        settings.margin)
+
+
+def measure_team(threads: Sequence[int], *, gaps_ms=(0.05, 0.3, 1.0, 3.0, 10.0, 30.0),
+                 trials: int = 5, sleep=time.sleep,
+                 clock=time.perf_counter) -> tuple[dict[int, float], float | None]:
+    """The wake-up penalty of each thread count, and how long the team stays
+    awake.
+
+    Opens an empty parallel region back to back (hot) and after idle gaps
+    (cold).  Returns ``(penalty, sleep_after_us)``: ``penalty[t]`` is the
+    median extra seconds a region of ``t`` threads costs after the longest
+    gap; ``sleep_after_us`` the shortest gap after which the region costs
+    more than halfway from hot to cold (None if it never did).
+    """
+    from breakeven._threads import team_size
+
+    def region(t):
+        t0 = clock()
+        team_size(t)
+        return clock() - t0
+
+    penalty: dict[int, float] = {}
+    sleep_after = None
+    for t in threads:
+        if t == 1:
+            continue
+        for _ in range(50):
+            region(t)
+        hot = float(np.median([region(t) for _ in range(200)]))
+        costs = []
+        for gap in gaps_ms:
+            samples = []
+            for _ in range(trials):
+                region(t)
+                sleep(gap / 1e3)
+                samples.append(region(t))
+            costs.append(float(np.median(samples)))
+        cold = costs[-1]
+        penalty[t] = max(0.0, cold - hot)
+        if t == max(threads):
+            half = hot + (cold - hot) / 2
+            for gap, c in zip(gaps_ms, costs, strict=True):
+                if cold - hot > 2e-6 and c > half:
+                    sleep_after = gap * 1e3
+                    break
+    return penalty, sleep_after
+
+
+# ---------------------------------------------------------------------------
+# the run
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """A one-line progress bar on stderr (a line per step when not a TTY)."""
+
+    total: int
+    enabled: bool = True
+    stream: object = field(default_factory=lambda: sys.stderr)
+    done: int = 0
+
+    def step(self, label: str) -> None:
+        self.done += 1
+        if not self.enabled:
+            return
+        width = 30
+        filled = int(width * self.done / max(self.total, 1))
+        bar = "#" * filled + "." * (width - filled)
+        text = f"[{bar}] {self.done}/{self.total} {label}"
+        if getattr(self.stream, "isatty", lambda: False)():
+            end = "\n" if self.done >= self.total else ""
+            self.stream.write("\r" + text.ljust(70) + end)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def sweep(kernel: Kernel, dtype: np.dtype, threads: Sequence[int],
+          settings: Settings, measure: Measure, deadline: float,
+          clock: Callable[[], float] = time.perf_counter,
+          penalty: dict[int, float] | None = None) -> list[Point]:
+    """Measure sizes in increasing order until settled, the largest size,
+    or the deadline (at least two points are always measured).
+
+    Settled means: the most threads beat serial by the margin at
+    ``settings.settle`` sizes in a row, even with the wake-up ``penalty``
+    of a cold team added, so that both the hot and the cold table are
+    decided by the points measured.
+    """
+    points: list[Point] = []
+    most = max(threads)
+    extra = (penalty or {}).get(most, 0.0)
+    streak = 0
+    works = settings.works()
+    # Warm-up: the first calls of a kernel pay for first touches (pages,
+    # BLAS buffers, the team's creation); they must not count.
+    measure(kernel, dtype, works[0], threads, settings)
+    for work in works:
+        if len(points) >= 2 and clock() >= deadline:
+            break
+        p = measure(kernel, dtype, work, threads, settings)
+        if points and p.work <= points[-1].work:
+            continue  # the kernel's inputs cannot be that small: same work
+        for _ in range(2):  # a noise burst: look again before deciding
+            if not p.ambiguous or clock() >= deadline:
+                break
+            p = measure(kernel, dtype, work, threads, settings)
+        points.append(p)
+        if most > 1:
+            best = min(p.times, key=lambda t: (p.times[t], t))
+            clear = best == most and (p.times[most] + extra) \
+                * (1 + settings.margin) < p.times[1]
+            streak = streak + 1 if clear else 0
+            if streak >= settings.settle:
+                break
+    return points
+
+
+def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
+              quick: bool = False, progress: bool = True, *,
+              dtypes: Iterable[str] = ("float64", "float32"),
+              settings: Settings | None = None, measure: Measure | None = None,
+              team: Callable[[Sequence[int]], tuple[dict[int, float], float | None]]
+              | None = None, usable: int | None = None,
+              fingerprint: Fingerprint | None = None,
+              clock: Callable[[], float] = time.perf_counter) -> Profile:
+    """Calibrate kernels on this host and return the profile (not saved).
+
+    Parameters
+    ----------
+    kernels : iterable of str, optional
+        Registered kernel names; default all.
+    budget : float, optional
+        Seconds for the whole run (default 60, or 10 with ``quick``).
+    quick : bool
+        A coarser, shorter calibration.
+    progress : bool
+        Show a progress bar on stderr.
+    dtypes : iterable of str
+        Which dtypes to calibrate.
+    settings, measure, team, usable, fingerprint, clock
+        Overrides, chiefly for tests: the sweep settings, the function that
+        times one size, the function that measures the team's wake-up
+        penalty, the usable CPU count, the host fingerprint and the clock.
+
+    Returns
+    -------
+    Profile
+        With hot and cold step tables for each kernel and dtype, and the raw
+        measured points in ``profile.sweeps``.
+    """
+    from breakeven._threads import usable_cpus
+
+    settings = settings or (Settings.quick() if quick else Settings())
+    if budget is not None:
+        if not budget > 0:
+            raise ValueError(f"budget must be positive, got {budget}")
+        settings = Settings(**{**settings.__dict__, "budget": float(budget)})
+    names = list(KERNELS) if kernels is None else list(kernels)
+    unknown = [n for n in names if n not in KERNELS]
+    if unknown:
+        raise ValueError(f"unknown kernel(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(KERNELS)}")
+    dtypes = [np.dtype(d) for d in dtypes]
+    usable = usable or usable_cpus()
+    threads = thread_candidates(usable)
+    measure = measure or measure_point
+    team = team or measure_team
+    start = clock()
+    jobs = [(n, d) for n in names for d in dtypes if d in KERNELS[n].dtypes]
+    bar = Progress(len(jobs) + 1, enabled=progress)
+
+    penalty, sleep_after = team(threads) if usable > 1 else ({}, None)
+    bar.step("OpenMP team wake-up")
+    profile = Profile(fingerprint or host_fingerprint(), {}, now_utc(), sleep_after)
+    for i, (name, dtype) in enumerate(jobs):
+        # Each remaining sweep gets an equal share of the remaining time.
+        remaining = settings.budget - (clock() - start)
+        deadline = clock() + max(0.0, remaining) / (len(jobs) - i)
+        pts = sweep(KERNELS[name], dtype, threads, settings, measure, deadline,
+                    clock, penalty)
+        hot = choose_steps(pts, settings.margin)
+        cold = choose_steps(with_penalty(pts, penalty), settings.margin)
+        profile.set_table(name, dtype.name, hot, cold)
+        profile.sweeps[(name, dtype.name)] = pts
+        bar.step(f"{name} {dtype.name}")
+    profile.team_penalty = penalty
+    profile.elapsed = clock() - start
+    return profile
+
+
+# ---------------------------------------------------------------------------
+# the raw record of a calibration, kept beside the profile for plots
+# ---------------------------------------------------------------------------
+
+
+def sweeps_path(profile_path) -> Path:
+    p = Path(profile_path)
+    return p.with_name(p.name + ".sweeps.json")
+
+
+def record(profile: Profile) -> dict:
+    """A JSON-able record of what the calibration measured."""
+    return {
+        "fingerprint": profile.fingerprint.as_dict(),
+        "calibrated_at": profile.calibrated_at,
+        "sleep_after_us": profile.sleep_after_us,
+        "team_penalty_s": {str(t): s for t, s in profile.team_penalty.items()},
+        "elapsed_s": profile.elapsed,
+        "sweeps": {f"{k}/{d}": [[p.work, {str(t): s for t, s in p.times.items()}]
+                                for p in pts]
+                   for (k, d), pts in profile.sweeps.items()},
+    }
+
+
+def save_record(profile: Profile, profile_path) -> Path:
+    """Store this host's record in the sidecar JSON of the profile file
+    (atomically, keeping other hosts' records)."""
+    import json
+
+    from breakeven._profile import _atomic_write, _locked
+
+    target = sweeps_path(profile_path)
+    with _locked(target):
+        data = {}
+        if target.exists():
+            try:
+                data = json.loads(target.read_text())
+                if not isinstance(data, dict):
+                    data = {}
+            except (OSError, ValueError):
+                data = {}
+        data[profile.fingerprint.key] = record(profile)
+        _atomic_write(target, json.dumps(data, indent=1, sort_keys=True))
+    return target
+
+
+def load_record(profile_path, key: str) -> dict | None:
+    """This host's record from the sidecar JSON, or None."""
+    import json
+
+    try:
+        data = json.loads(sweeps_path(profile_path).read_text())
+        rec = data.get(key) if isinstance(data, dict) else None
+        return rec if isinstance(rec, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def points_from_record(rec: dict) -> dict[tuple[str, str], list[Point]]:
+    out = {}
+    for name, pts in rec.get("sweeps", {}).items():
+        k, d = name.split("/", 1)
+        out[(k, d)] = [Point(int(w), {int(t): float(s) for t, s in times.items()})
+                       for w, times in pts]
+    return out

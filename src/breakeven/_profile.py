@@ -1,0 +1,561 @@
+"""Profiles: the calibrated thresholds of a host, stored as TOML.
+
+A profile file holds the profiles of one or more hosts, each under the key of
+its fingerprint (CPU model, usable CPUs, OpenMP runtime and wait policy, BLAS,
+breakeven version), so that one file in a home directory shared by a cluster
+serves every kind of node.  For each kernel and dtype a host has two step
+tables, ``[[work_min, threads], ...]``: ``hot`` for calls that find the OpenMP
+team spinning (back to back) and ``cold`` for calls after the team has gone
+to sleep.
+
+Loading never raises: a missing file means the embedded default, silently; a
+file that cannot be used (corrupt, ill-typed, another format version, no
+entry for this host) gives one warning naming the file and the reason, and
+the embedded default.  Saving is atomic (a temporary file in the same
+directory, then ``os.replace``) under an exclusive lock, and keeps the other
+hosts' entries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import re
+import tempfile
+import threading
+import tomllib
+import warnings
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Fingerprint",
+    "Profile",
+    "ProfileError",
+    "ProfileWarning",
+    "default_profile_path",
+    "embedded_profile",
+    "host_fingerprint",
+    "load_profile",
+]
+
+FORMAT_VERSION = 1
+DTYPE_NAMES = ("float64", "float32")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+class ProfileError(ValueError):
+    """A profile file that cannot be used, and why."""
+
+
+class ProfileWarning(UserWarning):
+    """A profile file was ignored; dispatch uses the embedded default."""
+
+
+# ---------------------------------------------------------------------------
+# fingerprint
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What a calibration's figures depend on.  Two hosts with the same
+    fingerprint can share a profile."""
+
+    cpu: str
+    usable_cpus: int
+    openmp: str
+    wait_policy: str
+    blas: str
+    breakeven: str
+
+    @property
+    def key(self) -> str:
+        """A short stable identifier of this fingerprint."""
+        text = json.dumps(self.as_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def as_dict(self) -> dict:
+        return {"cpu": self.cpu, "usable_cpus": self.usable_cpus,
+                "openmp": self.openmp, "wait_policy": self.wait_policy,
+                "blas": self.blas, "breakeven": self.breakeven}
+
+    def differences(self, other: Fingerprint) -> list[str]:
+        """Human-readable fields in which ``other`` differs from this one."""
+        a, b = self.as_dict(), other.as_dict()
+        return [f"{k} {b[k]!r} (this host: {a[k]!r})" for k in a if a[k] != b[k]]
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _library_info() -> tuple[str, str]:
+    """(OpenMP runtime, BLAS description) as threadpoolctl sees them."""
+    from threadpoolctl import threadpool_info
+
+    # Load the modules whose libraries matter (the kernels link the OpenMP
+    # runtime; nearest calls SciPy's BLAS) before asking.
+    import breakeven._nearest  # noqa: F401
+
+    openmp, blas = [], []
+    for lib in threadpool_info():
+        if lib.get("user_api") == "openmp":
+            openmp.append(str(lib.get("prefix")))
+        elif lib.get("user_api") == "blas":
+            blas.append(f"{lib.get('internal_api')} {lib.get('version')} "
+                        f"{lib.get('architecture')} {lib.get('threading_layer')}")
+    return (",".join(sorted(set(openmp))) or "unknown",
+            "; ".join(sorted(set(blas))) or "none")
+
+
+_fingerprint_cache: Fingerprint | None = None
+_fingerprint_lock = threading.Lock()
+
+
+def host_fingerprint(refresh: bool = False) -> Fingerprint:
+    """This host's fingerprint (cached; ``refresh=True`` recomputes it)."""
+    global _fingerprint_cache
+    with _fingerprint_lock:
+        if _fingerprint_cache is None or refresh:
+            from breakeven import __version__
+            from breakeven._threads import usable_cpus
+
+            openmp, blas = _library_info()
+            _fingerprint_cache = Fingerprint(
+                cpu=_cpu_model(),
+                usable_cpus=usable_cpus(),
+                openmp=openmp,
+                wait_policy=os.environ.get("OMP_WAIT_POLICY", "default").lower(),
+                blas=blas,
+                breakeven=__version__,
+            )
+        return _fingerprint_cache
+
+
+# ---------------------------------------------------------------------------
+# the profile of one host
+# ---------------------------------------------------------------------------
+
+Steps = tuple[tuple[int, int], ...]
+
+
+@dataclass
+class Profile:
+    """The calibrated thresholds of one host.
+
+    Attributes
+    ----------
+    fingerprint : Fingerprint
+        The host these figures were measured on.
+    tables : dict
+        ``tables[kernel][dtype] = {"hot": steps, "cold": steps}``, each steps
+        a tuple of ``(work_min, threads)`` pairs with ``work_min`` strictly
+        increasing from 0: a call of work ``w`` uses the threads of the last
+        step whose ``work_min <= w``.
+    calibrated_at : str
+        When the calibration ran (ISO 8601, UTC).
+    sleep_after_us : float or None
+        Idle time after which the OpenMP team was measured to have gone to
+        sleep (the cold table applies after it).
+    source : str
+        Where this profile came from (a path, or ``"embedded default"``).
+    """
+
+    fingerprint: Fingerprint
+    tables: dict[str, dict[str, dict[str, Steps]]] = field(default_factory=dict)
+    calibrated_at: str = ""
+    sleep_after_us: float | None = None
+    source: str = "memory"
+    # Not stored in the profile file: what a calibration measured.
+    sweeps: dict = field(default_factory=dict, repr=False, compare=False)
+    team_penalty: dict = field(default_factory=dict, repr=False, compare=False)
+    elapsed: float | None = field(default=None, repr=False, compare=False)
+
+    def steps(self, kernel: str, dtype: str, state: str = "hot") -> Steps:
+        """The step table of a kernel and dtype; ``((0, 1),)`` (always
+        serial) if the profile has none."""
+        try:
+            return self.tables[kernel][dtype][state]
+        except KeyError:
+            return ((0, 1),)
+
+    def threads_for(self, kernel: str, dtype: str, work: int,
+                    state: str = "hot") -> int:
+        """Threads the table gives a call of this work (1 means serial)."""
+        threads = 1
+        for work_min, t in self.steps(kernel, dtype, state):
+            if work < work_min:
+                break
+            threads = t
+        return threads
+
+    def threshold(self, kernel: str, dtype: str, state: str = "hot") -> int | None:
+        """The smallest work that goes parallel, or None if none does."""
+        for work_min, t in self.steps(kernel, dtype, state):
+            if t > 1:
+                return work_min
+        return None
+
+    def set_table(self, kernel: str, dtype: str, hot: Steps, cold: Steps) -> None:
+        self.tables.setdefault(kernel, {})[dtype] = {
+            "hot": _validate_steps(hot, f"{kernel}.{dtype}.hot"),
+            "cold": _validate_steps(cold, f"{kernel}.{dtype}.cold")}
+
+    def save(self, path: str | os.PathLike | None = None) -> Path:
+        """Write this profile into the file at ``path`` (default: see
+        :func:`default_profile_path`), keeping other hosts' entries.
+
+        The write is atomic and serialised with other writers by a lock file
+        beside the profile.  Returns the path written.
+        """
+        target = Path(path) if path is not None else default_profile_path()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(target):
+            hosts: dict[str, dict] = {}
+            if target.exists():
+                try:
+                    hosts = _parse(target.read_text(), target)
+                except (ProfileError, OSError, UnicodeDecodeError):
+                    # Never destroy what we cannot read: keep it aside.
+                    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+                    with contextlib.suppress(OSError):
+                        os.replace(target, target.with_name(
+                            f"{target.name}.unreadable-{stamp}"))
+                    hosts = {}
+            hosts[self.fingerprint.key] = _host_to_dict(self)
+            _atomic_write(target, _dumps(hosts))
+        self.source = str(target)
+        return target
+
+
+# ---------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------
+
+
+def _validate_steps(steps, where: str) -> Steps:
+    if not isinstance(steps, (list, tuple)) or not steps:
+        raise ProfileError(f"{where}: expected a non-empty list of [work_min, threads]")
+    out = []
+    for i, step in enumerate(steps):
+        if (not isinstance(step, (list, tuple)) or len(step) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool)
+                           for v in step)):
+            raise ProfileError(f"{where}[{i}]: expected [work_min, threads] integers, "
+                               f"got {step!r}")
+        work_min, threads = step
+        if work_min < 0:
+            raise ProfileError(f"{where}[{i}]: negative work_min {work_min}")
+        if threads < 1:
+            raise ProfileError(f"{where}[{i}]: threads {threads} < 1")
+        if out and work_min <= out[-1][0]:
+            raise ProfileError(f"{where}: work_min not increasing at step {i} "
+                               f"({out[-1][0]} then {work_min})")
+        out.append((work_min, threads))
+    if out[0][0] != 0:
+        raise ProfileError(f"{where}: the first step must start at work 0, "
+                           f"got {out[0][0]}")
+    return tuple(out)
+
+
+def _host_from_dict(key: str, data, where: str) -> Profile:
+    from breakeven._registry import KERNELS
+
+    if not isinstance(data, dict):
+        raise ProfileError(f"{where}: expected a table")
+    fp = data.get("fingerprint")
+    if not isinstance(fp, dict):
+        raise ProfileError(f"{where}: missing [fingerprint] table")
+    types = {"cpu": str, "usable_cpus": int, "openmp": str, "wait_policy": str,
+             "blas": str, "breakeven": str}
+    for name, typ in types.items():
+        if not isinstance(fp.get(name), typ) or isinstance(fp.get(name), bool):
+            raise ProfileError(f"{where}.fingerprint.{name}: expected {typ.__name__}, "
+                               f"got {fp.get(name)!r}")
+    fingerprint = Fingerprint(**{k: fp[k] for k in types})
+    sleep = data.get("sleep_after_us")
+    if sleep is not None and (not isinstance(sleep, (int, float))
+                              or isinstance(sleep, bool) or sleep < 0):
+        raise ProfileError(f"{where}.sleep_after_us: expected a non-negative number")
+    when = data.get("calibrated_at", "")
+    if not isinstance(when, str):
+        raise ProfileError(f"{where}.calibrated_at: expected a string")
+    kernels = data.get("kernels", {})
+    if not isinstance(kernels, dict):
+        raise ProfileError(f"{where}.kernels: expected a table")
+    profile = Profile(fingerprint, {}, when, None if sleep is None else float(sleep))
+    for kname, per_dtype in kernels.items():
+        if kname not in KERNELS:
+            raise ProfileError(f"{where}.kernels: unknown kernel {kname!r} (known: "
+                               f"{', '.join(sorted(KERNELS))}; a kernel of your "
+                               "own must be registered before the profile loads)")
+        if not isinstance(per_dtype, dict):
+            raise ProfileError(f"{where}.kernels.{kname}: expected a table")
+        for dname, states in per_dtype.items():
+            if dname not in DTYPE_NAMES:
+                raise ProfileError(f"{where}.kernels.{kname}: unknown dtype {dname!r}")
+            if not isinstance(states, dict) or set(states) != {"hot", "cold"}:
+                raise ProfileError(f"{where}.kernels.{kname}.{dname}: expected "
+                                   "'hot' and 'cold' step tables")
+            profile.set_table(kname, dname, states["hot"], states["cold"])
+    if key != fingerprint.key:
+        raise ProfileError(f"{where}: the key does not match its fingerprint "
+                           "(edited by hand?)")
+    return profile
+
+
+def _parse(text: str, path: Path | str) -> dict[str, dict]:
+    """Parse and validate a profile file; returns its raw host tables."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"not valid TOML ({exc})") from None
+    fmt = data.get("format")
+    if not isinstance(fmt, int) or isinstance(fmt, bool):
+        raise ProfileError("missing or non-integer 'format' version")
+    if fmt != FORMAT_VERSION:
+        raise ProfileError(f"format version {fmt} is not supported (this breakeven "
+                           f"reads version {FORMAT_VERSION})")
+    hosts = data.get("hosts", {})
+    if not isinstance(hosts, dict):
+        raise ProfileError("'hosts' must be a table")
+    for key, host in hosts.items():
+        _host_from_dict(key, host, f"hosts.{key}")
+    return hosts
+
+
+# ---------------------------------------------------------------------------
+# TOML output (the format is small and fixed; no writer dependency needed)
+# ---------------------------------------------------------------------------
+
+
+def _toml_str(s: str) -> str:
+    return json.dumps(s, ensure_ascii=True)  # a valid TOML basic string
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return _toml_str(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def _host_to_dict(p: Profile) -> dict:
+    d: dict = {"calibrated_at": p.calibrated_at}
+    if p.sleep_after_us is not None:
+        d["sleep_after_us"] = float(p.sleep_after_us)
+    d["fingerprint"] = p.fingerprint.as_dict()
+    d["kernels"] = {k: {dt: {s: [list(step) for step in steps]
+                             for s, steps in states.items()}
+                        for dt, states in per.items()}
+                    for k, per in p.tables.items()}
+    return d
+
+
+def _dumps(hosts: dict[str, dict]) -> str:
+    lines = ["# breakeven profile: calibrated serial/parallel thresholds.",
+             "# Written by `breakeven calibrate`; one [hosts.<key>] per host.",
+             f"format = {FORMAT_VERSION}", ""]
+    for key in sorted(hosts):
+        host = hosts[key]
+        lines.append(f"[hosts.{_toml_str(key)}]")
+        for name in ("calibrated_at", "sleep_after_us"):
+            if name in host:
+                lines.append(f"{name} = {_toml_value(host[name])}")
+        lines.append("")
+        lines.append(f"[hosts.{_toml_str(key)}.fingerprint]")
+        for name, value in host["fingerprint"].items():
+            lines.append(f"{name} = {_toml_value(value)}")
+        lines.append("")
+        for kname in sorted(host.get("kernels", {})):
+            for dname in sorted(host["kernels"][kname]):
+                states = host["kernels"][kname][dname]
+                lines.append(f"[hosts.{_toml_str(key)}.kernels.{_toml_str(kname)}."
+                             f"{dname}]")
+                for state in ("hot", "cold"):
+                    lines.append(f"{state} = {_toml_value(states[state])}")
+                lines.append("")
+    return "\n".join(lines)
+
+
+def dumps(profiles: list[Profile]) -> str:
+    """The TOML text of a file holding these profiles."""
+    return _dumps({p.fingerprint.key: _host_to_dict(p) for p in profiles})
+
+
+@contextlib.contextmanager
+def _locked(target: Path):
+    lock_path = target.with_name(target.name + ".lock")
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _atomic_write(target: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp makes the file private (0600); give it the mode the file
+        # had, or the one a plain open() would have given.
+        try:
+            mode = os.stat(target).st_mode & 0o777
+        except OSError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):
+        dirfd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+
+
+# ---------------------------------------------------------------------------
+# loading
+# ---------------------------------------------------------------------------
+
+
+def default_profile_path() -> Path:
+    """``$BREAKEVEN_PROFILE`` if set, else ``profile.toml`` in the user's
+    config directory (platformdirs)."""
+    env = os.environ.get("BREAKEVEN_PROFILE")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("breakeven")) / "profile.toml"
+
+
+_warned: set[tuple[str, str]] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(path: Path | str, reason: str) -> None:
+    with _warned_lock:
+        if (str(path), reason) in _warned:
+            return
+        _warned.add((str(path), reason))
+    warnings.warn(f"breakeven: ignoring profile {path}: {reason}; "
+                  "using the embedded default profile", ProfileWarning, stacklevel=3)
+
+
+def _pick_host(hosts: dict[str, dict], fingerprint: Fingerprint) -> Profile | None:
+    if fingerprint.key in hosts:
+        return _host_from_dict(fingerprint.key, hosts[fingerprint.key],
+                               f"hosts.{fingerprint.key}")
+    return None
+
+
+def embedded_profile(fingerprint: Fingerprint | None = None) -> Profile:
+    """The default profile shipped in the package.
+
+    It holds the calibrations of reference hosts (see ``calibration/`` in
+    the source tree); this host gets the entry with its own fingerprint if
+    there is one, else the reference entry with the same usable CPU count,
+    else the first.  Its fingerprint stays the reference host's.
+    """
+    fingerprint = fingerprint or host_fingerprint()
+    try:
+        text = resources.files("breakeven").joinpath("data/default_profile.toml") \
+            .read_text()
+        hosts = _parse(text, "embedded default")
+        profiles = [_host_from_dict(k, h, f"hosts.{k}")
+                    for k, h in sorted(hosts.items())]
+    except (OSError, ProfileError) as exc:  # a broken install: stay serial
+        warnings.warn(f"breakeven: the embedded default profile is unusable ({exc}); "
+                      "every call runs serially", ProfileWarning, stacklevel=2)
+        profiles = []
+    if not profiles:
+        return Profile(fingerprint, {}, "", None, "embedded default (empty)")
+    chosen = next((p for p in profiles if p.fingerprint.key == fingerprint.key),
+                  None) or next((p for p in profiles if p.fingerprint.usable_cpus
+                                 == fingerprint.usable_cpus), profiles[0])
+    chosen.source = "embedded default"
+    return chosen
+
+
+def load_profile(path: str | os.PathLike | None = None, *,
+                 fingerprint: Fingerprint | None = None) -> Profile:
+    """The profile for this host.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        The profile file; default :func:`default_profile_path`.
+    fingerprint : Fingerprint, optional
+        The host to look up (default: this host).
+
+    Returns
+    -------
+    Profile
+        This host's entry from the file; or the embedded default when the
+        file does not exist (silently) or cannot be used (with one
+        :class:`ProfileWarning` naming the file and the reason).  Never raises
+        because of the file's contents.
+    """
+    fingerprint = fingerprint or host_fingerprint()
+    target = Path(path) if path is not None else default_profile_path()
+    try:
+        if not target.exists():
+            return embedded_profile(fingerprint)
+        if target.is_dir():
+            raise ProfileError("it is a directory")
+        try:
+            text = target.read_text()
+        except PermissionError:
+            raise ProfileError("permission denied") from None
+        except UnicodeDecodeError:
+            raise ProfileError("not a text file") from None
+        hosts = _parse(text, target)
+        profile = _pick_host(hosts, fingerprint)
+        if profile is None:
+            others = [_host_from_dict(k, h, f"hosts.{k}") for k, h in hosts.items()]
+            detail = ""
+            if others:
+                diffs = others[0].fingerprint.differences(fingerprint)
+                detail = " (nearest entry differs in " + "; ".join(diffs[:3]) + ")"
+            raise ProfileError(f"it holds no calibration for this host among "
+                               f"{len(hosts)} host(s){detail}; run "
+                               "`breakeven calibrate`")
+        profile.source = str(target)
+        return profile
+    except ProfileError as exc:
+        _warn_once(target, str(exc))
+    except OSError as exc:
+        _warn_once(target, f"cannot be read ({exc.strerror or exc})")
+    return embedded_profile(fingerprint)
+
+
+def now_utc() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

@@ -1,0 +1,205 @@
+"""The calibration engine, on synthetic cost curves (no real timing), plus
+one real, small calibration as a smoke test."""
+
+import math
+
+import numpy as np
+import pytest
+
+from breakeven import _calibrate as cal
+from breakeven._calibrate import Point, Settings, choose_steps, thread_candidates
+from breakeven._profile import Fingerprint
+from breakeven._registry import KERNELS
+
+FP = Fingerprint("Test CPU", 8, "libgomp", "default", "openblas test", "0.1.0")
+
+
+def curve(overhead_us, per_elem_ns, speedup_cap=None):
+    """Seconds per call of a kernel: serial a*w; t threads: a*w/s(t) + c*t."""
+    def cost(work, t):
+        serial = per_elem_ns * 1e-9 * work + 0.2e-6
+        if t == 1:
+            return serial
+        s = t if speedup_cap is None else min(t, speedup_cap)
+        return serial / s + overhead_us * 1e-6 * (1 + 0.1 * t)
+    return cost
+
+
+def crossover(cost, t):
+    """Exact work where t threads start beating serial (by bisection)."""
+    lo, hi = 1.0, 1e12
+    for _ in range(200):
+        mid = math.sqrt(lo * hi)
+        if cost(mid, t) < cost(mid, 1):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def synthetic_measure(cost, noise=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+
+    def measure(kernel, dtype, work, threads, settings):
+        return Point(work, {t: cost(work, t) * (1 + noise * rng.standard_normal())
+                            for t in threads})
+    return measure
+
+
+def run(cost, *, usable=8, settings=None, noise=0.0, seed=0, penalty=None,
+        kernels=("sum",), clock=None, **kw):
+    settings = settings or Settings(margin=0.0)
+    return cal.calibrate(
+        kernels, progress=False, dtypes=("float64",), settings=settings,
+        measure=synthetic_measure(cost, noise, seed),
+        team=lambda threads: (penalty or {}, 20000.0), usable=usable,
+        fingerprint=FP, **({"clock": clock} if clock else {}), **kw)
+
+
+def test_thread_candidates():
+    assert thread_candidates(1) == [1]
+    assert thread_candidates(2) == [1, 2]
+    assert thread_candidates(3) == [1, 2, 3]
+    assert thread_candidates(8) == [1, 2, 4, 8]
+    assert thread_candidates(12) == [1, 2, 4, 8, 12]
+    with pytest.raises(ValueError):
+        thread_candidates(0)
+
+
+@pytest.mark.parametrize("overhead_us,per_elem_ns", [(1.3, 0.1), (2.0, 1.0), (5, 0.05)])
+def test_known_crossover_found_within_one_grid_step(overhead_us, per_elem_ns):
+    cost = curve(overhead_us, per_elem_ns)
+    p = run(cost, usable=2, settings=Settings(margin=0.0, settle=2))
+    found = p.threshold("sum", "float64")
+    true = crossover(cost, 2)
+    assert true <= found <= 2 * true, (found, true)
+
+
+def test_noise_does_not_flip_the_decision():
+    cost = curve(2.0, 0.5)
+    true = crossover(cost, 2)
+    found = [run(cost, usable=2, noise=0.02, seed=s,
+                 settings=Settings(margin=0.05, settle=3)).threshold("sum", "float64")
+             for s in range(10)]
+    # each within a grid step of the noiseless answer, around the margin
+    assert all(true / 2 <= f <= 4 * true for f in found), (found, true)
+    steps = [run(cost, usable=2, noise=0.02, seed=s).steps("sum", "float64")
+             for s in range(10)]
+    assert all(len(st) == 2 for st in steps), steps  # one serial->parallel step
+
+
+def test_a_kernel_that_never_pays_gets_no_parallel_step():
+    def cost(work, t):
+        return 1e-9 * work * (1 if t == 1 else 1.5)
+    p = run(cost, usable=4)
+    assert p.steps("sum", "float64", "hot") == ((0, 1),)
+    assert p.steps("sum", "float64", "cold") == ((0, 1),)
+    assert p.threshold("sum", "float64") is None
+
+
+def test_three_thread_counts_give_a_monotone_table():
+    cost = curve(2.0, 0.3)
+    p = run(cost, usable=4, noise=0.05, seed=3)
+    steps = p.steps("sum", "float64")
+    threads = [t for _, t in steps]
+    assert threads == sorted(threads) and threads[0] == 1 and threads[-1] == 4
+    works = [w for w, _ in steps]
+    assert works == sorted(set(works)) and works[0] == 0
+
+
+def test_margin_keeps_fewer_threads_when_more_barely_help():
+    # 4 threads only 2% better than 2 threads at large sizes: keep 2
+    def cost(work, t):
+        base = 1e-9 * work
+        return {1: base, 2: base / 1.9 + 2e-6, 4: base / 1.94 + 3e-6}[t]
+    p = run(cost, usable=4, settings=Settings(margin=0.05))
+    assert max(t for _, t in p.steps("sum", "float64")) == 2
+
+
+def test_cold_table_starts_later_by_the_wake_up_penalty():
+    cost = curve(1.3, 0.2)
+    p = run(cost, usable=2, penalty={2: 40e-6})
+    hot, cold = p.threshold("sum", "float64", "hot"), p.threshold("sum", "float64",
+                                                                  "cold")
+    assert hot is not None and cold is not None and cold > 4 * hot
+    true_cold = crossover(lambda w, t: cost(w, t) + (40e-6 if t > 1 else 0), 2)
+    assert true_cold <= cold <= 2 * true_cold
+
+
+def test_sweep_stops_once_settled():
+    calls = []
+
+    def measure(kernel, dtype, work, threads, settings):
+        calls.append(work)
+        return Point(work, {1: 1e-9 * work, 2: 0.5e-9 * work + 1e-6})
+
+    settings = Settings(margin=0.05, settle=3)
+    pts = cal.sweep(KERNELS["sum"], np.dtype("float64"), [1, 2], settings, measure,
+                    deadline=math.inf)
+    first_win = next(p.work for p in pts if p.times[2] * 1.05 < p.times[1])
+    assert calls[-1] == first_win * 4  # three wins in a row, then stop
+    assert len(calls) < len(settings.works())
+
+
+def test_budget_is_respected():
+    """A fake clock advances with every measurement; the run stops on time
+    and every kernel still gets a table."""
+    now = [0.0]
+
+    def clock():
+        return now[0]
+
+    def measure(kernel, dtype, work, threads, settings):
+        now[0] += 0.5  # every point costs half a second
+        return Point(work, {1: 1e-9 * work, 2: 1e-9 * work})
+
+    p = cal.calibrate(["sum", "exp", "dot"], budget=3.0, progress=False,
+                      dtypes=("float64",), measure=measure,
+                      team=lambda t: ({}, None), usable=2, fingerprint=FP,
+                      clock=clock, settings=Settings(settle=99))
+    assert now[0] <= 3.0 + 3 * 0.5 * 2  # at most two points past each deadline
+    assert p.elapsed <= 6.0
+    assert set(p.tables) == {"sum", "exp", "dot"}
+
+
+def test_one_cpu_host_is_always_serial():
+    p = run(curve(1.0, 1.0), usable=1)
+    assert p.steps("sum", "float64") == ((0, 1),)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown kernel"):
+        cal.calibrate(["nope"], progress=False)
+    with pytest.raises(ValueError, match="budget"):
+        cal.calibrate(["sum"], budget=0, progress=False)
+
+
+def test_choose_steps_edge_cases():
+    assert choose_steps([]) == ((0, 1),)
+    with pytest.raises(ValueError):
+        choose_steps([Point(10, {2: 1.0})])
+    # parallel already best at the smallest size: serial below it
+    steps = choose_steps([Point(100, {1: 2.0, 2: 1.0}), Point(200, {1: 4.0, 2: 2.0})])
+    assert steps == ((0, 1), (100, 2))
+
+
+def test_paired_point_needs_a_consistent_win():
+    from breakeven._timing import Timing
+
+    serial = Timing((1.0, 1.0, 1.0, 1.0, 1.0))
+    lucky = Timing((0.5, 1.1, 1.1, 1.05, 1.2))  # one good batch out of five
+    steady = Timing((0.8, 0.82, 0.79, 0.81, 1.3))
+    assert cal.paired_point(10, {1: serial, 2: lucky}).times[2] >= 1.0
+    assert cal.paired_point(10, {1: serial, 2: steady}).times[2] == pytest.approx(0.81)
+
+
+def test_real_quick_calibration_of_one_kernel(tmp_path):
+    """Smoke test: the real measuring path, one kernel, a tight budget."""
+    p = cal.calibrate(["sum"], quick=True, budget=2.0, progress=False,
+                      dtypes=("float64",))
+    steps = p.steps("sum", "float64")
+    assert steps[0] == (0, 1)
+    assert len(p.sweeps[("sum", "float64")]) >= 2
+    assert p.elapsed < 10
+    path = p.save(tmp_path / "profile.toml")
+    assert path.exists()

@@ -1,0 +1,197 @@
+"""Profiles: TOML round trip, every way a file can be wrong, concurrent
+writers, and the embedded default."""
+
+import multiprocessing
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+
+from breakeven import _profile
+from breakeven._profile import (
+    FORMAT_VERSION,
+    Fingerprint,
+    Profile,
+    ProfileWarning,
+    embedded_profile,
+    load_profile,
+)
+
+HERE = Fingerprint("Test CPU", 2, "libgomp", "default", "openblas test", "0.1.0")
+OTHER = Fingerprint("Other CPU", 64, "libgomp", "passive", "mkl", "0.1.0")
+
+
+def make(fp=HERE, thr=32768):
+    p = Profile(fp, {}, "2026-11-26T12:00:00+00:00", 3000.0)
+    p.set_table("sum", "float64", ((0, 1), (thr, 2)), ((0, 1), (4 * thr, 2)))
+    p.set_table("exp", "float32", ((0, 1), (2048, 2), (1 << 20, 4)), ((0, 1),))
+    return p
+
+
+@pytest.fixture(autouse=True)
+def fresh_warnings():
+    _profile._warned.clear()
+    yield
+    _profile._warned.clear()
+
+
+def test_round_trip(tmp_path):
+    p = make()
+    path = p.save(tmp_path / "profile.toml")
+    q = load_profile(path, fingerprint=HERE)
+    assert q.tables == p.tables
+    assert q.fingerprint == HERE and q.sleep_after_us == 3000.0
+    assert q.calibrated_at == p.calibrated_at and q.source == str(path)
+    assert q.threads_for("sum", "float64", 32767) == 1
+    assert q.threads_for("sum", "float64", 32768) == 2
+    assert q.threads_for("exp", "float32", 1 << 21) == 4
+    assert q.threads_for("sum", "float64", 10**9, "cold") == 2
+    assert q.threads_for("dot", "float64", 10**9) == 1  # not calibrated: serial
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_several_hosts_in_one_file(tmp_path):
+    path = tmp_path / "profile.toml"
+    make(HERE, 1000).save(path)
+    make(OTHER, 5000).save(path)
+    make(HERE, 2000).save(path)  # replaces HERE, keeps OTHER
+    assert load_profile(path, fingerprint=HERE).threshold("sum", "float64") == 2000
+    assert load_profile(path, fingerprint=OTHER).threshold("sum", "float64") == 5000
+    assert path.read_text().count(".fingerprint]") == 2
+
+
+def test_missing_file_is_the_embedded_default_silently(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = load_profile(tmp_path / "nope.toml", fingerprint=HERE)
+    assert p.source.startswith("embedded default")
+
+
+def good_text():
+    return _profile.dumps([make()])
+
+
+# Each case: how to spoil the file, and a word the warning must contain.
+FAULTS = {
+    "empty": (lambda p: p.write_text(""), "format"),
+    "truncated": (lambda p: p.write_text(good_text()[: len(good_text()) // 2]), ""),
+    "binary garbage": (lambda p: p.write_bytes(os.urandom(300) + b"\xff\xfe"), ""),
+    "not toml": (lambda p: p.write_text("this is = = not toml ]]"), "TOML"),
+    "wrong types": (lambda p: p.write_text(
+        good_text().replace("usable_cpus = 2", 'usable_cpus = "two"')), "usable_cpus"),
+    "negative work": (lambda p: p.write_text(
+        good_text().replace("[32768, 2]", "[-5, 2]")), "negative"),
+    "unsorted steps": (lambda p: p.write_text(
+        good_text().replace("[[0, 1], [2048, 2], [1048576, 4]]",
+                            "[[0, 1], [1048576, 2], [2048, 4]]")), "increasing"),
+    "threads < 1": (lambda p: p.write_text(
+        good_text().replace("[32768, 2]", "[32768, 0]")), "threads"),
+    "unknown kernel": (lambda p: p.write_text(
+        good_text().replace('.kernels."sum"', '.kernels."frobnicate"')),
+        "unknown kernel"),
+    "future format": (lambda p: p.write_text(
+        good_text().replace(f"format = {FORMAT_VERSION}", "format = 99")),
+        "version 99"),
+    "another host": (lambda p: make(OTHER).save(p), "no calibration for this host"),
+    "a directory": (lambda p: p.mkdir(), "directory"),
+    "unreadable": (lambda p: (p.write_text(good_text()), p.chmod(0)), "permission"),
+    "first step not at 0": (lambda p: p.write_text(
+        good_text().replace("[[0, 1], [32768, 2]]", "[[5, 1], [32768, 2]]")), "work 0"),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_each_fault_gives_one_warning_and_the_default(tmp_path, fault, monkeypatch):
+    spoil, word = FAULTS[fault]
+    path = tmp_path / "profile.toml"
+    spoil(path)
+    if fault == "unreadable" and os.access(path, os.R_OK):
+        # root reads any file: make this one refuse all the same
+        real = Path.read_text
+
+        def refuse(self, *a, **k):
+            if self == path:
+                raise PermissionError(13, "Permission denied", str(self))
+            return real(self, *a, **k)
+        monkeypatch.setattr(Path, "read_text", refuse)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        p = load_profile(path, fingerprint=HERE)
+        load_profile(path, fingerprint=HERE)  # the same problem again: silent
+    ours = [w for w in caught if issubclass(w.category, ProfileWarning)]
+    assert len(ours) == 1, [str(w.message) for w in ours]
+    message = str(ours[0].message)
+    assert str(path) in message and word in message
+    assert p.source.startswith("embedded default")
+    # dispatching from it works: a decision for every kernel
+    for k in ("sum", "nearest"):
+        assert p.threads_for(k, "float64", 10**6) >= 1
+
+
+def test_save_keeps_an_unreadable_file_aside(tmp_path):
+    path = tmp_path / "profile.toml"
+    path.write_text("garbage = [")
+    make().save(path)
+    kept = list(tmp_path.glob("profile.toml.unreadable-*"))
+    assert len(kept) == 1 and kept[0].read_text() == "garbage = ["
+    assert load_profile(path, fingerprint=HERE).source == str(path)
+
+
+def _writer(path, fp_cpu, thr, rounds):
+    fp = Fingerprint(fp_cpu, 2, "libgomp", "default", "openblas", "0.1.0")
+    for i in range(rounds):
+        make(fp, thr + i).save(path)
+
+
+def test_concurrent_writers_leave_one_valid_file_with_both_hosts(tmp_path):
+    path = tmp_path / "profile.toml"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(path, cpu, 1000, 30))
+             for cpu in ("CPU A", "CPU B")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    hosts = _profile._parse(path.read_text(), path)
+    assert len(hosts) == 2
+    for cpu in ("CPU A", "CPU B"):
+        fp = Fingerprint(cpu, 2, "libgomp", "default", "openblas", "0.1.0")
+        assert load_profile(path, fingerprint=fp).threshold("sum", "float64") == 1029
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_embedded_default_is_valid_and_traceable():
+    p = embedded_profile(HERE)
+    assert p.source.startswith("embedded default")
+    data = Path(_profile.__file__).parent / "data"
+    text = (data / "default_profile.toml").read_text()
+    hosts = _profile._parse(text, "embedded")
+    assert hosts, "the embedded default holds no reference host"
+    for k in ("sum", "dot", "axpy", "exp", "cumsum", "histogram", "nearest"):
+        assert k in p.tables
+
+
+def test_default_path_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("BREAKEVEN_PROFILE", str(tmp_path / "x.toml"))
+    assert _profile.default_profile_path() == tmp_path / "x.toml"
+    monkeypatch.delenv("BREAKEVEN_PROFILE")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    expected = tmp_path / "cfg" / "breakeven" / "profile.toml"
+    assert _profile.default_profile_path() == expected
+
+
+def test_host_fingerprint_describes_this_host():
+    fp = _profile.host_fingerprint()
+    assert fp.usable_cpus >= 1 and fp.cpu and fp.breakeven
+    assert "gomp" in fp.openmp
+    assert fp.key == _profile.host_fingerprint().key
+
+
+def test_set_table_validates():
+    p = Profile(HERE)
+    with pytest.raises(_profile.ProfileError):
+        p.set_table("sum", "float64", ((0, 1), (10, 0)), ((0, 1),))
+    with pytest.raises(_profile.ProfileError):
+        p.set_table("sum", "float64", (), ((0, 1),))

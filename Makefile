@@ -15,7 +15,7 @@ SOURCES := $(shell find src -type f -not -name '*.pyc') meson.build pyproject.to
 all: test
 
 help:
-	@echo "make calibrate  build, install into $(VENV) and time the kernels on this host"
+	@echo "make calibrate  build, install into $(VENV), calibrate this host, write its profile"
 	@echo "make test       build, install into $(VENV) and run the test suite"
 	@echo "make bench      serial/parallel/NumPy benchmark tables (benchmarks/)"
 	@echo "make lint       ruff and cython-lint"
@@ -36,9 +36,15 @@ test: install
 
 calibrate: install
 	$(VENV)/bin/breakeven calibrate
+	@echo "plot it: $(VENV)/bin/breakeven plot -o calibration.png"
 
+# The benchmarks compare against NumPy's own BLAS kernel: OPENBLAS_CORETYPE
+# and OPENBLAS_L2_SIZE (which may force an older kernel) are unset here only.
 bench: install
-	$(PY) benchmarks/bench_kernels.py --output benchmarks/results/kernels.md
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_kernels.py \
+	    --output benchmarks/results/kernels.md
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_calibration.py \
+	    --output benchmarks/results/calibration.md
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

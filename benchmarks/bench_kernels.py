@@ -25,11 +25,11 @@ import platform
 import sys
 
 import numpy as np
-from breakeven._threads import usable_cpus
 from threadpoolctl import ThreadpoolController
 
 import breakeven
 from breakeven._registry import KERNELS
+from breakeven._threads import usable_cpus
 from breakeven._timing import time_interleaved
 
 

@@ -10,9 +10,9 @@ bound for the reductions and the scan.
 
 import numpy as np
 import pytest
-from breakeven._threads import usable_cpus
 
 from breakeven import _elementwise, _histogram, _nearest, _reductions, _scan
+from breakeven._threads import usable_cpus
 
 DTYPES = [np.float64, np.float32]
 SIZES = [0, 1, 7, 1000, 2**20 + 3]

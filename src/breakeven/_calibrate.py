@@ -113,8 +113,9 @@ def choose_steps(points: Sequence[Point], margin: float = MARGIN) -> Steps:
     serial, so more threads win only by a margin.  Among tables whose thread
     count never decreases with work, a dynamic programme picks the one with
     the smallest total relative loss against each point's best candidate
-    (ties go to fewer threads).  A step starts at the first measured work
-    that uses it, so a true crossover lies at most one grid step below it.
+    (ties go to fewer threads).  A step starts between the first measured
+    work that uses it and the one before it that does not: at the geometric
+    mean of the two.
     """
     points = sorted(points, key=lambda p: p.work)
     if not points:
@@ -152,13 +153,23 @@ def choose_steps(points: Sequence[Point], margin: float = MARGIN) -> Steps:
         choice.append(c)
     choice.reverse()
     steps: list[tuple[int, int]] = [(0, cands[choice[0]])]
-    for p, ci in zip(points[1:], choice[1:], strict=True):
+    for prev, p, ci in zip(points, points[1:], choice[1:], strict=False):
         if cands[ci] != steps[-1][1]:
-            steps.append((int(p.work), cands[ci]))
+            # The crossover lies between the two measured sizes: take their
+            # geometric mean (at most a factor sqrt(grid step) from it).
+            mid = int(round(math.sqrt(prev.work * p.work)))
+            steps.append((max(mid, steps[-1][0] + 1), cands[ci]))
     if steps[0][1] != 1 and len(points) > 0:
         # below the smallest size measured, nothing is known: stay serial
         steps = [(0, 1), (int(points[0].work), steps[0][1])] + steps[1:]
     return tuple(steps)
+
+
+def merge(a: Point, b: Point) -> Point:
+    """Two measurements of one size: the faster time of each candidate
+    (interference only ever adds time, so the minimum is the cleaner)."""
+    return Point(a.work, {t: min(a.times[t], b.times.get(t, math.inf))
+                          for t in a.times}, a.ambiguous and b.ambiguous)
 
 
 def with_penalty(points: Iterable[Point], penalty: dict[int, float]) -> list[Point]:
@@ -346,7 +357,34 @@ def sweep(kernel: Kernel, dtype: np.dtype, threads: Sequence[int],
             streak = streak + 1 if clear else 0
             if streak >= settings.settle:
                 break
-    return points
+    return refine(kernel, dtype, threads, settings, measure, points, penalty)
+
+
+def refine(kernel: Kernel, dtype: np.dtype, threads: Sequence[int],
+           settings: Settings, measure: Measure, points: list[Point],
+           penalty: dict[int, float] | None = None) -> list[Point]:
+    """Measure the sizes on both sides of each chosen step once more and
+    merge: a burst of interference during the sweep (another process on the
+    cores) can make several sizes in a row look serial, and would otherwise
+    push a threshold far up.  Costs a few points per sweep."""
+    if len(points) < 2 or max(threads) == 1:
+        return points
+    out = list(points)
+    done: set[int] = set()
+    for _ in range(4):  # a step that moves is looked at again, where it went
+        again: set[int] = set()
+        for pts in (out, with_penalty(out, penalty or {})):
+            for work_min, _t in choose_steps(pts, settings.margin)[1:]:
+                i = next(i for i, p in enumerate(out) if p.work >= work_min)
+                again.update(range(max(0, i - 2), min(len(out), i + 1)))
+        again -= done
+        if not again:
+            break
+        for i in sorted(again):
+            out[i] = merge(out[i], measure(kernel, dtype, out[i].work, threads,
+                                           settings))
+        done |= again
+    return out
 
 
 def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,

@@ -1,25 +1,52 @@
 """breakeven: decides, on every call, whether parallelism pays off.
 
-Each kernel exists as a serial loop and an OpenMP ``prange`` loop.
-``breakeven calibrate`` measures where the parallel one breaks even on this
-host and records it in a profile (:func:`load_profile`).
+Drop-in functions (:func:`sum`, :func:`dot`, :func:`axpy`, :func:`exp`,
+:func:`cumsum`, :func:`histogram`, :func:`nearest`) run a serial or an OpenMP
+kernel, with as many threads as pay on this host, according to a profile that
+``breakeven calibrate`` measures (:func:`load_profile`); :func:`explain` says
+why.  :func:`threads` and :func:`section` control the cores, and
+:func:`kernel` dispatches kernels of your own the same way.
 """
-
-from breakeven._calibrate import calibrate
-from breakeven._cpu import usable_cpus
-from breakeven._profile import Profile, ProfileWarning, load_profile
-from breakeven._registry import KERNELS, Kernel, get_kernel
 
 __version__ = "0.1.0"
 
+from breakeven._api import (  # noqa: E402
+    axpy,
+    cumsum,
+    dot,
+    exp,
+    explain,
+    histogram,
+    kernel,
+    nearest,
+    sum,
+)
+from breakeven._calibrate import calibrate  # noqa: E402
+from breakeven._cpu import usable_cpus  # noqa: E402
+from breakeven._dispatch import Decision, section, threads  # noqa: E402
+from breakeven._profile import Profile, ProfileWarning, load_profile  # noqa: E402
+from breakeven._registry import KERNELS, Kernel, get_kernel  # noqa: E402
+
 __all__ = [
     "KERNELS",
+    "Decision",
     "Kernel",
     "Profile",
     "ProfileWarning",
     "__version__",
+    "axpy",
     "calibrate",
+    "cumsum",
+    "dot",
+    "exp",
+    "explain",
     "get_kernel",
+    "histogram",
+    "kernel",
     "load_profile",
+    "nearest",
+    "section",
+    "sum",
+    "threads",
     "usable_cpus",
 ]

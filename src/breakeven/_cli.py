@@ -248,6 +248,30 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from breakeven import _dispatch
+    from breakeven._registry import KERNELS
+
+    _import_modules(args.module)
+    if args.kernel not in KERNELS:
+        raise CLIError(f"unknown kernel {args.kernel!r}; known: {', '.join(KERNELS)}")
+    if args.work < 0:
+        raise CLIError("work must be >= 0")
+    if args.profile:
+        from breakeven._profile import load_profile
+
+        _dispatch.reset(load_profile(args.profile))
+    _dispatch.profile()  # loaded before the clock is read
+    if not args.cold:  # as a call in a loop finds it: the team just ran
+        import time
+
+        _dispatch._state.last_parallel = time.monotonic()
+    k = KERNELS[args.kernel]
+    d = _dispatch.decide(k.name, args.dtype, args.work, k.uses_blas, explain=True)
+    print(d)
+    return 0
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -289,6 +313,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--module", action="append", metavar="PKG.MOD")
     p.add_argument("--profile", metavar="PATH", help="profile file to read")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("explain", help="what dispatch would do with a call of "
+                                       "this work, and why")
+    p.add_argument("kernel")
+    p.add_argument("work", type=int)
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    p.add_argument("--cold", action="store_true",
+                   help="as a lone call (default: as a call in a loop)")
+    p.add_argument("--module", action="append", metavar="PKG.MOD")
+    p.add_argument("--profile", metavar="PATH", help="profile file to read")
+    p.set_defaults(func=cmd_explain)
     return parser
 
 

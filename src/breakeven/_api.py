@@ -1,0 +1,607 @@
+"""The drop-in functions: NumPy's signatures, the calibrated kernels inside.
+
+Each function first plans the call: if its inputs are what a kernel takes
+(float32/float64 ndarrays, contiguous, no options the kernel lacks), the plan
+names the kernel, the dtype, the work and the kernel's arguments; dispatch
+then picks serial or parallel.  Anything else (other dtypes, axes, strided
+views, subclasses, ``out`` arrays of another type, invalid input) goes to
+NumPy itself, so the result, and any error, is NumPy's.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from breakeven import _dispatch
+from breakeven._dispatch import Decision
+from breakeven._registry import KERNELS, Kernel, register
+
+__all__ = ["axpy", "cumsum", "dot", "exp", "explain", "histogram", "kernel",
+           "nearest", "sum"]
+
+_FLOATS = {np.dtype(np.float64): "float64", np.dtype(np.float32): "float32"}
+_NoValue = np._NoValue
+
+
+@dataclass(frozen=True)
+class _Plan:
+    kernel: Kernel
+    dtype: str
+    work: int
+    args: tuple
+    finish: Callable | None = None  # kernel result -> return value
+
+
+def _flat(a) -> np.ndarray | None:
+    """A 1-D view of a C-contiguous float32/float64 ndarray, else None."""
+    if type(a) is not np.ndarray or a.dtype not in _FLOATS or a.ndim == 0 \
+            or not a.flags.c_contiguous:
+        return None
+    return a if a.ndim == 1 else a.reshape(-1)
+
+
+def _writable_out(out, shape, dtype, *inputs) -> bool:
+    """``out`` can take a kernel's result: an exact ndarray of that shape and
+    dtype, C-contiguous, writeable, and either one of the inputs itself or
+    not overlapping them."""
+    return (type(out) is np.ndarray and out.shape == shape and out.dtype == dtype
+            and out.flags.c_contiguous and out.flags.writeable
+            and all(out is x or not np.may_share_memory(out, x) for x in inputs))
+
+
+def _execute(plan):
+    result = _dispatch.run(plan.kernel, plan.dtype, plan.work, plan.args)
+    return plan.finish(result) if plan.finish is not None else result
+
+
+def _explain_plan(plan) -> Decision:
+    if isinstance(plan, str):
+        return Decision("numpy", 1, 0, plan)
+    d = _dispatch.decide(plan.kernel.name, plan.dtype, plan.work,
+                         plan.kernel.uses_blas, explain=True)
+    return Decision(d.variant, d.threads, d.work, d.reason, d.kernel)
+
+
+# ---------------------------------------------------------------------------
+# sum
+# ---------------------------------------------------------------------------
+
+
+def _plan_sum(a, axis=None, dtype=None, out=None, keepdims=_NoValue,
+              initial=_NoValue, where=_NoValue):
+    if axis is not None or dtype is not None or out is not None \
+            or keepdims not in (_NoValue, False) or initial is not _NoValue \
+            or where is not _NoValue:
+        return "axis, dtype, out, keepdims, initial or where given"
+    x = _flat(a)
+    if x is None:
+        return "not a contiguous float32/float64 ndarray"
+    return _Plan(KERNELS["sum"], _FLOATS[x.dtype], x.size, (x,), x.dtype.type)
+
+
+def sum(a, axis=None, dtype=None, out=None, keepdims=_NoValue, initial=_NoValue,
+        where=_NoValue):
+    """Sum of array elements, as :func:`numpy.sum`.
+
+    A contiguous float32/float64 array summed over all its elements runs the
+    calibrated kernel (serial or parallel): a blocked pairwise sum whose
+    result is the same for every thread count, within a pairwise-summation
+    error of NumPy's.  Any other call is ``numpy.sum`` itself.
+
+    Parameters
+    ----------
+    a : array_like
+        Elements to sum.
+    axis, dtype, out, keepdims, initial, where
+        As in :func:`numpy.sum` (any of them sends the call to NumPy).
+
+    Returns
+    -------
+    numpy scalar or ndarray
+        As :func:`numpy.sum` returns.
+
+    See Also
+    --------
+    numpy.sum, explain
+
+    Examples
+    --------
+    >>> import numpy as np, breakeven
+    >>> float(breakeven.sum(np.arange(10.0)))
+    45.0
+    >>> breakeven.sum(np.ones((2, 3), dtype=np.float32)).dtype
+    dtype('float32')
+    >>> breakeven.sum([[1, 2], [3, 4]], axis=0)  # NumPy does this one
+    array([4, 6])
+    """
+    plan = _plan_sum(a, axis, dtype, out, keepdims, initial, where)
+    if isinstance(plan, str):
+        kw = {k: v for k, v in (("keepdims", keepdims), ("initial", initial),
+                                ("where", where)) if v is not _NoValue}
+        return np.sum(a, axis=axis, dtype=dtype, out=out, **kw)
+    return _execute(plan)
+
+
+# ---------------------------------------------------------------------------
+# dot
+# ---------------------------------------------------------------------------
+
+
+def _plan_dot(a, b, out=None):
+    if out is not None:
+        return "out given"
+    x, y = _flat(a), _flat(b)
+    if x is None or y is None or a.ndim != 1 or b.ndim != 1:
+        return "not two contiguous 1-D float32/float64 ndarrays"
+    if x.dtype != y.dtype or x.size != y.size:
+        return "dtypes or lengths differ"
+    return _Plan(KERNELS["dot"], _FLOATS[x.dtype], x.size, (x, y), x.dtype.type)
+
+
+def dot(a, b, out=None):
+    """Dot product, as :func:`numpy.dot`.
+
+    Two contiguous 1-D arrays of the same float dtype run the calibrated
+    kernel (bit-identical for every thread count); anything else is
+    ``numpy.dot``.
+
+    Parameters
+    ----------
+    a, b : array_like
+    out : ndarray, optional
+        As in :func:`numpy.dot` (sends the call to NumPy).
+
+    Returns
+    -------
+    numpy scalar or ndarray
+
+    See Also
+    --------
+    numpy.dot
+
+    Examples
+    --------
+    >>> import numpy as np, breakeven
+    >>> float(breakeven.dot(np.array([1.0, 2.0]), np.array([3.0, 4.0])))
+    11.0
+    """
+    plan = _plan_dot(a, b, out)
+    if isinstance(plan, str):
+        return np.dot(a, b, out=out) if out is not None else np.dot(a, b)
+    return _execute(plan)
+
+
+# ---------------------------------------------------------------------------
+# axpy
+# ---------------------------------------------------------------------------
+
+
+def _plan_axpy(a, x, y):
+    xs, ys = _flat(x), _flat(y)
+    if xs is None or ys is None or x.shape != y.shape or xs.dtype != ys.dtype:
+        return "not two contiguous float32/float64 ndarrays of one shape and dtype"
+    if not y.flags.writeable:
+        return "y is read-only"
+    if x is not y and np.may_share_memory(x, y):
+        return "x and y overlap"
+    # A Python number is cast to the arrays' dtype, as NumPy does; a NumPy
+    # scalar of another dtype would promote: leave that to NumPy.
+    if isinstance(a, np.generic):
+        if a.dtype != xs.dtype:
+            return "a is a NumPy scalar of another dtype"
+    elif not isinstance(a, numbers.Real) or isinstance(a, bool):
+        return "a is not a real number"
+    return _Plan(KERNELS["axpy"], _FLOATS[xs.dtype], xs.size, (float(a), xs, ys),
+                 lambda _: y)
+
+
+def axpy(a, x, y):
+    """``y += a * x`` in place, and return ``y``.
+
+    Bit for bit what NumPy's ``y += a * x`` computes (two roundings, no fused
+    multiply-add), without its temporary array.  Inputs the kernel does not
+    take are handed to NumPy as ``y += a * x``.
+
+    Parameters
+    ----------
+    a : float
+        Scale.
+    x : ndarray
+        Input.
+    y : ndarray
+        Updated in place.
+
+    Returns
+    -------
+    ndarray
+        ``y``.
+
+    Examples
+    --------
+    >>> import numpy as np, breakeven
+    >>> y = np.ones(3)
+    >>> breakeven.axpy(2.0, np.arange(3.0), y)
+    array([1., 3., 5.])
+    """
+    plan = _plan_axpy(a, x, y)
+    if isinstance(plan, str):
+        y += a * x
+        return y
+    return _execute(plan)
+
+
+# ---------------------------------------------------------------------------
+# exp
+# ---------------------------------------------------------------------------
+
+
+def _plan_exp(x, out=None, **kwargs):
+    if kwargs:
+        return f"ufunc keyword(s) {', '.join(sorted(kwargs))} given"
+    if isinstance(out, tuple):
+        if len(out) != 1:
+            return "out is not a single array"
+        out = out[0]
+    xs = _flat(x)
+    if xs is None:
+        return "not a contiguous float32/float64 ndarray of at least one dimension"
+    if out is None:
+        res = np.empty_like(x)
+    elif _writable_out(out, x.shape, x.dtype, x):
+        res = out
+    else:
+        return "out is not a contiguous writeable array of x's shape and dtype"
+    return _Plan(KERNELS["exp"], _FLOATS[xs.dtype], xs.size,
+                 (xs, res.reshape(-1)), lambda _: res)
+
+
+def exp(x, out=None, **kwargs):
+    """Exponential, element-wise, as :func:`numpy.exp`.
+
+    A contiguous float32/float64 array runs the calibrated, vectorised kernel:
+    within 4 ulp of ``numpy.exp`` over the whole range, with NaN, inf,
+    overflow and subnormal results as NumPy gives them (but without NumPy's
+    floating-point warnings).  Anything else, including any other ufunc
+    keyword, is ``numpy.exp``.
+
+    Parameters
+    ----------
+    x : array_like
+    out : ndarray, optional
+        Where to write the result (may be ``x`` itself).
+    **kwargs
+        Other :class:`numpy.ufunc` keywords (send the call to NumPy).
+
+    Returns
+    -------
+    ndarray or numpy scalar
+
+    See Also
+    --------
+    numpy.exp
+
+    Examples
+    --------
+    >>> import numpy as np, breakeven
+    >>> breakeven.exp(np.array([0.0, 1.0]))
+    array([1.        , 2.71828183])
+    """
+    plan = _plan_exp(x, out, **kwargs)
+    if isinstance(plan, str):
+        return np.exp(x, out=out, **kwargs) if out is not None \
+            else np.exp(x, **kwargs)
+    return _execute(plan)
+
+
+# ---------------------------------------------------------------------------
+# cumsum
+# ---------------------------------------------------------------------------
+
+
+def _plan_cumsum(a, axis=None, dtype=None, out=None):
+    xs = _flat(a)
+    if xs is None:
+        return "not a contiguous float32/float64 ndarray"
+    if dtype is not None:
+        return "dtype given"
+    if not (axis is None or (a.ndim == 1 and axis in (0, -1))):
+        return "an axis of a multi-dimensional array"
+    if out is None:
+        res = np.empty(xs.size, dtype=xs.dtype)
+    elif _writable_out(out, (xs.size,), xs.dtype, a):
+        res = out
+    else:
+        return "out is not a contiguous writeable 1-D array of the right size"
+    return _Plan(KERNELS["cumsum"], _FLOATS[xs.dtype], xs.size, (xs, res),
+                 lambda _: res)
+
+
+def cumsum(a, axis=None, dtype=None, out=None):
+    """Cumulative sum, as :func:`numpy.cumsum`.
+
+    A contiguous float32/float64 array (flattened, or 1-D along its axis)
+    runs the calibrated blocked scan: the same result for every thread
+    count, and more accurate than NumPy's running sum (within a pairwise
+    error bound of the exact sums).  Anything else is ``numpy.cumsum``.
+
+    Parameters
+    ----------
+    a : array_like
+    axis, dtype, out
+        As in :func:`numpy.cumsum`.
+
+    Returns
+    -------
+    ndarray
+
+    See Also
+    --------
+    numpy.cumsum
+
+    Examples
+    --------
+    >>> import numpy as np, breakeven
+    >>> breakeven.cumsum(np.array([1.0, 2.0, 3.0]))
+    array([1., 3., 6.])
+    """
+    plan = _plan_cumsum(a, axis, dtype, out)
+    if isinstance(plan, str):
+        return np.cumsum(a, axis=axis, dtype=dtype, out=out)
+    return _execute(plan)
+
+
+# ---------------------------------------------------------------------------
+# histogram
+# ---------------------------------------------------------------------------
+
+
+def _plain_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _plan_histogram(a, bins=10, range=None, density=None, weights=None):
+    xs = _flat(a)
+    if xs is None:
+        return "not a contiguous float32/float64 ndarray"
+    if weights is not None or density:
+        return "weights or density given"
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
+        return "bins is not a positive integer"
+    if range is None:
+        if xs.size == 0:
+            lo, hi = 0.0, 1.0
+        else:
+            lo, hi = float(xs.min()), float(xs.max())
+    else:
+        try:
+            lo, hi = range
+        except (TypeError, ValueError):
+            return "range is not a pair"
+        # Python numbers are cast to the data's dtype as NumPy does; NumPy
+        # scalars could promote float32 data: leave those to NumPy.
+        if not (_plain_number(lo) and _plain_number(hi)) and xs.dtype != np.float64:
+            return "range holds NumPy scalars"
+        try:
+            lo, hi = float(lo), float(hi)
+        except (TypeError, ValueError):
+            return "range is not numeric"
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+        return "range is not finite or not increasing"
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    return _Plan(KERNELS["histogram"], _FLOATS[xs.dtype], xs.size,
+                 (xs, int(bins), lo, hi))
+
+
+def histogram(a, bins=10, range=None, density=None, weights=None):
+    """Histogram with equal-width bins, as :func:`numpy.histogram`.
+
+    A float32/float64 array with an integer number of bins (no weights, no
+    density) runs the calibrated kernel, with NumPy's edges and bin rule
+    exactly: the counts and edges are NumPy's.  Anything else is
+    ``numpy.histogram``.
+
+    Parameters
+    ----------
+    a : array_like
+    bins : int or sequence or str
+    range : (float, float), optional
+    density : bool, optional
+    weights : array_like, optional
+        As in :func:`numpy.histogram`.
+
+    Returns
+    -------
+    counts : ndarray
+    edges : ndarray
+
+    See Also
+    --------
+    numpy.histogram
+
+    Examples
+    --------
+    >>> import numpy as np, breakeven
+    >>> counts, edges = breakeven.histogram(np.array([0.1, 0.4, 0.5, 0.9]), 2,
+    ...                                     (0.0, 1.0))
+    >>> counts
+    array([2, 2])
+    >>> edges
+    array([0. , 0.5, 1. ])
+    """
+    plan = _plan_histogram(a, bins, range, density, weights)
+    if isinstance(plan, str):
+        return np.histogram(a, bins=bins, range=range, density=density,
+                            weights=weights)
+    return _execute(plan)
+
+
+# ---------------------------------------------------------------------------
+# nearest
+# ---------------------------------------------------------------------------
+
+
+def _plan_nearest(X, C):
+    if not all(type(m) is np.ndarray and m.ndim == 2 and m.dtype in _FLOATS
+               and m.flags.c_contiguous for m in (X, C)):
+        return "not two C-contiguous 2-D float32/float64 ndarrays"
+    if X.dtype != C.dtype:
+        return "dtypes differ"
+    if X.shape[1] != C.shape[1] or C.shape[0] == 0:
+        return "shapes do not match"
+    return _Plan(KERNELS["nearest"], _FLOATS[X.dtype],
+                 X.shape[0] * C.shape[0] * X.shape[1], (X, C))
+
+
+def _nearest_numpy(X, C):
+    X, C = np.asarray(X), np.asarray(C)
+    if X.ndim != 2 or C.ndim != 2:
+        raise ValueError(f"X and C must be 2-D, got {X.ndim}-D and {C.ndim}-D")
+    if X.shape[1] != C.shape[1]:
+        raise ValueError("X and C must have the same number of columns, got "
+                         f"{X.shape[1]} and {C.shape[1]}")
+    if C.shape[0] == 0:
+        raise ValueError("C must have at least one row")
+    d = (X * X).sum(axis=1)[:, None] - 2 * (X @ C.T) + (C * C).sum(axis=1)[None, :]
+    return np.argmin(d, axis=1)
+
+
+def nearest(X, C):
+    """For each row of ``X``, the index of the nearest row of ``C``.
+
+    Nearest by squared Euclidean distance, ties to the lowest index: the
+    result of ``argmin(|x|^2 - 2 X C^T + |c|^2, axis=1)`` without the
+    ``n x m`` temporary.  C-contiguous 2-D float arrays of one dtype run the
+    calibrated kernel (BLAS ``gemm`` on row chunks, BLAS capped to one thread
+    while the kernel runs in parallel); anything else is that NumPy formula.
+
+    Parameters
+    ----------
+    X : array_like, shape (n, d)
+    C : array_like, shape (m, d), m >= 1
+
+    Returns
+    -------
+    ndarray of intp, shape (n,)
+
+    Raises
+    ------
+    ValueError
+        If X or C is not 2-D, their columns differ, or C has no row.
+
+    Examples
+    --------
+    >>> import numpy as np, breakeven
+    >>> X = np.array([[0.0, 0.0], [5.0, 5.0]])
+    >>> C = np.array([[4.0, 4.0], [1.0, 0.0]])
+    >>> breakeven.nearest(X, C)
+    array([1, 0])
+    """
+    plan = _plan_nearest(X, C)
+    if isinstance(plan, str):
+        return _nearest_numpy(X, C)
+    return _execute(plan)
+
+
+# ---------------------------------------------------------------------------
+# explain and user kernels
+# ---------------------------------------------------------------------------
+
+_PLANNERS = {sum: _plan_sum, dot: _plan_dot, axpy: _plan_axpy, exp: _plan_exp,
+             cumsum: _plan_cumsum, histogram: _plan_histogram,
+             nearest: _plan_nearest}
+
+
+def explain(func, *args, **kwargs) -> Decision:
+    """What a dispatched function would do with these arguments, and why.
+
+    Parameters
+    ----------
+    func : callable
+        A breakeven function (``breakeven.sum``, ...) or a kernel of yours
+        registered with :func:`kernel`.
+    *args, **kwargs
+        The call's arguments (nothing is computed).
+
+    Returns
+    -------
+    Decision
+        ``variant`` ("serial", "parallel" or "numpy"), ``threads``, ``work``
+        and a ``reason`` in words.
+
+    Examples
+    --------
+    >>> import numpy as np, breakeven
+    >>> breakeven.explain(breakeven.sum, [1, 2, 3]).variant
+    'numpy'
+    >>> with breakeven.threads(1):
+    ...     print(breakeven.explain(breakeven.sum, np.ones(10**6)).variant)
+    serial
+    """
+    planner = _PLANNERS.get(func) or getattr(func, "_breakeven_planner", None)
+    if planner is None:
+        raise TypeError(f"{getattr(func, '__name__', func)!r} is not a breakeven "
+                        "function")
+    return _explain_plan(planner(*args, **kwargs))
+
+
+def kernel(*, parallel, work, sample, name=None, uses_blas=False, reference=None,
+           dtypes=("float64", "float32")):
+    """Register a serial/parallel pair of your own and dispatch it.
+
+    Decorates the serial variant; the returned function dispatches like the
+    built-ins: the profile's threshold (after ``breakeven calibrate --module
+    your.module``), the core budget, contention feedback, ``threads()`` and
+    ``section()``, and BLAS capped if ``uses_blas``.
+
+    Parameters
+    ----------
+    parallel : callable
+        ``parallel(*args, n_threads)``.
+    work : callable
+        ``work(*args) -> int``: the size of a call.
+    sample : callable
+        ``sample(work, dtype, rng) -> tuple``: arguments of about that work,
+        for calibration.
+    name : str, optional
+        Registry name (default: the function's name).
+    uses_blas : bool
+        Whether the kernel calls BLAS.
+    reference : callable, optional
+        A NumPy implementation, for tests and benchmarks.
+    dtypes : tuple of str
+        Dtypes to calibrate.
+
+    Returns
+    -------
+    callable
+        Dispatching function with the serial variant's signature; its
+        :class:`~breakeven.Kernel` is its ``kernel`` attribute.  The profile
+        entry is looked up by the dtype of the first array argument.
+    """
+    def wrap(serial):
+        k = Kernel(name or serial.__name__, serial, parallel, reference or serial,
+                   work, sample, uses_blas, tuple(np.dtype(d) for d in dtypes))
+        register(k)
+
+        def plan(*args):
+            dt = next((_FLOATS.get(a.dtype, "float64") for a in args
+                       if isinstance(a, np.ndarray)), "float64")
+            return _Plan(k, dt, int(work(*args)), args)
+
+        def dispatched(*args):
+            return _execute(plan(*args))
+
+        dispatched.__name__ = serial.__name__
+        dispatched.__qualname__ = getattr(serial, "__qualname__", serial.__name__)
+        dispatched.__doc__ = serial.__doc__
+        dispatched.__wrapped__ = serial
+        dispatched.kernel = k
+        dispatched._breakeven_planner = plan
+        return dispatched
+    return wrap

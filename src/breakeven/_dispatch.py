@@ -1,0 +1,433 @@
+"""Dispatch: decide, per call, serial or parallel and with how many threads.
+
+The decision for a call of kernel ``k`` on dtype ``d`` with work ``w``:
+
+1. a forked child whose parent had started OpenMP threads runs serially
+   (libgomp's thread pool does not survive ``fork``);
+2. ``threads(n, exact=True)`` in force: exactly ``n`` threads (clamped to the
+   usable CPUs); ``threads(1)``: serial;
+3. otherwise the profile's step for ``w``, from the hot table if the OpenMP
+   team ran within the calibrated sleep time (or a :func:`section` is open),
+   else from the cold table;
+4. clamped by the usable CPUs (affinity, cgroup quota), by
+   ``omp_get_max_threads()`` (``OMP_NUM_THREADS``, threadpoolctl and
+   joblib/loky limits), by ``threads(n)`` caps, and by the process-wide core
+   budget that concurrent callers share; serial inside a parallel region.
+
+A parallel call is timed (two clock reads).  When a kernel's parallel calls
+run much slower than they ran during calibration (another pool, such as
+BLAS, spinning on the cores), that kernel backs off to fewer threads, then
+probes again later so it recovers once the contention is gone.
+
+The hot path of a serial decision takes no lock and allocates nothing but
+the Decision; a parallel one takes the budget lock twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+from breakeven import _threads
+from breakeven._profile import Profile, load_profile
+
+__all__ = ["Decision", "decide", "run", "section", "threads", "reset"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What dispatch chose for one call, and why.
+
+    Attributes
+    ----------
+    variant : {"serial", "parallel", "numpy"}
+        Which implementation runs.
+    threads : int
+        OpenMP threads (1 unless parallel).
+    work : int
+        The call's work (elements; ``n*m*d`` for nearest).
+    reason : str
+        The decision in words.
+    kernel : str
+        The kernel's name.
+    """
+
+    variant: str
+    threads: int
+    work: int
+    reason: str
+    kernel: str = ""
+    table: str = ""  # "hot"/"cold": the call was big enough to consult both
+
+    def __str__(self) -> str:
+        t = f" with {self.threads} threads" if self.variant == "parallel" else ""
+        return f"{self.kernel}: {self.variant}{t} ({self.reason})"
+
+
+# ---------------------------------------------------------------------------
+# process-wide state
+# ---------------------------------------------------------------------------
+
+
+class _State:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.profile: Profile | None = None
+        self.usable = _threads.usable_cpus()
+        self.free = self.usable  # the core budget
+        self.in_flight = 0  # OpenMP threads running kernels right now
+        self.peak_in_flight = 0  # for tests and reports
+        self.last_parallel = -1e9  # monotonic time a parallel call last ended
+        self.last_call = -1e9  # ... a call past the hot threshold last ended
+        self.omp_started = False
+        self.forked = False
+        self.feedback: dict[tuple[str, str], _Feedback] = {}
+        self.blas = None  # cached threadpoolctl controller, lazily
+
+
+_state = _State()
+_local = threading.local()
+
+
+def reset(profile: Profile | None = None) -> None:
+    """Forget the loaded profile and per-process state (tests, after a new
+    calibration).  ``profile`` replaces the profile instead of reloading."""
+    global _state
+    old = _state
+    _state = _State()
+    _state.profile = profile
+    _state.blas = old.blas
+
+
+def _after_fork_in_child() -> None:
+    forked = _state.omp_started or _state.forked
+    _state.lock = threading.Lock()
+    _state.free = _state.usable
+    _state.in_flight = 0
+    _state.forked = forked
+    _local.__dict__.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def profile() -> Profile:
+    """The profile dispatch uses (loaded on first use)."""
+    p = _state.profile
+    if p is None:
+        with _state.lock:
+            if _state.profile is None:
+                _state.profile = load_profile()
+            p = _state.profile
+    return p
+
+
+# ---------------------------------------------------------------------------
+# thread-local controls: threads() and section()
+# ---------------------------------------------------------------------------
+
+
+def _caps() -> list:
+    caps = getattr(_local, "caps", None)
+    if caps is None:
+        caps = _local.caps = []
+    return caps
+
+
+@contextlib.contextmanager
+def threads(n: int, *, exact: bool = False):
+    """Cap (or, with ``exact=True``, force) the threads of dispatched calls
+    made by this Python thread inside the block.
+
+    ``threads(1)`` forces serial.  Nestable: an inner cap cannot raise an
+    outer one (``exact`` forces regardless).  Thread-local.
+
+    Parameters
+    ----------
+    n : int
+        At least 1.
+    exact : bool
+        Force exactly ``n`` threads (clamped to the usable CPUs) whatever the
+        profile says: for benchmarks, tests and users who know better.
+    """
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"threads() takes an integer, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"threads() takes n >= 1, got {n}")
+    caps = _caps()
+    caps.append((n, exact))
+    try:
+        yield
+    finally:
+        caps.pop()
+
+
+@contextlib.contextmanager
+def section(n_threads: int | None = None):
+    """One extended parallel section: reserve cores and cap BLAS once for a
+    block of calls.
+
+    Inside, this thread's dispatched calls use the reserved cores without
+    touching the shared budget, are decided from the hot table (calls in a
+    loop find the team awake), and kernels that call BLAS skip their
+    per-call cap, since BLAS is held at one thread for the whole block: so a
+    loop of many calls pays for all of it once.  Other Python threads see the
+    reserved cores as taken.  Nestable.
+
+    Parameters
+    ----------
+    n_threads : int, optional
+        Cores to reserve (default: all usable CPUs, as far as free).
+    """
+    if n_threads is not None and (isinstance(n_threads, bool)
+                                  or not isinstance(n_threads, int)):
+        raise TypeError("section() takes an integer or None")
+    if n_threads is not None and n_threads < 1:
+        raise ValueError(f"section() takes n_threads >= 1, got {n_threads}")
+    outer = getattr(_local, "section", 0)
+    if outer:  # nested: the outer section's reservation already applies
+        _local.section = outer
+        yield
+        return
+    want = _state.usable if n_threads is None else min(n_threads, _state.usable)
+    st = _state
+    with st.lock:
+        got = max(1, min(want, st.free))
+        st.free -= got
+    blas_limit = _blas_limiter()
+    try:
+        _local.section = got
+        with blas_limit:
+            yield
+    finally:
+        _local.section = 0
+        with st.lock:
+            st.free += got
+
+
+def _blas_controller():
+    if _state.blas is None:
+        from threadpoolctl import ThreadpoolController
+
+        _state.blas = ThreadpoolController()
+    return _state.blas
+
+
+def _blas_limiter():
+    """A context capping BLAS to one thread, or a no-op if BLAS already
+    runs one thread (the cap then changes nothing and costs ~10 us)."""
+    ctl = _blas_controller()
+    blas = ctl.select(user_api="blas")
+    if all(lib.num_threads == 1 for lib in blas.lib_controllers):
+        return contextlib.nullcontext()
+    return blas.limit(limits=1)
+
+
+# ---------------------------------------------------------------------------
+# contention feedback
+# ---------------------------------------------------------------------------
+
+# A parallel call slower than SLOW x its expected time counts as contended;
+# BACKOFF_AFTER such calls in a row halve the kernel's threads; a probe at
+# full threads is tried every PROBE_EVERY calls (and after PROBE_AFTER s).
+SLOW = 1.8
+BACKOFF_AFTER = 3
+PROBE_EVERY = 64
+PROBE_AFTER = 0.5
+
+
+class _Feedback:
+    """Per kernel and dtype: observed seconds per unit of work of parallel
+    calls (the best seen is the uncontended reference), and the current
+    back-off.  Updated without a lock: a lost update only delays a back-off
+    by one call."""
+
+    __slots__ = ("best", "slow_streak", "cap", "calls", "since")
+
+    def __init__(self):
+        # (threads, log2 of work) -> best seconds per unit of work seen: the
+        # rate depends on the size (fixed costs weigh on small calls), so
+        # calls are compared with calls of about their own size.
+        self.best: dict[tuple[int, int], float] = {}
+        self.slow_streak = 0
+        self.cap = 0  # 0: no back-off; else max threads
+        self.calls = 0
+        self.since = 0.0
+
+    def observe(self, threads: int, work: int, seconds: float) -> None:
+        rate = seconds / max(work, 1)
+        key = (threads, max(work, 1).bit_length())
+        best = self.best.get(key)
+        if best is None or rate < best:
+            self.best[key] = rate
+            best = rate
+        if rate > SLOW * best:
+            self.slow_streak += 1
+            if self.slow_streak >= BACKOFF_AFTER:
+                self.cap = max(1, threads // 2)
+                self.slow_streak = 0
+                self.since = time.monotonic()
+        else:
+            self.slow_streak = 0
+            if self.cap and threads > self.cap:  # a probe that went well
+                self.cap = 0
+
+    def limit(self, threads: int) -> tuple[int, bool]:
+        """(threads allowed, whether this call is a probe)."""
+        if not self.cap or threads <= self.cap:
+            return threads, False
+        self.calls += 1
+        if self.calls % PROBE_EVERY == 0 or \
+                time.monotonic() - self.since > PROBE_AFTER:
+            self.since = time.monotonic()
+            return threads, True
+        return self.cap, False
+
+
+# ---------------------------------------------------------------------------
+# the decision
+# ---------------------------------------------------------------------------
+
+
+def decide(kernel: str, dtype: str, work: int, uses_blas: bool = False,
+           explain: bool = False) -> Decision:
+    """Choose serial or parallel for one call (see the module docstring).
+
+    With ``explain=True`` the reason is spelled out in full; otherwise it is
+    left short, to keep the hot path cheap.
+    """
+    st = _state
+    caps = getattr(_local, "caps", None)
+    if st.forked:
+        return Decision("serial", 1, work, "in a forked child: OpenMP is not "
+                        "fork-safe, so this process runs serially", kernel)
+    exact = 0
+    cap = st.usable
+    if caps:
+        for n, ex in caps:
+            if ex:
+                exact = n
+            elif n < cap:
+                cap = n
+    if exact:
+        t = min(exact, st.usable)
+        return Decision("parallel" if t > 1 else "serial", t, work,
+                        f"threads({exact}, exact=True)", kernel)
+    prof = st.profile or profile()
+    in_section = getattr(_local, "section", 0)
+    # The hot table first: a call it keeps serial is decided without reading
+    # the clock (the cold table never goes parallel earlier than the hot one).
+    t = prof.threads_for(kernel, dtype, work, "hot")
+    state = "hot"
+    if t > 1 and not in_section and sleeping():
+        state = "cold"
+        t = prof.threads_for(kernel, dtype, work, "cold")
+    if t <= 1:
+        if not explain:
+            return Decision("serial", 1, work, "", kernel, state if t else "")
+        thr = prof.threshold(kernel, dtype, state)
+        below = (f"work {work} < {thr}" if thr else
+                 "parallel never paid for this kernel")
+        extra = (" (a lone call: no dispatched call within the team's "
+                 f"{prof.sleep_after_us / 1e3:g} ms sleep time, so the OpenMP "
+                 "team would have to wake up)" if state == "cold" else "")
+        return Decision("serial", 1, work, f"{below} in the {state} table of "
+                        f"profile {prof.source}{extra}", kernel, state)
+    why = [f"work {work} >= {prof.threshold(kernel, dtype, state)} in the {state} "
+           f"table of profile {prof.source}"] if explain else []
+    limit = min(st.usable, _threads.max_threads(), cap)
+    if limit < t:
+        t = limit
+        if explain:
+            why.append(f"capped at {limit} (usable CPUs {st.usable}, "
+                       f"omp_get_max_threads {_threads.max_threads()}, "
+                       f"threads() cap {cap})")
+    if _threads.in_parallel():
+        return Decision("serial", 1, work, "already inside a parallel region",
+                        kernel)
+    fb = st.feedback.get((kernel, dtype))
+    if fb is not None and fb.cap:
+        t2, probe = fb.limit(t)
+        if t2 < t and explain:
+            why.append(f"backed off to {t2} threads: recent parallel calls ran "
+                       f"over {SLOW}x slower than their best (contention)")
+        t = t2
+    if in_section:
+        t = min(t, in_section)
+        if explain:
+            why.append(f"inside a section holding {in_section} cores")
+    elif explain:
+        why.append(f"{st.free} of {st.usable} CPUs free")
+    if t <= 1:
+        return Decision("serial", 1, work, "; ".join(why) or "capped to 1", kernel,
+                        state)
+    return Decision("parallel", t, work, "; ".join(why), kernel, state)
+
+
+def sleeping() -> bool:
+    """Whether this is a lone call: no call big enough to go parallel has run
+    within the OpenMP team's calibrated sleep time.
+
+    A call in a loop of such calls pays the team's wake-up at most once (the
+    first parallel call wakes it, and the next ones find it spinning), so it
+    is decided from the hot table even if the team is asleep right now; a
+    lone call pays the wake-up in full, and is decided from the cold table.
+    """
+    prof = _state.profile
+    sleep_us = prof.sleep_after_us if prof is not None else None
+    if not sleep_us:
+        return False
+    recent = max(_state.last_parallel, _state.last_call)
+    return (time.monotonic() - recent) * 1e6 > sleep_us
+
+
+def run(kernel, dtype: str, work: int, args: tuple):
+    """Decide and run ``kernel`` (a :class:`~breakeven.Kernel`) on ``args``."""
+    d = decide(kernel.name, dtype, work, kernel.uses_blas)
+    if d.variant != "parallel":
+        result = kernel.serial(*args)
+        if d.table:
+            _state.last_call = time.monotonic()
+        return result
+    return _run_parallel(kernel, dtype, work, args, d.threads)
+
+
+def _run_parallel(kernel, dtype: str, work: int, args: tuple, want: int):
+    st = _state
+    in_section = getattr(_local, "section", 0)
+    got = want
+    with st.lock:
+        if not in_section:
+            got = min(want, st.free)
+            if got < 2:
+                got = 0
+            else:
+                st.free -= got
+        if got:
+            st.in_flight += got
+            if st.in_flight > st.peak_in_flight:
+                st.peak_in_flight = st.in_flight
+    if not got:  # the budget is spent by other callers
+        return kernel.serial(*args)
+    st.omp_started = True
+    try:
+        blas = (_blas_limiter() if kernel.uses_blas and not in_section
+                else contextlib.nullcontext())
+        with blas:
+            t0 = time.perf_counter()
+            result = kernel.parallel(*args, got)
+            elapsed = time.perf_counter() - t0
+    finally:
+        st.last_parallel = time.monotonic()
+        with st.lock:
+            st.in_flight -= got
+            if not in_section:
+                st.free += got
+    fb = st.feedback.get((kernel.name, dtype))
+    if fb is None:
+        fb = st.feedback.setdefault((kernel.name, dtype), _Feedback())
+    fb.observe(got, work, elapsed)
+    return result

@@ -35,6 +35,7 @@ class _Plan:
     work: int
     args: tuple
     finish: Callable | None = None  # kernel result -> return value
+    kwargs: dict | None = None
 
 
 def _flat(a) -> np.ndarray | None:
@@ -55,7 +56,8 @@ def _writable_out(out, shape, dtype, *inputs) -> bool:
 
 
 def _execute(plan):
-    result = _dispatch.run(plan.kernel, plan.dtype, plan.work, plan.args)
+    result = _dispatch.run(plan.kernel, plan.dtype, plan.work, plan.args,
+                           plan.kwargs)
     return plan.finish(result) if plan.finish is not None else result
 
 
@@ -361,7 +363,8 @@ def cumsum(a, axis=None, dtype=None, out=None):
 
 
 def _plain_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    # exactly int or float: np.float64 subclasses float but is a strong type
+    return type(v) in (int, float)
 
 
 def _plan_histogram(a, bins=10, range=None, density=None, weights=None):
@@ -372,11 +375,19 @@ def _plan_histogram(a, bins=10, range=None, density=None, weights=None):
         return "weights or density given"
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
         return "bins is not a positive integer"
+    in_dtype = False
     if range is None:
         if xs.size == 0:
             lo, hi = 0.0, 1.0
         else:
-            lo, hi = float(xs.min()), float(xs.max())
+            # NumPy takes them as scalars of the data's dtype, and computes
+            # the edges (and the widening of an empty range) in that dtype.
+            lo_s, hi_s = xs.min(), xs.max()
+            if not (np.isfinite(lo_s) and np.isfinite(hi_s)):
+                return "the data's range is not finite"
+            if lo_s == hi_s:
+                lo_s, hi_s = lo_s - 0.5, hi_s + 0.5
+            lo, hi, in_dtype = float(lo_s), float(hi_s), True
     else:
         try:
             lo, hi = range
@@ -394,8 +405,10 @@ def _plan_histogram(a, bins=10, range=None, density=None, weights=None):
         return "range is not finite or not increasing"
     if lo == hi:
         lo, hi = lo - 0.5, hi + 0.5
+    if not lo < hi:  # the widening was lost to rounding: NumPy's error
+        return "the range is too narrow for the dtype"
     return _Plan(KERNELS["histogram"], _FLOATS[xs.dtype], xs.size,
-                 (xs, int(bins), lo, hi))
+                 (xs, int(bins), lo, hi), None, {"edges_in_dtype": in_dtype})
 
 
 def histogram(a, bins=10, range=None, density=None, weights=None):

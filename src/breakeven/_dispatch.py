@@ -90,6 +90,8 @@ class _State:
 
 _state = _State()
 _local = threading.local()
+# The clock that times parallel calls (replaced by tests).
+_clock = time.perf_counter
 
 
 def reset(profile: Profile | None = None) -> None:
@@ -384,18 +386,19 @@ def sleeping() -> bool:
     return (time.monotonic() - recent) * 1e6 > sleep_us
 
 
-def run(kernel, dtype: str, work: int, args: tuple):
+def run(kernel, dtype: str, work: int, args: tuple, kwargs=None):
     """Decide and run ``kernel`` (a :class:`~breakeven.Kernel`) on ``args``."""
     d = decide(kernel.name, dtype, work, kernel.uses_blas)
     if d.variant != "parallel":
-        result = kernel.serial(*args)
+        result = kernel.serial(*args, **kwargs) if kwargs else kernel.serial(*args)
         if d.table:
             _state.last_call = time.monotonic()
         return result
-    return _run_parallel(kernel, dtype, work, args, d.threads)
+    return _run_parallel(kernel, dtype, work, args, d.threads, kwargs or {})
 
 
-def _run_parallel(kernel, dtype: str, work: int, args: tuple, want: int):
+def _run_parallel(kernel, dtype: str, work: int, args: tuple, want: int,
+                  kwargs: dict):
     st = _state
     in_section = getattr(_local, "section", 0)
     got = want
@@ -411,15 +414,15 @@ def _run_parallel(kernel, dtype: str, work: int, args: tuple, want: int):
             if st.in_flight > st.peak_in_flight:
                 st.peak_in_flight = st.in_flight
     if not got:  # the budget is spent by other callers
-        return kernel.serial(*args)
+        return kernel.serial(*args, **kwargs)
     st.omp_started = True
     try:
         blas = (_blas_limiter() if kernel.uses_blas and not in_section
                 else contextlib.nullcontext())
         with blas:
-            t0 = time.perf_counter()
-            result = kernel.parallel(*args, got)
-            elapsed = time.perf_counter() - t0
+            t0 = _clock()
+            result = kernel.parallel(*args, got, **kwargs)
+            elapsed = _clock() - t0
     finally:
         st.last_parallel = time.monotonic()
         with st.lock:

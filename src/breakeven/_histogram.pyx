@@ -31,22 +31,44 @@ cdef inline void _hist(const floating *x, Py_ssize_t n, const floating *edges,
         be_hist_f(x, n, edges, bins, lo, hi, counts)
 
 
-def _edges(Py_ssize_t bins, double lo, double hi, dtype):
-    """The bin edges exactly as ``np.linspace(lo, hi, bins + 1)`` computes them
-    (in float64, then cast to ``dtype``), without its Python overhead."""
+def _edges(Py_ssize_t bins, double lo, double hi, dtype, bint in_dtype=False):
+    """The bin edges exactly as ``np.linspace(lo, hi, bins + 1)`` computes
+    them, without its Python overhead: in float64 then cast to ``dtype``
+    (``lo`` and ``hi`` given as Python floats), or, with ``in_dtype``, in
+    ``dtype``'s own arithmetic (``lo`` and ``hi`` NumPy scalars of that
+    dtype, as np.histogram has them when it takes the range from the data).
+    Raises NumPy's ValueError if the edges are not strictly increasing."""
     cdef double[::1] e = np.empty(bins + 1, dtype=np.float64)
+    cdef float[::1] ef
     cdef double delta = hi - lo
     cdef double step = delta / bins
+    cdef float lo32 = <float>lo, hi32 = <float>hi, delta32, step32
     cdef Py_ssize_t i
     # Compiled without FMA contraction: i * step + lo rounds twice, as in NumPy.
-    if step == 0:
+    if in_dtype and dtype == np.float32:
+        ef = np.empty(bins + 1, dtype=np.float32)
+        delta32 = hi32 - lo32
+        step32 = delta32 / <float>bins
         for i in range(bins + 1):
-            e[i] = (i / <double>bins) * delta + lo
+            if step32 == 0:
+                ef[i] = (<float>i / <float>bins) * delta32 + lo32
+            else:
+                ef[i] = <float>i * step32 + lo32
+        ef[bins] = hi32
+        out = np.asarray(ef)
     else:
-        for i in range(bins + 1):
-            e[i] = i * step + lo
-    e[bins] = hi
-    return np.asarray(e).astype(dtype, copy=False)
+        if step == 0:
+            for i in range(bins + 1):
+                e[i] = (i / <double>bins) * delta + lo
+        else:
+            for i in range(bins + 1):
+                e[i] = i * step + lo
+        e[bins] = hi
+        out = np.asarray(e).astype(dtype, copy=False)
+    if bins > 1 and np.any(out[:-1] >= out[1:]):
+        raise ValueError(f"Too many bins for data range. Cannot create {bins} "
+                         "finite-sized bins.")
+    return out
 
 
 cdef void _check_args(Py_ssize_t bins, double lo, double hi) except *:
@@ -58,14 +80,18 @@ cdef void _check_args(Py_ssize_t bins, double lo, double hi) except *:
         raise ValueError(f"range must have lo < hi, got [{lo}, {hi}]")
 
 
-def histogram_serial(const floating[::1] x, Py_ssize_t bins, double lo, double hi):
+def histogram_serial(const floating[::1] x, Py_ssize_t bins, double lo, double hi,
+                     *, bint edges_in_dtype=False):
     """Counts of ``x`` in ``bins`` equal bins over ``[lo, hi]``, on one thread.
 
     Returns ``(counts, edges)`` as ``np.histogram(x, bins, (lo, hi))`` does:
     values outside the range (and NaN) are ignored, the last bin is closed.
+    ``edges_in_dtype``: compute the edges in x's dtype, as np.histogram does
+    when it takes the range from the data (see ``_edges``).
     """
     _check_args(bins, lo, hi)
-    edges_arr = _edges(bins, lo, hi, np.float64 if floating is double else np.float32)
+    edges_arr = _edges(bins, lo, hi, np.float64 if floating is double else np.float32,
+                       edges_in_dtype)
     cdef const floating[::1] edges = edges_arr
     counts_arr = np.zeros(bins, dtype=np.int64)
     cdef int64_t[::1] counts = counts_arr
@@ -76,7 +102,7 @@ def histogram_serial(const floating[::1] x, Py_ssize_t bins, double lo, double h
 
 
 def histogram_parallel(const floating[::1] x, Py_ssize_t bins, double lo, double hi,
-                       Py_ssize_t n_threads):
+                       Py_ssize_t n_threads, *, bint edges_in_dtype=False):
     """:func:`histogram_serial` with up to ``n_threads`` threads."""
     cdef int nt = check_threads(n_threads)
     _check_args(bins, lo, hi)
@@ -86,9 +112,10 @@ def histogram_parallel(const floating[::1] x, Py_ssize_t bins, double lo, double
     cdef Py_ssize_t t, j, start
     cdef int64_t *private
     if n <= chunk:
-        return histogram_serial(x, bins, lo, hi)
+        return histogram_serial(x, bins, lo, hi, edges_in_dtype=edges_in_dtype)
     nt = <int>((n + chunk - 1) // chunk)
-    edges_arr = _edges(bins, lo, hi, np.float64 if floating is double else np.float32)
+    edges_arr = _edges(bins, lo, hi, np.float64 if floating is double else np.float32,
+                       edges_in_dtype)
     cdef const floating[::1] edges = edges_arr
     counts_arr = np.zeros(bins, dtype=np.int64)
     cdef int64_t[::1] counts = counts_arr

@@ -1,0 +1,557 @@
+"""Dispatch: drop-in functions against NumPy, decisions and their reasons,
+thread caps, the core budget, contention feedback, fork, user kernels."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import breakeven as be
+from breakeven import _dispatch
+from breakeven._profile import Profile, host_fingerprint
+
+CPUS = be.usable_cpus()
+needs2 = pytest.mark.skipif(CPUS < 2, reason="Requires at least 2 CPUs")
+
+
+def eager_profile(threshold=1000, cold=10**6, threads=None):
+    """A profile sending every kernel parallel from ``threshold`` (hot)."""
+    t = threads or max(2, CPUS)
+    p = Profile(host_fingerprint(), {}, "now", 10_000.0, "test profile")
+    for k in be.KERNELS:
+        for d in ("float64", "float32"):
+            p.set_table(k, d, ((0, 1), (threshold, t)), ((0, 1), (cold, t)))
+    return p
+
+
+@pytest.fixture(autouse=True)
+def fresh_dispatch():
+    _dispatch.reset()
+    yield
+    _dispatch.reset()
+
+
+@pytest.fixture
+def eager():
+    p = eager_profile()
+    _dispatch.reset(p)
+    _dispatch._state.last_parallel = time.monotonic() + 3600  # keep it hot
+    return p
+
+
+# ---------------------------------------------------------------------------
+# drop-in: NumPy's results, types and errors
+# ---------------------------------------------------------------------------
+
+rng = np.random.default_rng(7)
+F64 = rng.standard_normal(5000)
+F32 = F64.astype(np.float32)
+M = rng.standard_normal((30, 40))
+
+SUM_CASES = [
+    ((F64,), {}), ((F32,), {}), ((M,), {}), ((M,), {"axis": 0}), ((M,), {"axis": 1}),
+    ((M,), {"keepdims": True}), ((F64,), {"dtype": np.float32}), (([1, 2, 3],), {}),
+    ((np.arange(10),), {}), ((F64[::3],), {}), ((F64[::-1],), {}),
+    ((F64.astype(np.float16),), {}), ((F64 + 1j,), {}), ((np.array(3.5),), {}),
+    ((np.empty(0),), {}), ((M.T,), {}), ((F64,), {"initial": 5.0}),
+    ((F64,), {"where": F64 > 0}), ((np.ones(3, dtype=">f8"),), {}),
+    ((np.ma.array([1.0, 2.0], mask=[0, 1]),), {}),
+]
+
+
+@pytest.mark.parametrize("args,kwargs", SUM_CASES)
+def test_sum_matches_numpy(args, kwargs, eager):
+    got, ref = be.sum(*args, **kwargs), np.sum(*args, **kwargs)
+    assert type(got) is type(ref)
+    assert np.shape(got) == np.shape(ref) and np.asarray(got).dtype == \
+        np.asarray(ref).dtype
+    np.testing.assert_allclose(got, ref, rtol=1e-5 if np.asarray(ref).dtype ==
+                               np.float32 else 1e-12, atol=1e-9)
+
+
+def test_sum_kernel_path_is_the_kernel(eager):
+    """On kernel inputs the drop-in gives the kernel's bits, serial or not."""
+    from breakeven._reductions import sum_serial
+
+    assert be.sum(F64) == sum_serial(F64)
+    with be.threads(1):
+        assert be.sum(F64) == sum_serial(F64)
+
+
+ERROR_CASES = [
+    (be.sum, np.sum, ("abc",), {}),
+    (be.sum, np.sum, (F64,), {"axis": 3}),
+    (be.dot, np.dot, (F64, F64[:10]), {}),
+    (be.dot, np.dot, (M, F64), {}),
+    (be.cumsum, np.cumsum, (M,), {"axis": 2}),
+    (be.cumsum, np.cumsum, (F64,), {"out": np.empty(3)}),
+    (be.exp, np.exp, ("x",), {}),
+    (be.exp, np.exp, (F64,), {"out": np.empty(3)}),
+    (be.histogram, np.histogram, (F64, 5, (2.0, 1.0)), {}),
+    (be.histogram, np.histogram, (np.array([1.0, np.nan]),), {}),
+    (be.histogram, np.histogram, (F64, 5, (0.0, np.inf)), {}),
+    (be.histogram, np.histogram, (F64, -2), {}),
+]
+
+
+@pytest.mark.parametrize("ours,theirs,args,kwargs", ERROR_CASES)
+def test_errors_are_numpys(ours, theirs, args, kwargs, eager):
+    with pytest.raises(Exception) as ref:
+        theirs(*args, **kwargs)
+    with pytest.raises(type(ref.value)):
+        ours(*args, **kwargs)
+
+
+@pytest.mark.parametrize("a,b", [
+    (F64, F64[::-1].copy()), (F32, F32), (F64, F32), (M, M.T), (M, F64[:40]),
+    ([1.0, 2.0], [3.0, 4.0]), (np.arange(5), np.arange(5)), (F64[::2], F64[::2]),
+])
+def test_dot_matches_numpy(a, b, eager):
+    got, ref = be.dot(a, b), np.dot(a, b)
+    assert type(got) is type(ref) and np.asarray(got).dtype == np.asarray(ref).dtype
+    np.testing.assert_allclose(got, ref, rtol=1e-5)
+
+
+@pytest.mark.parametrize("x", [F64, F32, M, np.float32(2.0) * M, F64[::2],
+                               np.arange(4), [0.5, 1.5], np.array(1.0),
+                               np.array([np.inf, -np.inf, np.nan, 710.0, -746.0])])
+def test_exp_matches_numpy(x, eager):
+    with np.errstate(over="ignore"):
+        ref = np.exp(x)
+        got = be.exp(x)
+    assert type(got) is type(ref) and np.shape(got) == np.shape(ref)
+    assert np.asarray(got).dtype == np.asarray(ref).dtype
+    np.testing.assert_allclose(got, ref, rtol=1e-6 if np.asarray(ref).dtype ==
+                               np.float32 else 1e-14)
+
+
+def test_exp_out_and_in_place(eager):
+    out = np.empty_like(F64)
+    r = be.exp(F64, out=out)
+    assert r is out
+    np.testing.assert_allclose(out, np.exp(F64), rtol=1e-14)
+    y = F64.copy()
+    assert be.exp(y, y) is y
+    np.testing.assert_allclose(y, np.exp(F64), rtol=1e-14)
+    o2 = np.empty((2, len(F64)))[0]  # a view: still contiguous
+    assert be.exp(F64, out=(o2,)) is o2
+    ref = np.empty(len(F64) + 1)
+    got = np.empty(len(F64) + 1)
+    np.exp(F64, out=ref[1:])
+    be.exp(F64, out=got[1:])  # an offset view
+    np.testing.assert_allclose(got[1:], ref[1:], rtol=1e-14)
+    assert be.exp(F64, where=F64 > 0, out=np.zeros_like(F64))[F64 <= 0].sum() == 0
+
+
+@pytest.mark.parametrize("a,kw", [
+    (F64, {}), (F32, {}), (M, {}), (M, {"axis": 0}), (M, {"axis": 1}),
+    (F64, {"axis": 0}), (F64, {"dtype": np.float32}), (np.arange(6), {}),
+    ([1.0, 2.0], {}), (F64[::2], {}), (np.array(2.0), {}), (np.empty(0), {}),
+])
+def test_cumsum_matches_numpy(a, kw, eager):
+    got, ref = be.cumsum(a, **kw), np.cumsum(a, **kw)
+    assert type(got) is type(ref) and got.shape == ref.shape and got.dtype == ref.dtype
+    scale = np.cumsum(np.abs(np.asarray(a, dtype=np.float64)), **{
+        k: v for k, v in kw.items() if k != "dtype"}) + 1
+    assert np.all(np.abs(got - ref) <= 1e-4 * scale)
+
+
+def test_cumsum_out(eager):
+    out = np.empty(len(F64))
+    assert be.cumsum(F64, out=out) is out
+    y = F64.copy()
+    assert be.cumsum(y, out=y) is y
+    np.testing.assert_allclose(y, np.cumsum(F64), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("a,args,kw", [
+    (F64, (), {}), (F32, (7,), {}), (M, (5, (-1, 1)), {}), (F64, (12, (-1, 1)), {}),
+    (F32, (12, (-1.0, 1.0)), {}), (F32, (12, (np.float64(-1), np.float64(1))), {}),
+    (F64, ("auto",), {}), (F64, ([-1, 0, 2],), {}), (F64, (5,), {"density": True}),
+    (F64, (5,), {"weights": np.abs(F64)}), (np.arange(10), (3,), {}),
+    (np.full(5, 2.0), (4,), {}), (np.empty(0), (3,), {}), ([0.5, 0.7], (2,), {}),
+    (F64, (np.int64(9), (0, 1)), {}), (F64, (3, (1.0, 1.0)), {}),
+])
+def test_histogram_matches_numpy(a, args, kw, eager):
+    got, ref = be.histogram(a, *args, **kw), np.histogram(a, *args, **kw)
+    for g, r in zip(got, ref, strict=True):
+        assert g.dtype == r.dtype
+        np.testing.assert_array_equal(g, r)
+
+
+def test_axpy(eager):
+    x, y = F64.copy(), F32.astype(np.float64)
+    ref = y.copy()
+    ref += 0.5 * x
+    assert be.axpy(0.5, x, y) is y
+    np.testing.assert_array_equal(y, ref)  # bit for bit
+    # NumPy's rules elsewhere: promotion, casting errors, broadcasting
+    y32 = F32.copy()
+    ref32 = F32.copy()
+    ref32 += np.float64(0.5) * F32
+    np.testing.assert_array_equal(be.axpy(np.float64(0.5), F32, y32), ref32)
+    yi = np.zeros(len(F64), dtype=np.int64)
+    with pytest.raises(Exception) as ref_err:
+        yi += 0.5 * F64
+    with pytest.raises(type(ref_err.value)):
+        be.axpy(0.5, F64, yi)
+    yb = np.zeros((3, 4))
+    be.axpy(2.0, np.ones(4), yb)
+    np.testing.assert_array_equal(yb, 2.0)
+    z = F64.copy()
+    ref = F64.copy()
+    ref += 2.0 * F64
+    np.testing.assert_array_equal(be.axpy(2.0, z, z), ref)  # x is y
+    w = F64.copy()
+    ref = F64.copy()
+    ref[1:] += 2.0 * F64[:-1]
+    be.axpy(2.0, w[:-1], w[1:])  # overlapping views: NumPy's answer
+    np.testing.assert_array_equal(w, ref)
+
+
+def test_nearest(eager):
+    X = rng.integers(-3, 4, (500, 4)).astype(np.float64)
+    C = rng.integers(-3, 4, (9, 4)).astype(np.float64)
+    ref = np.argmin(((X[:, None] - C[None]) ** 2).sum(-1), axis=1)
+    np.testing.assert_array_equal(be.nearest(X, C), ref)
+    np.testing.assert_array_equal(be.nearest(X.tolist(), C.tolist()), ref)
+    np.testing.assert_array_equal(be.nearest(np.asfortranarray(X), C), ref)
+    np.testing.assert_array_equal(be.nearest(X.astype(np.float32), C), ref)
+    with pytest.raises(ValueError):
+        be.nearest(X, C[:, :3])
+    with pytest.raises(ValueError):
+        be.nearest(X[0], C)
+    with pytest.raises(ValueError):
+        be.nearest(X, C[:0])
+
+
+# ---------------------------------------------------------------------------
+# decisions and their reasons
+# ---------------------------------------------------------------------------
+
+
+def test_explain_reasons(eager):
+    d = be.explain(be.sum, [1.0, 2.0])
+    assert d.variant == "numpy" and "not a contiguous" in d.reason
+    d = be.explain(be.sum, np.ones(10))
+    assert d.variant == "serial" and "work 10 < 1000" in d.reason
+    assert "hot table" in d.reason and "test profile" in d.reason
+    if CPUS >= 2:
+        d = be.explain(be.sum, np.ones(5000))
+        assert d.variant == "parallel" and d.threads == CPUS and d.work == 5000
+        assert "work 5000 >= 1000" in d.reason and f"of {CPUS} CPUs free" in d.reason
+    with be.threads(1):
+        assert be.explain(be.sum, np.ones(5000)).variant == "serial"
+    assert "sum" in str(be.explain(be.sum, np.ones(5000)))
+
+
+def test_lone_calls_use_the_cold_table():
+    p = eager_profile(threshold=1000, cold=100_000)
+    _dispatch.reset(p)
+    x = np.ones(5000)
+    assert be.explain(be.sum, x).variant == "serial"  # nothing ran: lone
+    assert "cold table" in be.explain(be.sum, x).reason
+    be.sum(x)  # now a call of that size has just run
+    assert "hot table" in be.explain(be.sum, x).reason
+    _dispatch._state.last_call = _dispatch._state.last_parallel = -1e9
+    assert be.explain(be.sum, np.ones(200_000)).variant == \
+        ("parallel" if CPUS >= 2 else "serial")
+
+
+@needs2
+def test_threads_caps_nest_and_are_thread_local(eager):
+    x = np.ones(5000)
+    with be.threads(2):
+        assert be.explain(be.sum, x).threads == 2
+        with be.threads(64):  # cannot raise the outer cap
+            assert be.explain(be.sum, x).threads == 2
+        with be.threads(1):
+            assert be.explain(be.sum, x).variant == "serial"
+        seen = []
+        t = threading.Thread(target=lambda: seen.append(be.explain(be.sum, x)))
+        t.start()
+        t.join()
+        assert seen[0].threads == CPUS  # another thread: no cap
+    with be.threads(2, exact=True):
+        d = be.explain(be.sum, np.ones(3))  # below the threshold, forced
+        assert d.variant == "parallel" and d.threads == 2
+    with be.threads(10**6, exact=True):
+        assert be.explain(be.sum, np.ones(3)).threads == CPUS  # clamped
+
+
+def test_threads_and_section_validate():
+    for bad in (0, -1):
+        with pytest.raises(ValueError), be.threads(bad):
+            pass
+        with pytest.raises(ValueError), be.section(bad):
+            pass
+    with pytest.raises(TypeError), be.threads(2.0):
+        pass
+
+
+def test_state_is_restored_after_exceptions(eager):
+    with pytest.raises(RuntimeError), be.threads(1), be.section():
+        raise RuntimeError
+    assert _dispatch._state.free == CPUS
+    assert getattr(_dispatch._local, "caps", []) == []
+    assert getattr(_dispatch._local, "section", 0) == 0
+
+
+@needs2
+def test_threadpoolctl_openmp_limit_is_obeyed(eager):
+    x = np.ones(5000)
+    assert be.explain(be.sum, x).variant == "parallel"
+    with threadpool_limits(limits=1, user_api="openmp"):
+        d = be.explain(be.sum, x)
+        assert d.variant == "serial" and "omp_get_max_threads 1" in d.reason
+
+
+@needs2
+def test_omp_num_threads_1_gives_serial_decisions(tmp_path):
+    code = textwrap.dedent("""
+        import numpy as np, breakeven as be
+        from breakeven import _dispatch
+        from test_dispatch import eager_profile
+        _dispatch.reset(eager_profile())
+        d = be.explain(be.sum, np.ones(10**6))
+        print(d.variant, d.threads)
+    """)
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.path.dirname(__file__)}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["serial", "1"]
+
+
+# ---------------------------------------------------------------------------
+# the core budget
+# ---------------------------------------------------------------------------
+
+
+@needs2
+def test_concurrent_callers_share_the_cores(eager):
+    """Four Python threads hammering parallel kernels: results right, and
+    never more OpenMP threads in flight than usable CPUs."""
+    x = rng.standard_normal(200_000)
+    expected_sum = be.sum(x)
+    ref_exp = np.exp(x)
+    errors = []
+
+    def worker():
+        try:
+            for i in range(60):
+                if i % 2:
+                    assert be.sum(x) == expected_sum
+                else:
+                    np.testing.assert_allclose(be.exp(x), ref_exp, rtol=1e-14)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    _dispatch._state.peak_in_flight = 0
+    ts = [threading.Thread(target=worker) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    assert not errors, errors
+    assert 2 <= _dispatch._state.peak_in_flight <= CPUS
+    assert _dispatch._state.free == CPUS and _dispatch._state.in_flight == 0
+
+
+@needs2
+def test_section_reserves_cores(eager):
+    x = np.ones(5000)
+    with be.section():
+        assert _dispatch._state.free == 0
+        d = be.explain(be.sum, x)
+        assert d.variant == "parallel" and "section" in d.reason
+        seen = []
+        t = threading.Thread(target=lambda: seen.append(be.sum(x)))
+        t.start()
+        t.join()
+        assert seen == [5000.0]  # ran serially: no free core
+        with be.section():  # nested
+            assert be.sum(x) == 5000.0
+    assert _dispatch._state.free == CPUS
+
+
+@needs2
+def test_section_caps_blas_once(eager):
+    from threadpoolctl import threadpool_info
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        with be.section():
+            blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+            assert blas and all(i["num_threads"] == 1 for i in blas)
+        blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+        assert all(i["num_threads"] == 2 for i in blas)
+
+
+# ---------------------------------------------------------------------------
+# contention feedback
+# ---------------------------------------------------------------------------
+
+
+@needs2
+def test_feedback_backs_off_under_contention_and_recovers(eager, monkeypatch):
+    x = np.ones(100_000)
+    slow = {"factor": 1.0}
+    real = time.perf_counter
+    base = [0.0]
+
+    def clock():  # a clock on which parallel calls take `factor` x longer
+        t = real()
+        if clock.start is None:
+            clock.start = t
+            return base[0]
+        d = (t - clock.start) * slow["factor"]
+        clock.start = None
+        return base[0] + d
+
+    clock.start = None
+    monkeypatch.setattr(_dispatch, "_clock", clock)
+    for _ in range(20):  # learn the uncontended speed
+        be.sum(x)
+    assert be.explain(be.sum, x).threads == CPUS
+    slow["factor"] = 10.0  # now every parallel call looks 10x slower
+    for _ in range(_dispatch.BACKOFF_AFTER):
+        be.sum(x)
+    d = be.explain(be.sum, x)
+    assert d.threads < CPUS and "backed off" in d.reason
+    slow["factor"] = 1.0  # contention gone: a probe finds out
+    monkeypatch.setattr(_dispatch, "PROBE_AFTER", 0.0)
+    for _ in range(3):
+        be.sum(x)
+    assert be.explain(be.sum, x).threads == CPUS
+
+
+# ---------------------------------------------------------------------------
+# fork
+# ---------------------------------------------------------------------------
+
+
+@needs2
+def test_forked_child_finishes_its_calls(eager):
+    x = rng.standard_normal(1 << 20)
+    expected = be.sum(x)  # the parent's OpenMP team exists now
+    assert be.explain(be.sum, x).variant == "parallel"
+    for _ in range(3):
+        pid = os.fork()
+        if pid == 0:  # child: dispatched calls must finish, correctly
+            code = 1
+            try:
+                ok = (be.sum(x) == expected and be.explain(be.sum, x).variant ==
+                      "serial" and np.allclose(be.exp(x[:1000]), np.exp(x[:1000])))
+                code = 0 if ok else 3
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.01)
+        else:
+            os.kill(pid, 9)
+            pytest.fail("forked child hung")
+        assert os.waitstatus_to_exitcode(status) == 0
+
+
+# ---------------------------------------------------------------------------
+# a user kernel, compiled here, end to end
+# ---------------------------------------------------------------------------
+
+USER_PYX = '''
+# cython: language_level=3, boundscheck=False, wraparound=False
+from cython.parallel cimport prange
+
+def scale_serial(const double[::1] x, double[::1] out):
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(x.shape[0]):
+            out[i] = 3.0 * x[i] + 1.0
+
+def scale_parallel(const double[::1] x, double[::1] out, int n_threads):
+    cdef Py_ssize_t i
+    with nogil:
+        for i in prange(x.shape[0], num_threads=n_threads, schedule="static"):
+            out[i] = 3.0 * x[i] + 1.0
+'''
+
+USER_MODULE = '''
+import numpy as np
+import breakeven
+from userkern_ext import scale_parallel, scale_serial
+
+
+def _sample(work, dtype, rng):
+    x = rng.standard_normal(int(work)).astype(dtype)
+    return x, np.empty_like(x)
+
+
+@breakeven.kernel(parallel=scale_parallel, work=lambda x, out: x.shape[0],
+                  sample=_sample, dtypes=("float64",))
+def scale(x, out):
+    """out = 3 x + 1"""
+    scale_serial(x, out)
+    return out
+'''
+
+
+@pytest.fixture(scope="module")
+def user_kernel_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("userkern")
+    (d / "userkern_ext.pyx").write_text(USER_PYX)
+    (d / "userkern.py").write_text(USER_MODULE)
+    setup = ("from setuptools import setup, Extension\n"
+             "from Cython.Build import cythonize\n"
+             "setup(ext_modules=cythonize([Extension('userkern_ext', "
+             "['userkern_ext.pyx'], extra_compile_args=['-fopenmp', '-O2'], "
+             "extra_link_args=['-fopenmp'])], quiet=True), "
+             "script_args=['build_ext', '--inplace'])\n")
+    r = subprocess.run([sys.executable, "-c", setup], cwd=d, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return d
+
+
+def test_user_kernel_end_to_end(user_kernel_dir, monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(user_kernel_dir))
+    import userkern
+
+    x = rng.standard_normal(50_000)
+    out = np.empty_like(x)
+    assert userkern.scale(x, out) is out
+    np.testing.assert_array_equal(out, 3.0 * x + 1.0)
+    assert userkern.scale.kernel.name == "scale" and "scale" in be.KERNELS
+    # calibrate it, then dispatch from that profile
+    prof = be.calibrate(["scale"], budget=3, quick=True, progress=False,
+                        dtypes=("float64",))
+    assert ("scale", "float64") in prof.sweeps
+    _dispatch.reset(eager_profile())
+    _dispatch._state.last_parallel = time.monotonic() + 3600
+    d = be.explain(userkern.scale, x, out)
+    assert d.kernel == "scale" and d.work == 50_000
+    assert d.variant == ("parallel" if CPUS >= 2 else "serial")
+    with be.threads(1):
+        assert be.explain(userkern.scale, x, out).variant == "serial"
+    out2 = np.empty_like(x)
+    userkern.scale(x, out2)
+    np.testing.assert_array_equal(out2, out)
+    # and through the command line, with --module
+    env = {**os.environ, "PYTHONPATH": str(user_kernel_dir)}
+    path = tmp_path / "p.toml"
+    r = subprocess.run([sys.executable, "-m", "breakeven", "calibrate", "--quick",
+                        "--budget", "3", "--module", "userkern", "--kernels", "scale",
+                        "--dtypes", "float64", "--output", str(path), "--no-progress"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "scale" in r.stdout
+    be.KERNELS.pop("scale", None)

@@ -17,7 +17,7 @@ from breakeven._registry import KERNELS
 SRC = Path(__file__).resolve().parents[1] / "src" / "breakeven"
 PRANGE_SOURCES = sorted(
     p for p in SRC.glob("*.pyx")
-    if re.search(r"\b(prange|parallel)\b", p.read_text())
+    if re.search(r"cython\.parallel|\bprange\(", p.read_text())
 )
 
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
-from breakeven import _dispatch
+from breakeven import _dispatch, _fast
 from breakeven._dispatch import Decision
 from breakeven._registry import KERNELS, Kernel, register
 
@@ -28,14 +27,12 @@ _FLOATS = {np.dtype(np.float64): "float64", np.dtype(np.float32): "float32"}
 _NoValue = np._NoValue
 
 
-@dataclass(frozen=True)
-class _Plan:
-    kernel: Kernel
-    dtype: str
-    work: int
-    args: tuple
-    finish: Callable | None = None  # kernel result -> return value
-    kwargs: dict | None = None
+def _Plan(kernel: Kernel, dtype: str, work: int, args: tuple,
+          finish: Callable | None = None, kwargs: dict | None = None) -> tuple:
+    """A call a kernel can take: (kernel, dtype, work, args, finish, kwargs),
+    ``finish`` turning the kernel's result into the return value.  A plain
+    tuple: this is on every call's path, and a dataclass costs a microsecond."""
+    return (kernel, dtype, work, args, finish, kwargs)
 
 
 def _flat(a) -> np.ndarray | None:
@@ -56,17 +53,17 @@ def _writable_out(out, shape, dtype, *inputs) -> bool:
 
 
 def _execute(plan):
-    result = _dispatch.run(plan.kernel, plan.dtype, plan.work, plan.args,
-                           plan.kwargs)
-    return plan.finish(result) if plan.finish is not None else result
+    kernel, dtype, work, args, finish, kwargs = plan
+    result = _dispatch.run(kernel, dtype, work, args, kwargs)
+    return finish(result) if finish is not None else result
 
 
 def _explain_plan(plan) -> Decision:
     if isinstance(plan, str):
         return Decision("numpy", 1, 0, plan)
-    d = _dispatch.decide(plan.kernel.name, plan.dtype, plan.work,
-                         plan.kernel.uses_blas, explain=True)
-    return Decision(d.variant, d.threads, d.work, d.reason, d.kernel)
+    kernel, dtype, work = plan[:3]
+    return _dispatch.decide(kernel.name, dtype, work, kernel.uses_blas,
+                            explain=True)
 
 
 # ---------------------------------------------------------------------------
@@ -86,47 +83,19 @@ def _plan_sum(a, axis=None, dtype=None, out=None, keepdims=_NoValue,
     return _Plan(KERNELS["sum"], _FLOATS[x.dtype], x.size, (x,), x.dtype.type)
 
 
-def sum(a, axis=None, dtype=None, out=None, keepdims=_NoValue, initial=_NoValue,
-        where=_NoValue):
-    """Sum of array elements, as :func:`numpy.sum`.
-
-    A contiguous float32/float64 array summed over all its elements runs the
-    calibrated kernel (serial or parallel): a blocked pairwise sum whose
-    result is the same for every thread count, within a pairwise-summation
-    error of NumPy's.  Any other call is ``numpy.sum`` itself.
-
-    Parameters
-    ----------
-    a : array_like
-        Elements to sum.
-    axis, dtype, out, keepdims, initial, where
-        As in :func:`numpy.sum` (any of them sends the call to NumPy).
-
-    Returns
-    -------
-    numpy scalar or ndarray
-        As :func:`numpy.sum` returns.
-
-    See Also
-    --------
-    numpy.sum, explain
-
-    Examples
-    --------
-    >>> import numpy as np, breakeven
-    >>> float(breakeven.sum(np.arange(10.0)))
-    45.0
-    >>> breakeven.sum(np.ones((2, 3), dtype=np.float32)).dtype
-    dtype('float32')
-    >>> breakeven.sum([[1, 2], [3, 4]], axis=0)  # NumPy does this one
-    array([4, 6])
-    """
+def _sum_slow(a, axis=None, dtype=None, out=None, keepdims=_NoValue,
+              initial=_NoValue, where=_NoValue):
+    """sum's path for whatever the C fast path (``_fast.sum``) passes on."""
     plan = _plan_sum(a, axis, dtype, out, keepdims, initial, where)
     if isinstance(plan, str):
         kw = {k: v for k, v in (("keepdims", keepdims), ("initial", initial),
                                 ("where", where)) if v is not _NoValue}
         return np.sum(a, axis=axis, dtype=dtype, out=out, **kw)
     return _execute(plan)
+
+
+_fast.set_slow_paths(_sum_slow)
+sum = _fast.sum
 
 
 # ---------------------------------------------------------------------------

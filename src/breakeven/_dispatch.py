@@ -31,7 +31,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from breakeven import _threads
+from breakeven import _fast, _threads
 from breakeven._profile import Profile, load_profile
 
 __all__ = ["Decision", "decide", "run", "section", "threads", "reset"]
@@ -86,6 +86,10 @@ class _State:
         self.forked = False
         self.feedback: dict[tuple[str, str], _Feedback] = {}
         self.blas = None  # cached threadpoolctl controller, lazily
+        self.hot_min: dict[tuple[str, str], float] = {}
+
+    def profile_or_load(self) -> Profile:
+        return self.profile if self.profile is not None else profile()
 
 
 _state = _State()
@@ -102,6 +106,18 @@ def reset(profile: Profile | None = None) -> None:
     _state = _State()
     _state.profile = profile
     _state.blas = old.blas
+    _sync_fast()
+
+
+def _sync_fast() -> None:
+    """Tell the C fast path the hot thresholds of the profile in use (0, so
+    that every call comes here, until a profile is loaded)."""
+    p = _state.profile
+    if p is None:
+        _fast.set_sum_thresholds(0, 0)
+        return
+    t64, t32 = p.threshold("sum", "float64"), p.threshold("sum", "float32")
+    _fast.set_sum_thresholds(t64 or float("inf"), t32 or float("inf"))
 
 
 def _after_fork_in_child() -> None:
@@ -124,6 +140,7 @@ def profile() -> Profile:
             if _state.profile is None:
                 _state.profile = load_profile()
             p = _state.profile
+        _sync_fast()
     return p
 
 
@@ -161,10 +178,14 @@ def threads(n: int, *, exact: bool = False):
         raise ValueError(f"threads() takes n >= 1, got {n}")
     caps = _caps()
     caps.append((n, exact))
+    if exact:
+        _fast.forcing(1)
     try:
         yield
     finally:
         caps.pop()
+        if exact:
+            _fast.forcing(-1)
 
 
 @contextlib.contextmanager
@@ -232,22 +253,27 @@ def _blas_limiter():
 # contention feedback
 # ---------------------------------------------------------------------------
 
-# A parallel call slower than SLOW x its expected time counts as contended;
-# BACKOFF_AFTER such calls in a row halve the kernel's threads; a probe at
-# full threads is tried every PROBE_EVERY calls (and after PROBE_AFTER s).
+# A parallel call slower than SLOW x the best seen at its size counts as
+# contended; BACKOFF_AFTER such calls in a row (or one call SEVERE x slower)
+# halve the kernel's threads.  While backed off, a probe at full threads runs
+# after PROBE_EVERY calls or PROBE_AFTER seconds; each failed probe doubles
+# both (up to 64x), a successful one lifts the back-off.  Under heavy
+# contention a probe is as slow as the calls that caused the back-off, so
+# probing ever more rarely keeps its cost to a vanishing share.
 SLOW = 1.8
+SEVERE = 8.0
 BACKOFF_AFTER = 3
 PROBE_EVERY = 64
 PROBE_AFTER = 0.5
+PROBE_MAX_SCALE = 64
 
 
 class _Feedback:
-    """Per kernel and dtype: observed seconds per unit of work of parallel
-    calls (the best seen is the uncontended reference), and the current
-    back-off.  Updated without a lock: a lost update only delays a back-off
-    by one call."""
+    """Per kernel and dtype: the best seconds per unit of work seen for each
+    thread count and size, and the current back-off.  Updated without a
+    lock: a lost update only delays a back-off or a probe by one call."""
 
-    __slots__ = ("best", "slow_streak", "cap", "calls", "since")
+    __slots__ = ("best", "slow_streak", "cap", "calls", "since", "scale")
 
     def __init__(self):
         # (threads, log2 of work) -> best seconds per unit of work seen: the
@@ -258,6 +284,7 @@ class _Feedback:
         self.cap = 0  # 0: no back-off; else max threads
         self.calls = 0
         self.since = 0.0
+        self.scale = 1  # probe spacing multiplier
 
     def observe(self, threads: int, work: int, seconds: float) -> None:
         rate = seconds / max(work, 1)
@@ -266,25 +293,30 @@ class _Feedback:
         if best is None or rate < best:
             self.best[key] = rate
             best = rate
-        if rate > SLOW * best:
+        slow = rate > SLOW * best
+        if self.cap and threads > self.cap:  # this was a probe
+            if slow:
+                self.scale = min(self.scale * 2, PROBE_MAX_SCALE)
+            else:
+                self.cap, self.scale = 0, 1
+            self.calls, self.since = 0, time.monotonic()
+            return
+        if slow:
             self.slow_streak += 1
-            if self.slow_streak >= BACKOFF_AFTER:
+            if self.slow_streak >= BACKOFF_AFTER or rate > SEVERE * best:
                 self.cap = max(1, threads // 2)
                 self.slow_streak = 0
-                self.since = time.monotonic()
+                self.calls, self.since = 0, time.monotonic()
         else:
             self.slow_streak = 0
-            if self.cap and threads > self.cap:  # a probe that went well
-                self.cap = 0
 
     def limit(self, threads: int) -> tuple[int, bool]:
         """(threads allowed, whether this call is a probe)."""
         if not self.cap or threads <= self.cap:
             return threads, False
         self.calls += 1
-        if self.calls % PROBE_EVERY == 0 or \
-                time.monotonic() - self.since > PROBE_AFTER:
-            self.since = time.monotonic()
+        if self.calls >= PROBE_EVERY * self.scale or \
+                time.monotonic() - self.since > PROBE_AFTER * self.scale:
             return threads, True
         return self.cap, False
 
@@ -386,8 +418,24 @@ def sleeping() -> bool:
     return (time.monotonic() - recent) * 1e6 > sleep_us
 
 
+def _hot_threshold(key: tuple[str, str]) -> float:
+    """Smallest work the hot table sends parallel (cached per profile)."""
+    thr = _state.profile_or_load().threshold(*key, "hot")
+    value = float("inf") if thr is None else thr
+    _state.hot_min[key] = value
+    return value
+
+
 def run(kernel, dtype: str, work: int, args: tuple, kwargs=None):
     """Decide and run ``kernel`` (a :class:`~breakeven.Kernel`) on ``args``."""
+    # Fast path: below the hot threshold, with no threads(..., exact=True) in
+    # force, the call is serial whatever else holds: no Decision is built.
+    key = (kernel.name, dtype)
+    thr = _state.hot_min.get(key)
+    if thr is None:
+        thr = _hot_threshold(key)
+    if work < thr and not getattr(_local, "caps", None):
+        return kernel.serial(*args, **kwargs) if kwargs else kernel.serial(*args)
     d = decide(kernel.name, dtype, work, kernel.uses_blas)
     if d.variant != "parallel":
         result = kernel.serial(*args, **kwargs) if kwargs else kernel.serial(*args)

@@ -182,3 +182,15 @@ def dot_parallel(const floating[::1] x, const floating[::1] y, Py_ssize_t n_thre
         return 0.0
     _reduce_parallel(&x[0], &y[0], n, nt, &result)
     return result
+
+
+cdef double sum_serial_d(const double *x, Py_ssize_t n) noexcept nogil:
+    if n == 0:
+        return 0.0
+    return _reduce_serial(x, <const double *>NULL, n) + 0.0
+
+
+cdef float sum_serial_f(const float *x, Py_ssize_t n) noexcept nogil:
+    if n == 0:
+        return 0.0
+    return _reduce_serial(x, <const float *>NULL, n) + 0.0

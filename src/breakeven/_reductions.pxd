@@ -1,0 +1,4 @@
+# Non-fused entry points for other Cython modules (the dispatch fast path):
+# exactly the serial kernels' arithmetic, so the bits are the same.
+cdef double sum_serial_d(const double *x, Py_ssize_t n) noexcept nogil
+cdef float sum_serial_f(const float *x, Py_ssize_t n) noexcept nogil

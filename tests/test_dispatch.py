@@ -45,6 +45,17 @@ def eager():
     return p
 
 
+@pytest.fixture(params=["dispatched", "fast path"])
+def paths(request):
+    """Run a test through dispatch (parallel from 1000 elements) and through
+    the C fast path (every call below the threshold)."""
+    p = eager_profile(threshold=1000 if request.param == "dispatched" else 10**12,
+                      cold=10**12 + 1)
+    _dispatch.reset(p)
+    _dispatch._state.last_parallel = time.monotonic() + 3600
+    return request.param
+
+
 # ---------------------------------------------------------------------------
 # drop-in: NumPy's results, types and errors
 # ---------------------------------------------------------------------------
@@ -66,7 +77,7 @@ SUM_CASES = [
 
 
 @pytest.mark.parametrize("args,kwargs", SUM_CASES)
-def test_sum_matches_numpy(args, kwargs, eager):
+def test_sum_matches_numpy(args, kwargs, paths):
     got, ref = be.sum(*args, **kwargs), np.sum(*args, **kwargs)
     assert type(got) is type(ref)
     assert np.shape(got) == np.shape(ref) and np.asarray(got).dtype == \
@@ -75,7 +86,7 @@ def test_sum_matches_numpy(args, kwargs, eager):
                                np.float32 else 1e-12, atol=1e-9)
 
 
-def test_sum_kernel_path_is_the_kernel(eager):
+def test_sum_kernel_path_is_the_kernel(paths):
     """On kernel inputs the drop-in gives the kernel's bits, serial or not."""
     from breakeven._reductions import sum_serial
 
@@ -101,7 +112,7 @@ ERROR_CASES = [
 
 
 @pytest.mark.parametrize("ours,theirs,args,kwargs", ERROR_CASES)
-def test_errors_are_numpys(ours, theirs, args, kwargs, eager):
+def test_errors_are_numpys(ours, theirs, args, kwargs, paths):
     with pytest.raises(Exception) as ref:
         theirs(*args, **kwargs)
     with pytest.raises(type(ref.value)):
@@ -112,7 +123,7 @@ def test_errors_are_numpys(ours, theirs, args, kwargs, eager):
     (F64, F64[::-1].copy()), (F32, F32), (F64, F32), (M, M.T), (M, F64[:40]),
     ([1.0, 2.0], [3.0, 4.0]), (np.arange(5), np.arange(5)), (F64[::2], F64[::2]),
 ])
-def test_dot_matches_numpy(a, b, eager):
+def test_dot_matches_numpy(a, b, paths):
     got, ref = be.dot(a, b), np.dot(a, b)
     assert type(got) is type(ref) and np.asarray(got).dtype == np.asarray(ref).dtype
     np.testing.assert_allclose(got, ref, rtol=1e-5)
@@ -121,7 +132,7 @@ def test_dot_matches_numpy(a, b, eager):
 @pytest.mark.parametrize("x", [F64, F32, M, np.float32(2.0) * M, F64[::2],
                                np.arange(4), [0.5, 1.5], np.array(1.0),
                                np.array([np.inf, -np.inf, np.nan, 710.0, -746.0])])
-def test_exp_matches_numpy(x, eager):
+def test_exp_matches_numpy(x, paths):
     with np.errstate(over="ignore"):
         ref = np.exp(x)
         got = be.exp(x)
@@ -131,7 +142,7 @@ def test_exp_matches_numpy(x, eager):
                                np.float32 else 1e-14)
 
 
-def test_exp_out_and_in_place(eager):
+def test_exp_out_and_in_place(paths):
     out = np.empty_like(F64)
     r = be.exp(F64, out=out)
     assert r is out
@@ -154,7 +165,7 @@ def test_exp_out_and_in_place(eager):
     (F64, {"axis": 0}), (F64, {"dtype": np.float32}), (np.arange(6), {}),
     ([1.0, 2.0], {}), (F64[::2], {}), (np.array(2.0), {}), (np.empty(0), {}),
 ])
-def test_cumsum_matches_numpy(a, kw, eager):
+def test_cumsum_matches_numpy(a, kw, paths):
     got, ref = be.cumsum(a, **kw), np.cumsum(a, **kw)
     assert type(got) is type(ref) and got.shape == ref.shape and got.dtype == ref.dtype
     scale = np.cumsum(np.abs(np.asarray(a, dtype=np.float64)), **{
@@ -162,7 +173,7 @@ def test_cumsum_matches_numpy(a, kw, eager):
     assert np.all(np.abs(got - ref) <= 1e-4 * scale)
 
 
-def test_cumsum_out(eager):
+def test_cumsum_out(paths):
     out = np.empty(len(F64))
     assert be.cumsum(F64, out=out) is out
     y = F64.copy()
@@ -178,14 +189,14 @@ def test_cumsum_out(eager):
     (np.full(5, 2.0), (4,), {}), (np.empty(0), (3,), {}), ([0.5, 0.7], (2,), {}),
     (F64, (np.int64(9), (0, 1)), {}), (F64, (3, (1.0, 1.0)), {}),
 ])
-def test_histogram_matches_numpy(a, args, kw, eager):
+def test_histogram_matches_numpy(a, args, kw, paths):
     got, ref = be.histogram(a, *args, **kw), np.histogram(a, *args, **kw)
     for g, r in zip(got, ref, strict=True):
         assert g.dtype == r.dtype
         np.testing.assert_array_equal(g, r)
 
 
-def test_axpy(eager):
+def test_axpy(paths):
     x, y = F64.copy(), F32.astype(np.float64)
     ref = y.copy()
     ref += 0.5 * x
@@ -215,7 +226,7 @@ def test_axpy(eager):
     np.testing.assert_array_equal(w, ref)
 
 
-def test_nearest(eager):
+def test_nearest(paths):
     X = rng.integers(-3, 4, (500, 4)).astype(np.float64)
     C = rng.integers(-3, 4, (9, 4)).astype(np.float64)
     ref = np.argmin(((X[:, None] - C[None]) ** 2).sum(-1), axis=1)
@@ -420,16 +431,26 @@ def test_feedback_backs_off_under_contention_and_recovers(eager, monkeypatch):
     for _ in range(20):  # learn the uncontended speed
         be.sum(x)
     assert be.explain(be.sum, x).threads == CPUS
-    slow["factor"] = 10.0  # now every parallel call looks 10x slower
+    slow["factor"] = 5.0  # now every parallel call looks 5x slower
     for _ in range(_dispatch.BACKOFF_AFTER):
         be.sum(x)
     d = be.explain(be.sum, x)
     assert d.threads < CPUS and "backed off" in d.reason
-    slow["factor"] = 1.0  # contention gone: a probe finds out
-    monkeypatch.setattr(_dispatch, "PROBE_AFTER", 0.0)
-    for _ in range(3):
-        be.sum(x)
+    # backed-off calls accumulate time until a probe is due: it fails while
+    # the contention lasts, and the back-off stays
+    fb = _dispatch._state.feedback[("sum", "float64")]
+    fb.spent = _dispatch.PROBE_RATIO * fb.probe_cost
+    assert be.explain(be.sum, x).threads == CPUS  # the probe
+    be.sum(x)
+    assert be.explain(be.sum, x).threads < CPUS
+    slow["factor"] = 1.0  # contention gone: the next probe finds out
+    fb.spent = _dispatch.PROBE_RATIO * fb.probe_cost
+    be.sum(x)
     assert be.explain(be.sum, x).threads == CPUS
+    # one extreme call is enough to back off
+    slow["factor"] = 50.0
+    be.sum(x)
+    assert be.explain(be.sum, x).threads < CPUS
 
 
 # ---------------------------------------------------------------------------
@@ -555,3 +576,23 @@ def test_user_kernel_end_to_end(user_kernel_dir, monkeypatch, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "scale" in r.stdout
     be.KERNELS.pop("scale", None)
+
+
+def test_fast_path_skips_the_dispatcher(monkeypatch):
+    """Calls below the hot threshold run in C without entering Python-level
+    dispatch; a forced thread count sends them back through it."""
+    _dispatch.reset(eager_profile(threshold=10**12, cold=10**12 + 1))
+
+    def fail(*a, **k):
+        raise AssertionError("took the slow path")
+
+    monkeypatch.setattr(_dispatch, "run", fail)
+    x = np.linspace(0, 1, 100)
+    assert be.sum(x) == pytest.approx(50.0)
+    assert be.dot(x, x) == pytest.approx(np.dot(x, x))
+    np.testing.assert_allclose(be.exp(x), np.exp(x), rtol=1e-15)
+    np.testing.assert_allclose(be.cumsum(x), np.cumsum(x), rtol=1e-12)
+    y = np.ones(100)
+    assert be.axpy(2, x, y) is y
+    with be.threads(2, exact=True), pytest.raises(AssertionError, match="slow"):
+        be.sum(x)

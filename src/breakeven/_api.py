@@ -94,7 +94,6 @@ def _sum_slow(a, axis=None, dtype=None, out=None, keepdims=_NoValue,
     return _execute(plan)
 
 
-_fast.set_slow_paths(_sum_slow)
 sum = _fast.sum
 
 
@@ -494,9 +493,17 @@ def nearest(X, C):
 # explain and user kernels
 # ---------------------------------------------------------------------------
 
-_PLANNERS = {sum: _plan_sum, dot: _plan_dot, axpy: _plan_axpy, exp: _plan_exp,
-             cumsum: _plan_cumsum, histogram: _plan_histogram,
-             nearest: _plan_nearest}
+# The C fast path (breakeven._fast) takes the calls it can run serially at
+# once; it hands everything else to the Python functions above, whose
+# docstrings it wears.
+_fast.set_slow_paths(sum=_sum_slow, dot=dot, axpy=axpy, exp=exp, cumsum=cumsum)
+for _f in (dot, axpy, exp, cumsum):
+    getattr(_fast, _f.__name__).__doc__ = _f.__doc__
+_PLANNERS = {_fast.sum: _plan_sum, _fast.dot: _plan_dot, _fast.axpy: _plan_axpy,
+             _fast.exp: _plan_exp, _fast.cumsum: _plan_cumsum,
+             histogram: _plan_histogram, nearest: _plan_nearest}
+dot, axpy, exp, cumsum = _fast.dot, _fast.axpy, _fast.exp, _fast.cumsum
+del _f
 
 
 def explain(func, *args, **kwargs) -> Decision:

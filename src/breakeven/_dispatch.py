@@ -60,7 +60,9 @@ class Decision:
     work: int
     reason: str
     kernel: str = ""
-    table: str = ""  # "hot"/"cold": the call was big enough to consult both
+    # "hot"/"cold": the table used (the call was past the hot threshold);
+    # "backoff": fewer threads than the table says, for contention
+    table: str = ""
 
     def __str__(self) -> str:
         t = f" with {self.threads} threads" if self.variant == "parallel" else ""
@@ -114,10 +116,12 @@ def _sync_fast() -> None:
     that every call comes here, until a profile is loaded)."""
     p = _state.profile
     if p is None:
-        _fast.set_sum_thresholds(0, 0)
+        _fast.set_thresholds({})
         return
-    t64, t32 = p.threshold("sum", "float64"), p.threshold("sum", "float32")
-    _fast.set_sum_thresholds(t64 or float("inf"), t32 or float("inf"))
+    inf = float("inf")
+    _fast.set_thresholds({
+        k: (p.threshold(k, "float64") or inf, p.threshold(k, "float32") or inf)
+        for k in ("sum", "dot", "axpy", "exp", "cumsum")})
 
 
 def _after_fork_in_child() -> None:
@@ -255,17 +259,16 @@ def _blas_limiter():
 
 # A parallel call slower than SLOW x the best seen at its size counts as
 # contended; BACKOFF_AFTER such calls in a row (or one call SEVERE x slower)
-# halve the kernel's threads.  While backed off, a probe at full threads runs
-# after PROBE_EVERY calls or PROBE_AFTER seconds; each failed probe doubles
-# both (up to 64x), a successful one lifts the back-off.  Under heavy
-# contention a probe is as slow as the calls that caused the back-off, so
-# probing ever more rarely keeps its cost to a vanishing share.
-SLOW = 1.8
-SEVERE = 8.0
-BACKOFF_AFTER = 3
-PROBE_EVERY = 64
-PROBE_AFTER = 0.5
-PROBE_MAX_SCALE = 64
+# halve the kernel's threads.  While backed off, the kernel's calls are timed
+# too, and a probe at full threads runs once they have taken PROBE_RATIO x as
+# long as the last slow parallel call: under contention a probe costs as much
+# as the calls that caused the back-off, so probing is kept to about
+# 1/PROBE_RATIO of the kernel's time, however bad the contention.  A probe
+# that runs at normal speed lifts the back-off.
+SLOW = 3.0
+SEVERE = 10.0
+BACKOFF_AFTER = 4
+PROBE_RATIO = 20.0
 
 
 class _Feedback:
@@ -273,7 +276,7 @@ class _Feedback:
     thread count and size, and the current back-off.  Updated without a
     lock: a lost update only delays a back-off or a probe by one call."""
 
-    __slots__ = ("best", "slow_streak", "cap", "calls", "since", "scale")
+    __slots__ = ("best", "slow_streak", "cap", "spent", "probe_cost")
 
     def __init__(self):
         # (threads, log2 of work) -> best seconds per unit of work seen: the
@@ -282,11 +285,11 @@ class _Feedback:
         self.best: dict[tuple[int, int], float] = {}
         self.slow_streak = 0
         self.cap = 0  # 0: no back-off; else max threads
-        self.calls = 0
-        self.since = 0.0
-        self.scale = 1  # probe spacing multiplier
+        self.spent = 0.0  # seconds in backed-off calls since the last probe
+        self.probe_cost = 0.0  # what the last slow parallel call took
 
     def observe(self, threads: int, work: int, seconds: float) -> None:
+        """A parallel call of ``threads`` threads took ``seconds``."""
         rate = seconds / max(work, 1)
         key = (threads, max(work, 1).bit_length())
         best = self.best.get(key)
@@ -296,27 +299,29 @@ class _Feedback:
         slow = rate > SLOW * best
         if self.cap and threads > self.cap:  # this was a probe
             if slow:
-                self.scale = min(self.scale * 2, PROBE_MAX_SCALE)
+                self.probe_cost = seconds
             else:
-                self.cap, self.scale = 0, 1
-            self.calls, self.since = 0, time.monotonic()
+                self.cap = 0
+            self.spent = 0.0
             return
         if slow:
             self.slow_streak += 1
             if self.slow_streak >= BACKOFF_AFTER or rate > SEVERE * best:
                 self.cap = max(1, threads // 2)
                 self.slow_streak = 0
-                self.calls, self.since = 0, time.monotonic()
+                self.spent, self.probe_cost = 0.0, seconds
         else:
             self.slow_streak = 0
+
+    def backed_off_call(self, seconds: float) -> None:
+        """A call run with fewer threads because of the back-off took this."""
+        self.spent += seconds
 
     def limit(self, threads: int) -> tuple[int, bool]:
         """(threads allowed, whether this call is a probe)."""
         if not self.cap or threads <= self.cap:
             return threads, False
-        self.calls += 1
-        if self.calls >= PROBE_EVERY * self.scale or \
-                time.monotonic() - self.since > PROBE_AFTER * self.scale:
+        if self.spent >= PROBE_RATIO * self.probe_cost:
             return threads, True
         return self.cap, False
 
@@ -383,11 +388,15 @@ def decide(kernel: str, dtype: str, work: int, uses_blas: bool = False,
         return Decision("serial", 1, work, "already inside a parallel region",
                         kernel)
     fb = st.feedback.get((kernel, dtype))
+    backed_off = False
     if fb is not None and fb.cap:
         t2, probe = fb.limit(t)
-        if t2 < t and explain:
-            why.append(f"backed off to {t2} threads: recent parallel calls ran "
-                       f"over {SLOW}x slower than their best (contention)")
+        if t2 < t:
+            backed_off = True
+            if explain:
+                why.append(f"backed off to {t2} threads: recent parallel calls "
+                           f"ran over {SLOW:g}x slower than their best "
+                           "(contention)")
         t = t2
     if in_section:
         t = min(t, in_section)
@@ -395,10 +404,11 @@ def decide(kernel: str, dtype: str, work: int, uses_blas: bool = False,
             why.append(f"inside a section holding {in_section} cores")
     elif explain:
         why.append(f"{st.free} of {st.usable} CPUs free")
+    table = "backoff" if backed_off else state
     if t <= 1:
         return Decision("serial", 1, work, "; ".join(why) or "capped to 1", kernel,
-                        state)
-    return Decision("parallel", t, work, "; ".join(why), kernel, state)
+                        table)
+    return Decision("parallel", t, work, "; ".join(why), kernel, table)
 
 
 def sleeping() -> bool:
@@ -438,15 +448,22 @@ def run(kernel, dtype: str, work: int, args: tuple, kwargs=None):
         return kernel.serial(*args, **kwargs) if kwargs else kernel.serial(*args)
     d = decide(kernel.name, dtype, work, kernel.uses_blas)
     if d.variant != "parallel":
-        result = kernel.serial(*args, **kwargs) if kwargs else kernel.serial(*args)
+        if d.table == "backoff":  # timed: its time paces the next probe
+            t0 = _clock()
+            result = kernel.serial(*args, **(kwargs or {}))
+            _state.feedback[key].backed_off_call(_clock() - t0)
+        else:
+            result = kernel.serial(*args, **kwargs) if kwargs \
+                else kernel.serial(*args)
         if d.table:
             _state.last_call = time.monotonic()
         return result
-    return _run_parallel(kernel, dtype, work, args, d.threads, kwargs or {})
+    return _run_parallel(kernel, dtype, work, args, d.threads, kwargs or {},
+                         d.table == "backoff")
 
 
 def _run_parallel(kernel, dtype: str, work: int, args: tuple, want: int,
-                  kwargs: dict):
+                  kwargs: dict, backed_off: bool = False):
     st = _state
     in_section = getattr(_local, "section", 0)
     got = want
@@ -480,5 +497,8 @@ def _run_parallel(kernel, dtype: str, work: int, args: tuple, want: int,
     fb = st.feedback.get((kernel.name, dtype))
     if fb is None:
         fb = st.feedback.setdefault((kernel.name, dtype), _Feedback())
-    fb.observe(got, work, elapsed)
+    if backed_off:
+        fb.backed_off_call(elapsed)
+    else:
+        fb.observe(got, work, elapsed)
     return result

@@ -2,3 +2,5 @@
 # exactly the serial kernels' arithmetic, so the bits are the same.
 cdef double sum_serial_d(const double *x, Py_ssize_t n) noexcept nogil
 cdef float sum_serial_f(const float *x, Py_ssize_t n) noexcept nogil
+cdef double dot_serial_d(const double *x, const double *y, Py_ssize_t n) noexcept nogil
+cdef float dot_serial_f(const float *x, const float *y, Py_ssize_t n) noexcept nogil

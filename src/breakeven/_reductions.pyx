@@ -194,3 +194,11 @@ cdef float sum_serial_f(const float *x, Py_ssize_t n) noexcept nogil:
     if n == 0:
         return 0.0
     return _reduce_serial(x, <const float *>NULL, n) + 0.0
+
+
+cdef double dot_serial_d(const double *x, const double *y, Py_ssize_t n) noexcept nogil:
+    return _reduce_serial(x, y, n) if n else 0.0
+
+
+cdef float dot_serial_f(const float *x, const float *y, Py_ssize_t n) noexcept nogil:
+    return _reduce_serial(x, y, n) if n else 0.0

@@ -132,3 +132,13 @@ cdef int _cumsum_parallel(const floating *x, floating *out, Py_ssize_t n,
     free(totals)
     free(offsets)
     return 0
+
+
+cdef void cumsum_serial_d(const double *x, double *out, Py_ssize_t n) noexcept nogil:
+    if n:
+        _cumsum_serial(x, out, n)
+
+
+cdef void cumsum_serial_f(const float *x, float *out, Py_ssize_t n) noexcept nogil:
+    if n:
+        _cumsum_serial(x, out, n)

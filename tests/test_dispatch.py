@@ -447,8 +447,10 @@ def test_feedback_backs_off_under_contention_and_recovers(eager, monkeypatch):
     fb.spent = _dispatch.PROBE_RATIO * fb.probe_cost
     be.sum(x)
     assert be.explain(be.sum, x).threads == CPUS
-    # one extreme call is enough to back off
+    # two extreme calls are enough to back off
     slow["factor"] = 50.0
+    be.sum(x)
+    assert be.explain(be.sum, x).threads == CPUS
     be.sum(x)
     assert be.explain(be.sum, x).threads < CPUS
 
@@ -594,5 +596,10 @@ def test_fast_path_skips_the_dispatcher(monkeypatch):
     np.testing.assert_allclose(be.cumsum(x), np.cumsum(x), rtol=1e-12)
     y = np.ones(100)
     assert be.axpy(2, x, y) is y
+    counts, edges = be.histogram(x, 7, (0.0, 1.0))
+    np.testing.assert_array_equal(counts, np.histogram(x, 7, (0.0, 1.0))[0])
+    X, C = x.reshape(25, 4), x[:12].reshape(3, 4)
+    np.testing.assert_array_equal(be.nearest(X, C), np.argmin(
+        ((X[:, None] - C[None]) ** 2).sum(-1), axis=1))
     with be.threads(2, exact=True), pytest.raises(AssertionError, match="slow"):
         be.sum(x)

@@ -496,13 +496,15 @@ def nearest(X, C):
 # The C fast path (breakeven._fast) takes the calls it can run serially at
 # once; it hands everything else to the Python functions above, whose
 # docstrings it wears.
-_fast.set_slow_paths(sum=_sum_slow, dot=dot, axpy=axpy, exp=exp, cumsum=cumsum)
-for _f in (dot, axpy, exp, cumsum):
+_fast.set_slow_paths(sum=_sum_slow, dot=dot, axpy=axpy, exp=exp, cumsum=cumsum,
+                     histogram=histogram, nearest=nearest)
+for _f in (dot, axpy, exp, cumsum, histogram, nearest):
     getattr(_fast, _f.__name__).__doc__ = _f.__doc__
 _PLANNERS = {_fast.sum: _plan_sum, _fast.dot: _plan_dot, _fast.axpy: _plan_axpy,
              _fast.exp: _plan_exp, _fast.cumsum: _plan_cumsum,
-             histogram: _plan_histogram, nearest: _plan_nearest}
+             _fast.histogram: _plan_histogram, _fast.nearest: _plan_nearest}
 dot, axpy, exp, cumsum = _fast.dot, _fast.axpy, _fast.exp, _fast.cumsum
+histogram, nearest = _fast.histogram, _fast.nearest
 del _f
 
 

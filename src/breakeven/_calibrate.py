@@ -185,16 +185,6 @@ def with_penalty(points: Iterable[Point], penalty: dict[int, float]) -> list[Poi
 Measure = Callable[[Kernel, np.dtype, int, Sequence[int], Settings], Point]
 
 
-def _blas_cap(kernel: Kernel):
-    if not kernel.uses_blas:
-        import contextlib
-
-        return contextlib.nullcontext()
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController().limit(limits=1, user_api="blas")
-
-
 def paired_point(work: int, timings: dict[int, object], margin: float = MARGIN,
                  consistency: float = 0.6) -> Point:
     """A Point from interleaved timings, judged batch pair by batch pair.
@@ -225,21 +215,44 @@ def paired_point(work: int, timings: dict[int, object], margin: float = MARGIN,
     return Point(int(work), times, ambiguous)
 
 
+def _through_dispatch(kernel: Kernel, dtype: str, work: int, args: tuple,
+                      threads: int) -> Callable[[], object]:
+    """A call of the parallel variant the way dispatch makes it (budget,
+    timing, BLAS cap for kernels that call BLAS), at a forced thread count:
+    dispatch's overhead is then inside the measured times."""
+    from breakeven import _dispatch
+
+    forced = [(threads, True)]
+    local = _dispatch._local
+
+    def call():
+        saved = getattr(local, "caps", None)
+        local.caps = forced
+        try:
+            return _dispatch.run(kernel, dtype, work, args)
+        finally:
+            local.caps = saved
+    return call
+
+
 def measure_point(kernel: Kernel, dtype: np.dtype, work: int,
                   threads: Sequence[int], settings: Settings) -> Point:
     """Time the serial variant and the parallel variant at each thread count
-    on one input of about ``work``, interleaved, back to back (hot team)."""
+    on one input of about ``work``, interleaved, back to back (hot team).
+
+    The parallel variant is called through dispatch, so its per-call cost
+    (the budget, the timing, the BLAS cap) counts against it."""
     args = kernel.sample(work, dtype, np.random.default_rng(work))
+    actual = int(kernel.work(*args))
     cands: dict[str, Callable[[], object]] = {}
     for t in threads:
         if t == 1:
             cands["1"] = lambda: kernel.serial(*args)
         else:
-            cands[str(t)] = lambda t=t: kernel.parallel(*args, t)
-    with _blas_cap(kernel):
-        timings = time_interleaved(cands, repeats=settings.repeats,
-                                   min_batch_time=settings.min_batch_time)
-    return paired_point(kernel.work(*args), {int(k): v for k, v in timings.items()},
+            cands[str(t)] = _through_dispatch(kernel, dtype.name, actual, args, t)
+    timings = time_interleaved(cands, repeats=settings.repeats,
+                               min_batch_time=settings.min_batch_time)
+    return paired_point(actual, {int(k): v for k, v in timings.items()},
                         settings.margin)
 
 

@@ -121,7 +121,7 @@ def _sync_fast() -> None:
     inf = float("inf")
     _fast.set_thresholds({
         k: (p.threshold(k, "float64") or inf, p.threshold(k, "float32") or inf)
-        for k in ("sum", "dot", "axpy", "exp", "cumsum")})
+        for k in ("sum", "dot", "axpy", "exp", "cumsum", "histogram", "nearest")})
 
 
 def _after_fork_in_child() -> None:
@@ -258,7 +258,7 @@ def _blas_limiter():
 # ---------------------------------------------------------------------------
 
 # A parallel call slower than SLOW x the best seen at its size counts as
-# contended; BACKOFF_AFTER such calls in a row (or one call SEVERE x slower)
+# contended; BACKOFF_AFTER such calls in a row (or two SEVERE x slower)
 # halve the kernel's threads.  While backed off, the kernel's calls are timed
 # too, and a probe at full threads runs once they have taken PROBE_RATIO x as
 # long as the last slow parallel call: under contention a probe costs as much
@@ -276,7 +276,8 @@ class _Feedback:
     thread count and size, and the current back-off.  Updated without a
     lock: a lost update only delays a back-off or a probe by one call."""
 
-    __slots__ = ("best", "slow_streak", "cap", "spent", "probe_cost")
+    __slots__ = ("best", "slow_streak", "severe_streak", "cap", "spent",
+                 "probe_cost")
 
     def __init__(self):
         # (threads, log2 of work) -> best seconds per unit of work seen: the
@@ -284,6 +285,7 @@ class _Feedback:
         # calls are compared with calls of about their own size.
         self.best: dict[tuple[int, int], float] = {}
         self.slow_streak = 0
+        self.severe_streak = 0
         self.cap = 0  # 0: no back-off; else max threads
         self.spent = 0.0  # seconds in backed-off calls since the last probe
         self.probe_cost = 0.0  # what the last slow parallel call took
@@ -306,12 +308,14 @@ class _Feedback:
             return
         if slow:
             self.slow_streak += 1
-            if self.slow_streak >= BACKOFF_AFTER or rate > SEVERE * best:
+            self.severe_streak = self.severe_streak + 1 \
+                if rate > SEVERE * best else 0
+            if self.slow_streak >= BACKOFF_AFTER or self.severe_streak >= 2:
                 self.cap = max(1, threads // 2)
-                self.slow_streak = 0
+                self.slow_streak = self.severe_streak = 0
                 self.spent, self.probe_cost = 0.0, seconds
         else:
-            self.slow_streak = 0
+            self.slow_streak = self.severe_streak = 0
 
     def backed_off_call(self, seconds: float) -> None:
         """A call run with fewer threads because of the back-off took this."""
@@ -338,11 +342,20 @@ def decide(kernel: str, dtype: str, work: int, uses_blas: bool = False,
     With ``explain=True`` the reason is spelled out in full; otherwise it is
     left short, to keep the hot path cheap.
     """
+    variant, threads, work, reason, table = _decide(kernel, dtype, work, explain)
+    return Decision(variant, threads, work, reason, kernel, table)
+
+
+def _decide(kernel: str, dtype: str, work: int, explain: bool
+            ) -> tuple[str, int, int, str, str]:
+    """(variant, threads, work, reason), and the table used: a tuple, since
+    a Decision costs a microsecond to build and this runs on every call past
+    the hot threshold."""
     st = _state
     caps = getattr(_local, "caps", None)
     if st.forked:
-        return Decision("serial", 1, work, "in a forked child: OpenMP is not "
-                        "fork-safe, so this process runs serially", kernel)
+        return ("serial", 1, work, "in a forked child: OpenMP is not "
+                "fork-safe, so this process runs serially", "")
     exact = 0
     cap = st.usable
     if caps:
@@ -353,8 +366,8 @@ def decide(kernel: str, dtype: str, work: int, uses_blas: bool = False,
                 cap = n
     if exact:
         t = min(exact, st.usable)
-        return Decision("parallel" if t > 1 else "serial", t, work,
-                        f"threads({exact}, exact=True)", kernel)
+        return ("parallel" if t > 1 else "serial", t, work,
+                f"threads({exact}, exact=True)", "")
     prof = st.profile or profile()
     in_section = getattr(_local, "section", 0)
     # The hot table first: a call it keeps serial is decided without reading
@@ -366,15 +379,15 @@ def decide(kernel: str, dtype: str, work: int, uses_blas: bool = False,
         t = prof.threads_for(kernel, dtype, work, "cold")
     if t <= 1:
         if not explain:
-            return Decision("serial", 1, work, "", kernel, state if t else "")
+            return ("serial", 1, work, "", state if t else "")
         thr = prof.threshold(kernel, dtype, state)
         below = (f"work {work} < {thr}" if thr else
                  "parallel never paid for this kernel")
         extra = (" (a lone call: no dispatched call within the team's "
                  f"{prof.sleep_after_us / 1e3:g} ms sleep time, so the OpenMP "
                  "team would have to wake up)" if state == "cold" else "")
-        return Decision("serial", 1, work, f"{below} in the {state} table of "
-                        f"profile {prof.source}{extra}", kernel, state)
+        return ("serial", 1, work, f"{below} in the {state} table of "
+                f"profile {prof.source}{extra}", state)
     why = [f"work {work} >= {prof.threshold(kernel, dtype, state)} in the {state} "
            f"table of profile {prof.source}"] if explain else []
     limit = min(st.usable, _threads.max_threads(), cap)
@@ -385,8 +398,7 @@ def decide(kernel: str, dtype: str, work: int, uses_blas: bool = False,
                        f"omp_get_max_threads {_threads.max_threads()}, "
                        f"threads() cap {cap})")
     if _threads.in_parallel():
-        return Decision("serial", 1, work, "already inside a parallel region",
-                        kernel)
+        return ("serial", 1, work, "already inside a parallel region", "")
     fb = st.feedback.get((kernel, dtype))
     backed_off = False
     if fb is not None and fb.cap:
@@ -406,9 +418,8 @@ def decide(kernel: str, dtype: str, work: int, uses_blas: bool = False,
         why.append(f"{st.free} of {st.usable} CPUs free")
     table = "backoff" if backed_off else state
     if t <= 1:
-        return Decision("serial", 1, work, "; ".join(why) or "capped to 1", kernel,
-                        table)
-    return Decision("parallel", t, work, "; ".join(why), kernel, table)
+        return ("serial", 1, work, "; ".join(why) or "capped to 1", table)
+    return ("parallel", t, work, "; ".join(why), table)
 
 
 def sleeping() -> bool:
@@ -446,20 +457,20 @@ def run(kernel, dtype: str, work: int, args: tuple, kwargs=None):
         thr = _hot_threshold(key)
     if work < thr and not getattr(_local, "caps", None):
         return kernel.serial(*args, **kwargs) if kwargs else kernel.serial(*args)
-    d = decide(kernel.name, dtype, work, kernel.uses_blas)
-    if d.variant != "parallel":
-        if d.table == "backoff":  # timed: its time paces the next probe
+    variant, threads, _, _, table = _decide(kernel.name, dtype, work, False)
+    if variant != "parallel":
+        if table == "backoff":  # timed: its time paces the next probe
             t0 = _clock()
             result = kernel.serial(*args, **(kwargs or {}))
             _state.feedback[key].backed_off_call(_clock() - t0)
         else:
             result = kernel.serial(*args, **kwargs) if kwargs \
                 else kernel.serial(*args)
-        if d.table:
+        if table:
             _state.last_call = time.monotonic()
         return result
-    return _run_parallel(kernel, dtype, work, args, d.threads, kwargs or {},
-                         d.table == "backoff")
+    return _run_parallel(kernel, dtype, work, args, threads, kwargs or {},
+                         table == "backoff")
 
 
 def _run_parallel(kernel, dtype: str, work: int, args: tuple, want: int,
@@ -481,6 +492,12 @@ def _run_parallel(kernel, dtype: str, work: int, args: tuple, want: int,
     if not got:  # the budget is spent by other callers
         return kernel.serial(*args, **kwargs)
     st.omp_started = True
+    prof = st.profile
+    sleep_us = prof.sleep_after_us if prof is not None else None
+    # A call that wakes a sleeping team pays the wake-up: it says nothing
+    # about contention, so it is not compared with the others.
+    cold_start = bool(sleep_us) and \
+        (time.monotonic() - st.last_parallel) * 1e6 > sleep_us
     try:
         blas = (_blas_limiter() if kernel.uses_blas and not in_section
                 else contextlib.nullcontext())
@@ -499,6 +516,6 @@ def _run_parallel(kernel, dtype: str, work: int, args: tuple, want: int,
         fb = st.feedback.setdefault((kernel.name, dtype), _Feedback())
     if backed_off:
         fb.backed_off_call(elapsed)
-    else:
+    elif not cold_start:
         fb.observe(got, work, elapsed)
     return result

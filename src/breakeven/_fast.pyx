@@ -21,6 +21,9 @@ from breakeven._reductions cimport (
 from breakeven._scan cimport cumsum_serial_d, cumsum_serial_f
 from breakeven._simd cimport be_axpy_d, be_axpy_f, be_exp_d, be_exp_f
 
+from breakeven._histogram import histogram_serial as _histogram_serial
+from breakeven._nearest import nearest_serial as _nearest_serial
+
 import numpy as np
 
 cnp.import_array()
@@ -45,10 +48,12 @@ cdef enum:
     K_AXPY = 2
     K_EXP = 3
     K_CUMSUM = 4
-    N_KERNELS = 5
-cdef double _hot[5][2]
+    K_HISTOGRAM = 5
+    K_NEAREST = 6
+    N_KERNELS = 7
+cdef double _hot[7][2]
 _KERNEL_IDS = {"sum": K_SUM, "dot": K_DOT, "axpy": K_AXPY, "exp": K_EXP,
-               "cumsum": K_CUMSUM}
+               "cumsum": K_CUMSUM, "histogram": K_HISTOGRAM, "nearest": K_NEAREST}
 for _k in range(N_KERNELS):
     _hot[_k][0] = 0
     _hot[_k][1] = 0
@@ -286,3 +291,41 @@ def cumsum(a, axis=None, dtype=None, out=None):
                                 <float *>cnp.PyArray_DATA(res), n)
             return res
     return _slow["cumsum"](a, axis, dtype, out)
+
+
+cdef inline bint _plain_number(object v) noexcept:
+    return PyFloat_CheckExact(v) or PyLong_CheckExact(v)
+
+
+def histogram(a, bins=10, range=None, density=None, weights=None):
+    # Only a range given as Python numbers: with range=None, NumPy's own
+    # min/max pass and its edge rules apply (the Python path handles them).
+    cdef cnp.ndarray xs
+    cdef int d
+    cdef double lo, hi
+    if (weights is None and (density is None or density is False)
+            and PyLong_CheckExact(bins) and type(range) is tuple
+            and len(range) == 2 and cnp.PyArray_CheckExact(a)):
+        xs = <cnp.ndarray>a
+        d = _dtype_index(xs)
+        if (_fast_ok(K_HISTOGRAM, d, cnp.PyArray_SIZE(xs)) and bins >= 1
+                and _plain_number(range[0]) and _plain_number(range[1])):
+            lo, hi = range[0], range[1]
+            if lo < hi and hi - lo < float("inf"):  # finite, increasing
+                return _histogram_serial(xs.reshape(-1), bins, lo, hi)
+    return _slow["histogram"](a, bins, range, density, weights)
+
+
+def nearest(X, C):
+    cdef cnp.ndarray x, c
+    cdef int d
+    if cnp.PyArray_CheckExact(X) and cnp.PyArray_CheckExact(C):
+        x, c = <cnp.ndarray>X, <cnp.ndarray>C
+        d = _dtype_index(x)
+        if (cnp.PyArray_NDIM(x) == 2 and cnp.PyArray_NDIM(c) == 2
+                and _dtype_index(c) == d and cnp.PyArray_DIM(x, 1) ==
+                cnp.PyArray_DIM(c, 1) and cnp.PyArray_DIM(c, 0) > 0
+                and _fast_ok(K_NEAREST, d, cnp.PyArray_DIM(x, 0)
+                             * cnp.PyArray_DIM(c, 0) * cnp.PyArray_DIM(x, 1))):
+            return _nearest_serial(X, C)
+    return _slow["nearest"](X, C)

@@ -9,7 +9,11 @@ calibration's wall time.
    plain ``time.perf_counter`` loop alternating serial and parallel calls),
    the serial/parallel crossover of sum, axpy and exp (float64) is located
    on a grid of ratio sqrt(2): the smallest size from which parallel is
-   faster at every larger grid size up to 2^20.
+   faster at every larger grid size up to 2^22.  The calls are the public
+   ones a user makes (``breakeven.sum(x)``, ...) with the thread count
+   forced by ``breakeven.threads``, so, like the calibration, the crossover
+   includes what dispatch itself costs per call; the bare kernels' crossover
+   is shown beside it.
 3. The table gives, per kernel, the independent crossover, each run's
    hot threshold, the spread (max/min) and the worst ratio to the crossover.
 
@@ -58,18 +62,42 @@ def per_call(fn, min_time=0.002) -> float:
         n *= 2
 
 
-def independent_crossover(name: str, threads: int, rounds: int = 15
-                          ) -> tuple[int | None, int | None]:
+PUBLIC = {
+    "sum": lambda a: breakeven.sum(a[0]),
+    "axpy": lambda a: breakeven.axpy(a[0], a[1], a[2]),
+    "exp": lambda a: breakeven.exp(a[0], out=a[1]),
+}
+
+
+def forced(fn, n):
+    def call():
+        with breakeven.threads(n, exact=True):
+            for _ in range(16):
+                fn()
+    return call
+
+
+def bare_calls(k, args, threads):
+    return (lambda: k.serial(*args)), (lambda: k.parallel(*args, threads))
+
+
+def independent_crossover(name: str, threads: int, rounds: int = 15,
+                          bare: bool = False) -> tuple[int | None, int | None]:
     k = KERNELS[name]
     rng = np.random.default_rng(1)
-    sizes = sorted({int(round(2 ** (e / 2))) for e in range(16, 41)})  # 2^8..2^20
+    sizes = sorted({int(round(2 ** (e / 2))) for e in range(16, 45)})  # 2^8..2^22
     gains = []
     for n in sizes:
         args = k.sample(n, np.dtype("float64"), rng)
+        if bare:
+            ser_fn, par_fn = bare_calls(k, args, threads)
+        else:  # 16 public calls per timed call: the context is paid once
+            ser_fn = forced(lambda a=args: PUBLIC[name](a), 1)
+            par_fn = forced(lambda a=args: PUBLIC[name](a), threads)
         ser, par = [], []
         for _ in range(rounds):  # alternate, so noise hits both alike
-            ser.append(per_call(lambda a=args: k.serial(*a)))
-            par.append(per_call(lambda a=args: k.parallel(*a, threads)))
+            ser.append(per_call(ser_fn))
+            par.append(per_call(par_fn))
         gains.append(statistics.median(ser) / statistics.median(par))
 
     def first(limit):
@@ -110,9 +138,10 @@ def main(argv=None) -> int:
               f"--quick {quick:.1f} s.", ""]
 
     lines += ["| kernel (float64) | independent crossover | ... at 5% gain "
-              "| calibrated hot thresholds | spread max/min "
-              "| worst ratio to crossover | ... to 5% crossover |",
-              "|---|---:|---:|---|---:|---:|---:|"]
+              "| bare kernels' crossover | calibrated hot thresholds "
+              "| spread max/min | worst ratio to crossover "
+              "| ... to 5% crossover |",
+              "|---|---:|---:|---:|---|---:|---:|---:|"]
 
     def worst(ts, ref):
         if not ref or not all(ts):
@@ -121,11 +150,13 @@ def main(argv=None) -> int:
 
     for name in CHECKED:
         cross, cross5 = independent_crossover(name, threads)
+        bare, _ = independent_crossover(name, threads, bare=True)
         thr = [p.threshold(name, "float64") for p in profiles]
         known = [t for t in thr if t]
         spread = (max(known) / min(known) if len(known) == len(thr) and known
                   else math.inf)
-        row = (f"| {name} | {cross} | {cross5} | {', '.join(str(t) for t in thr)} | "
+        row = (f"| {name} | {cross} | {cross5} | {bare} | "
+               f"{', '.join(str(t) for t in thr)} | "
                f"{spread:.2f} | {worst(thr, cross):.2f} | {worst(thr, cross5):.2f} |")
         lines.append(row)
         print(row, file=sys.stderr)

@@ -412,47 +412,56 @@ def test_section_caps_blas_once(eager):
 
 @needs2
 def test_feedback_backs_off_under_contention_and_recovers(eager, monkeypatch):
+    """Calls made to look slow (on both clocks: the C path's and the Python
+    path's) back the kernel off; probes find out when they are fast again."""
+    from breakeven import _fast
+
     x = np.ones(100_000)
-    slow = {"factor": 1.0}
     real = time.perf_counter
-    base = [0.0]
+    state = {"factor": 1.0, "start": None}
 
-    def clock():  # a clock on which parallel calls take `factor` x longer
+    def clock():  # the Python path's clock, stretched by `factor`
         t = real()
-        if clock.start is None:
-            clock.start = t
-            return base[0]
-        d = (t - clock.start) * slow["factor"]
-        clock.start = None
-        return base[0] + d
+        if state["start"] is None:
+            state["start"] = t
+            return 0.0
+        d = (t - state["start"]) * state["factor"]
+        state["start"] = None
+        return d
 
-    clock.start = None
+    def slowdown(factor):
+        state["factor"] = factor
+        _fast.set_clock_scale(factor)
+
     monkeypatch.setattr(_dispatch, "_clock", clock)
-    for _ in range(20):  # learn the uncontended speed
+    try:
+        for _ in range(20):  # learn the uncontended speed
+            be.sum(x)
+        assert be.explain(be.sum, x).threads == CPUS
+        slowdown(5.0)  # now every parallel call looks 5x slower
+        for _ in range(_dispatch.BACKOFF_AFTER):
+            be.sum(x)
+        d = be.explain(be.sum, x)
+        assert d.threads < CPUS and "backed off" in d.reason
+        # backed-off calls accumulate time until a probe is due: it fails
+        # while the contention lasts, and the back-off stays
+        fb = _dispatch._state.feedback[("sum", "float64")]
+        fb.spent = _dispatch.PROBE_RATIO * fb.probe_cost
+        assert be.explain(be.sum, x).threads == CPUS  # the probe
         be.sum(x)
-    assert be.explain(be.sum, x).threads == CPUS
-    slow["factor"] = 5.0  # now every parallel call looks 5x slower
-    for _ in range(_dispatch.BACKOFF_AFTER):
+        assert be.explain(be.sum, x).threads < CPUS
+        slowdown(1.0)  # contention gone: the next probe finds out
+        fb.spent = _dispatch.PROBE_RATIO * fb.probe_cost
         be.sum(x)
-    d = be.explain(be.sum, x)
-    assert d.threads < CPUS and "backed off" in d.reason
-    # backed-off calls accumulate time until a probe is due: it fails while
-    # the contention lasts, and the back-off stays
-    fb = _dispatch._state.feedback[("sum", "float64")]
-    fb.spent = _dispatch.PROBE_RATIO * fb.probe_cost
-    assert be.explain(be.sum, x).threads == CPUS  # the probe
-    be.sum(x)
-    assert be.explain(be.sum, x).threads < CPUS
-    slow["factor"] = 1.0  # contention gone: the next probe finds out
-    fb.spent = _dispatch.PROBE_RATIO * fb.probe_cost
-    be.sum(x)
-    assert be.explain(be.sum, x).threads == CPUS
-    # two extreme calls are enough to back off
-    slow["factor"] = 50.0
-    be.sum(x)
-    assert be.explain(be.sum, x).threads == CPUS
-    be.sum(x)
-    assert be.explain(be.sum, x).threads < CPUS
+        assert be.explain(be.sum, x).threads == CPUS
+        # two extreme calls in a row are enough to back off
+        slowdown(50.0)
+        be.sum(x)
+        assert be.explain(be.sum, x).threads == CPUS
+        be.sum(x)
+        assert be.explain(be.sum, x).threads < CPUS
+    finally:
+        _fast.set_clock_scale(1.0)
 
 
 # ---------------------------------------------------------------------------

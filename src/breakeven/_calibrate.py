@@ -454,6 +454,9 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
     jobs = [(n, d) for n in names for d in dtypes if d in KERNELS[n].dtypes]
     bar = Progress(len(jobs) + 1, enabled=progress)
 
+    from breakeven import _dispatch
+
+    _dispatch._state.omp_started = True  # the team runs from here on (fork)
     penalty, sleep_after = team(threads) if usable > 1 else ({}, None)
     bar.step("OpenMP team wake-up")
     profile = Profile(fingerprint or host_fingerprint(), {}, now_utc(), sleep_after)

@@ -75,15 +75,14 @@ class Decision:
 
 
 class _State:
+    """Per-process dispatch state.  The core budget, the clocks and the
+    back-off flags live in the C fast path (breakeven._fast), which makes
+    most decisions; this object reads and writes them through properties."""
+
     def __init__(self):
         self.lock = threading.Lock()
         self.profile: Profile | None = None
         self.usable = _threads.usable_cpus()
-        self.free = self.usable  # the core budget
-        self.in_flight = 0  # OpenMP threads running kernels right now
-        self.peak_in_flight = 0  # for tests and reports
-        self.last_parallel = -1e9  # monotonic time a parallel call last ended
-        self.last_call = -1e9  # ... a call past the hot threshold last ended
         self.omp_started = False
         self.forked = False
         self.feedback: dict[tuple[str, str], _Feedback] = {}
@@ -93,8 +92,43 @@ class _State:
     def profile_or_load(self) -> Profile:
         return self.profile if self.profile is not None else profile()
 
+    # the core budget (shared with the C path)
+    @property
+    def free(self) -> int:
+        return _fast.budget()[1]
+
+    @property
+    def in_flight(self) -> int:
+        return _fast.budget()[2]
+
+    @property
+    def peak_in_flight(self) -> int:
+        return _fast.budget()[3]
+
+    @peak_in_flight.setter
+    def peak_in_flight(self, value) -> None:
+        _fast.reset_peak()
+
+    # the clocks (time.monotonic() values)
+    @property
+    def last_parallel(self) -> float:
+        return _fast.times()[0]
+
+    @last_parallel.setter
+    def last_parallel(self, value: float) -> None:
+        _fast.set_times(last_parallel=value)
+
+    @property
+    def last_call(self) -> float:
+        return _fast.times()[1]
+
+    @last_call.setter
+    def last_call(self, value: float) -> None:
+        _fast.set_times(last_call=value)
+
 
 _state = _State()
+_fast.reset_budget(_state.usable)
 _local = threading.local()
 # The clock that times parallel calls (replaced by tests).
 _clock = time.perf_counter
@@ -108,6 +142,10 @@ def reset(profile: Profile | None = None) -> None:
     _state = _State()
     _state.profile = profile
     _state.blas = old.blas
+    _state.omp_started = old.omp_started
+    _fast.reset_budget(_state.usable)
+    _fast.set_times(last_parallel=-1e9, last_call=-1e9)
+    _local.__dict__.clear()
     _sync_fast()
 
 
@@ -116,20 +154,21 @@ def _sync_fast() -> None:
     that every call comes here, until a profile is loaded)."""
     p = _state.profile
     if p is None:
-        _fast.set_thresholds({})
+        _fast.unconfigure()
         return
-    inf = float("inf")
-    _fast.set_thresholds({
-        k: (p.threshold(k, "float64") or inf, p.threshold(k, "float32") or inf)
-        for k in ("sum", "dot", "axpy", "exp", "cumsum", "histogram", "nearest")})
+    steps = {(k, d): p.steps(k, d, "hot") for k in p.tables for d in p.tables[k]}
+    _fast.configure(steps, (p.sleep_after_us or 0) / 1e6, SLOW, SEVERE,
+                    BACKOFF_AFTER, _backoff_from_fast)
 
 
 def _after_fork_in_child() -> None:
-    forked = _state.omp_started or _state.forked
+    # Any parallel region in the parent (through dispatch, the C path or a
+    # calibration) leaves libgomp's pool in a state the child cannot use.
+    forked = _state.omp_started or _state.forked or _fast.times()[0] > -1e8
     _state.lock = threading.Lock()
-    _state.free = _state.usable
-    _state.in_flight = 0
     _state.forked = forked
+    _fast.reset_budget(_state.usable)
+    _fast.set_forked(forked)
     _local.__dict__.clear()
 
 
@@ -182,14 +221,12 @@ def threads(n: int, *, exact: bool = False):
         raise ValueError(f"threads() takes n >= 1, got {n}")
     caps = _caps()
     caps.append((n, exact))
-    if exact:
-        _fast.forcing(1)
+    _fast.adjust(capped=1, forcing=int(exact))
     try:
         yield
     finally:
         caps.pop()
-        if exact:
-            _fast.forcing(-1)
+        _fast.adjust(capped=-1, forcing=-int(exact))
 
 
 @contextlib.contextmanager
@@ -220,19 +257,17 @@ def section(n_threads: int | None = None):
         yield
         return
     want = _state.usable if n_threads is None else min(n_threads, _state.usable)
-    st = _state
-    with st.lock:
-        got = max(1, min(want, st.free))
-        st.free -= got
-    blas_limit = _blas_limiter()
+    got = _fast.reserve(want)
+    _fast.adjust(sections=1)
     try:
+        blas_limit = _blas_limiter()
         _local.section = got
         with blas_limit:
             yield
     finally:
         _local.section = 0
-        with st.lock:
-            st.free += got
+        _fast.adjust(sections=-1)
+        _fast.release(got)
 
 
 def _blas_controller():
@@ -276,10 +311,11 @@ class _Feedback:
     thread count and size, and the current back-off.  Updated without a
     lock: a lost update only delays a back-off or a probe by one call."""
 
-    __slots__ = ("best", "slow_streak", "severe_streak", "cap", "spent",
+    __slots__ = ("key", "best", "slow_streak", "severe_streak", "cap", "spent",
                  "probe_cost")
 
-    def __init__(self):
+    def __init__(self, key: tuple[str, str] = ("", "")):
+        self.key = key
         # (threads, log2 of work) -> best seconds per unit of work seen: the
         # rate depends on the size (fixed costs weigh on small calls), so
         # calls are compared with calls of about their own size.
@@ -304,6 +340,7 @@ class _Feedback:
                 self.probe_cost = seconds
             else:
                 self.cap = 0
+                _fast.set_backoff(*self.key, False)
             self.spent = 0.0
             return
         if slow:
@@ -311,11 +348,15 @@ class _Feedback:
             self.severe_streak = self.severe_streak + 1 \
                 if rate > SEVERE * best else 0
             if self.slow_streak >= BACKOFF_AFTER or self.severe_streak >= 2:
-                self.cap = max(1, threads // 2)
-                self.slow_streak = self.severe_streak = 0
-                self.spent, self.probe_cost = 0.0, seconds
+                self.back_off(threads, seconds)
         else:
             self.slow_streak = self.severe_streak = 0
+
+    def back_off(self, threads: int, seconds: float) -> None:
+        self.cap = max(1, threads // 2)
+        self.slow_streak = self.severe_streak = 0
+        self.spent, self.probe_cost = 0.0, seconds
+        _fast.set_backoff(*self.key, True)
 
     def backed_off_call(self, seconds: float) -> None:
         """A call run with fewer threads because of the back-off took this."""
@@ -328,6 +369,23 @@ class _Feedback:
         if self.spent >= PROBE_RATIO * self.probe_cost:
             return threads, True
         return self.cap, False
+
+
+def _feedback(key: tuple[str, str]) -> _Feedback:
+    fb = _state.feedback.get(key)
+    if fb is None:
+        fb = _state.feedback.setdefault(key, _Feedback(key))
+    return fb
+
+
+def _backoff_from_fast(kernel: str, dtype: str, threads: int, work: int,
+                       seconds: float, best_rate: float) -> None:
+    """The C path saw a run of slow parallel calls: back off (the probes,
+    and the rest of the back-off, happen on the Python path)."""
+    fb = _feedback((kernel, dtype))
+    key = (threads, max(work, 1).bit_length())
+    fb.best[key] = min(fb.best.get(key, best_rate), best_rate)
+    fb.back_off(threads, seconds)
 
 
 # ---------------------------------------------------------------------------
@@ -415,7 +473,7 @@ def _decide(kernel: str, dtype: str, work: int, explain: bool
         if explain:
             why.append(f"inside a section holding {in_section} cores")
     elif explain:
-        why.append(f"{st.free} of {st.usable} CPUs free")
+        why.append(f"{_fast.budget()[1]} of {st.usable} CPUs free")
     table = "backoff" if backed_off else state
     if t <= 1:
         return ("serial", 1, work, "; ".join(why) or "capped to 1", table)
@@ -435,7 +493,7 @@ def sleeping() -> bool:
     sleep_us = prof.sleep_after_us if prof is not None else None
     if not sleep_us:
         return False
-    recent = max(_state.last_parallel, _state.last_call)
+    recent = max(_fast.times())
     return (time.monotonic() - recent) * 1e6 > sleep_us
 
 
@@ -462,12 +520,12 @@ def run(kernel, dtype: str, work: int, args: tuple, kwargs=None):
         if table == "backoff":  # timed: its time paces the next probe
             t0 = _clock()
             result = kernel.serial(*args, **(kwargs or {}))
-            _state.feedback[key].backed_off_call(_clock() - t0)
+            _feedback(key).backed_off_call(_clock() - t0)
         else:
             result = kernel.serial(*args, **kwargs) if kwargs \
                 else kernel.serial(*args)
         if table:
-            _state.last_call = time.monotonic()
+            _fast.set_times(last_call=time.monotonic())
         return result
     return _run_parallel(kernel, dtype, work, args, threads, kwargs or {},
                          table == "backoff")
@@ -477,27 +535,20 @@ def _run_parallel(kernel, dtype: str, work: int, args: tuple, want: int,
                   kwargs: dict, backed_off: bool = False):
     st = _state
     in_section = getattr(_local, "section", 0)
-    got = want
-    with st.lock:
-        if not in_section:
-            got = min(want, st.free)
-            if got < 2:
-                got = 0
-            else:
-                st.free -= got
-        if got:
-            st.in_flight += got
-            if st.in_flight > st.peak_in_flight:
-                st.peak_in_flight = st.in_flight
-    if not got:  # the budget is spent by other callers
-        return kernel.serial(*args, **kwargs)
+    if in_section:  # the section holds the cores already
+        got = want
+        _fast.count_in_flight(got)
+    else:
+        got = _fast.take_threads(want)
+        if not got:  # the budget is spent by other callers
+            return kernel.serial(*args, **kwargs)
     st.omp_started = True
     prof = st.profile
     sleep_us = prof.sleep_after_us if prof is not None else None
     # A call that wakes a sleeping team pays the wake-up: it says nothing
     # about contention, so it is not compared with the others.
     cold_start = bool(sleep_us) and \
-        (time.monotonic() - st.last_parallel) * 1e6 > sleep_us
+        (time.monotonic() - _fast.times()[0]) * 1e6 > sleep_us
     try:
         blas = (_blas_limiter() if kernel.uses_blas and not in_section
                 else contextlib.nullcontext())
@@ -506,14 +557,12 @@ def _run_parallel(kernel, dtype: str, work: int, args: tuple, want: int,
             result = kernel.parallel(*args, got, **kwargs)
             elapsed = _clock() - t0
     finally:
-        st.last_parallel = time.monotonic()
-        with st.lock:
-            st.in_flight -= got
-            if not in_section:
-                st.free += got
-    fb = st.feedback.get((kernel.name, dtype))
-    if fb is None:
-        fb = st.feedback.setdefault((kernel.name, dtype), _Feedback())
+        _fast.set_times(last_parallel=time.monotonic())
+        if in_section:
+            _fast.count_in_flight(-got)
+        else:
+            _fast.give_threads(got)
+    fb = _feedback((kernel.name, dtype))
     if backed_off:
         fb.backed_off_call(elapsed)
     elif not cold_start:

@@ -41,6 +41,30 @@ cdef inline void _check_lengths(Py_ssize_t a, Py_ssize_t b, str what) except *:
         raise ValueError(f"x and {what} must have the same length, got {a} and {b}")
 
 
+cdef void _axpy_par(floating a, const floating *x, floating *y, Py_ssize_t n,
+                    int nt) noexcept nogil:
+    cdef Py_ssize_t chunk = _chunk(n, nt), t, start
+    nt = <int>((n + chunk - 1) // chunk)
+    if nt <= 1:
+        _axpy(a, x, y, n)
+        return
+    for t in prange(nt, num_threads=nt, schedule="static"):
+        start = t * chunk
+        _axpy(a, x + start, y + start, min(chunk, n - start))
+
+
+cdef void _exp_par(const floating *x, floating *out, Py_ssize_t n,
+                   int nt) noexcept nogil:
+    cdef Py_ssize_t chunk = _chunk(n, nt), t, start
+    nt = <int>((n + chunk - 1) // chunk)
+    if nt <= 1:
+        _exp(x, out, n)
+        return
+    for t in prange(nt, num_threads=nt, schedule="static"):
+        start = t * chunk
+        _exp(x + start, out + start, min(chunk, n - start))
+
+
 def axpy_serial(double a, const floating[::1] x, floating[::1] y):
     """``y += a * x`` in place (the same two roundings as NumPy's ``y += a*x``).
 
@@ -58,19 +82,12 @@ def axpy_parallel(double a, const floating[::1] x, floating[::1] y,
                   Py_ssize_t n_threads):
     """``y += a * x`` in place with up to ``n_threads`` threads."""
     cdef int nt = check_threads(n_threads)
-    cdef Py_ssize_t n = x.shape[0], chunk, t, start
+    cdef Py_ssize_t n = x.shape[0]
     _check_lengths(n, y.shape[0], "y")
     if n == 0:
         return
-    chunk = _chunk(n, nt)
-    nt = <int>((n + chunk - 1) // chunk)
     with nogil:
-        if nt <= 1:
-            _axpy(<floating>a, &x[0], &y[0], n)
-        else:
-            for t in prange(nt, num_threads=nt, schedule="static"):
-                start = t * chunk
-                _axpy(<floating>a, &x[start], &y[start], min(chunk, n - start))
+        _axpy_par(<floating>a, &x[0], &y[0], n, nt)
 
 
 def exp_serial(const floating[::1] x, floating[::1] out):
@@ -89,16 +106,31 @@ def exp_serial(const floating[::1] x, floating[::1] out):
 def exp_parallel(const floating[::1] x, floating[::1] out, Py_ssize_t n_threads):
     """``out[:] = exp(x)`` with up to ``n_threads`` threads."""
     cdef int nt = check_threads(n_threads)
-    cdef Py_ssize_t n = x.shape[0], chunk, t, start
+    cdef Py_ssize_t n = x.shape[0]
     _check_lengths(n, out.shape[0], "out")
     if n == 0:
         return
-    chunk = _chunk(n, nt)
-    nt = <int>((n + chunk - 1) // chunk)
     with nogil:
-        if nt <= 1:
-            _exp(&x[0], &out[0], n)
-        else:
-            for t in prange(nt, num_threads=nt, schedule="static"):
-                start = t * chunk
-                _exp(&x[start], &out[start], min(chunk, n - start))
+        _exp_par(&x[0], &out[0], n, nt)
+
+
+# Non-fused entry points for the dispatch fast path (see _elementwise.pxd).
+
+cdef void axpy_parallel_d(double a, const double *x, double *y, Py_ssize_t n,
+                          int nt) noexcept nogil:
+    _axpy_par(a, x, y, n, nt)
+
+
+cdef void axpy_parallel_f(float a, const float *x, float *y, Py_ssize_t n,
+                          int nt) noexcept nogil:
+    _axpy_par(a, x, y, n, nt)
+
+
+cdef void exp_parallel_d(const double *x, double *out, Py_ssize_t n,
+                         int nt) noexcept nogil:
+    _exp_par(x, out, n, nt)
+
+
+cdef void exp_parallel_f(const float *x, float *out, Py_ssize_t n,
+                         int nt) noexcept nogil:
+    _exp_par(x, out, n, nt)

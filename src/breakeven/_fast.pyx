@@ -1,24 +1,54 @@
-"""The per-call fast path of the drop-in functions, in C.
+"""The per-call path of the drop-in functions, in C.
 
 A Python-level check of a call's inputs costs more than a small kernel: at
-n = 16 a sum takes tens of nanoseconds, checking that ``a`` is a contiguous
-float64 ndarray in Python takes hundreds.  Here the checks use NumPy's C API,
-and a call that dispatch would run serially anyway (its work below the hot
-threshold, no ``threads(..., exact=True)`` in force) runs the serial kernel
-directly.  Everything else goes to the Python-level dispatcher.
+n = 16 a sum takes tens of nanoseconds, checking in Python that ``a`` is a
+contiguous float64 ndarray takes hundreds, and a Python-level decision for a
+parallel call costs microseconds (more while the OpenMP team spins on a
+sibling hardware thread).  Here the checks use NumPy's C API and the common
+decisions are made in C:
+
+- work below the hot threshold: the serial kernel, at once;
+- past it, with no ``threads()`` cap, no ``section()`` open, no back-off and
+  the OpenMP team awake: the hot table's threads, clamped by the usable CPUs,
+  ``omp_get_max_threads()`` and the core budget, then the parallel kernel,
+  timed, with the contention check;
+- anything else (lone calls, caps, sections, back-off, forked children,
+  inputs NumPy must handle): the Python dispatcher (``breakeven._dispatch``),
+  which shares this module's budget, clocks and flags.
+
+Every counter here is read and written with the GIL held (the kernels
+release it only while they compute), so Python threads cannot interleave
+inside an update.
 """
 cimport numpy as cnp
 
 from cpython.float cimport PyFloat_AsDouble, PyFloat_CheckExact
 from cpython.long cimport PyLong_CheckExact
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
+from breakeven._elementwise cimport (
+    axpy_parallel_d,
+    axpy_parallel_f,
+    exp_parallel_d,
+    exp_parallel_f,
+)
+from breakeven._openmp_helpers cimport omp_get_max_threads, omp_in_parallel
 from breakeven._reductions cimport (
+    dot_parallel_d,
+    dot_parallel_f,
     dot_serial_d,
     dot_serial_f,
+    sum_parallel_d,
+    sum_parallel_f,
     sum_serial_d,
     sum_serial_f,
 )
-from breakeven._scan cimport cumsum_serial_d, cumsum_serial_f
+from breakeven._scan cimport (
+    cumsum_parallel_d,
+    cumsum_parallel_f,
+    cumsum_serial_d,
+    cumsum_serial_f,
+)
 from breakeven._simd cimport be_axpy_d, be_axpy_f, be_exp_d, be_exp_f
 
 from breakeven._histogram import histogram_serial as _histogram_serial
@@ -38,10 +68,11 @@ cdef extern from "numpy/arrayobject.h":
 
 cdef object _NoValue = np._NoValue
 cdef dict _slow = {}
+cdef object _on_backoff = None
+# False until the dispatcher has loaded a profile: every call goes to Python
+# (which loads it).
+cdef bint _configured = False
 
-# Smallest work the hot table sends parallel, [kernel][float64, float32]; 0
-# until the dispatcher has loaded its profile (every call takes the slow path
-# until then).
 cdef enum:
     K_SUM = 0
     K_DOT = 1
@@ -51,38 +82,232 @@ cdef enum:
     K_HISTOGRAM = 5
     K_NEAREST = 6
     N_KERNELS = 7
-cdef double _hot[7][2]
-_KERNEL_IDS = {"sum": K_SUM, "dot": K_DOT, "axpy": K_AXPY, "exp": K_EXP,
-               "cumsum": K_CUMSUM, "histogram": K_HISTOGRAM, "nearest": K_NEAREST}
-for _k in range(N_KERNELS):
-    _hot[_k][0] = 0
-    _hot[_k][1] = 0
-# How many threads(..., exact=True) blocks are open, in any thread: while any
-# is, calls take the slow path (it knows which thread they belong to).
-cdef int _forcing = 0
-# Cut-off below which the kernel runs with the GIL held (releasing and
-# retaking it costs more than the work).
-cdef enum:
+    MAX_STEPS = 8
+    BUCKETS = 65
+    # Below this many elements the serial kernel runs with the GIL held
+    # (releasing and retaking it costs more than the work).
     NOGIL_MIN = 8192
 
+KERNEL_NAMES = ("sum", "dot", "axpy", "exp", "cumsum", "histogram", "nearest")
+DTYPE_NAMES = ("float64", "float32")
 
-def set_thresholds(dict thresholds):
-    """``{kernel: (float64 threshold, float32 threshold)}`` for the kernels
-    with a fast path; missing ones get 0 (always the slow path)."""
-    for name, k in _KERNEL_IDS.items():
-        f64, f32 = thresholds.get(name, (0, 0))
-        _hot[k][0] = f64
-        _hot[k][1] = f32
+# The hot table, [kernel][dtype]: _hot is its first parallel work (0 until a
+# profile is loaded, so that every call goes to Python until then).
+cdef double _hot[N_KERNELS][2]
+cdef Py_ssize_t _step_work[N_KERNELS][2][MAX_STEPS]
+cdef int _step_threads[N_KERNELS][2][MAX_STEPS]
+cdef int _n_steps[N_KERNELS][2]
+
+# The core budget, shared with the Python dispatcher.
+cdef int _usable = 1
+cdef int _free = 1
+cdef int _in_flight = 0
+cdef int _peak = 0
+
+# Open threads() blocks (any thread), exact ones among them, open sections.
+cdef int _capped = 0
+cdef int _forcing = 0
+cdef int _sections = 0
+cdef bint _forked = False
+
+# Clocks (CLOCK_MONOTONIC seconds, as time.monotonic()): the end of the last
+# parallel call, and of the last call past a hot threshold; and the idle time
+# after which the team sleeps (0: never considered asleep).
+cdef double _last_parallel = -1e9
+cdef double _last_call = -1e9
+cdef double _sleep_after = 0
+
+# Contention check, [kernel][dtype]: best seconds per unit of work seen at
+# each log2 size, for the thread count in _best_threads; runs of slow calls.
+cdef double _best[N_KERNELS][2][BUCKETS]
+cdef int _best_threads[N_KERNELS][2]
+cdef int _slow_run[N_KERNELS][2]
+cdef int _severe_run[N_KERNELS][2]
+cdef bint _backoff[N_KERNELS][2]
+# Multiplies the measured duration of parallel calls: 1 except in tests,
+# which make calls look slow to exercise the contention check.
+cdef double _clock_scale = 1.0
+cdef double _SLOW = 3.0
+cdef double _SEVERE = 10.0
+cdef int _BACKOFF_AFTER = 4
 
 
-def forcing(int delta):
-    global _forcing
-    _forcing += delta
-    return _forcing
+cdef inline double _now() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef inline int _bucket(Py_ssize_t n) noexcept nogil:
+    cdef int b = 0
+    while n > 0:
+        n >>= 1
+        b += 1
+    return b
+
+
+def _clear_tables():
+    cdef int k, d, b
+    for k in range(N_KERNELS):
+        for d in range(2):
+            _hot[k][d] = 0
+            _n_steps[k][d] = 0
+            _best_threads[k][d] = 0
+            _slow_run[k][d] = 0
+            _severe_run[k][d] = 0
+            _backoff[k][d] = False
+            for b in range(BUCKETS):
+                _best[k][d][b] = 0
+
+
+_clear_tables()
+
+
+# ---------------------------------------------------------------------------
+# configuration, from the Python dispatcher
+# ---------------------------------------------------------------------------
+
+
+def configure(steps, double sleep_after_s, slow, severe, backoff_after, on_backoff):
+    """Load the hot tables ``{(kernel, dtype): ((work_min, threads), ...)}``
+    (missing ones: always the Python path), the team's sleep time, the
+    contention constants and the back-off callback."""
+    global _sleep_after, _SLOW, _SEVERE, _BACKOFF_AFTER, _on_backoff, _configured
+    cdef int k, d, i
+    _clear_tables()
+    _configured = True
+    for (kname, dname), table in steps.items():
+        if kname not in KERNEL_NAMES or dname not in DTYPE_NAMES:
+            continue
+        k, d = KERNEL_NAMES.index(kname), DTYPE_NAMES.index(dname)
+        table = tuple(table)[:MAX_STEPS]
+        _n_steps[k][d] = len(table)
+        _hot[k][d] = float("inf")
+        for i, (w, t) in enumerate(table):
+            _step_work[k][d][i] = w
+            _step_threads[k][d][i] = t
+            if t > 1 and _hot[k][d] == float("inf"):
+                _hot[k][d] = w
+    _sleep_after = sleep_after_s
+    _SLOW, _SEVERE, _BACKOFF_AFTER = slow, severe, backoff_after
+    _on_backoff = on_backoff
+
+
+def set_clock_scale(double scale):
+    """Test hook: parallel calls are seen as ``scale`` times longer."""
+    global _clock_scale
+    _clock_scale = scale
+
+
+def unconfigure():
+    global _configured
+    _configured = False
+    _clear_tables()
 
 
 def set_slow_paths(**paths):
     _slow.update(paths)
+
+
+def reset_budget(int usable):
+    global _usable, _free, _in_flight, _peak, _capped, _forcing, _sections
+    _usable, _free, _in_flight, _peak = usable, usable, 0, 0
+    _capped = _forcing = _sections = 0
+
+
+def budget():
+    """(usable, free, in flight, peak in flight)."""
+    return _usable, _free, _in_flight, _peak
+
+
+def reset_peak():
+    global _peak
+    _peak = _in_flight
+
+
+def take_threads(int want):
+    """Take up to ``want`` cores from the budget for a parallel call: the
+    number taken, or 0 if fewer than 2 were free."""
+    global _free, _in_flight, _peak
+    cdef int got = want if want < _free else _free
+    if got < 2:
+        return 0
+    _free -= got
+    _in_flight += got
+    if _in_flight > _peak:
+        _peak = _in_flight
+    return got
+
+
+def give_threads(int got):
+    global _free, _in_flight
+    _free += got
+    _in_flight -= got
+
+
+def reserve(int want):
+    """Reserve cores for a section (at least 1, at most what is free)."""
+    global _free
+    cdef int got = want if want < _free else _free
+    if got < 1:
+        got = 1
+    _free -= got
+    return got
+
+
+def release(int got):
+    global _free
+    _free += got
+
+
+def count_in_flight(int delta):
+    """Threads a section's call runs (its cores are already reserved)."""
+    global _in_flight, _peak
+    _in_flight += delta
+    if _in_flight > _peak:
+        _peak = _in_flight
+
+
+def adjust(int capped=0, int forcing=0, int sections=0):
+    global _capped, _forcing, _sections
+    _capped += capped
+    _forcing += forcing
+    _sections += sections
+
+
+def set_forked(bint forked):
+    global _forked
+    _forked = forked
+
+
+def times():
+    """(end of the last parallel call, end of the last call past a hot
+    threshold), as time.monotonic() values."""
+    return _last_parallel, _last_call
+
+
+def set_times(last_parallel=None, last_call=None):
+    global _last_parallel, _last_call
+    if last_parallel is not None:
+        _last_parallel = last_parallel
+    if last_call is not None:
+        _last_call = last_call
+
+
+def set_backoff(str kernel, str dtype, bint on):
+    if kernel in KERNEL_NAMES and dtype in DTYPE_NAMES:
+        _backoff[KERNEL_NAMES.index(kernel)][DTYPE_NAMES.index(dtype)] = on
+
+
+def best_rate(str kernel, str dtype, Py_ssize_t work):
+    """The best seconds per unit of work the C path has seen at this size."""
+    cdef int k = KERNEL_NAMES.index(kernel), d = DTYPE_NAMES.index(dtype)
+    return _best[k][d][_bucket(work)], _best_threads[k][d]
+
+
+# ---------------------------------------------------------------------------
+# routing
+# ---------------------------------------------------------------------------
 
 
 cdef inline int _dtype_index(cnp.ndarray arr) noexcept:
@@ -100,26 +325,89 @@ cdef inline int _dtype_index(cnp.ndarray arr) noexcept:
 
 
 cdef inline bint _fast_ok(int kernel, int d, Py_ssize_t n) noexcept:
-    return d >= 0 and not _forcing and n < _hot[kernel][d]
+    """Serial in C: work below the hot threshold, nothing forced."""
+    return _configured and d >= 0 and not _forcing and n < _hot[kernel][d]
 
 
-cdef inline bint _disjoint_or_same(cnp.ndarray a, cnp.ndarray b) noexcept:
-    cdef char *pa = <char *>cnp.PyArray_DATA(a)
-    cdef char *pb = <char *>cnp.PyArray_DATA(b)
-    if pa == pb:
-        return True
-    return pa + cnp.PyArray_NBYTES(a) <= pb or pb + cnp.PyArray_NBYTES(b) <= pa
+cdef int _route(int k, int d, Py_ssize_t n) noexcept:
+    """1: run serially here; t >= 2: run with t threads here (taken from the
+    budget); -1: the Python dispatcher decides."""
+    global _free, _in_flight, _peak, _last_call
+    cdef int t, i, limit
+    cdef double now, recent
+    if d < 0 or _forcing or not _configured:
+        return -1
+    if n < _hot[k][d]:
+        return 1
+    if _capped or _sections or _forked or _backoff[k][d]:
+        return -1
+    now = _now()
+    recent = _last_parallel if _last_parallel > _last_call else _last_call
+    if _sleep_after > 0 and now - recent > _sleep_after:
+        return -1  # a lone call: the cold table, in Python
+    t = 1
+    for i in range(_n_steps[k][d]):
+        if n < _step_work[k][d][i]:
+            break
+        t = _step_threads[k][d][i]
+    limit = omp_get_max_threads()
+    if _usable < limit:
+        limit = _usable
+    if t > limit:
+        t = limit
+    if t > _free:
+        t = _free
+    if t < 2 or omp_in_parallel():
+        _last_call = now
+        return 1
+    _free -= t
+    _in_flight += t
+    if _in_flight > _peak:
+        _peak = _in_flight
+    return t
 
 
-cdef inline bint _writeable_like(object out, cnp.ndarray x) noexcept:
-    """out is an exact ndarray of x's shape and dtype, C-contiguous, writeable,
-    and x itself or not overlapping it."""
-    if not cnp.PyArray_CheckExact(out):
-        return False
-    cdef cnp.ndarray o = <cnp.ndarray>out
-    return (cnp.PyArray_TYPE(o) == cnp.PyArray_TYPE(x)
-            and cnp.PyArray_ISCARRAY(o) and cnp.PyArray_ISNOTSWAPPED(o)
-            and cnp.PyArray_SAMESHAPE(o, x) and _disjoint_or_same(o, x))
+cdef void _done(int k, int d, int t, Py_ssize_t n, double start) except *:
+    """After a parallel call of t threads started at ``start``: return the
+    cores, note the time, check for contention."""
+    global _free, _in_flight, _last_parallel
+    cdef double end = _now()
+    cdef double secs = (end - start) * _clock_scale, rate, best
+    cdef int b = _bucket(n), i
+    _free += t
+    _in_flight -= t
+    _last_parallel = end
+    if _best_threads[k][d] != t:
+        for i in range(BUCKETS):
+            _best[k][d][i] = 0
+        _best_threads[k][d] = t
+    rate = secs / (n if n > 0 else 1)
+    best = _best[k][d][b]
+    if best == 0 or rate < best:
+        _best[k][d][b] = rate
+        best = rate
+    if rate > _SLOW * best:
+        _slow_run[k][d] += 1
+        if rate > _SEVERE * best:
+            _severe_run[k][d] += 1
+        else:
+            _severe_run[k][d] = 0
+        if _slow_run[k][d] >= _BACKOFF_AFTER or _severe_run[k][d] >= 2:
+            _slow_run[k][d] = _severe_run[k][d] = 0
+            _backoff[k][d] = True
+            if _on_backoff is not None:
+                _on_backoff(KERNEL_NAMES[k], DTYPE_NAMES[d], t, n, secs, best)
+    else:
+        _slow_run[k][d] = _severe_run[k][d] = 0
+
+
+cdef inline object _scalar(void *value, cnp.ndarray like):
+    return PyArray_Scalar(value, cnp.PyArray_DESCR(like), None)
+
+
+# ---------------------------------------------------------------------------
+# the drop-in entry points
+# ---------------------------------------------------------------------------
 
 
 def sum(a, axis=None, dtype=None, out=None, keepdims=_NoValue, initial=_NoValue,
@@ -158,138 +446,227 @@ def sum(a, axis=None, dtype=None, out=None, keepdims=_NoValue, initial=_NoValue,
     array([4, 6])
     """
     cdef cnp.ndarray arr
-    cdef int typenum
+    cdef int d, t
     cdef Py_ssize_t n
-    cdef double d
-    cdef float f
+    cdef double r, start
+    cdef float rf
     if (cnp.PyArray_CheckExact(a) and axis is None and dtype is None
             and out is None and keepdims is _NoValue and initial is _NoValue
-            and where is _NoValue and not _forcing):
+            and where is _NoValue):
         arr = <cnp.ndarray>a
-        typenum = cnp.PyArray_TYPE(arr)
-        if _dtype_index(arr) >= 0:
-            n = cnp.PyArray_SIZE(arr)
-            if typenum == cnp.NPY_DOUBLE and n < _hot[K_SUM][0]:
+        d = _dtype_index(arr)
+        n = cnp.PyArray_SIZE(arr)
+        t = _route(K_SUM, d, n)
+        if t == 1:
+            if d == 0:
                 if n < NOGIL_MIN:
-                    d = sum_serial_d(<const double *>cnp.PyArray_DATA(arr), n)
+                    r = sum_serial_d(<const double *>cnp.PyArray_DATA(arr), n)
                 else:
                     with nogil:
-                        d = sum_serial_d(<const double *>cnp.PyArray_DATA(arr), n)
-                return PyArray_Scalar(&d, cnp.PyArray_DESCR(arr), None)
-            if typenum == cnp.NPY_FLOAT and n < _hot[K_SUM][1]:
-                if n < NOGIL_MIN:
-                    f = sum_serial_f(<const float *>cnp.PyArray_DATA(arr), n)
+                        r = sum_serial_d(<const double *>cnp.PyArray_DATA(arr), n)
+                return _scalar(&r, arr)
+            if n < NOGIL_MIN:
+                rf = sum_serial_f(<const float *>cnp.PyArray_DATA(arr), n)
+            else:
+                with nogil:
+                    rf = sum_serial_f(<const float *>cnp.PyArray_DATA(arr), n)
+            return _scalar(&rf, arr)
+        if t > 1:
+            start = _now()
+            try:
+                if d == 0:
+                    sum_parallel_d(<const double *>cnp.PyArray_DATA(arr), n, t, &r)
                 else:
-                    with nogil:
-                        f = sum_serial_f(<const float *>cnp.PyArray_DATA(arr), n)
-                return PyArray_Scalar(&f, cnp.PyArray_DESCR(arr), None)
+                    sum_parallel_f(<const float *>cnp.PyArray_DATA(arr), n, t, &rf)
+            finally:
+                _done(K_SUM, d, t, n, start)
+            return _scalar(&r, arr) if d == 0 else _scalar(&rf, arr)
     return _slow["sum"](a, axis, dtype, out, keepdims, initial, where)
 
 
-# The other drop-ins keep their docstrings in breakeven._api, which wraps
-# these entry points: each returns NotImplemented when the call is not for
-# the fast path.
+# The other drop-ins keep their docstrings in breakeven._api, which gives them
+# to these entry points.
 
 
 def dot(a, b, out=None):
     cdef cnp.ndarray x, y
-    cdef int d
+    cdef int d, t
     cdef Py_ssize_t n
-    cdef double r
+    cdef double r, start
     cdef float rf
     if out is None and cnp.PyArray_CheckExact(a) and cnp.PyArray_CheckExact(b):
         x, y = <cnp.ndarray>a, <cnp.ndarray>b
         d = _dtype_index(x)
         n = cnp.PyArray_SIZE(x)
         if (cnp.PyArray_NDIM(x) == 1 and cnp.PyArray_NDIM(y) == 1
-                and _dtype_index(y) == d and cnp.PyArray_SIZE(y) == n
-                and _fast_ok(K_DOT, d, n)):
-            if d == 0:
-                r = dot_serial_d(<const double *>cnp.PyArray_DATA(x),
-                                 <const double *>cnp.PyArray_DATA(y), n)
-                return PyArray_Scalar(&r, cnp.PyArray_DESCR(x), None)
-            rf = dot_serial_f(<const float *>cnp.PyArray_DATA(x),
-                              <const float *>cnp.PyArray_DATA(y), n)
-            return PyArray_Scalar(&rf, cnp.PyArray_DESCR(x), None)
+                and _dtype_index(y) == d and cnp.PyArray_SIZE(y) == n):
+            t = _route(K_DOT, d, n)
+            if t == 1:
+                if d == 0:
+                    r = dot_serial_d(<const double *>cnp.PyArray_DATA(x),
+                                     <const double *>cnp.PyArray_DATA(y), n)
+                    return _scalar(&r, x)
+                rf = dot_serial_f(<const float *>cnp.PyArray_DATA(x),
+                                  <const float *>cnp.PyArray_DATA(y), n)
+                return _scalar(&rf, x)
+            if t > 1:
+                start = _now()
+                try:
+                    if d == 0:
+                        dot_parallel_d(<const double *>cnp.PyArray_DATA(x),
+                                       <const double *>cnp.PyArray_DATA(y), n, t, &r)
+                    else:
+                        dot_parallel_f(<const float *>cnp.PyArray_DATA(x),
+                                       <const float *>cnp.PyArray_DATA(y), n, t, &rf)
+                finally:
+                    _done(K_DOT, d, t, n, start)
+                return _scalar(&r, x) if d == 0 else _scalar(&rf, x)
     return _slow["dot"](a, b, out)
+
+
+cdef inline bint _disjoint_or_same(cnp.ndarray a, cnp.ndarray b) noexcept:
+    cdef char *pa = <char *>cnp.PyArray_DATA(a)
+    cdef char *pb = <char *>cnp.PyArray_DATA(b)
+    if pa == pb:
+        return True
+    return pa + cnp.PyArray_NBYTES(a) <= pb or pb + cnp.PyArray_NBYTES(b) <= pa
+
+
+cdef inline bint _writeable_like(object out, cnp.ndarray x) noexcept:
+    """out is an exact ndarray of x's shape and dtype, C-contiguous, writeable,
+    and x itself or not overlapping it."""
+    if not cnp.PyArray_CheckExact(out):
+        return False
+    cdef cnp.ndarray o = <cnp.ndarray>out
+    return (cnp.PyArray_TYPE(o) == cnp.PyArray_TYPE(x)
+            and cnp.PyArray_ISCARRAY(o) and cnp.PyArray_ISNOTSWAPPED(o)
+            and cnp.PyArray_SAMESHAPE(o, x) and _disjoint_or_same(o, x))
 
 
 def axpy(a, x, y):
     cdef cnp.ndarray xs, ys
-    cdef int d
+    cdef int d, t
     cdef Py_ssize_t n
-    cdef double av
+    cdef double av, start
     if ((PyFloat_CheckExact(a) or PyLong_CheckExact(a)) and cnp.PyArray_CheckExact(x)
             and cnp.PyArray_CheckExact(y)):
         xs, ys = <cnp.ndarray>x, <cnp.ndarray>y
         d = _dtype_index(xs)
         n = cnp.PyArray_SIZE(xs)
-        if (_fast_ok(K_AXPY, d, n) and _writeable_like(ys, xs)
-                and cnp.PyArray_SIZE(ys) == n):
-            av = PyFloat_AsDouble(a)
-            if d == 0:
-                be_axpy_d(av, <const double *>cnp.PyArray_DATA(xs),
-                          <double *>cnp.PyArray_DATA(ys), n)
-            else:
-                be_axpy_f(<float>av, <const float *>cnp.PyArray_DATA(xs),
-                          <float *>cnp.PyArray_DATA(ys), n)
-            return y
+        if d >= 0 and _writeable_like(ys, xs):
+            t = _route(K_AXPY, d, n)
+            if t >= 1:
+                av = PyFloat_AsDouble(a)
+                start = _now()
+                try:
+                    if d == 0:
+                        if t == 1:
+                            be_axpy_d(av, <const double *>cnp.PyArray_DATA(xs),
+                                      <double *>cnp.PyArray_DATA(ys), n)
+                        else:
+                            with nogil:
+                                axpy_parallel_d(
+                                    av, <const double *>cnp.PyArray_DATA(xs),
+                                    <double *>cnp.PyArray_DATA(ys), n, t)
+                    elif t == 1:
+                        be_axpy_f(<float>av, <const float *>cnp.PyArray_DATA(xs),
+                                  <float *>cnp.PyArray_DATA(ys), n)
+                    else:
+                        with nogil:
+                            axpy_parallel_f(
+                                <float>av, <const float *>cnp.PyArray_DATA(xs),
+                                <float *>cnp.PyArray_DATA(ys), n, t)
+                finally:
+                    if t > 1:
+                        _done(K_AXPY, d, t, n, start)
+                return y
     return _slow["axpy"](a, x, y)
 
 
 def exp(x, out=None, **kwargs):
     cdef cnp.ndarray xs, res
-    cdef int d
+    cdef int d, t
     cdef Py_ssize_t n
+    cdef double start
     if not kwargs and cnp.PyArray_CheckExact(x):
         xs = <cnp.ndarray>x
         d = _dtype_index(xs)
         n = cnp.PyArray_SIZE(xs)
-        if _fast_ok(K_EXP, d, n):
-            if out is None:
-                res = PyArray_NewLikeArray(xs, cnp.NPY_CORDER, NULL, 0)
-            elif _writeable_like(out, xs):
-                res = <cnp.ndarray>out
-            else:
-                return _slow["exp"](x, out, **kwargs)
-            if d == 0:
-                be_exp_d(<const double *>cnp.PyArray_DATA(xs),
-                         <double *>cnp.PyArray_DATA(res), n)
-            else:
-                be_exp_f(<const float *>cnp.PyArray_DATA(xs),
-                         <float *>cnp.PyArray_DATA(res), n)
-            return res
+        if d >= 0 and (out is None or _writeable_like(out, xs)):
+            t = _route(K_EXP, d, n)
+            if t >= 1:
+                if out is None:
+                    res = PyArray_NewLikeArray(xs, cnp.NPY_CORDER, NULL, 0)
+                else:
+                    res = <cnp.ndarray>out
+                start = _now()
+                try:
+                    if t == 1:
+                        if d == 0:
+                            be_exp_d(<const double *>cnp.PyArray_DATA(xs),
+                                     <double *>cnp.PyArray_DATA(res), n)
+                        else:
+                            be_exp_f(<const float *>cnp.PyArray_DATA(xs),
+                                     <float *>cnp.PyArray_DATA(res), n)
+                    elif d == 0:
+                        with nogil:
+                            exp_parallel_d(<const double *>cnp.PyArray_DATA(xs),
+                                           <double *>cnp.PyArray_DATA(res), n, t)
+                    else:
+                        with nogil:
+                            exp_parallel_f(<const float *>cnp.PyArray_DATA(xs),
+                                           <float *>cnp.PyArray_DATA(res), n, t)
+                finally:
+                    if t > 1:
+                        _done(K_EXP, d, t, n, start)
+                return res
     return _slow["exp"](x, out, **kwargs)
 
 
 def cumsum(a, axis=None, dtype=None, out=None):
     cdef cnp.ndarray xs, res
-    cdef int d
+    cdef int d, t
     cdef cnp.npy_intp n
+    cdef double start
     if dtype is None and cnp.PyArray_CheckExact(a):
         xs = <cnp.ndarray>a
         d = _dtype_index(xs)
         n = cnp.PyArray_SIZE(xs)
-        if _fast_ok(K_CUMSUM, d, n) and (axis is None or (
-                cnp.PyArray_NDIM(xs) == 1 and (axis == 0 or axis == -1)
-                and type(axis) is int)):
-            if out is None:
-                res = cnp.PyArray_EMPTY(1, &n, cnp.PyArray_TYPE(xs), 0)
-            elif (cnp.PyArray_CheckExact(out) and cnp.PyArray_NDIM(out) == 1
-                  and cnp.PyArray_SIZE(out) == n
-                  and cnp.PyArray_TYPE(out) == cnp.PyArray_TYPE(xs)
-                  and cnp.PyArray_ISCARRAY(out) and cnp.PyArray_ISNOTSWAPPED(out)
-                  and _disjoint_or_same(<cnp.ndarray>out, xs)):
-                res = <cnp.ndarray>out
-            else:
+        if d >= 0 and (axis is None or (
+                cnp.PyArray_NDIM(xs) == 1 and type(axis) is int
+                and (axis == 0 or axis == -1))):
+            if not (out is None or (
+                    cnp.PyArray_CheckExact(out) and cnp.PyArray_NDIM(out) == 1
+                    and cnp.PyArray_SIZE(out) == n
+                    and cnp.PyArray_TYPE(out) == cnp.PyArray_TYPE(xs)
+                    and cnp.PyArray_ISCARRAY(out) and cnp.PyArray_ISNOTSWAPPED(out)
+                    and _disjoint_or_same(<cnp.ndarray>out, xs))):
                 return _slow["cumsum"](a, axis, dtype, out)
-            if d == 0:
-                cumsum_serial_d(<const double *>cnp.PyArray_DATA(xs),
-                                <double *>cnp.PyArray_DATA(res), n)
-            else:
-                cumsum_serial_f(<const float *>cnp.PyArray_DATA(xs),
-                                <float *>cnp.PyArray_DATA(res), n)
-            return res
+            t = _route(K_CUMSUM, d, n)
+            if t >= 1:
+                if out is None:
+                    res = cnp.PyArray_EMPTY(1, &n, cnp.PyArray_TYPE(xs), 0)
+                else:
+                    res = <cnp.ndarray>out
+                if t == 1:
+                    if d == 0:
+                        cumsum_serial_d(<const double *>cnp.PyArray_DATA(xs),
+                                        <double *>cnp.PyArray_DATA(res), n)
+                    else:
+                        cumsum_serial_f(<const float *>cnp.PyArray_DATA(xs),
+                                        <float *>cnp.PyArray_DATA(res), n)
+                    return res
+                start = _now()
+                try:
+                    if d == 0:
+                        cumsum_parallel_d(<const double *>cnp.PyArray_DATA(xs),
+                                          <double *>cnp.PyArray_DATA(res), n, t)
+                    else:
+                        cumsum_parallel_f(<const float *>cnp.PyArray_DATA(xs),
+                                          <float *>cnp.PyArray_DATA(res), n, t)
+                finally:
+                    _done(K_CUMSUM, d, t, n, start)
+                return res
     return _slow["cumsum"](a, axis, dtype, out)
 
 
@@ -298,8 +675,9 @@ cdef inline bint _plain_number(object v) noexcept:
 
 
 def histogram(a, bins=10, range=None, density=None, weights=None):
-    # Only a range given as Python numbers: with range=None, NumPy's own
-    # min/max pass and its edge rules apply (the Python path handles them).
+    # Serial calls with a range given as Python numbers only: with
+    # range=None, NumPy's own min/max pass and edge rules apply, and parallel
+    # calls are heavy enough for the Python path.
     cdef cnp.ndarray xs
     cdef int d
     cdef double lo, hi

@@ -202,3 +202,37 @@ cdef double dot_serial_d(const double *x, const double *y, Py_ssize_t n) noexcep
 
 cdef float dot_serial_f(const float *x, const float *y, Py_ssize_t n) noexcept nogil:
     return _reduce_serial(x, y, n) if n else 0.0
+
+
+cdef int sum_parallel_d(const double *x, Py_ssize_t n, int nt,
+                        double *out) except -1:
+    out[0] = 0.0
+    if n:
+        _reduce_parallel(x, <const double *>NULL, n, nt, out)
+        out[0] = out[0] + 0.0
+    return 0
+
+
+cdef int sum_parallel_f(const float *x, Py_ssize_t n, int nt,
+                        float *out) except -1:
+    out[0] = 0.0
+    if n:
+        _reduce_parallel(x, <const float *>NULL, n, nt, out)
+        out[0] = out[0] + 0.0
+    return 0
+
+
+cdef int dot_parallel_d(const double *x, const double *y, Py_ssize_t n, int nt,
+                        double *out) except -1:
+    out[0] = 0.0
+    if n:
+        _reduce_parallel(x, y, n, nt, out)
+    return 0
+
+
+cdef int dot_parallel_f(const float *x, const float *y, Py_ssize_t n, int nt,
+                        float *out) except -1:
+    out[0] = 0.0
+    if n:
+        _reduce_parallel(x, y, n, nt, out)
+    return 0

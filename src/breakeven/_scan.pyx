@@ -142,3 +142,27 @@ cdef void cumsum_serial_d(const double *x, double *out, Py_ssize_t n) noexcept n
 cdef void cumsum_serial_f(const float *x, float *out, Py_ssize_t n) noexcept nogil:
     if n:
         _cumsum_serial(x, out, n)
+
+
+cdef int _cumsum_dispatch(const floating *x, floating *out, Py_ssize_t n,
+                          int nt) except -1:
+    cdef Py_ssize_t nb = (n + BE_SCAN_BLOCK - 1) // BE_SCAN_BLOCK
+    if n == 0:
+        return 0
+    if nt > nb:
+        nt = <int>nb
+    if nt <= 1:
+        with nogil:
+            _cumsum_serial(x, out, n)
+        return 0
+    return _cumsum_parallel(x, out, n, nb, nt)
+
+
+cdef int cumsum_parallel_d(const double *x, double *out, Py_ssize_t n,
+                           int nt) except -1:
+    return _cumsum_dispatch(x, out, n, nt)
+
+
+cdef int cumsum_parallel_f(const float *x, float *out, Py_ssize_t n,
+                           int nt) except -1:
+    return _cumsum_dispatch(x, out, n, nt)

@@ -221,12 +221,23 @@ def threads(n: int, *, exact: bool = False):
         raise ValueError(f"threads() takes n >= 1, got {n}")
     caps = _caps()
     caps.append((n, exact))
-    _fast.adjust(capped=1, forcing=int(exact))
+    _sync_thread_controls()
     try:
         yield
     finally:
         caps.pop()
-        _fast.adjust(capped=-1, forcing=-int(exact))
+        _sync_thread_controls()
+
+
+def _sync_thread_controls() -> None:
+    """Give this thread's caps and section to the C path."""
+    exact, cap = 0, 0
+    for n, ex in getattr(_local, "caps", ()):
+        if ex:
+            exact = n
+        elif not cap or n < cap:
+            cap = n
+    _fast.set_thread_controls(exact, cap, getattr(_local, "section", 0))
 
 
 @contextlib.contextmanager
@@ -258,15 +269,15 @@ def section(n_threads: int | None = None):
         return
     want = _state.usable if n_threads is None else min(n_threads, _state.usable)
     got = _fast.reserve(want)
-    _fast.adjust(sections=1)
     try:
         blas_limit = _blas_limiter()
         _local.section = got
+        _sync_thread_controls()
         with blas_limit:
             yield
     finally:
         _local.section = 0
-        _fast.adjust(sections=-1)
+        _sync_thread_controls()
         _fast.release(got)
 
 

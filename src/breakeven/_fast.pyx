@@ -66,6 +66,22 @@ cdef extern from "numpy/arrayobject.h":
     object PyArray_NewLikeArray(cnp.ndarray prototype, cnp.NPY_ORDER order,
                                 cnp.PyArray_Descr *descr, int subok)
 
+cdef extern from *:
+    """
+    /* breakeven.threads() and breakeven.section() of the calling thread:
+       C thread-locals, so the C path honours them without asking Python. */
+    static __thread int be_tl_exact = 0;    /* threads(n, exact=True): n */
+    static __thread int be_tl_cap = 0;      /* threads(n): n; 0 = none */
+    static __thread int be_tl_section = 0;  /* cores of an open section */
+    static void be_set_thread_controls(int exact, int cap, int section) {
+        be_tl_exact = exact; be_tl_cap = cap; be_tl_section = section;
+    }
+    """
+    int be_tl_exact
+    int be_tl_cap
+    int be_tl_section
+    void be_set_thread_controls(int exact, int cap, int section)
+
 cdef object _NoValue = np._NoValue
 cdef dict _slow = {}
 cdef object _on_backoff = None
@@ -104,10 +120,6 @@ cdef int _free = 1
 cdef int _in_flight = 0
 cdef int _peak = 0
 
-# Open threads() blocks (any thread), exact ones among them, open sections.
-cdef int _capped = 0
-cdef int _forcing = 0
-cdef int _sections = 0
 cdef bint _forked = False
 
 # Clocks (CLOCK_MONOTONIC seconds, as time.monotonic()): the end of the last
@@ -193,6 +205,16 @@ def configure(steps, double sleep_after_s, slow, severe, backoff_after, on_backo
     _on_backoff = on_backoff
 
 
+def set_thread_controls(int exact, int cap, int section):
+    """This thread's threads()/section() state: an exact thread count (0:
+    none), a cap (0: none), the cores an open section holds (0: none)."""
+    be_set_thread_controls(exact, cap, section)
+
+
+def thread_controls():
+    return be_tl_exact, be_tl_cap, be_tl_section
+
+
 def set_clock_scale(double scale):
     """Test hook: parallel calls are seen as ``scale`` times longer."""
     global _clock_scale
@@ -210,9 +232,9 @@ def set_slow_paths(**paths):
 
 
 def reset_budget(int usable):
-    global _usable, _free, _in_flight, _peak, _capped, _forcing, _sections
+    global _usable, _free, _in_flight, _peak
     _usable, _free, _in_flight, _peak = usable, usable, 0, 0
-    _capped = _forcing = _sections = 0
+    be_set_thread_controls(0, 0, 0)
 
 
 def budget():
@@ -268,13 +290,6 @@ def count_in_flight(int delta):
         _peak = _in_flight
 
 
-def adjust(int capped=0, int forcing=0, int sections=0):
-    global _capped, _forcing, _sections
-    _capped += capped
-    _forcing += forcing
-    _sections += sections
-
-
 def set_forked(bint forked):
     global _forked
     _forked = forked
@@ -326,41 +341,57 @@ cdef inline int _dtype_index(cnp.ndarray arr) noexcept:
 
 cdef inline bint _fast_ok(int kernel, int d, Py_ssize_t n) noexcept:
     """Serial in C: work below the hot threshold, nothing forced."""
-    return _configured and d >= 0 and not _forcing and n < _hot[kernel][d]
+    return _configured and d >= 0 and not be_tl_exact and n < _hot[kernel][d]
 
 
 cdef int _route(int k, int d, Py_ssize_t n) noexcept:
     """1: run serially here; t >= 2: run with t threads here (taken from the
-    budget); -1: the Python dispatcher decides."""
+    budget, or from this thread's section); -1: the Python dispatcher
+    decides (a lone call, a back-off, no profile yet)."""
     global _free, _in_flight, _peak, _last_call
     cdef int t, i, limit
     cdef double now, recent
-    if d < 0 or _forcing or not _configured:
+    if d < 0:
         return -1
-    if n < _hot[k][d]:
-        return 1
-    if _capped or _sections or _forked or _backoff[k][d]:
-        return -1
-    now = _now()
-    recent = _last_parallel if _last_parallel > _last_call else _last_call
-    if _sleep_after > 0 and now - recent > _sleep_after:
-        return -1  # a lone call: the cold table, in Python
-    t = 1
-    for i in range(_n_steps[k][d]):
-        if n < _step_work[k][d][i]:
-            break
-        t = _step_threads[k][d][i]
+    if _forked:
+        return 1  # libgomp does not survive fork: the child stays serial
+    if be_tl_exact:
+        t = be_tl_exact
+        now = _now()
+    else:
+        if not _configured:
+            return -1
+        if n < _hot[k][d]:
+            return 1
+        if _backoff[k][d]:
+            return -1
+        now = _now()
+        if not be_tl_section:
+            recent = _last_parallel if _last_parallel > _last_call else _last_call
+            if _sleep_after > 0 and now - recent > _sleep_after:
+                return -1  # a lone call: the cold table, in Python
+        t = 1
+        for i in range(_n_steps[k][d]):
+            if n < _step_work[k][d][i]:
+                break
+            t = _step_threads[k][d][i]
+        if be_tl_cap and t > be_tl_cap:
+            t = be_tl_cap
     limit = omp_get_max_threads()
     if _usable < limit:
         limit = _usable
     if t > limit:
         t = limit
-    if t > _free:
+    if be_tl_section:
+        if t > be_tl_section:
+            t = be_tl_section
+    elif t > _free:
         t = _free
     if t < 2 or omp_in_parallel():
         _last_call = now
         return 1
-    _free -= t
+    if not be_tl_section:
+        _free -= t
     _in_flight += t
     if _in_flight > _peak:
         _peak = _in_flight
@@ -374,9 +405,12 @@ cdef void _done(int k, int d, int t, Py_ssize_t n, double start) except *:
     cdef double end = _now()
     cdef double secs = (end - start) * _clock_scale, rate, best
     cdef int b = _bucket(n), i
-    _free += t
+    if not be_tl_section:
+        _free += t
     _in_flight -= t
     _last_parallel = end
+    if be_tl_exact:
+        return  # forced counts say nothing about what the table should do
     if _best_threads[k][d] != t:
         for i in range(BUCKETS):
             _best[k][d][i] = 0

@@ -166,3 +166,5 @@ for _k in (
 ):
     register(_k)
 del _k
+# The built-ins as registered at import (a user kernel may take a name over).
+BUILTINS: dict[str, Kernel] = dict(KERNELS)

@@ -169,6 +169,8 @@ def main(argv=None) -> int:
             thr = [p.threshold(name, dt) for p in profiles]
             if all(thr):
                 ratios.append(max(thr) / min(thr))
+            elif any(thr):  # parallel in some runs, never in others
+                ratios.append(math.inf)
             cells.append(thr)
         spread = f"{max(ratios):.2f}" if ratios else "n/a"
         lines.append(f"| {name} | " + " | ".join(

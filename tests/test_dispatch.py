@@ -464,6 +464,35 @@ def test_feedback_backs_off_under_contention_and_recovers(eager, monkeypatch):
         _fast.set_clock_scale(1.0)
 
 
+@needs2
+def test_contention_is_judged_against_the_calibrated_times():
+    """With the calibration's times in the profile, the very first calls,
+    if contended, are recognised as slow: no uncontended call is needed to
+    learn what normal is."""
+    from breakeven import _fast
+
+    x = np.ones(100_000)
+    p = eager_profile()
+    k = be.KERNELS["sum"]
+    t0 = time.perf_counter()
+    for _ in range(20):
+        k.parallel(x, CPUS)
+    per_call = (time.perf_counter() - t0) / 20
+    for d in ("float64", "float32"):
+        p.set_table("sum", d, p.steps("sum", d), p.steps("sum", d, "cold"),
+                    ((100_000, CPUS, per_call),))
+    _dispatch.reset(p)
+    _dispatch._state.last_parallel = time.monotonic()
+    try:
+        _fast.set_clock_scale(50.0)  # every call looks 50x slower
+        be.sum(x)
+        be.sum(x)
+        d = be.explain(be.sum, x)
+        assert d.threads < CPUS and "backed off" in d.reason
+    finally:
+        _fast.set_clock_scale(1.0)
+
+
 # ---------------------------------------------------------------------------
 # fork
 # ---------------------------------------------------------------------------

@@ -24,7 +24,8 @@ OTHER = Fingerprint("Other CPU", 64, "libgomp", "passive", "mkl", "0.1.0")
 
 def make(fp=HERE, thr=32768):
     p = Profile(fp, {}, "2026-11-26T12:00:00+00:00", 3000.0)
-    p.set_table("sum", "float64", ((0, 1), (thr, 2)), ((0, 1), (4 * thr, 2)))
+    p.set_table("sum", "float64", ((0, 1), (thr, 2)), ((0, 1), (4 * thr, 2)),
+                ((thr, 2, 1.5e-5), (4 * thr, 2, 5e-5)))
     p.set_table("exp", "float32", ((0, 1), (2048, 2), (1 << 20, 4)), ((0, 1),))
     return p
 
@@ -41,6 +42,8 @@ def test_round_trip(tmp_path):
     path = p.save(tmp_path / "profile.toml")
     q = load_profile(path, fingerprint=HERE)
     assert q.tables == p.tables
+    assert q.times("sum", "float64") == ((32768, 2, 1.5e-5), (131072, 2, 5e-5))
+    assert q.times("exp", "float32") == ()
     assert q.fingerprint == HERE and q.sleep_after_us == 3000.0
     assert q.calibrated_at == p.calibrated_at and q.source == str(path)
     assert q.threads_for("sum", "float64", 32767) == 1
@@ -96,6 +99,8 @@ FAULTS = {
     "another host": (lambda p: make(OTHER).save(p), "no calibration for this host"),
     "a directory": (lambda p: p.mkdir(), "directory"),
     "unreadable": (lambda p: (p.write_text(good_text()), p.chmod(0)), "permission"),
+    "bad times": (lambda p: p.write_text(
+        good_text().replace("[32768, 2, 1.5e-05]", "[32768, 1, -1.0]")), "times"),
     "first step not at 0": (lambda p: p.write_text(
         good_text().replace("[[0, 1], [32768, 2]]", "[[5, 1], [32768, 2]]")), "work 0"),
 }

@@ -509,7 +509,10 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
                     clock, penalty)
         hot = choose_steps(pts, settings.margin)
         cold = choose_steps(with_penalty(pts, penalty), settings.margin)
-        profile.set_table(name, dtype.name, hot, cold)
+        # what parallel calls took here: dispatch's yardstick for contention
+        times = tuple((p.work, t, p.times[t]) for p in pts for t in sorted(p.times)
+                      if t > 1 and p.times[t] > 0)
+        profile.set_table(name, dtype.name, hot, cold, times)
         profile.sweeps[(name, dtype.name)] = pts
         bar.step(f"{name} {dtype.name}")
     profile.team_penalty = penalty

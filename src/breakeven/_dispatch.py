@@ -159,6 +159,9 @@ def _sync_fast() -> None:
     steps = {(k, d): p.steps(k, d, "hot") for k in p.tables for d in p.tables[k]}
     _fast.configure(steps, (p.sleep_after_us or 0) / 1e6, SLOW, SEVERE,
                     BACKOFF_AFTER, _backoff_from_fast)
+    for (k, d) in steps:
+        for work, threads, seconds in p.times(k, d):
+            _fast.seed_rate(k, d, threads, work, seconds / work)
 
 
 def _after_fork_in_child() -> None:
@@ -385,7 +388,13 @@ class _Feedback:
 def _feedback(key: tuple[str, str]) -> _Feedback:
     fb = _state.feedback.get(key)
     if fb is None:
-        fb = _state.feedback.setdefault(key, _Feedback(key))
+        fb = _Feedback(key)
+        # The calibration's times are the uncontended yardstick: without
+        # them the first calls seen would set it, contended or not.
+        prof = _state.profile
+        for work, threads, seconds in prof.times(*key) if prof is not None else ():
+            fb.best[(threads, max(work, 1).bit_length())] = seconds / work
+        fb = _state.feedback.setdefault(key, fb)
     return fb
 
 

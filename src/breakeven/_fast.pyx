@@ -133,6 +133,7 @@ cdef double _sleep_after = 0
 # each log2 size, for the thread count in _best_threads; runs of slow calls.
 cdef double _best[N_KERNELS][2][BUCKETS]
 cdef int _best_threads[N_KERNELS][2]
+cdef int _seeded_from[N_KERNELS][2][BUCKETS]  # which size seeded each entry
 cdef int _slow_run[N_KERNELS][2]
 cdef int _severe_run[N_KERNELS][2]
 cdef bint _backoff[N_KERNELS][2]
@@ -170,6 +171,7 @@ def _clear_tables():
             _backoff[k][d] = False
             for b in range(BUCKETS):
                 _best[k][d][b] = 0
+                _seeded_from[k][d][b] = -100
 
 
 _clear_tables()
@@ -213,6 +215,30 @@ def set_thread_controls(int exact, int cap, int section):
 
 def thread_controls():
     return be_tl_exact, be_tl_cap, be_tl_section
+
+
+def seed_rate(str kernel, str dtype, int threads, Py_ssize_t work, double rate):
+    """Seed the contention check with a calibrated rate (seconds per unit of
+    work of a parallel call of ``threads`` at this size); sizes without one
+    take the nearest seeded size's."""
+    if kernel not in KERNEL_NAMES or dtype not in DTYPE_NAMES or rate <= 0:
+        return
+    cdef int k = KERNEL_NAMES.index(kernel), d = DTYPE_NAMES.index(dtype)
+    cdef int b0 = _bucket(work), b
+    if _best_threads[k][d] != threads:
+        if _best_threads[k][d] > threads:
+            return  # keep the rates of the most threads
+        for b in range(BUCKETS):
+            _best[k][d][b] = 0
+        _best_threads[k][d] = threads
+    _best[k][d][b0] = rate
+    # fill empty sizes from the nearest seeded one (the first seed fills all)
+    for b in range(BUCKETS):
+        if _best[k][d][b] == 0 or _seeded_from[k][d][b] != b and \
+                abs(_seeded_from[k][d][b] - b) > abs(b0 - b):
+            _best[k][d][b] = rate
+            _seeded_from[k][d][b] = b0
+    _seeded_from[k][d][b0] = b0
 
 
 def set_clock_scale(double scale):
@@ -414,6 +440,7 @@ cdef void _done(int k, int d, int t, Py_ssize_t n, double start) except *:
     if _best_threads[k][d] != t:
         for i in range(BUCKETS):
             _best[k][d][i] = 0
+            _seeded_from[k][d][i] = -100
         _best_threads[k][d] = t
     rate = secs / (n if n > 0 else 1)
     best = _best[k][d][b]

@@ -208,10 +208,23 @@ class Profile:
                 return work_min
         return None
 
-    def set_table(self, kernel: str, dtype: str, hot: Steps, cold: Steps) -> None:
-        self.tables.setdefault(kernel, {})[dtype] = {
-            "hot": _validate_steps(hot, f"{kernel}.{dtype}.hot"),
-            "cold": _validate_steps(cold, f"{kernel}.{dtype}.cold")}
+    def set_table(self, kernel: str, dtype: str, hot: Steps, cold: Steps,
+                  times=None) -> None:
+        """Set a kernel's step tables, and optionally the measured parallel
+        times ``((work, threads, seconds), ...)`` that dispatch compares
+        calls with to notice contention."""
+        entry = {"hot": _validate_steps(hot, f"{kernel}.{dtype}.hot"),
+                 "cold": _validate_steps(cold, f"{kernel}.{dtype}.cold")}
+        if times:
+            entry["times"] = _validate_times(times, f"{kernel}.{dtype}.times")
+        self.tables.setdefault(kernel, {})[dtype] = entry
+
+    def times(self, kernel: str, dtype: str) -> tuple:
+        """The calibrated ``(work, threads, seconds)`` of parallel calls."""
+        try:
+            return self.tables[kernel][dtype].get("times", ())
+        except KeyError:
+            return ()
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
         """Write this profile into the file at ``path`` (default: see
@@ -270,6 +283,24 @@ def _validate_steps(steps, where: str) -> Steps:
     return tuple(out)
 
 
+def _validate_times(times, where: str) -> tuple:
+    if not isinstance(times, (list, tuple)):
+        raise ProfileError(f"{where}: expected a list of [work, threads, seconds]")
+    out = []
+    for i, row in enumerate(times):
+        if (not isinstance(row, (list, tuple)) or len(row) != 3
+                or not all(isinstance(v, int) and not isinstance(v, bool)
+                           for v in row[:2])
+                or not isinstance(row[2], (int, float)) or isinstance(row[2], bool)):
+            raise ProfileError(f"{where}[{i}]: expected [work, threads, seconds], "
+                               f"got {row!r}")
+        if row[0] < 1 or row[1] < 2 or not row[2] > 0:
+            raise ProfileError(f"{where}[{i}]: work >= 1, threads >= 2 and "
+                               f"seconds > 0 expected, got {row!r}")
+        out.append((int(row[0]), int(row[1]), float(row[2])))
+    return tuple(out)
+
+
 def _host_from_dict(key: str, data, where: str) -> Profile:
     from breakeven._registry import KERNELS
 
@@ -306,10 +337,12 @@ def _host_from_dict(key: str, data, where: str) -> Profile:
         for dname, states in per_dtype.items():
             if dname not in DTYPE_NAMES:
                 raise ProfileError(f"{where}.kernels.{kname}: unknown dtype {dname!r}")
-            if not isinstance(states, dict) or set(states) != {"hot", "cold"}:
+            if not isinstance(states, dict) or not {"hot", "cold"} <= set(states) \
+                    or not set(states) <= {"hot", "cold", "times"}:
                 raise ProfileError(f"{where}.kernels.{kname}.{dname}: expected "
-                                   "'hot' and 'cold' step tables")
-            profile.set_table(kname, dname, states["hot"], states["cold"])
+                                   "'hot' and 'cold' step tables (and 'times')")
+            profile.set_table(kname, dname, states["hot"], states["cold"],
+                              states.get("times"))
     if key != fingerprint.key:
         raise ProfileError(f"{where}: the key does not match its fingerprint "
                            "(edited by hand?)")
@@ -362,7 +395,7 @@ def _host_to_dict(p: Profile) -> dict:
     if p.sleep_after_us is not None:
         d["sleep_after_us"] = float(p.sleep_after_us)
     d["fingerprint"] = p.fingerprint.as_dict()
-    d["kernels"] = {k: {dt: {s: [list(step) for step in steps]
+    d["kernels"] = {k: {dt: {s: [list(row) for row in steps]
                              for s, steps in states.items()}
                         for dt, states in per.items()}
                     for k, per in p.tables.items()}
@@ -389,8 +422,9 @@ def _dumps(hosts: dict[str, dict]) -> str:
                 states = host["kernels"][kname][dname]
                 lines.append(f"[hosts.{_toml_str(key)}.kernels.{_toml_str(kname)}."
                              f"{dname}]")
-                for state in ("hot", "cold"):
-                    lines.append(f"{state} = {_toml_value(states[state])}")
+                for state in ("hot", "cold", "times"):
+                    if state in states:
+                        lines.append(f"{state} = {_toml_value(states[state])}")
                 lines.append("")
     return "\n".join(lines)
 

@@ -292,14 +292,38 @@ def _blas_controller():
     return _state.blas
 
 
+class _BlasCap:
+    """Caps the BLAS libraries to one thread and restores them: through the
+    cached controllers' own get/set calls (a microsecond or two), not a
+    threadpoolctl limit context (~10 us, it rescans state), and only for
+    libraries not at one thread already."""
+
+    __slots__ = ("libs", "restore")
+
+    def __init__(self, libs):
+        self.libs = libs
+        self.restore = []
+
+    def __enter__(self):
+        self.restore = []
+        for lib in self.libs:
+            n = lib.get_num_threads()
+            if n is not None and n != 1:
+                lib.set_num_threads(1)
+                self.restore.append((lib, n))
+        return self
+
+    def __exit__(self, *exc):
+        for lib, n in self.restore:
+            lib.set_num_threads(n)
+        self.restore = []
+        return False
+
+
 def _blas_limiter():
-    """A context capping BLAS to one thread, or a no-op if BLAS already
-    runs one thread (the cap then changes nothing and costs ~10 us)."""
+    """A context capping BLAS to one thread while it is open."""
     ctl = _blas_controller()
-    blas = ctl.select(user_api="blas")
-    if all(lib.num_threads == 1 for lib in blas.lib_controllers):
-        return contextlib.nullcontext()
-    return blas.limit(limits=1)
+    return _BlasCap(ctl.select(user_api="blas").lib_controllers)
 
 
 # ---------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from breakeven._scan cimport (
 )
 from breakeven._simd cimport be_axpy_d, be_axpy_f, be_exp_d, be_exp_f
 
+from breakeven._histogram import histogram_parallel as _histogram_parallel
 from breakeven._histogram import histogram_serial as _histogram_serial
 from breakeven._nearest import nearest_serial as _nearest_serial
 
@@ -736,22 +737,31 @@ cdef inline bint _plain_number(object v) noexcept:
 
 
 def histogram(a, bins=10, range=None, density=None, weights=None):
-    # Serial calls with a range given as Python numbers only: with
-    # range=None, NumPy's own min/max pass and edge rules apply, and parallel
-    # calls are heavy enough for the Python path.
+    # A range given as Python numbers only: with range=None, NumPy's own
+    # min/max pass and edge rules apply (the Python path).
     cdef cnp.ndarray xs
-    cdef int d
-    cdef double lo, hi
+    cdef int d, t
+    cdef Py_ssize_t n
+    cdef double lo, hi, start
     if (weights is None and (density is None or density is False)
             and PyLong_CheckExact(bins) and type(range) is tuple
             and len(range) == 2 and cnp.PyArray_CheckExact(a)):
         xs = <cnp.ndarray>a
         d = _dtype_index(xs)
-        if (_fast_ok(K_HISTOGRAM, d, cnp.PyArray_SIZE(xs)) and bins >= 1
-                and _plain_number(range[0]) and _plain_number(range[1])):
+        n = cnp.PyArray_SIZE(xs)
+        if (d >= 0 and bins >= 1 and _plain_number(range[0])
+                and _plain_number(range[1])):
             lo, hi = range[0], range[1]
             if lo < hi and hi - lo < float("inf"):  # finite, increasing
-                return _histogram_serial(xs.reshape(-1), bins, lo, hi)
+                t = _route(K_HISTOGRAM, d, n)
+                if t == 1:
+                    return _histogram_serial(xs.reshape(-1), bins, lo, hi)
+                if t > 1:
+                    start = _now()
+                    try:
+                        return _histogram_parallel(xs.reshape(-1), bins, lo, hi, t)
+                    finally:
+                        _done(K_HISTOGRAM, d, t, n, start)
     return _slow["histogram"](a, bins, range, density, weights)
 
 

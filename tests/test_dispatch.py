@@ -438,7 +438,7 @@ def test_feedback_backs_off_under_contention_and_recovers(eager, monkeypatch):
         for _ in range(20):  # learn the uncontended speed
             be.sum(x)
         assert be.explain(be.sum, x).threads == CPUS
-        slowdown(5.0)  # now every parallel call looks 5x slower
+        slowdown(20.0)  # now every parallel call looks 20x slower
         for _ in range(_dispatch.BACKOFF_AFTER):
             be.sum(x)
         d = be.explain(be.sum, x)
@@ -451,8 +451,11 @@ def test_feedback_backs_off_under_contention_and_recovers(eager, monkeypatch):
         be.sum(x)
         assert be.explain(be.sum, x).threads < CPUS
         slowdown(1.0)  # contention gone: the next probe finds out
-        fb.spent = _dispatch.PROBE_RATIO * fb.probe_cost
-        be.sum(x)
+        for _ in range(3):  # (a probe that hits machine noise is retried later)
+            fb.spent = _dispatch.PROBE_RATIO * fb.probe_cost
+            be.sum(x)
+            if be.explain(be.sum, x).threads == CPUS:
+                break
         assert be.explain(be.sum, x).threads == CPUS
         # two extreme calls in a row are enough to back off
         slowdown(50.0)

@@ -44,7 +44,9 @@ bench: install
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_kernels.py \
 	    --output benchmarks/results/kernels.md
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_calibration.py \
-	    --output benchmarks/results/calibration.md
+	    --output benchmarks/results/calibration.md --keep build/calibration-runs
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_dispatch.py \
+	    --output benchmarks/results/dispatch.md
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -114,6 +114,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--output", help="also write the Markdown report here")
+    ap.add_argument("--keep", metavar="DIR",
+                    help="keep each run's profile and raw sweeps in DIR")
     args = ap.parse_args(argv)
     threads = usable_cpus()
     lines = [
@@ -127,6 +129,9 @@ def main(argv=None) -> int:
         "",
     ]
     with tempfile.TemporaryDirectory() as tmp:
+        if args.keep:
+            Path(args.keep).mkdir(parents=True, exist_ok=True)
+            tmp = args.keep
         walls, profiles = [], []
         for i in range(args.runs):
             out = Path(tmp) / f"run{i}.toml"

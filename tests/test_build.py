@@ -85,9 +85,18 @@ def test_kernel_releases_the_gil(name, variant, short_switch_interval):
     whole call: its longest gap between two loop iterations would be the
     call's duration.  Released, the gaps stay near the switch interval."""
     k = KERNELS[name]
-    args = k.sample(1 << 24, np.float64, np.random.default_rng(0))
     fn = k.serial if variant == "serial" else (lambda *a: k.parallel(*a, 2))
-    fn(*args)  # warm-up
+    # A call long enough that the scheduler's time slices (a few ms, when the
+    # kernel's threads occupy every CPU) stay well below half of it.
+    work, top = 1 << 24, (1 << 28 if name == "nearest" else 1 << 26)
+    while True:
+        args = k.sample(work, np.float64, np.random.default_rng(0))
+        fn(*args)  # warm-up
+        t0 = time.perf_counter()
+        fn(*args)
+        if time.perf_counter() - t0 > 0.02 or work >= top:
+            break
+        work *= 4
     timing = {}
 
     def call():
@@ -104,5 +113,5 @@ def test_kernel_releases_the_gil(name, variant, short_switch_interval):
         max_gap = max(max_gap, now - last)
         last = now
     worker.join()
-    assert timing["elapsed"] > 0.003, "kernel call too short to tell"
+    assert timing["elapsed"] > 0.01, "kernel call too short to tell"
     assert max_gap < 0.5 * timing["elapsed"], (max_gap, timing)

@@ -754,12 +754,13 @@ def histogram(a, bins=10, range=None, density=None, weights=None):
             lo, hi = range[0], range[1]
             if lo < hi and hi - lo < float("inf"):  # finite, increasing
                 t = _route(K_HISTOGRAM, d, n)
+                flat = xs if cnp.PyArray_NDIM(xs) == 1 else xs.reshape(-1)
                 if t == 1:
-                    return _histogram_serial(xs.reshape(-1), bins, lo, hi)
+                    return _histogram_serial(flat, bins, lo, hi)
                 if t > 1:
                     start = _now()
                     try:
-                        return _histogram_parallel(xs.reshape(-1), bins, lo, hi, t)
+                        return _histogram_parallel(flat, bins, lo, hi, t)
                     finally:
                         _done(K_HISTOGRAM, d, t, n, start)
     return _slow["histogram"](a, bins, range, density, weights)

@@ -445,14 +445,17 @@ def test_feedback_backs_off_under_contention_and_recovers(eager, monkeypatch):
         assert d.threads < CPUS and "backed off" in d.reason
         # backed-off calls accumulate time until a probe is due: it fails
         # while the contention lasts, and the back-off stays
-        fb = _dispatch._state.feedback[("sum", "float64")]
-        fb.spent = _dispatch.PROBE_RATIO * fb.probe_cost
+        def due():  # pretend the backed-off calls have taken long enough
+            on, cap, spent, cost = _fast.backoff_state("sum", "float64")
+            _fast.add_spent("sum", "float64", _dispatch.PROBE_RATIO * cost)
+
+        due()
         assert be.explain(be.sum, x).threads == CPUS  # the probe
         be.sum(x)
         assert be.explain(be.sum, x).threads < CPUS
         slowdown(1.0)  # contention gone: the next probe finds out
         for _ in range(3):  # (a probe that hits machine noise is retried later)
-            fb.spent = _dispatch.PROBE_RATIO * fb.probe_cost
+            due()
             be.sum(x)
             if be.explain(be.sum, x).threads == CPUS:
                 break

@@ -158,7 +158,7 @@ def _sync_fast() -> None:
         return
     steps = {(k, d): p.steps(k, d, "hot") for k in p.tables for d in p.tables[k]}
     _fast.configure(steps, (p.sleep_after_us or 0) / 1e6, SLOW, SEVERE,
-                    BACKOFF_AFTER, _backoff_from_fast)
+                    BACKOFF_AFTER, _backoff_from_fast, PROBE_RATIO, _recover_from_fast)
     for (k, d) in steps:
         for work, threads, seconds in p.times(k, d):
             _fast.seed_rate(k, d, threads, work, seconds / work)
@@ -394,11 +394,12 @@ class _Feedback:
         self.cap = max(1, threads // 2)
         self.slow_streak = self.severe_streak = 0
         self.spent, self.probe_cost = 0.0, seconds
-        _fast.set_backoff(*self.key, True)
+        _fast.set_backoff(*self.key, True, self.cap, seconds)
 
     def backed_off_call(self, seconds: float) -> None:
         """A call run with fewer threads because of the back-off took this."""
         self.spent += seconds
+        _fast.add_spent(*self.key, seconds)
 
     def limit(self, threads: int) -> tuple[int, bool]:
         """(threads allowed, whether this call is a probe)."""
@@ -424,12 +425,21 @@ def _feedback(key: tuple[str, str]) -> _Feedback:
 
 def _backoff_from_fast(kernel: str, dtype: str, threads: int, work: int,
                        seconds: float, best_rate: float) -> None:
-    """The C path saw a run of slow parallel calls: back off (the probes,
-    and the rest of the back-off, happen on the Python path)."""
+    """The C path saw a run of slow parallel calls and backed the kernel
+    off (it times the backed-off calls and probes itself); record it here
+    too, for explain() and for calls that take the Python path."""
     fb = _feedback((kernel, dtype))
     key = (threads, max(work, 1).bit_length())
     fb.best[key] = min(fb.best.get(key, best_rate), best_rate)
     fb.back_off(threads, seconds)
+
+
+def _recover_from_fast(kernel: str, dtype: str) -> None:
+    """A probe on the C path ran at normal speed: the back-off is over."""
+    fb = _state.feedback.get((kernel, dtype))
+    if fb is not None:
+        fb.cap = 0
+        fb.spent = 0.0
 
 
 # ---------------------------------------------------------------------------
@@ -503,7 +513,19 @@ def _decide(kernel: str, dtype: str, work: int, explain: bool
         return ("serial", 1, work, "already inside a parallel region", "")
     fb = st.feedback.get((kernel, dtype))
     backed_off = False
-    if fb is not None and fb.cap:
+    if kernel in _fast.KERNEL_NAMES:  # the C path keeps this kernel's back-off
+        on, cap, spent, cost = _fast.backoff_state(kernel, dtype)
+        if on and t > cap:
+            if spent < PROBE_RATIO * cost:
+                t = cap
+                backed_off = True
+                if explain:
+                    why.append(f"backed off to {cap} threads: recent parallel "
+                               f"calls ran over {SLOW:g}x slower than their "
+                               "best (contention)")
+            elif fb is not None:
+                fb.cap = cap  # the Python path makes this probe: judge it
+    elif fb is not None and fb.cap:
         t2, probe = fb.limit(t)
         if t2 < t:
             backed_off = True

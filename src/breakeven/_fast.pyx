@@ -138,6 +138,14 @@ cdef int _seeded_from[N_KERNELS][2][BUCKETS]  # which size seeded each entry
 cdef int _slow_run[N_KERNELS][2]
 cdef int _severe_run[N_KERNELS][2]
 cdef bint _backoff[N_KERNELS][2]
+# While backed off: the thread cap, the time the kernel's calls have taken
+# since the last probe, what the last slow call took, whether a probe is out.
+cdef int _cap[N_KERNELS][2]
+cdef double _spent[N_KERNELS][2]
+cdef double _probe_cost[N_KERNELS][2]
+cdef bint _probing[N_KERNELS][2]
+cdef double _PROBE_RATIO = 20.0
+cdef object _on_recover = None
 # Multiplies the measured duration of parallel calls: 1 except in tests,
 # which make calls look slow to exercise the contention check.
 cdef double _clock_scale = 1.0
@@ -170,6 +178,10 @@ def _clear_tables():
             _slow_run[k][d] = 0
             _severe_run[k][d] = 0
             _backoff[k][d] = False
+            _cap[k][d] = 0
+            _spent[k][d] = 0
+            _probe_cost[k][d] = 0
+            _probing[k][d] = False
             for b in range(BUCKETS):
                 _best[k][d][b] = 0
                 _seeded_from[k][d][b] = -100
@@ -183,11 +195,13 @@ _clear_tables()
 # ---------------------------------------------------------------------------
 
 
-def configure(steps, double sleep_after_s, slow, severe, backoff_after, on_backoff):
+def configure(steps, double sleep_after_s, slow, severe, backoff_after, on_backoff,
+              probe_ratio=20.0, on_recover=None):
     """Load the hot tables ``{(kernel, dtype): ((work_min, threads), ...)}``
     (missing ones: always the Python path), the team's sleep time, the
     contention constants and the back-off callback."""
     global _sleep_after, _SLOW, _SEVERE, _BACKOFF_AFTER, _on_backoff, _configured
+    global _PROBE_RATIO, _on_recover
     cdef int k, d, i
     _clear_tables()
     _configured = True
@@ -206,6 +220,8 @@ def configure(steps, double sleep_after_s, slow, severe, backoff_after, on_backo
     _sleep_after = sleep_after_s
     _SLOW, _SEVERE, _BACKOFF_AFTER = slow, severe, backoff_after
     _on_backoff = on_backoff
+    _PROBE_RATIO = probe_ratio
+    _on_recover = on_recover
 
 
 def set_thread_controls(int exact, int cap, int section):
@@ -336,9 +352,42 @@ def set_times(last_parallel=None, last_call=None):
         _last_call = last_call
 
 
-def set_backoff(str kernel, str dtype, bint on):
+def set_backoff(str kernel, str dtype, bint on, int cap=1, double probe_cost=0.0):
+    """Back a kernel off to ``cap`` threads (``on``), or lift the back-off."""
+    cdef int k, d
     if kernel in KERNEL_NAMES and dtype in DTYPE_NAMES:
-        _backoff[KERNEL_NAMES.index(kernel)][DTYPE_NAMES.index(dtype)] = on
+        k, d = KERNEL_NAMES.index(kernel), DTYPE_NAMES.index(dtype)
+        if on:
+            _start_backoff(k, d, cap, probe_cost)
+        else:
+            _lift_backoff(k, d)
+
+
+def add_spent(str kernel, str dtype, double seconds):
+    """A backed-off call made on the Python path took this long."""
+    if kernel in KERNEL_NAMES and dtype in DTYPE_NAMES:
+        _spent[KERNEL_NAMES.index(kernel)][DTYPE_NAMES.index(dtype)] += seconds
+
+
+def backoff_state(str kernel, str dtype):
+    """(backed off, cap, seconds spent since the last probe, probe cost)."""
+    cdef int k = KERNEL_NAMES.index(kernel), d = DTYPE_NAMES.index(dtype)
+    return bool(_backoff[k][d]), _cap[k][d], _spent[k][d], _probe_cost[k][d]
+
+
+cdef inline void _start_backoff(int k, int d, int cap, double cost) noexcept:
+    _backoff[k][d] = True
+    _cap[k][d] = cap if cap >= 1 else 1
+    _spent[k][d] = 0
+    _probe_cost[k][d] = cost
+    _probing[k][d] = False
+
+
+cdef inline void _lift_backoff(int k, int d) noexcept:
+    _backoff[k][d] = False
+    _cap[k][d] = 0
+    _spent[k][d] = 0
+    _probing[k][d] = False
 
 
 def best_rate(str kernel, str dtype, Py_ssize_t work):
@@ -390,8 +439,6 @@ cdef int _route(int k, int d, Py_ssize_t n) noexcept:
             return -1
         if n < _hot[k][d]:
             return 1
-        if _backoff[k][d]:
-            return -1
         now = _now()
         if not be_tl_section:
             recent = _last_parallel if _last_parallel > _last_call else _last_call
@@ -404,6 +451,17 @@ cdef int _route(int k, int d, Py_ssize_t n) noexcept:
             t = _step_threads[k][d][i]
         if be_tl_cap and t > be_tl_cap:
             t = be_tl_cap
+        if _backoff[k][d]:
+            # backed off: fewer threads, and the call is timed (return 0 for
+            # a timed serial call); a probe at full threads once the calls
+            # have taken PROBE_RATIO x the last slow one
+            if t > _cap[k][d] and _spent[k][d] >= _PROBE_RATIO * _probe_cost[k][d]:
+                _probing[k][d] = True
+            elif t > _cap[k][d]:
+                t = _cap[k][d]
+                if t <= 1:
+                    _last_call = now
+                    return 0
     limit = omp_get_max_threads()
     if _usable < limit:
         limit = _usable
@@ -438,6 +496,9 @@ cdef void _done(int k, int d, int t, Py_ssize_t n, double start) except *:
     _last_parallel = end
     if be_tl_exact:
         return  # forced counts say nothing about what the table should do
+    if _backoff[k][d] and not _probing[k][d]:
+        _spent[k][d] += secs  # a backed-off call: it paces the next probe
+        return
     if _best_threads[k][d] != t:
         for i in range(BUCKETS):
             _best[k][d][i] = 0
@@ -448,6 +509,16 @@ cdef void _done(int k, int d, int t, Py_ssize_t n, double start) except *:
     if best == 0 or rate < best:
         _best[k][d][b] = rate
         best = rate
+    if _probing[k][d]:
+        _probing[k][d] = False
+        if rate > _SLOW * best:  # still contended: probe again later
+            _spent[k][d] = 0
+            _probe_cost[k][d] = secs
+        else:
+            _lift_backoff(k, d)
+            if _on_recover is not None:
+                _on_recover(KERNEL_NAMES[k], DTYPE_NAMES[d])
+        return
     if rate > _SLOW * best:
         _slow_run[k][d] += 1
         if rate > _SEVERE * best:
@@ -456,11 +527,16 @@ cdef void _done(int k, int d, int t, Py_ssize_t n, double start) except *:
             _severe_run[k][d] = 0
         if _slow_run[k][d] >= _BACKOFF_AFTER or _severe_run[k][d] >= 2:
             _slow_run[k][d] = _severe_run[k][d] = 0
-            _backoff[k][d] = True
+            _start_backoff(k, d, t // 2, secs)
             if _on_backoff is not None:
                 _on_backoff(KERNEL_NAMES[k], DTYPE_NAMES[d], t, n, secs, best)
     else:
         _slow_run[k][d] = _severe_run[k][d] = 0
+
+
+cdef inline void _timed_serial(int k, int d, double start) noexcept:
+    """A backed-off serial call ended: its time paces the next probe."""
+    _spent[k][d] += (_now() - start) * _clock_scale
 
 
 cdef inline object _scalar(void *value, cnp.ndarray like):
@@ -519,20 +595,22 @@ def sum(a, axis=None, dtype=None, out=None, keepdims=_NoValue, initial=_NoValue,
         d = _dtype_index(arr)
         n = cnp.PyArray_SIZE(arr)
         t = _route(K_SUM, d, n)
-        if t == 1:
+        if t == 0 or t == 1:
+            start = _now() if t == 0 else 0.0
             if d == 0:
                 if n < NOGIL_MIN:
                     r = sum_serial_d(<const double *>cnp.PyArray_DATA(arr), n)
                 else:
                     with nogil:
                         r = sum_serial_d(<const double *>cnp.PyArray_DATA(arr), n)
-                return _scalar(&r, arr)
-            if n < NOGIL_MIN:
+            elif n < NOGIL_MIN:
                 rf = sum_serial_f(<const float *>cnp.PyArray_DATA(arr), n)
             else:
                 with nogil:
                     rf = sum_serial_f(<const float *>cnp.PyArray_DATA(arr), n)
-            return _scalar(&rf, arr)
+            if t == 0:
+                _timed_serial(K_SUM, d, start)
+            return _scalar(&r, arr) if d == 0 else _scalar(&rf, arr)
         if t > 1:
             start = _now()
             try:
@@ -563,14 +641,17 @@ def dot(a, b, out=None):
         if (cnp.PyArray_NDIM(x) == 1 and cnp.PyArray_NDIM(y) == 1
                 and _dtype_index(y) == d and cnp.PyArray_SIZE(y) == n):
             t = _route(K_DOT, d, n)
-            if t == 1:
+            if t == 0 or t == 1:
+                start = _now() if t == 0 else 0.0
                 if d == 0:
                     r = dot_serial_d(<const double *>cnp.PyArray_DATA(x),
                                      <const double *>cnp.PyArray_DATA(y), n)
-                    return _scalar(&r, x)
-                rf = dot_serial_f(<const float *>cnp.PyArray_DATA(x),
-                                  <const float *>cnp.PyArray_DATA(y), n)
-                return _scalar(&rf, x)
+                else:
+                    rf = dot_serial_f(<const float *>cnp.PyArray_DATA(x),
+                                      <const float *>cnp.PyArray_DATA(y), n)
+                if t == 0:
+                    _timed_serial(K_DOT, d, start)
+                return _scalar(&r, x) if d == 0 else _scalar(&rf, x)
             if t > 1:
                 start = _now()
                 try:
@@ -617,12 +698,12 @@ def axpy(a, x, y):
         n = cnp.PyArray_SIZE(xs)
         if d >= 0 and _writeable_like(ys, xs):
             t = _route(K_AXPY, d, n)
-            if t >= 1:
+            if t >= 0:
                 av = PyFloat_AsDouble(a)
                 start = _now()
                 try:
                     if d == 0:
-                        if t == 1:
+                        if t <= 1:
                             be_axpy_d(av, <const double *>cnp.PyArray_DATA(xs),
                                       <double *>cnp.PyArray_DATA(ys), n)
                         else:
@@ -630,7 +711,7 @@ def axpy(a, x, y):
                                 axpy_parallel_d(
                                     av, <const double *>cnp.PyArray_DATA(xs),
                                     <double *>cnp.PyArray_DATA(ys), n, t)
-                    elif t == 1:
+                    elif t <= 1:
                         be_axpy_f(<float>av, <const float *>cnp.PyArray_DATA(xs),
                                   <float *>cnp.PyArray_DATA(ys), n)
                     else:
@@ -641,6 +722,8 @@ def axpy(a, x, y):
                 finally:
                     if t > 1:
                         _done(K_AXPY, d, t, n, start)
+                    elif t == 0:
+                        _timed_serial(K_AXPY, d, start)
                 return y
     return _slow["axpy"](a, x, y)
 
@@ -656,14 +739,14 @@ def exp(x, out=None, **kwargs):
         n = cnp.PyArray_SIZE(xs)
         if d >= 0 and (out is None or _writeable_like(out, xs)):
             t = _route(K_EXP, d, n)
-            if t >= 1:
+            if t >= 0:
                 if out is None:
                     res = PyArray_NewLikeArray(xs, cnp.NPY_CORDER, NULL, 0)
                 else:
                     res = <cnp.ndarray>out
                 start = _now()
                 try:
-                    if t == 1:
+                    if t <= 1:
                         if d == 0:
                             be_exp_d(<const double *>cnp.PyArray_DATA(xs),
                                      <double *>cnp.PyArray_DATA(res), n)
@@ -681,6 +764,8 @@ def exp(x, out=None, **kwargs):
                 finally:
                     if t > 1:
                         _done(K_EXP, d, t, n, start)
+                    elif t == 0:
+                        _timed_serial(K_EXP, d, start)
                 return res
     return _slow["exp"](x, out, **kwargs)
 
@@ -705,18 +790,21 @@ def cumsum(a, axis=None, dtype=None, out=None):
                     and _disjoint_or_same(<cnp.ndarray>out, xs))):
                 return _slow["cumsum"](a, axis, dtype, out)
             t = _route(K_CUMSUM, d, n)
-            if t >= 1:
+            if t >= 0:
                 if out is None:
                     res = cnp.PyArray_EMPTY(1, &n, cnp.PyArray_TYPE(xs), 0)
                 else:
                     res = <cnp.ndarray>out
-                if t == 1:
+                if t <= 1:
+                    start = _now() if t == 0 else 0.0
                     if d == 0:
                         cumsum_serial_d(<const double *>cnp.PyArray_DATA(xs),
                                         <double *>cnp.PyArray_DATA(res), n)
                     else:
                         cumsum_serial_f(<const float *>cnp.PyArray_DATA(xs),
                                         <float *>cnp.PyArray_DATA(res), n)
+                    if t == 0:
+                        _timed_serial(K_CUMSUM, d, start)
                     return res
                 start = _now()
                 try:
@@ -757,6 +845,12 @@ def histogram(a, bins=10, range=None, density=None, weights=None):
                 flat = xs if cnp.PyArray_NDIM(xs) == 1 else xs.reshape(-1)
                 if t == 1:
                     return _histogram_serial(flat, bins, lo, hi)
+                if t == 0:
+                    start = _now()
+                    try:
+                        return _histogram_serial(flat, bins, lo, hi)
+                    finally:
+                        _timed_serial(K_HISTOGRAM, d, start)
                 if t > 1:
                     start = _now()
                     try:

@@ -125,7 +125,7 @@ def main(argv=None) -> int:
         f"- host: {platform.machine()}, {threads} usable CPUs; breakeven "
         f"{breakeven.__version__}, numpy {np.__version__}",
         f"- {args.runs} default calibrations in a row, one --quick; independent "
-        "crossover from a plain perf_counter loop (grid ratio sqrt 2, 2^8..2^20)",
+        "crossover from a plain perf_counter loop (grid ratio sqrt 2, 2^8..2^22)",
         "",
     ]
     with tempfile.TemporaryDirectory() as tmp:

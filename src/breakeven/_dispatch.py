@@ -19,8 +19,11 @@ run much slower than they ran during calibration (another pool, such as
 BLAS, spinning on the cores), that kernel backs off to fewer threads, then
 probes again later so it recovers once the contention is gone.
 
-The hot path of a serial decision takes no lock and allocates nothing but
-the Decision; a parallel one takes the budget lock twice.
+Most calls never reach this module: the C path in ``breakeven._fast``
+makes the serial decisions, the hot parallel ones, forced and capped thread
+counts and the back-off, and shares its core budget, clocks and back-off
+state with the code here, which handles the rest (lone calls, sections'
+BLAS cap, kernels without a C path, explain()).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 # Re-install only when something that goes into the wheel changed.
 SOURCES := $(shell find src -type f -not -name '*.pyc') meson.build pyproject.toml
 
-.PHONY: all install test calibrate bench lint clean help
+.PHONY: all install test calibrate bench bench-quick docs fuzz reliability lint clean help
 
 all: test
 
@@ -18,6 +18,10 @@ help:
 	@echo "make calibrate  build, install into $(VENV), calibrate this host, write its profile"
 	@echo "make test       build, install into $(VENV) and run the test suite"
 	@echo "make bench      serial/parallel/NumPy benchmark tables (benchmarks/)"
+	@echo "make bench-quick  the side-by-side benchmark on a few sizes (smoke run)"
+	@echo "make docs       the Sphinx site in build/docs/html (warnings are errors)"
+	@echo "make fuzz       the property-based tests with at least 10,000 examples"
+	@echo "make reliability  fuzzing, faults, concurrency, fork and kill trials -> reliability/report.md"
 	@echo "make lint       ruff and cython-lint"
 	@echo "make clean      remove $(VENV) and build artefacts"
 
@@ -26,7 +30,7 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 $(VENV)/.installed: $(PY) $(SOURCES)
-	$(PIP) install ".[test,lint]"
+	$(PIP) install ".[test,lint,docs]"
 	@touch $@
 
 install: $(VENV)/.installed
@@ -40,13 +44,35 @@ calibrate: install
 
 # The benchmarks compare against NumPy's own BLAS kernel: OPENBLAS_CORETYPE
 # and OPENBLAS_L2_SIZE (which may force an older kernel) are unset here only.
-bench: install
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PIP) install ".[bench]"
+	@touch $@
+
+bench: $(VENV)/.bench-installed
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_kernels.py \
 	    --output benchmarks/results/kernels.md
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_calibration.py \
 	    --output benchmarks/results/calibration.md --keep build/calibration-runs
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_dispatch.py \
 	    --output benchmarks/results/dispatch.md
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_peers.py \
+	    --output benchmarks/results/peers.md
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_map.py \
+	    --output benchmarks/results/map.md
+
+bench-quick: $(VENV)/.bench-installed
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_peers.py --quick \
+	    --output build/peers-quick.md
+
+docs: install
+	$(PY) -m sphinx -W --keep-going -q -b html docs build/docs/html
+	@echo "open build/docs/html/index.html"
+
+fuzz: install
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz.py --hypothesis-profile=fuzz
+
+reliability: install
+	$(PY) reliability/run.py --output reliability/report.md
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

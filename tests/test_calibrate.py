@@ -46,6 +46,9 @@ def synthetic_measure(cost, noise=0.0, seed=0):
     return measure
 
 
+BATCH = {"start_s": 1e-3, "task_s": 2e-5}
+
+
 def run(cost, *, usable=8, settings=None, noise=0.0, seed=0, penalty=None,
         kernels=("sum",), clock=None, **kw):
     settings = settings or Settings(margin=0.0)
@@ -53,7 +56,8 @@ def run(cost, *, usable=8, settings=None, noise=0.0, seed=0, penalty=None,
         kernels, progress=False, dtypes=("float64",), settings=settings,
         measure=synthetic_measure(cost, noise, seed),
         team=lambda threads: (penalty or {}, 20000.0), usable=usable,
-        fingerprint=FP, **({"clock": clock} if clock else {}), **kw)
+        fingerprint=FP, batch=lambda usable: dict(BATCH),
+        **({"clock": clock} if clock else {}), **kw)
 
 
 def test_thread_candidates():
@@ -163,7 +167,8 @@ def test_refine_recovers_from_a_burst_of_interference():
     clean = p.threshold("sum", "float64")
     p = cal.calibrate(["sum"], progress=False, dtypes=("float64",),
                       settings=Settings(margin=0.05), measure=measure,
-                      team=lambda threads: ({}, None), usable=2, fingerprint=FP)
+                      team=lambda threads: ({}, None), usable=2, fingerprint=FP,
+                      batch=lambda usable: dict(BATCH))
     assert p.threshold("sum", "float64") <= 2 * clean
 
 
@@ -182,7 +187,8 @@ def test_budget_is_respected():
     p = cal.calibrate(["sum", "exp", "dot"], budget=3.0, progress=False,
                       dtypes=("float64",), measure=measure,
                       team=lambda t: ({}, None), usable=2, fingerprint=FP,
-                      clock=clock, settings=Settings(settle=99))
+                      clock=clock, settings=Settings(settle=99),
+                      batch=lambda usable: dict(BATCH))
     assert now[0] <= 3.0 + 3 * 0.5 * 2  # at most two points past each deadline
     assert p.elapsed <= 6.0
     assert set(p.tables) == {"sum", "exp", "dot"}

@@ -5,7 +5,8 @@ Drop-in functions (:func:`sum`, :func:`dot`, :func:`axpy`, :func:`exp`,
 kernel, with as many threads as pay on this host, according to a profile that
 ``breakeven calibrate`` measures (:func:`load_profile`); :func:`explain` says
 why.  :func:`threads` and :func:`section` control the cores, and
-:func:`kernel` dispatches kernels of your own the same way.
+:func:`kernel` dispatches kernels of your own the same way; :func:`map`
+runs one of them over a batch of items, inner or outer parallel.
 """
 
 __version__ = "0.1.0"
@@ -24,6 +25,7 @@ from breakeven._api import (  # noqa: E402
 from breakeven._calibrate import calibrate  # noqa: E402
 from breakeven._cpu import usable_cpus  # noqa: E402
 from breakeven._dispatch import Decision, section, threads  # noqa: E402
+from breakeven._map import map  # noqa: E402
 from breakeven._profile import Profile, ProfileWarning, load_profile  # noqa: E402
 from breakeven._registry import KERNELS, Kernel, get_kernel  # noqa: E402
 
@@ -44,6 +46,7 @@ __all__ = [
     "histogram",
     "kernel",
     "load_profile",
+    "map",
     "nearest",
     "section",
     "sum",

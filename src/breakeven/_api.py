@@ -534,6 +534,9 @@ def explain(func, *args, **kwargs) -> Decision:
     ...     print(breakeven.explain(breakeven.sum, np.ones(10**6)).variant)
     serial
     """
+    explain_map = getattr(func, "_breakeven_explain", None)
+    if explain_map is not None:  # breakeven.map
+        return explain_map(*args, **kwargs)
     planner = _PLANNERS.get(func) or getattr(func, "_breakeven_planner", None)
     if planner is None:
         raise TypeError(f"{getattr(func, '__name__', func)!r} is not a breakeven "

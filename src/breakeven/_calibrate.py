@@ -27,6 +27,7 @@ so the choosing logic is tested on synthetic cost curves.
 from __future__ import annotations
 
 import math
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -449,7 +450,8 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
               team: Callable[[Sequence[int]], tuple[dict[int, float], float | None]]
               | None = None, usable: int | None = None,
               fingerprint: Fingerprint | None = None,
-              clock: Callable[[], float] = time.perf_counter) -> Profile:
+              clock: Callable[[], float] = time.perf_counter,
+              batch: Callable[[int], dict[str, float]] | None = None) -> Profile:
     """Calibrate kernels on this host and return the profile (not saved).
 
     Parameters
@@ -464,10 +466,11 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
         Show a progress bar on stderr.
     dtypes : iterable of str
         Which dtypes to calibrate.
-    settings, measure, team, usable, fingerprint, clock
+    settings, measure, team, usable, fingerprint, clock, batch
         Overrides, chiefly for tests: the sweep settings, the function that
         times one size, the function that measures the team's wake-up
-        penalty, the usable CPU count, the host fingerprint and the clock.
+        penalty, the usable CPU count, the host fingerprint, the clock and
+        the function that measures joblib's overhead (:func:`measure_batch`).
 
     Returns
     -------
@@ -494,7 +497,7 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
     team = team or measure_team
     start = clock()
     jobs = [(n, d) for n in names for d in dtypes if d in KERNELS[n].dtypes]
-    bar = Progress(len(jobs) + 1, enabled=progress)
+    bar = Progress(len(jobs) + 2, enabled=progress)
 
     from breakeven import _dispatch
 
@@ -502,6 +505,9 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
     penalty, sleep_after = team(threads) if usable > 1 else ({}, None)
     bar.step("OpenMP team wake-up")
     profile = Profile(fingerprint or host_fingerprint(), {}, now_utc(), sleep_after)
+    if usable > 1:
+        profile.batch = (batch or measure_batch)(usable)
+    bar.step("joblib overhead")
     for i, (name, dtype) in enumerate(jobs):
         # Each remaining sweep gets an equal share of the remaining time.
         remaining = settings.budget - (clock() - start)
@@ -510,15 +516,47 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
                     clock, penalty)
         hot = choose_steps(pts, settings.margin)
         cold = choose_steps(with_penalty(pts, penalty), settings.margin)
-        # what parallel calls took here: dispatch's yardstick for contention
+        # what calls took here: the parallel times are dispatch's yardstick
+        # for contention; with the serial ones, map() estimates batches
         times = tuple((p.work, t, p.times[t]) for p in pts for t in sorted(p.times)
-                      if t > 1 and p.times[t] > 0)
+                      if p.times[t] > 0)
         profile.set_table(name, dtype.name, hot, cold, times)
         profile.sweeps[(name, dtype.name)] = pts
         bar.step(f"{name} {dtype.name}")
     profile.team_penalty = penalty
     profile.elapsed = clock() - start
     return profile
+
+
+def _noop() -> None:
+    return None
+
+
+def measure_batch(usable: int, repeats: int = 7, tasks: int = 64) -> dict[str, float]:
+    """What spreading work over joblib's threading backend costs here.
+
+    Times ``joblib.Parallel(n_jobs=usable, backend="threading")`` over
+    ``usable`` empty tasks (the fixed cost of a run: ``start_s``) and over
+    ``tasks`` empty tasks (the extra per task: ``task_s``), the median of
+    ``repeats`` interleaved runs each.  :func:`breakeven.map` compares
+    these with the kernels' times to choose between running a batch's items
+    one after another and spreading them over threads.
+    """
+    from joblib import Parallel, delayed
+
+    def run(n: int) -> float:
+        t0 = time.perf_counter()
+        Parallel(n_jobs=usable, backend="threading", batch_size=1)(
+            delayed(_noop)() for _ in range(n))
+        return time.perf_counter() - t0
+
+    run(usable)  # warm-up: imports, the first pool
+    few, many = [], []
+    for _ in range(repeats):
+        few.append(run(usable))
+        many.append(run(tasks))
+    start, full = statistics.median(few), statistics.median(many)
+    return {"start_s": start, "task_s": max(full - start, 0.0) / (tasks - usable)}
 
 
 # ---------------------------------------------------------------------------

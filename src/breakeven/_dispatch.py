@@ -47,15 +47,21 @@ class Decision:
     Attributes
     ----------
     variant : {"serial", "parallel", "numpy"}
-        Which implementation runs.
+        Which implementation runs; for :func:`breakeven.map`, how the batch
+        runs: "inner" (one item after another, each dispatched), "outer" or
+        "mixed" (spread over worker threads), or "backend" (the joblib
+        backend set with ``joblib.parallel_config``).
     threads : int
-        OpenMP threads (1 unless parallel).
+        OpenMP threads (1 unless parallel); for map, the most each call of a
+        worker may take (0: as dispatch decides).
     work : int
         The call's work (elements; ``n*m*d`` for nearest).
     reason : str
         The decision in words.
     kernel : str
         The kernel's name.
+    workers : int
+        Outer workers running the items (:func:`breakeven.map`; else 1).
     """
 
     variant: str
@@ -66,9 +72,12 @@ class Decision:
     # "hot"/"cold": the table used (the call was past the hot threshold);
     # "backoff": fewer threads than the table says, for contention
     table: str = ""
+    workers: int = 1
 
     def __str__(self) -> str:
         t = f" with {self.threads} threads" if self.variant == "parallel" else ""
+        if self.variant in ("outer", "mixed", "backend"):
+            t = f" with {self.workers} workers"
         return f"{self.kernel}: {self.variant}{t} ({self.reason})"
 
 
@@ -163,7 +172,7 @@ def _sync_fast() -> None:
     _fast.configure(steps, (p.sleep_after_us or 0) / 1e6, SLOW, SEVERE,
                     BACKOFF_AFTER, _backoff_from_fast, PROBE_RATIO, _recover_from_fast)
     for (k, d) in steps:
-        for work, threads, seconds in p.times(k, d):
+        for work, threads, seconds in p.times(k, d, parallel_only=True):
             _fast.seed_rate(k, d, threads, work, seconds / work)
 
 
@@ -243,6 +252,8 @@ def _sync_thread_controls() -> None:
             exact = n
         elif not cap or n < cap:
             cap = n
+    # C ints: any count past the usable CPUs means the same (clamped there)
+    exact, cap = min(exact, 2**31 - 1), min(cap, 2**31 - 1)
     _fast.set_thread_controls(exact, cap, getattr(_local, "section", 0))
 
 
@@ -420,7 +431,8 @@ def _feedback(key: tuple[str, str]) -> _Feedback:
         # The calibration's times are the uncontended yardstick: without
         # them the first calls seen would set it, contended or not.
         prof = _state.profile
-        for work, threads, seconds in prof.times(*key) if prof is not None else ():
+        rows = prof.times(*key, parallel_only=True) if prof is not None else ()
+        for work, threads, seconds in rows:
             fb.best[(threads, max(work, 1).bit_length())] = seconds / work
         fb = _state.feedback.setdefault(key, fb)
     return fb

@@ -169,6 +169,11 @@ class Profile:
     sleep_after_us : float or None
         Idle time after which the OpenMP team was measured to have gone to
         sleep (the cold table applies after it).
+    batch : dict
+        What spreading a batch of calls over joblib's threading backend costs
+        here (:func:`breakeven.map` plans with it): ``start_s``, the fixed
+        cost of one ``joblib.Parallel`` run, and ``task_s``, the cost of each
+        task in it, in seconds.  Empty if not measured.
     source : str
         Where this profile came from (a path, or ``"embedded default"``).
     """
@@ -178,6 +183,7 @@ class Profile:
     calibrated_at: str = ""
     sleep_after_us: float | None = None
     source: str = "memory"
+    batch: dict[str, float] = field(default_factory=dict)
     # Not stored in the profile file: what a calibration measured.
     sweeps: dict = field(default_factory=dict, repr=False, compare=False)
     team_penalty: dict = field(default_factory=dict, repr=False, compare=False)
@@ -210,21 +216,25 @@ class Profile:
 
     def set_table(self, kernel: str, dtype: str, hot: Steps, cold: Steps,
                   times=None) -> None:
-        """Set a kernel's step tables, and optionally the measured parallel
-        times ``((work, threads, seconds), ...)`` that dispatch compares
-        calls with to notice contention."""
+        """Set a kernel's step tables, and optionally the measured times
+        ``((work, threads, seconds), ...)``: the parallel ones are what
+        dispatch compares calls with to notice contention; the serial ones
+        (``threads == 1``) and the parallel ones are what
+        :func:`breakeven.map` estimates a batch's cost from."""
         entry = {"hot": _validate_steps(hot, f"{kernel}.{dtype}.hot"),
                  "cold": _validate_steps(cold, f"{kernel}.{dtype}.cold")}
         if times:
             entry["times"] = _validate_times(times, f"{kernel}.{dtype}.times")
         self.tables.setdefault(kernel, {})[dtype] = entry
 
-    def times(self, kernel: str, dtype: str) -> tuple:
-        """The calibrated ``(work, threads, seconds)`` of parallel calls."""
+    def times(self, kernel: str, dtype: str, parallel_only: bool = False) -> tuple:
+        """The calibrated ``(work, threads, seconds)`` of calls (serial ones
+        have ``threads == 1``; ``parallel_only`` leaves them out)."""
         try:
-            return self.tables[kernel][dtype].get("times", ())
+            rows = self.tables[kernel][dtype].get("times", ())
         except KeyError:
             return ()
+        return tuple(r for r in rows if r[1] > 1) if parallel_only else rows
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
         """Write this profile into the file at ``path`` (default: see
@@ -294,11 +304,30 @@ def _validate_times(times, where: str) -> tuple:
                 or not isinstance(row[2], (int, float)) or isinstance(row[2], bool)):
             raise ProfileError(f"{where}[{i}]: expected [work, threads, seconds], "
                                f"got {row!r}")
-        if row[0] < 1 or row[1] < 2 or not row[2] > 0:
-            raise ProfileError(f"{where}[{i}]: work >= 1, threads >= 2 and "
+        if row[0] < 1 or row[1] < 1 or not row[2] > 0:
+            raise ProfileError(f"{where}[{i}]: work >= 1, threads >= 1 and "
                                f"seconds > 0 expected, got {row!r}")
         out.append((int(row[0]), int(row[1]), float(row[2])))
     return tuple(out)
+
+
+BATCH_FIELDS = ("start_s", "task_s")
+
+
+def _validate_batch(batch, where: str) -> dict[str, float]:
+    if not isinstance(batch, dict):
+        raise ProfileError(f"{where}: expected a table")
+    out = {}
+    for name, value in batch.items():
+        if name not in BATCH_FIELDS:
+            raise ProfileError(f"{where}: unknown field {name!r} (known: "
+                               f"{', '.join(BATCH_FIELDS)})")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) \
+                or not 0 <= value < 10:
+            raise ProfileError(f"{where}.{name}: expected seconds in [0, 10), "
+                               f"got {value!r}")
+        out[name] = float(value)
+    return out
 
 
 def _host_from_dict(key: str, data, where: str) -> Profile:
@@ -327,6 +356,7 @@ def _host_from_dict(key: str, data, where: str) -> Profile:
     if not isinstance(kernels, dict):
         raise ProfileError(f"{where}.kernels: expected a table")
     profile = Profile(fingerprint, {}, when, None if sleep is None else float(sleep))
+    profile.batch = _validate_batch(data.get("batch", {}), f"{where}.batch")
     for kname, per_dtype in kernels.items():
         if kname not in KERNELS:
             raise ProfileError(f"{where}.kernels: unknown kernel {kname!r} (known: "
@@ -395,6 +425,8 @@ def _host_to_dict(p: Profile) -> dict:
     if p.sleep_after_us is not None:
         d["sleep_after_us"] = float(p.sleep_after_us)
     d["fingerprint"] = p.fingerprint.as_dict()
+    if p.batch:
+        d["batch"] = dict(p.batch)
     d["kernels"] = {k: {dt: {s: [list(row) for row in steps]
                              for s, steps in states.items()}
                         for dt, states in per.items()}
@@ -417,6 +449,11 @@ def _dumps(hosts: dict[str, dict]) -> str:
         for name, value in host["fingerprint"].items():
             lines.append(f"{name} = {_toml_value(value)}")
         lines.append("")
+        if host.get("batch"):
+            lines.append(f"[hosts.{_toml_str(key)}.batch]")
+            for name, value in host["batch"].items():
+                lines.append(f"{name} = {_toml_value(value)}")
+            lines.append("")
         for kname in sorted(host.get("kernels", {})):
             for dname in sorted(host["kernels"][kname]):
                 states = host["kernels"][kname][dname]

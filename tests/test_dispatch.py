@@ -405,6 +405,80 @@ def test_section_caps_blas_once(eager):
         assert all(i["num_threads"] == 2 for i in blas)
 
 
+@pytest.fixture
+def fake_blas():
+    """A BLAS seen by the C path as functions that record what it does."""
+    import ctypes
+
+    from breakeven import _fast
+
+    _dispatch._blas_controller()  # the real registration, done once
+    state = {"threads": 4, "sets": []}
+
+    @ctypes.CFUNCTYPE(ctypes.c_int)
+    def get():
+        return state["threads"]
+
+    @ctypes.CFUNCTYPE(None, ctypes.c_int)
+    def put(n):
+        state["sets"].append(n)
+        state["threads"] = n
+
+    addr = [ctypes.cast(f, ctypes.c_void_p).value for f in (get, put)]
+    _fast.set_blas([tuple(addr)])
+    try:
+        yield state
+    finally:
+        _fast.set_blas(_dispatch._blas_functions(_dispatch._blas_controller()))
+        assert _fast.blas_state()[1] == 0
+
+
+@needs2
+def test_nearest_parallel_in_c_caps_blas_only_when_needed(eager, fake_blas, rng):
+    from breakeven import _fast
+
+    X, C = rng.standard_normal((3000, 16)), rng.standard_normal((32, 16))
+    want = np.argmin(((X[:, None, :] - C[None]) ** 2).sum(-1), axis=1)
+
+    def no_python(*a):
+        raise AssertionError("the parallel call left the C path")
+
+    saved = _fast.slow_paths()["nearest"]
+    _fast.set_slow_paths(nearest=no_python)
+    try:
+        with be.threads(2, exact=True):
+            got = be.nearest(X, C)
+        assert fake_blas["sets"] == [1, 4]  # capped for the call, restored
+        np.testing.assert_array_equal(got, want)
+        fake_blas["sets"].clear()
+        fake_blas["threads"] = 1
+        with be.threads(2, exact=True):
+            be.nearest(X, C)
+        assert fake_blas["sets"] == []  # at one thread already: left alone
+        fake_blas["threads"] = 3
+        with be.section(), be.threads(2, exact=True):
+            np.testing.assert_array_equal(be.nearest(X, C), want)
+        assert fake_blas["sets"] == []  # the section capped it (threadpoolctl)
+    finally:
+        _fast.set_slow_paths(nearest=saved)
+    assert _dispatch._state.in_flight == 0 and _dispatch._state.free == CPUS
+
+
+def test_blas_the_c_path_cannot_cap_goes_through_python(eager, rng):
+    from breakeven import _fast
+
+    _dispatch._blas_controller()
+    X, C = rng.standard_normal((3000, 16)), rng.standard_normal((32, 16))
+    _fast.set_blas(None)
+    try:
+        with be.threads(2, exact=True):
+            got = be.nearest(X, C)
+        assert _dispatch._state.in_flight == 0
+        np.testing.assert_array_equal(got, be.nearest(X, C))
+    finally:
+        _fast.set_blas(_dispatch._blas_functions(_dispatch._blas_controller()))
+
+
 # ---------------------------------------------------------------------------
 # contention feedback
 # ---------------------------------------------------------------------------

@@ -303,7 +303,36 @@ def _blas_controller():
         from threadpoolctl import ThreadpoolController
 
         _state.blas = ThreadpoolController()
+        _fast.set_blas(_blas_functions(_state.blas))
     return _state.blas
+
+
+def _blas_functions(ctl) -> list | None:
+    """The addresses of ``(get_num_threads, set_num_threads)`` of each BLAS
+    library the C path must cap around a parallel BLAS-calling kernel (it
+    calls them directly: a threadpoolctl round trip per call costs more than
+    the calls themselves), or None when one of them is not an OpenBLAS it
+    can cap, so that the Python path caps them through threadpoolctl.  An
+    OpenBLAS built on OpenMP needs no cap: inside the kernel's parallel
+    region its own region is nested, hence serial."""
+    import ctypes
+
+    pairs = []
+    try:
+        for lib in ctl.select(user_api="blas").lib_controllers:
+            if lib.internal_api != "openblas":
+                return None
+            if getattr(lib, "threading_layer", "") == "openmp":
+                continue
+            get = lib._get_symbol("openblas_get_num_threads")
+            put = lib._get_symbol("openblas_set_num_threads")
+            if get is None or put is None:
+                return None
+            pairs.append((ctypes.cast(get, ctypes.c_void_p).value,
+                          ctypes.cast(put, ctypes.c_void_p).value))
+    except Exception:  # another threadpoolctl: let it do the capping
+        return None
+    return pairs
 
 
 class _BlasCap:

@@ -53,6 +53,7 @@ from breakeven._simd cimport be_axpy_d, be_axpy_f, be_exp_d, be_exp_f
 
 from breakeven._histogram import histogram_parallel as _histogram_parallel
 from breakeven._histogram import histogram_serial as _histogram_serial
+from breakeven._nearest import nearest_parallel as _nearest_parallel
 from breakeven._nearest import nearest_serial as _nearest_serial
 
 import numpy as np
@@ -274,6 +275,73 @@ def set_slow_paths(**paths):
     _slow.update(paths)
 
 
+def slow_paths():
+    """The Python functions calls go to when this path does not take them."""
+    return dict(_slow)
+
+
+# ---------------------------------------------------------------------------
+# BLAS, capped to one thread while a kernel calling it runs in parallel
+# ---------------------------------------------------------------------------
+
+ctypedef int (*_blas_get_fn)() noexcept nogil
+ctypedef void (*_blas_set_fn)(int) noexcept nogil
+
+cdef enum:
+    MAX_BLAS = 8
+
+cdef _blas_get_fn _blas_get[MAX_BLAS]
+cdef _blas_set_fn _blas_set[MAX_BLAS]
+cdef int _blas_saved[MAX_BLAS]
+# -1: not looked up yet, -2: a BLAS this path cannot cap (the Python path
+# does, through threadpoolctl); else how many libraries to cap
+cdef int _n_blas = -1
+cdef int _blas_users = 0  # parallel calls holding the cap (the GIL guards it)
+
+
+def set_blas(pairs):
+    """The BLAS libraries to cap around parallel BLAS-calling kernels, as
+    ``(get_num_threads, set_num_threads)`` function addresses; ``None`` if
+    one of them cannot be capped from here."""
+    global _n_blas
+    cdef Py_ssize_t i
+    if pairs is None or len(pairs) > MAX_BLAS:
+        _n_blas = -2
+        return
+    for i, (get, set_) in enumerate(pairs):
+        _blas_get[i] = <_blas_get_fn><size_t>get
+        _blas_set[i] = <_blas_set_fn><size_t>set_
+    _n_blas = len(pairs)
+
+
+def blas_state():
+    """(libraries capped here or -1/-2, calls holding the cap now)."""
+    return _n_blas, _blas_users
+
+
+cdef void _blas_cap() noexcept:
+    """Cap BLAS to one thread, unless another call holds the cap already.
+    Only libraries not at one thread are touched."""
+    global _blas_users
+    cdef int i
+    if _blas_users == 0:
+        for i in range(_n_blas):
+            _blas_saved[i] = _blas_get[i]()
+            if _blas_saved[i] != 1:
+                _blas_set[i](1)
+    _blas_users += 1
+
+
+cdef void _blas_restore() noexcept:
+    global _blas_users
+    cdef int i
+    _blas_users -= 1
+    if _blas_users == 0:
+        for i in range(_n_blas):
+            if _blas_saved[i] != 1:
+                _blas_set[i](_blas_saved[i])
+
+
 def reset_budget(int usable):
     global _usable, _free, _in_flight, _peak
     _usable, _free, _in_flight, _peak = usable, usable, 0, 0
@@ -413,11 +481,6 @@ cdef inline int _dtype_index(cnp.ndarray arr) noexcept:
     if t == cnp.NPY_FLOAT:
         return 1
     return -1
-
-
-cdef inline bint _fast_ok(int kernel, int d, Py_ssize_t n) noexcept:
-    """Serial in C: work below the hot threshold, nothing forced."""
-    return _configured and d >= 0 and not be_tl_exact and n < _hot[kernel][d]
 
 
 cdef int _route(int k, int d, Py_ssize_t n) noexcept:
@@ -861,15 +924,44 @@ def histogram(a, bins=10, range=None, density=None, weights=None):
 
 
 def nearest(X, C):
+    global _free, _in_flight
     cdef cnp.ndarray x, c
-    cdef int d
+    cdef int d, t
+    cdef Py_ssize_t n
+    cdef double start
+    cdef bint capped
     if cnp.PyArray_CheckExact(X) and cnp.PyArray_CheckExact(C):
         x, c = <cnp.ndarray>X, <cnp.ndarray>C
         d = _dtype_index(x)
         if (cnp.PyArray_NDIM(x) == 2 and cnp.PyArray_NDIM(c) == 2
                 and _dtype_index(c) == d and cnp.PyArray_DIM(x, 1) ==
                 cnp.PyArray_DIM(c, 1) and cnp.PyArray_DIM(c, 0) > 0
-                and _fast_ok(K_NEAREST, d, cnp.PyArray_DIM(x, 0)
-                             * cnp.PyArray_DIM(c, 0) * cnp.PyArray_DIM(x, 1))):
-            return _nearest_serial(X, C)
+                and cnp.PyArray_DIM(c, 0) * cnp.PyArray_DIM(x, 1) < (1 << 31)):
+            n = cnp.PyArray_DIM(x, 0) * cnp.PyArray_DIM(c, 0) * cnp.PyArray_DIM(x, 1)
+            t = _route(K_NEAREST, d, n)
+            if t == 1:
+                return _nearest_serial(X, C)
+            if t == 0:
+                start = _now()
+                try:
+                    return _nearest_serial(X, C)
+                finally:
+                    _timed_serial(K_NEAREST, d, start)
+            if t > 1 and (_n_blas >= 0 or be_tl_section):
+                # BLAS at one thread inside the parallel loop: a section
+                # capped it already, else cap it here for this call
+                capped = not be_tl_section
+                if capped:
+                    _blas_cap()
+                start = _now()
+                try:
+                    return _nearest_parallel(X, C, t)
+                finally:
+                    _done(K_NEAREST, d, t, n, start)
+                    if capped:
+                        _blas_restore()
+            if t > 1:  # the BLAS is not known here yet: the Python path caps it
+                if not be_tl_section:
+                    _free += t
+                _in_flight -= t
     return _slow["nearest"](X, C)

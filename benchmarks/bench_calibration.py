@@ -7,13 +7,16 @@ calibration's wall time.
    is recorded.
 2. Independently of the calibration code (no breakeven timing engine: a
    plain ``time.perf_counter`` loop alternating serial and parallel calls),
-   the serial/parallel crossover of sum, axpy and exp (float64) is located
-   on a grid of ratio sqrt(2): the smallest size from which parallel is
-   faster at every larger grid size up to 2^22.  The calls are the public
-   ones a user makes (``breakeven.sum(x)``, ...) with the thread count
-   forced by ``breakeven.threads``, so, like the calibration, the crossover
-   includes what dispatch itself costs per call; the bare kernels' crossover
-   is shown beside it.
+   the serial/parallel gain of sum, axpy and exp (float64) is measured on a
+   grid of ratio sqrt(2) up to 2^22, and the crossover located two ways:
+   strictly (the smallest size from which parallel is faster at every
+   larger size) and smoothed (where an isotonic fit of the log gain crosses
+   0); and the regret of each calibrated threshold (the most time its
+   choice loses at any grid size) is computed from the same gains.  The
+   calls are the public ones a user makes (``breakeven.sum(x)``, ...) with
+   the thread count forced by ``breakeven.threads``, so, like the
+   calibration, the crossover includes what dispatch itself costs per call;
+   the bare kernels' (smoothed) crossover is shown beside it.
 3. The table gives, per kernel, the independent crossover, each run's
    hot threshold, the spread (max/min) and the worst ratio to the crossover.
 
@@ -81,8 +84,9 @@ def bare_calls(k, args, threads):
     return (lambda: k.serial(*args)), (lambda: k.parallel(*args, threads))
 
 
-def independent_crossover(name: str, threads: int, rounds: int = 15,
-                          bare: bool = False) -> tuple[int | None, int | None]:
+def independent_gains(name: str, threads: int, rounds: int = 15,
+                      bare: bool = False) -> tuple[list[int], list[float]]:
+    """Grid sizes and the median gain serial time / parallel time at each."""
     k = KERNELS[name]
     rng = np.random.default_rng(1)
     sizes = sorted({int(round(2 ** (e / 2))) for e in range(16, 45)})  # 2^8..2^22
@@ -99,15 +103,58 @@ def independent_crossover(name: str, threads: int, rounds: int = 15,
             ser.append(per_call(ser_fn))
             par.append(per_call(par_fn))
         gains.append(statistics.median(ser) / statistics.median(par))
+    return sizes, gains
 
-    def first(limit):
-        for i in range(len(sizes)):
-            if all(g > limit for g in gains[i:]):
-                return sizes[i]
-        return None
-    # plain break-even, and where parallel is at least 5% faster (the margin
-    # the calibration asks of an extra thread rank)
-    return first(1.0), first(1.05)
+
+def first_above(sizes, gains, limit: float) -> int | None:
+    """The smallest size from which parallel wins by ``limit`` at every
+    larger size (strict: one noisy size near 1 moves it far)."""
+    for i in range(len(sizes)):
+        if all(g > limit for g in gains[i:]):
+            return sizes[i]
+    return None
+
+
+def isotonic(values: list[float]) -> list[float]:
+    """The non-decreasing sequence closest to ``values`` in least squares
+    (pool adjacent violators)."""
+    blocks: list[list[float]] = []  # [sum, count]
+    for v in values:
+        blocks.append([v, 1])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] \
+                > blocks[-1][0] / blocks[-1][1]:
+            s, c = blocks.pop()
+            blocks[-1][0] += s
+            blocks[-1][1] += c
+    out: list[float] = []
+    for s, c in blocks:
+        out += [s / c] * c
+    return out
+
+
+def smooth_crossover(sizes, gains) -> int | None:
+    """Where a non-decreasing fit of log gain against size crosses 0,
+    interpolated in log size: the crossover with the noise of single sizes
+    averaged out (gain grows with size as the team's cost is amortised)."""
+    fit = isotonic([math.log(g) for g in gains])
+    for i, f in enumerate(fit):
+        if f > 0:
+            if i == 0:
+                return sizes[0]
+            f0 = fit[i - 1]
+            la, lb = math.log(sizes[i - 1]), math.log(sizes[i])
+            return int(round(math.exp(la + (lb - la) * (-f0) / (f - f0))))
+    return None
+
+
+def regret(sizes, gains, threshold: int | None) -> float:
+    """The worst, over the grid, of the time a threshold's choice takes
+    against the faster of serial and parallel, from the independent gains."""
+    worst = 1.0
+    for n, g in zip(sizes, gains, strict=True):
+        parallel = threshold is not None and n >= threshold
+        worst = max(worst, 1 / g if parallel else g)
+    return worst
 
 
 def main(argv=None) -> int:
@@ -142,11 +189,13 @@ def main(argv=None) -> int:
     lines += [f"Wall time: default {', '.join(f'{w:.1f} s' for w in walls)}; "
               f"--quick {quick:.1f} s.", ""]
 
-    lines += ["| kernel (float64) | independent crossover | ... at 5% gain "
-              "| bare kernels' crossover | calibrated hot thresholds "
-              "| spread max/min | worst ratio to crossover "
-              "| ... to 5% crossover |",
-              "|---|---:|---:|---:|---|---:|---:|---:|"]
+    lines += ["| kernel (float64) | independent crossover: strict | ... at 5% gain "
+              "| ... smoothed | bare kernels' (smoothed) | calibrated hot thresholds "
+              "| spread max/min | worst ratio to strict | ... to smoothed "
+              "| worst regret |",
+              "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+
+    details: list[str] = []
 
     def worst(ts, ref):
         if not ref or not all(ts):
@@ -154,18 +203,29 @@ def main(argv=None) -> int:
         return max(max(t / ref, ref / t) for t in ts)
 
     for name in CHECKED:
-        cross, cross5 = independent_crossover(name, threads)
-        bare, _ = independent_crossover(name, threads, bare=True)
+        sizes, gains = independent_gains(name, threads)
+        cross, cross5 = first_above(sizes, gains, 1.0), first_above(sizes, gains, 1.05)
+        smooth = smooth_crossover(sizes, gains)
+        bare = smooth_crossover(*independent_gains(name, threads, bare=True))
         thr = [p.threshold(name, "float64") for p in profiles]
         known = [t for t in thr if t]
         spread = (max(known) / min(known) if len(known) == len(thr) and known
                   else math.inf)
-        row = (f"| {name} | {cross} | {cross5} | {bare} | "
+        lost = max(regret(sizes, gains, t) for t in thr)
+        row = (f"| {name} | {cross} | {cross5} | {smooth} | {bare} | "
                f"{', '.join(str(t) for t in thr)} | "
-               f"{spread:.2f} | {worst(thr, cross):.2f} | {worst(thr, cross5):.2f} |")
+               f"{spread:.2f} | {worst(thr, cross):.2f} | {worst(thr, smooth):.2f} "
+               f"| {lost:.2f} |")
+        details.append(f"- {name}: gain serial/parallel by size: " + ", ".join(
+            f"{n}: {g:.2f}" for n, g in zip(sizes, gains, strict=True)))
         lines.append(row)
         print(row, file=sys.stderr)
-    lines += ["", "All kernels, each run (hot threshold, float64 / float32):", "",
+    lines += ["", "Strict: the smallest grid size from which parallel is faster at "
+              "every larger size. Smoothed: where a non-decreasing (isotonic) fit "
+              "of log gain crosses 0, interpolated. Worst regret: the most time "
+              "any run's threshold costs at a grid size against the faster "
+              "variant there, from the independent gains below.", "", *details,
+              "", "All kernels, each run (hot threshold, float64 / float32):", "",
               "| kernel | " + " | ".join(f"run {i + 1}" for i in range(args.runs))
               + " | spread |", "|---|" + "---|" * (args.runs + 1)]
     for name in KERNELS:

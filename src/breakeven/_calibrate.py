@@ -115,8 +115,8 @@ def choose_steps(points: Sequence[Point], margin: float = MARGIN) -> Steps:
     count never decreases with work, a dynamic programme picks the one with
     the smallest total relative loss against each point's best candidate
     (ties go to fewer threads).  A step starts between the first measured
-    work that uses it and the one before it that does not: at the geometric
-    mean of the two.
+    work that uses it and the one before it that does not, where the gain
+    interpolated between the two crosses the margin (:func:`crossing`).
     """
     points = sorted(points, key=lambda p: p.work)
     if not points:
@@ -156,14 +156,38 @@ def choose_steps(points: Sequence[Point], margin: float = MARGIN) -> Steps:
     steps: list[tuple[int, int]] = [(0, cands[choice[0]])]
     for prev, p, ci in zip(points, points[1:], choice[1:], strict=False):
         if cands[ci] != steps[-1][1]:
-            # The crossover lies between the two measured sizes: take their
-            # geometric mean (at most a factor sqrt(grid step) from it).
-            mid = int(round(math.sqrt(prev.work * p.work)))
+            mid = crossing(prev, p, steps[-1][1], cands[ci], rank, margin)
             steps.append((max(mid, steps[-1][0] + 1), cands[ci]))
     if steps[0][1] != 1 and len(points) > 0:
         # below the smallest size measured, nothing is known: stay serial
         steps = [(0, 1), (int(points[0].work), steps[0][1])] + steps[1:]
     return tuple(steps)
+
+
+def crossing(a: Point, b: Point, low: int, high: int, rank: dict[int, int],
+             margin: float) -> int:
+    """Where, between the measured sizes ``a`` and ``b``, ``high`` threads
+    start to beat ``low`` threads by the margin.
+
+    The gain ``time(low) / time(high)`` (each time inflated by the margin per
+    thread rank) is interpolated linearly in log work and log gain between
+    the two sizes; if it does not cross 1 between them (noise), the
+    geometric mean of the two sizes.  Interpolating, rather than always
+    taking the midpoint, keeps a threshold from jumping a whole grid step
+    when the gain at one size moves by a few percent from run to run.
+    """
+    def log_gain(p: Point) -> float | None:
+        lo, hi = p.times.get(low), p.times.get(high)
+        if not lo or not hi or lo <= 0 or hi <= 0:
+            return None
+        return math.log(lo * (1 + margin) ** rank[low]) \
+            - math.log(hi * (1 + margin) ** rank[high])
+
+    la, lb = math.log(a.work), math.log(b.work)
+    ga, gb = log_gain(a), log_gain(b)
+    if ga is None or gb is None or not ga < 0 <= gb:
+        return int(round(math.exp((la + lb) / 2)))
+    return int(round(math.exp(la + (lb - la) * (-ga) / (gb - ga))))
 
 
 def merge(a: Point, b: Point) -> Point:

@@ -405,6 +405,35 @@ def test_section_caps_blas_once(eager):
         assert all(i["num_threads"] == 2 for i in blas)
 
 
+@needs2
+def test_parallel_sized_serial_calls_hold_a_core(eager):
+    """A call above the threshold that runs serially (here capped by
+    threads(1)) occupies a core: the budget counts it, so a concurrent
+    parallel call gets one thread fewer, and never more than the CPUs run."""
+    x, o = np.ones(2 ** 22), np.empty(2 ** 22)
+    y, p = np.ones(2 ** 20), np.empty(2 ** 20)
+    done = threading.Event()
+
+    def worker():
+        with be.threads(1):
+            for _ in range(8):
+                be.exp(x, out=o)
+        done.set()
+
+    _dispatch._fast.reset_peak()
+    t = threading.Thread(target=worker)
+    t.start()
+    seen = []
+    while not done.is_set():
+        seen.append(_dispatch._state.in_flight)
+        be.exp(y, out=p)
+    t.join()
+    assert 1 in seen  # the serial call held its core
+    assert _dispatch._state.peak_in_flight <= CPUS
+    assert _dispatch._state.in_flight == 0 and _dispatch._state.free == CPUS
+    np.testing.assert_array_equal(o, be.exp(x))
+
+
 @pytest.fixture
 def fake_blas():
     """A BLAS seen by the C path as functions that record what it does."""

@@ -75,6 +75,9 @@ cdef extern from *:
     static __thread int be_tl_exact = 0;    /* threads(n, exact=True): n */
     static __thread int be_tl_cap = 0;      /* threads(n): n; 0 = none */
     static __thread int be_tl_section = 0;  /* cores of an open section */
+    /* 1 while this thread runs a parallel-sized call serially on a core
+       taken from the budget (so that concurrent callers leave it alone) */
+    static __thread int be_tl_held = 0;
     static void be_set_thread_controls(int exact, int cap, int section) {
         be_tl_exact = exact; be_tl_cap = cap; be_tl_section = section;
     }
@@ -82,6 +85,7 @@ cdef extern from *:
     int be_tl_exact
     int be_tl_cap
     int be_tl_section
+    int be_tl_held
     void be_set_thread_controls(int exact, int cap, int section)
 
 cdef object _NoValue = np._NoValue
@@ -487,7 +491,7 @@ cdef int _route(int k, int d, Py_ssize_t n) noexcept:
     """1: run serially here; t >= 2: run with t threads here (taken from the
     budget, or from this thread's section); -1: the Python dispatcher
     decides (a lone call, a back-off, no profile yet)."""
-    global _free, _in_flight, _peak, _last_call
+    global _free, _in_flight, _peak, _last_call, be_tl_held
     cdef int t, i, limit
     cdef double now, recent
     if d < 0:
@@ -524,6 +528,10 @@ cdef int _route(int k, int d, Py_ssize_t n) noexcept:
                 t = _cap[k][d]
                 if t <= 1:
                     _last_call = now
+                    if not be_tl_section and _free > 0:
+                        _free -= 1
+                        _in_flight += 1
+                        be_tl_held = 1
                     return 0
     limit = omp_get_max_threads()
     if _usable < limit:
@@ -537,6 +545,14 @@ cdef int _route(int k, int d, Py_ssize_t n) noexcept:
         t = _free
     if t < 2 or omp_in_parallel():
         _last_call = now
+        if not be_tl_section and _free > 0:
+            # a parallel-sized call run serially still occupies a core: the
+            # budget counts it, or a concurrent caller would take every core
+            _free -= 1
+            _in_flight += 1
+            if _in_flight > _peak:
+                _peak = _in_flight
+            be_tl_held = 1
         return 1
     if not be_tl_section:
         _free -= t
@@ -544,6 +560,16 @@ cdef int _route(int k, int d, Py_ssize_t n) noexcept:
     if _in_flight > _peak:
         _peak = _in_flight
     return t
+
+
+cdef inline void _unhold() noexcept:
+    """A serial call that held a core of the budget has ended."""
+    global _free, _in_flight
+    global be_tl_held
+    if be_tl_held:
+        be_tl_held = 0
+        _free += 1
+        _in_flight -= 1
 
 
 cdef void _done(int k, int d, int t, Py_ssize_t n, double start) except *:
@@ -600,6 +626,41 @@ cdef void _done(int k, int d, int t, Py_ssize_t n, double start) except *:
 cdef inline void _timed_serial(int k, int d, double start) noexcept:
     """A backed-off serial call ended: its time paces the next probe."""
     _spent[k][d] += (_now() - start) * _clock_scale
+
+
+# Serial kernels: with the GIL released from NOGIL_MIN elements on, so
+# that other Python threads run meanwhile (below it, releasing and retaking
+# the GIL costs more than the work).
+
+cdef inline void _dot_serial(int d, void *x, void *y, Py_ssize_t n, double *r,
+                             float *rf) noexcept nogil:
+    if d == 0:
+        r[0] = dot_serial_d(<const double *>x, <const double *>y, n)
+    else:
+        rf[0] = dot_serial_f(<const float *>x, <const float *>y, n)
+
+
+cdef inline void _axpy_serial(int d, double a, void *x, void *y,
+                              Py_ssize_t n) noexcept nogil:
+    if d == 0:
+        be_axpy_d(a, <const double *>x, <double *>y, n)
+    else:
+        be_axpy_f(<float>a, <const float *>x, <float *>y, n)
+
+
+cdef inline void _exp_serial(int d, void *x, void *out, Py_ssize_t n) noexcept nogil:
+    if d == 0:
+        be_exp_d(<const double *>x, <double *>out, n)
+    else:
+        be_exp_f(<const float *>x, <float *>out, n)
+
+
+cdef inline void _cumsum_serial(int d, void *x, void *out,
+                                Py_ssize_t n) noexcept nogil:
+    if d == 0:
+        cumsum_serial_d(<const double *>x, <double *>out, n)
+    else:
+        cumsum_serial_f(<const float *>x, <float *>out, n)
 
 
 cdef inline object _scalar(void *value, cnp.ndarray like):
@@ -673,6 +734,7 @@ def sum(a, axis=None, dtype=None, out=None, keepdims=_NoValue, initial=_NoValue,
                     rf = sum_serial_f(<const float *>cnp.PyArray_DATA(arr), n)
             if t == 0:
                 _timed_serial(K_SUM, d, start)
+            _unhold()
             return _scalar(&r, arr) if d == 0 else _scalar(&rf, arr)
         if t > 1:
             start = _now()
@@ -697,6 +759,8 @@ def dot(a, b, out=None):
     cdef Py_ssize_t n
     cdef double r, start
     cdef float rf
+    cdef void *px
+    cdef void *py
     if out is None and cnp.PyArray_CheckExact(a) and cnp.PyArray_CheckExact(b):
         x, y = <cnp.ndarray>a, <cnp.ndarray>b
         d = _dtype_index(x)
@@ -706,14 +770,15 @@ def dot(a, b, out=None):
             t = _route(K_DOT, d, n)
             if t == 0 or t == 1:
                 start = _now() if t == 0 else 0.0
-                if d == 0:
-                    r = dot_serial_d(<const double *>cnp.PyArray_DATA(x),
-                                     <const double *>cnp.PyArray_DATA(y), n)
+                px, py = cnp.PyArray_DATA(x), cnp.PyArray_DATA(y)
+                if n < NOGIL_MIN:
+                    _dot_serial(d, px, py, n, &r, &rf)
                 else:
-                    rf = dot_serial_f(<const float *>cnp.PyArray_DATA(x),
-                                      <const float *>cnp.PyArray_DATA(y), n)
+                    with nogil:
+                        _dot_serial(d, px, py, n, &r, &rf)
                 if t == 0:
                     _timed_serial(K_DOT, d, start)
+                _unhold()
                 return _scalar(&r, x) if d == 0 else _scalar(&rf, x)
             if t > 1:
                 start = _now()
@@ -754,6 +819,8 @@ def axpy(a, x, y):
     cdef int d, t
     cdef Py_ssize_t n
     cdef double av, start
+    cdef void *px
+    cdef void *py
     if ((PyFloat_CheckExact(a) or PyLong_CheckExact(a)) and cnp.PyArray_CheckExact(x)
             and cnp.PyArray_CheckExact(y)):
         xs, ys = <cnp.ndarray>x, <cnp.ndarray>y
@@ -765,18 +832,18 @@ def axpy(a, x, y):
                 av = PyFloat_AsDouble(a)
                 start = _now()
                 try:
-                    if d == 0:
-                        if t <= 1:
-                            be_axpy_d(av, <const double *>cnp.PyArray_DATA(xs),
-                                      <double *>cnp.PyArray_DATA(ys), n)
+                    if t <= 1:
+                        px, py = cnp.PyArray_DATA(xs), cnp.PyArray_DATA(ys)
+                        if n < NOGIL_MIN:
+                            _axpy_serial(d, av, px, py, n)
                         else:
                             with nogil:
-                                axpy_parallel_d(
-                                    av, <const double *>cnp.PyArray_DATA(xs),
-                                    <double *>cnp.PyArray_DATA(ys), n, t)
-                    elif t <= 1:
-                        be_axpy_f(<float>av, <const float *>cnp.PyArray_DATA(xs),
-                                  <float *>cnp.PyArray_DATA(ys), n)
+                                _axpy_serial(d, av, px, py, n)
+                    elif d == 0:
+                        with nogil:
+                            axpy_parallel_d(
+                                av, <const double *>cnp.PyArray_DATA(xs),
+                                <double *>cnp.PyArray_DATA(ys), n, t)
                     else:
                         with nogil:
                             axpy_parallel_f(
@@ -785,8 +852,10 @@ def axpy(a, x, y):
                 finally:
                     if t > 1:
                         _done(K_AXPY, d, t, n, start)
-                    elif t == 0:
-                        _timed_serial(K_AXPY, d, start)
+                    else:
+                        if t == 0:
+                            _timed_serial(K_AXPY, d, start)
+                        _unhold()
                 return y
     return _slow["axpy"](a, x, y)
 
@@ -796,6 +865,8 @@ def exp(x, out=None, **kwargs):
     cdef int d, t
     cdef Py_ssize_t n
     cdef double start
+    cdef void *px
+    cdef void *po
     if not kwargs and cnp.PyArray_CheckExact(x):
         xs = <cnp.ndarray>x
         d = _dtype_index(xs)
@@ -810,12 +881,12 @@ def exp(x, out=None, **kwargs):
                 start = _now()
                 try:
                     if t <= 1:
-                        if d == 0:
-                            be_exp_d(<const double *>cnp.PyArray_DATA(xs),
-                                     <double *>cnp.PyArray_DATA(res), n)
+                        px, po = cnp.PyArray_DATA(xs), cnp.PyArray_DATA(res)
+                        if n < NOGIL_MIN:
+                            _exp_serial(d, px, po, n)
                         else:
-                            be_exp_f(<const float *>cnp.PyArray_DATA(xs),
-                                     <float *>cnp.PyArray_DATA(res), n)
+                            with nogil:
+                                _exp_serial(d, px, po, n)
                     elif d == 0:
                         with nogil:
                             exp_parallel_d(<const double *>cnp.PyArray_DATA(xs),
@@ -827,8 +898,10 @@ def exp(x, out=None, **kwargs):
                 finally:
                     if t > 1:
                         _done(K_EXP, d, t, n, start)
-                    elif t == 0:
-                        _timed_serial(K_EXP, d, start)
+                    else:
+                        if t == 0:
+                            _timed_serial(K_EXP, d, start)
+                        _unhold()
                 return res
     return _slow["exp"](x, out, **kwargs)
 
@@ -838,6 +911,8 @@ def cumsum(a, axis=None, dtype=None, out=None):
     cdef int d, t
     cdef cnp.npy_intp n
     cdef double start
+    cdef void *px
+    cdef void *po
     if dtype is None and cnp.PyArray_CheckExact(a):
         xs = <cnp.ndarray>a
         d = _dtype_index(xs)
@@ -860,14 +935,15 @@ def cumsum(a, axis=None, dtype=None, out=None):
                     res = <cnp.ndarray>out
                 if t <= 1:
                     start = _now() if t == 0 else 0.0
-                    if d == 0:
-                        cumsum_serial_d(<const double *>cnp.PyArray_DATA(xs),
-                                        <double *>cnp.PyArray_DATA(res), n)
+                    px, po = cnp.PyArray_DATA(xs), cnp.PyArray_DATA(res)
+                    if n < NOGIL_MIN:
+                        _cumsum_serial(d, px, po, n)
                     else:
-                        cumsum_serial_f(<const float *>cnp.PyArray_DATA(xs),
-                                        <float *>cnp.PyArray_DATA(res), n)
+                        with nogil:
+                            _cumsum_serial(d, px, po, n)
                     if t == 0:
                         _timed_serial(K_CUMSUM, d, start)
+                    _unhold()
                     return res
                 start = _now()
                 try:
@@ -904,16 +980,16 @@ def histogram(a, bins=10, range=None, density=None, weights=None):
                 and _plain_number(range[1])):
             lo, hi = range[0], range[1]
             if lo < hi and hi - lo < float("inf"):  # finite, increasing
-                t = _route(K_HISTOGRAM, d, n)
                 flat = xs if cnp.PyArray_NDIM(xs) == 1 else xs.reshape(-1)
-                if t == 1:
-                    return _histogram_serial(flat, bins, lo, hi)
-                if t == 0:
-                    start = _now()
+                t = _route(K_HISTOGRAM, d, n)
+                if t == 0 or t == 1:
+                    start = _now() if t == 0 else 0.0
                     try:
                         return _histogram_serial(flat, bins, lo, hi)
                     finally:
-                        _timed_serial(K_HISTOGRAM, d, start)
+                        if t == 0:
+                            _timed_serial(K_HISTOGRAM, d, start)
+                        _unhold()
                 if t > 1:
                     start = _now()
                     try:
@@ -939,14 +1015,14 @@ def nearest(X, C):
                 and cnp.PyArray_DIM(c, 0) * cnp.PyArray_DIM(x, 1) < (1 << 31)):
             n = cnp.PyArray_DIM(x, 0) * cnp.PyArray_DIM(c, 0) * cnp.PyArray_DIM(x, 1)
             t = _route(K_NEAREST, d, n)
-            if t == 1:
-                return _nearest_serial(X, C)
-            if t == 0:
-                start = _now()
+            if t == 0 or t == 1:
+                start = _now() if t == 0 else 0.0
                 try:
                     return _nearest_serial(X, C)
                 finally:
-                    _timed_serial(K_NEAREST, d, start)
+                    if t == 0:
+                        _timed_serial(K_NEAREST, d, start)
+                    _unhold()
             if t > 1 and (_n_blas >= 0 or be_tl_section):
                 # BLAS at one thread inside the parallel loop: a section
                 # capped it already, else cap it here for this call

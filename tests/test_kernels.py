@@ -171,6 +171,35 @@ def test_histogram_values_on_every_edge(dtype):
     np.testing.assert_array_equal(edges_got, ref_edges)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bins, lo, hi", [
+    (64, -1.0, 1.0),             # wide bins: the multiplication, few checks
+    (1000, 1e6, 1e6 + 1.0),      # far from 0: edges round coarsely
+    (3, 0.1, 0.1 + 3e-13),       # bins of a few float64 ulps: NumPy's arithmetic
+    (100_000, -1.0, 1.0),        # many bins: float32's subtraction error
+    (5, 1e-300, 1e-299),         # tiny numbers
+])
+def test_histogram_near_every_edge(dtype, bins, lo, hi, rng):
+    """Values on, just above and just below each edge (in the data's type),
+    and random ones: the counts are NumPy's, bit for bit, in every regime of
+    the bin estimate."""
+    try:
+        ref_counts, ref_edges = np.histogram(np.zeros(0, dtype), bins, (lo, hi))
+    except ValueError:  # too many bins for float32's resolution: as NumPy
+        with pytest.raises(ValueError, match="Too many bins"):
+            _histogram.histogram_serial(np.zeros(1, dtype), bins, lo, hi)
+        return
+    e = ref_edges.astype(dtype)
+    near = [e, np.nextafter(e, np.inf), np.nextafter(e, -np.inf),
+            np.nextafter(np.nextafter(e, np.inf), np.inf)]
+    x = np.concatenate(near + [rng.uniform(lo, hi, 20_000).astype(dtype)])
+    ref_counts, _ = np.histogram(x, bins, (lo, hi))
+    for t in (1, 2):
+        counts, edges_got = _histogram.histogram_parallel(x, bins, lo, hi, t)
+        np.testing.assert_array_equal(counts, ref_counts)
+        np.testing.assert_array_equal(edges_got, ref_edges)
+
+
 def nearest_reference(X, C):
     d = (X * X).sum(1)[:, None] - 2 * (X @ C.T) + (C * C).sum(1)[None, :]
     return np.argmin(d, axis=1)

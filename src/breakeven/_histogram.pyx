@@ -6,7 +6,7 @@ the result does not depend on the split.
 """
 import numpy as np
 
-from cython cimport floating
+cimport numpy as cnp
 from cython.parallel cimport prange
 from libc.math cimport isfinite
 from libc.stdint cimport int64_t
@@ -15,38 +15,44 @@ from libc.stdlib cimport calloc, free
 from breakeven._simd cimport be_hist_d, be_hist_f
 from breakeven._threads cimport check_threads
 
+cnp.import_array()
+
 cdef enum:
     # Rows of private counts are padded to whole cache lines (8 x int64).
     LINE = 8
     # Smallest share of the input a thread gets.
     MIN_CHUNK = 4096
+    # Below this many elements the serial count keeps the GIL.
+    NOGIL_MIN = 8192
 
 
-cdef inline void _hist(const floating *x, Py_ssize_t n, const floating *edges,
+cdef inline void _hist(const void *x, bint single, Py_ssize_t n, const void *edges,
                        Py_ssize_t bins, double lo, double hi,
                        int64_t *counts) noexcept nogil:
-    if floating is double:
-        be_hist_d(x, n, edges, bins, lo, hi, counts)
+    if single:
+        be_hist_f(<const float *>x, n, <const float *>edges, bins, lo, hi, counts)
     else:
-        be_hist_f(x, n, edges, bins, lo, hi, counts)
+        be_hist_d(<const double *>x, n, <const double *>edges, bins, lo, hi, counts)
 
 
-def _edges(Py_ssize_t bins, double lo, double hi, dtype, bint in_dtype=False):
+cdef cnp.ndarray _edges_array(Py_ssize_t bins, double lo, double hi, bint single,
+                              bint in_dtype):
     """The bin edges exactly as ``np.linspace(lo, hi, bins + 1)`` computes
-    them, without its Python overhead: in float64 then cast to ``dtype``
-    (``lo`` and ``hi`` given as Python floats), or, with ``in_dtype``, in
-    ``dtype``'s own arithmetic (``lo`` and ``hi`` NumPy scalars of that
-    dtype, as np.histogram has them when it takes the range from the data).
-    Raises NumPy's ValueError if the edges are not strictly increasing."""
-    cdef double[::1] e = np.empty(bins + 1, dtype=np.float64)
-    cdef float[::1] ef
-    cdef double delta = hi - lo
-    cdef double step = delta / bins
+    them: in float64, then cast to float32 if ``single``; or, with
+    ``in_dtype``, in float32's own arithmetic (as np.histogram has them when
+    it takes a float32 range from the data).  Raises NumPy's ValueError if
+    the edges are not strictly increasing."""
+    cdef cnp.npy_intp size = bins + 1
+    cdef int typenum = cnp.NPY_FLOAT if single else cnp.NPY_DOUBLE
+    cdef cnp.ndarray out = cnp.PyArray_EMPTY(1, &size, typenum, 0)
+    cdef double *e = <double *>cnp.PyArray_DATA(out)
+    cdef float *ef = <float *>cnp.PyArray_DATA(out)
+    cdef double delta = hi - lo, step = delta / bins, v
     cdef float lo32 = <float>lo, hi32 = <float>hi, delta32, step32
     cdef Py_ssize_t i
+    cdef bint increasing = True
     # Compiled without FMA contraction: i * step + lo rounds twice, as in NumPy.
-    if in_dtype and dtype == np.float32:
-        ef = np.empty(bins + 1, dtype=np.float32)
+    if single and in_dtype:
         delta32 = hi32 - lo32
         step32 = delta32 / <float>bins
         for i in range(bins + 1):
@@ -55,20 +61,35 @@ def _edges(Py_ssize_t bins, double lo, double hi, dtype, bint in_dtype=False):
             else:
                 ef[i] = <float>i * step32 + lo32
         ef[bins] = hi32
-        out = np.asarray(ef)
     else:
-        if step == 0:
-            for i in range(bins + 1):
-                e[i] = (i / <double>bins) * delta + lo
-        else:
-            for i in range(bins + 1):
-                e[i] = i * step + lo
-        e[bins] = hi
-        out = np.asarray(e).astype(dtype, copy=False)
-    if bins > 1 and np.any(out[:-1] >= out[1:]):
-        raise ValueError(f"Too many bins for data range. Cannot create {bins} "
-                         "finite-sized bins.")
+        for i in range(bins + 1):
+            if i == bins:
+                v = hi
+            elif step == 0:
+                v = (i / <double>bins) * delta + lo
+            else:
+                v = i * step + lo
+            if single:
+                ef[i] = <float>v
+            else:
+                e[i] = v
+    if bins > 1:
+        for i in range(bins):
+            if single:
+                increasing = ef[i] < ef[i + 1]
+            else:
+                increasing = e[i] < e[i + 1]
+            if not increasing:
+                raise ValueError(f"Too many bins for data range. Cannot create "
+                                 f"{bins} finite-sized bins.")
     return out
+
+
+def _edges(Py_ssize_t bins, double lo, double hi, dtype, bint in_dtype=False):
+    """The edges of ``bins`` equal bins over ``[lo, hi]`` in ``dtype``
+    (float32 or float64), as np.histogram computes them (see
+    ``_edges_array``)."""
+    return _edges_array(bins, lo, hi, np.dtype(dtype) == np.float32, in_dtype)
 
 
 cdef void _check_args(Py_ssize_t bins, double lo, double hi) except *:
@@ -80,55 +101,77 @@ cdef void _check_args(Py_ssize_t bins, double lo, double hi) except *:
         raise ValueError(f"range must have lo < hi, got [{lo}, {hi}]")
 
 
-def histogram_serial(const floating[::1] x, Py_ssize_t bins, double lo, double hi,
-                     *, bint edges_in_dtype=False):
-    """Counts of ``x`` in ``bins`` equal bins over ``[lo, hi]``, on one thread.
-
-    Returns ``(counts, edges)`` as ``np.histogram(x, bins, (lo, hi))`` does:
-    values outside the range (and NaN) are ignored, the last bin is closed.
-    ``edges_in_dtype``: compute the edges in x's dtype, as np.histogram does
-    when it takes the range from the data (see ``_edges``).
-    """
-    _check_args(bins, lo, hi)
-    edges_arr = _edges(bins, lo, hi, np.float64 if floating is double else np.float32,
-                       edges_in_dtype)
-    cdef const floating[::1] edges = edges_arr
-    counts_arr = np.zeros(bins, dtype=np.int64)
-    cdef int64_t[::1] counts = counts_arr
-    with nogil:
-        _hist(&x[0] if x.shape[0] else NULL, x.shape[0], &edges[0], bins, lo, hi,
-              &counts[0])
-    return counts_arr, edges_arr
+cdef cnp.ndarray _float_vector(x):
+    """x as a 1-D C-contiguous float32/float64 array (no copy if it is one)."""
+    cdef cnp.ndarray a
+    if cnp.PyArray_CheckExact(x):
+        a = <cnp.ndarray>x
+        if (cnp.PyArray_NDIM(a) == 1 and cnp.PyArray_ISCARRAY_RO(a)
+                and cnp.PyArray_ISNOTSWAPPED(a)
+                and cnp.PyArray_TYPE(a) in (cnp.NPY_DOUBLE, cnp.NPY_FLOAT)):
+            return a
+    a = np.ascontiguousarray(x)
+    if a.ndim != 1 or a.dtype not in (np.float64, np.float32):
+        raise ValueError(f"expected a 1-D float32 or float64 array, got "
+                         f"{a.ndim}-D {a.dtype}")
+    return np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
 
 
-def histogram_parallel(const floating[::1] x, Py_ssize_t bins, double lo, double hi,
-                       Py_ssize_t n_threads, *, bint edges_in_dtype=False):
-    """:func:`histogram_serial` with up to ``n_threads`` threads."""
-    cdef int nt = check_threads(n_threads)
-    _check_args(bins, lo, hi)
-    cdef Py_ssize_t n = x.shape[0]
+cdef tuple _count(cnp.ndarray x, Py_ssize_t bins, double lo, double hi, int nt,
+                  bint in_dtype):
+    cdef bint single = cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    cdef Py_ssize_t size = 4 if single else 8
     cdef Py_ssize_t chunk = max((n + nt - 1) // nt, <Py_ssize_t>MIN_CHUNK)
     cdef Py_ssize_t stride = (bins + LINE - 1) // LINE * LINE
     cdef Py_ssize_t t, j, start
+    cdef cnp.npy_intp nbins = bins
     cdef int64_t *private
+    cdef const char *data = <const char *>cnp.PyArray_DATA(x)
+    edges_arr = _edges_array(bins, lo, hi, single, in_dtype)
+    cdef const void *edges = cnp.PyArray_DATA(edges_arr)
+    counts_arr = cnp.PyArray_ZEROS(1, &nbins, cnp.NPY_INT64, 0)
+    cdef int64_t *counts = <int64_t *>cnp.PyArray_DATA(counts_arr)
     if n <= chunk:
-        return histogram_serial(x, bins, lo, hi, edges_in_dtype=edges_in_dtype)
+        if n < NOGIL_MIN:
+            _hist(data, single, n, edges, bins, lo, hi, counts)
+        else:
+            with nogil:
+                _hist(data, single, n, edges, bins, lo, hi, counts)
+        return counts_arr, edges_arr
     nt = <int>((n + chunk - 1) // chunk)
-    edges_arr = _edges(bins, lo, hi, np.float64 if floating is double else np.float32,
-                       edges_in_dtype)
-    cdef const floating[::1] edges = edges_arr
-    counts_arr = np.zeros(bins, dtype=np.int64)
-    cdef int64_t[::1] counts = counts_arr
     private = <int64_t *>calloc(nt * stride, sizeof(int64_t))
     if private == NULL:
         raise MemoryError()
     with nogil:
         for t in prange(nt, num_threads=nt, schedule="static"):
             start = t * chunk
-            _hist(&x[start], min(chunk, n - start), &edges[0], bins, lo, hi,
-                  private + t * stride)
+            _hist(data + start * size, single, min(chunk, n - start), edges, bins,
+                  lo, hi, private + t * stride)
         for t in range(nt):
             for j in range(bins):
                 counts[j] += private[t * stride + j]
     free(private)
     return counts_arr, edges_arr
+
+
+def histogram_serial(x, Py_ssize_t bins, double lo, double hi, *,
+                     bint edges_in_dtype=False):
+    """Counts of ``x`` in ``bins`` equal bins over ``[lo, hi]``, on one thread.
+
+    ``x`` is a 1-D float32 or float64 array.  Returns ``(counts, edges)`` as
+    ``np.histogram(x, bins, (lo, hi))`` does: values outside the range (and
+    NaN) are ignored, the last bin is closed.  ``edges_in_dtype``: compute
+    the edges in x's dtype, as np.histogram does when it takes the range
+    from the data (see ``_edges_array``).
+    """
+    _check_args(bins, lo, hi)
+    return _count(_float_vector(x), bins, lo, hi, 1, edges_in_dtype)
+
+
+def histogram_parallel(x, Py_ssize_t bins, double lo, double hi,
+                       Py_ssize_t n_threads, *, bint edges_in_dtype=False):
+    """:func:`histogram_serial` with up to ``n_threads`` threads."""
+    cdef int nt = check_threads(n_threads)
+    _check_args(bins, lo, hi)
+    return _count(_float_vector(x), bins, lo, hi, nt, edges_in_dtype)

@@ -26,6 +26,7 @@ import sys
 import time
 
 import numpy as np
+from _common import dropin
 from threadpoolctl import ThreadpoolController
 
 import breakeven as be
@@ -35,25 +36,6 @@ from breakeven._threads import usable_cpus
 from breakeven._timing import time_interleaved
 
 GRAIN = 32768
-
-
-def dropin(name, args):
-    """The drop-in call equivalent to the kernel's arguments."""
-    if name == "sum":
-        return lambda: be.sum(args[0])
-    if name == "dot":
-        return lambda: be.dot(args[0], args[1])
-    if name == "axpy":
-        return lambda: be.axpy(args[0], args[1], args[2])
-    if name == "exp":
-        return lambda: be.exp(args[0], out=args[1])
-    if name == "cumsum":
-        return lambda: be.cumsum(args[0], out=args[1])
-    if name == "histogram":
-        return lambda: be.histogram(args[0], args[1], (args[2], args[3]))
-    if name == "nearest":
-        return lambda: be.nearest(args[0], args[1])
-    raise KeyError(name)
 
 
 def envelope(sizes, repeats, out):
@@ -99,8 +81,10 @@ def envelope(sizes, repeats, out):
     return max(ratios), gmean
 
 
-def alternating(iters, repeats, out):
-    """(b) A @ B then exp, in a loop."""
+def alternating(iters, repeats, out, details=None):
+    """(b) A @ B then exp, in a loop.  ``details``, a dict, receives the
+    timings (``timings``, ``naive``: the name of both libraries at their
+    defaults, ``best``: the best fixed configuration's name)."""
     rng = np.random.default_rng(1)
     A = rng.standard_normal((200, 200))
     B = rng.standard_normal((200, 200))
@@ -147,6 +131,11 @@ def alternating(iters, repeats, out):
                    f"| {per / (t_mm + t_exp):.2f} |")
     out.append("")
     ours = next(v.median for n, v in t.items() if n.startswith("breakeven"))
+    if details is not None:
+        details["timings"] = t
+        details["naive"] = f"parallel exp, BLAS {default_blas}"
+        details["best"] = min((n for n in t if not n.startswith("breakeven")),
+                              key=lambda n: t[n].median)
     return ours / best
 
 

@@ -25,34 +25,13 @@ import platform
 import sys
 
 import numpy as np
+from _common import blas_info, fmt_time, ratio_range
 from threadpoolctl import ThreadpoolController
 
 import breakeven
 from breakeven._registry import KERNELS
 from breakeven._threads import usable_cpus
 from breakeven._timing import time_interleaved
-
-
-def blas_info() -> str:
-    parts = []
-    for lib in ThreadpoolController().info():
-        if lib.get("user_api") == "blas":
-            parts.append(f"{lib.get('internal_api')} {lib.get('version')} "
-                         f"({lib.get('architecture')}, {lib.get('threading_layer')}, "
-                         f"{os.path.basename(lib.get('filepath', ''))})")
-    return "; ".join(parts) or "none found"
-
-
-def ratio_range(a, b) -> tuple[float, float, float]:
-    """Median, min and max of the batch-wise ratio a/b (batches paired)."""
-    r = np.array(a.samples) / np.array(b.samples)
-    return float(np.median(r)), float(r.min()), float(r.max())
-
-
-def fmt_time(t: float) -> str:
-    if t < 1e-3:
-        return f"{t * 1e6:.2f} us"
-    return f"{t * 1e3:.3f} ms"
 
 
 def main(argv=None) -> int:

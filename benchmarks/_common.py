@@ -1,0 +1,209 @@
+"""Helpers shared by the benchmark scripts (not a benchmark itself).
+
+- :func:`blas_info`, :func:`fmt_time`, :func:`ratio_range`: the header's BLAS
+  line, time formatting, and the batch-wise ratio statistics every table uses;
+- :func:`dropin`: the drop-in call equivalent to a kernel's sample arguments;
+- :func:`stamp`: the date / host fingerprint / versions lines of a header;
+- :class:`Blas`: BLAS thread counts set through one cached threadpoolctl
+  controller (cheap enough to switch between timing batches);
+- :class:`Staged`: candidates for ``breakeven._timing.time_interleaved`` with a
+  per-batch setup and teardown that run outside the timed region.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from collections.abc import Callable, Iterator, Mapping
+
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+import breakeven as be
+from breakeven._threads import usable_cpus
+
+
+def blas_info() -> str:
+    """The BLAS libraries threadpoolctl sees: API, version, kernel, threading."""
+    parts = []
+    for lib in ThreadpoolController().info():
+        if lib.get("user_api") == "blas":
+            parts.append(f"{lib.get('internal_api')} {lib.get('version')} "
+                         f"({lib.get('architecture')}, {lib.get('threading_layer')}, "
+                         f"{os.path.basename(lib.get('filepath', ''))})")
+    return "; ".join(parts) or "none found"
+
+
+def ratio_range(a, b) -> tuple[float, float, float]:
+    """Median, min and max of the batch-wise ratio a/b (batches paired)."""
+    r = np.array(a.samples) / np.array(b.samples)
+    return float(np.median(r)), float(r.min()), float(r.max())
+
+
+def fmt_ratio(r: tuple[float, float, float]) -> str:
+    return f"{r[0]:.2f} [{r[1]:.2f}-{r[2]:.2f}]"
+
+
+def fmt_time(t: float) -> str:
+    if t < 1e-3:
+        return f"{t * 1e6:.2f} us"
+    return f"{t * 1e3:.3f} ms"
+
+
+def dropin(name, args):
+    """The drop-in call equivalent to the kernel's arguments."""
+    if name == "sum":
+        return lambda: be.sum(args[0])
+    if name == "dot":
+        return lambda: be.dot(args[0], args[1])
+    if name == "axpy":
+        return lambda: be.axpy(args[0], args[1], args[2])
+    if name == "exp":
+        return lambda: be.exp(args[0], out=args[1])
+    if name == "cumsum":
+        return lambda: be.cumsum(args[0], out=args[1])
+    if name == "histogram":
+        return lambda: be.histogram(args[0], args[1], (args[2], args[3]))
+    if name == "nearest":
+        return lambda: be.nearest(args[0], args[1])
+    raise KeyError(name)
+
+
+def stamp(versions: Mapping[str, str] | None = None) -> list[str]:
+    """Header lines: date, host and its fingerprint, profile, versions."""
+    from breakeven import _dispatch
+
+    prof = _dispatch.profile()
+    fp = prof.fingerprint
+    vers = {"breakeven": be.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), **(versions or {})}
+    return [
+        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
+        f"- host: {platform.machine()}, {usable_cpus()} usable CPUs, "
+        f"{platform.platform()}",
+        f"- host fingerprint {fp.key}: {fp.cpu}, {fp.usable_cpus} CPUs, "
+        f"{fp.openmp} (wait policy {fp.wait_policy})",
+        f"- profile: {prof.source}",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()),
+        f"- BLAS: {blas_info()}",
+        f"- OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, "
+        f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', '(unset)')}",
+    ]
+
+
+class Blas:
+    """BLAS thread counts through one cached controller: ``set(n)`` costs a
+    microsecond or two (a threadpoolctl ``limit`` context costs ~10 us and
+    more, it rescans the loaded libraries)."""
+
+    def __init__(self):
+        self.libs = ThreadpoolController().select(user_api="blas").lib_controllers
+        self.defaults = [lib.num_threads for lib in self.libs]
+        self.default = max(self.defaults, default=1)
+        self.current = None
+
+    def set(self, n: int | None) -> None:
+        """``n`` threads in every BLAS library (None: each library's default)."""
+        if n == self.current:
+            return
+        for lib, d in zip(self.libs, self.defaults, strict=True):
+            lib.set_num_threads(d if n is None else n)
+        self.current = n
+
+
+class Staged(Mapping):
+    """Candidates for ``time_interleaved`` with a setup and a teardown per
+    batch, run outside the timed region.
+
+    ``time_interleaved`` looks a candidate up (``candidates[name]``) just
+    before each batch (and once before sizing its batches); this mapping runs
+    the previous candidate's teardown and this one's setup at that moment.
+    Call :meth:`close` (or use it as a context manager) to tear down the last.
+
+    ``stages`` maps a name to ``fn`` or ``(fn, setup, teardown)`` (either of
+    setup/teardown may be None).
+    """
+
+    def __init__(self, stages: Mapping[str, object]):
+        self.stages = {}
+        for name, s in stages.items():
+            fn, setup, teardown = (s, None, None) if callable(s) else s
+            self.stages[name] = (fn, setup, teardown)
+        self.active = None
+
+    def __getitem__(self, name: str) -> Callable[[], object]:
+        fn, setup, _ = self.stages[name]
+        self.close()
+        if setup is not None:
+            setup()
+        self.active = name
+        return fn
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.stages)
+
+    def __len__(self) -> int:
+        return len(self.stages)
+
+    def close(self) -> None:
+        if self.active is not None:
+            teardown = self.stages[self.active][2]
+            self.active = None
+            if teardown is not None:
+                teardown()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def threads_stage(n: int, exact: bool = False):
+    """(setup, teardown) holding ``breakeven.threads(n, exact=...)`` open for
+    a batch: thread-local, so it applies to the calls the batch makes here."""
+    holder = []
+
+    def setup():
+        cm = be.threads(n, exact=exact)
+        cm.__enter__()
+        holder.append(cm)
+
+    def teardown():
+        holder.pop().__exit__(None, None, None)
+
+    return setup, teardown
+
+
+_JOB_DATA: dict[int, tuple] = {}
+
+
+def exp_job(mode: str, lg: int, calls: int) -> float:
+    """``calls`` exps of 2^lg elements, the way ``mode`` says: ``breakeven``
+    (dispatched), ``parallel`` (the bare parallel kernel at all usable CPUs,
+    whatever limits are in force) or ``serial`` (the bare serial kernel).
+    Module-level so that joblib's process workers import it by name; the
+    arrays are made once per process."""
+    from breakeven._registry import KERNELS
+
+    data = _JOB_DATA.get(lg)
+    if data is None:
+        x = np.random.default_rng(lg).uniform(-10.0, 10.0, 1 << lg)
+        data = _JOB_DATA[lg] = (x, np.empty_like(x))
+    x, o = data
+    k = KERNELS["exp"]
+    if mode == "breakeven":
+        for _ in range(calls):
+            be.exp(x, out=o)
+    elif mode == "parallel":
+        n = usable_cpus()
+        for _ in range(calls):
+            k.parallel(x, o, n)
+    elif mode == "serial":
+        for _ in range(calls):
+            k.serial(x, o)
+    else:
+        raise ValueError(mode)
+    return float(o[0])

@@ -74,7 +74,8 @@ def _explain_plan(plan) -> Decision:
 def _plan_sum(a, axis=None, dtype=None, out=None, keepdims=_NoValue,
               initial=_NoValue, where=_NoValue):
     if axis is not None or dtype is not None or out is not None \
-            or keepdims not in (_NoValue, False) or initial is not _NoValue \
+            or not (keepdims is _NoValue or keepdims is False) \
+            or initial is not _NoValue \
             or where is not _NoValue:
         return "axis, dtype, out, keepdims, initial or where given"
     x = _flat(a)
@@ -129,10 +130,17 @@ def dot(a, b, out=None):
     Returns
     -------
     numpy scalar or ndarray
+        As :func:`numpy.dot` returns.
+
+    Raises
+    ------
+    ValueError
+        If the shapes are not aligned (NumPy's error).
 
     See Also
     --------
     numpy.dot
+    explain : Which kernel and how many threads a call would get.
 
     Examples
     --------
@@ -190,6 +198,15 @@ def axpy(a, x, y):
     -------
     ndarray
         ``y``.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` does not broadcast to ``y`` (NumPy's error).
+
+    See Also
+    --------
+    exp, explain
 
     Examples
     --------
@@ -250,10 +267,17 @@ def exp(x, out=None, **kwargs):
     Returns
     -------
     ndarray or numpy scalar
+        As :func:`numpy.exp` returns (``out`` if given).
+
+    Raises
+    ------
+    TypeError
+        For input NumPy's ``exp`` does not take (NumPy's error).
 
     See Also
     --------
     numpy.exp
+    explain : Which kernel and how many threads a call would get.
 
     Examples
     --------
@@ -279,7 +303,9 @@ def _plan_cumsum(a, axis=None, dtype=None, out=None):
         return "not a contiguous float32/float64 ndarray"
     if dtype is not None:
         return "dtype given"
-    if not (axis is None or (a.ndim == 1 and axis in (0, -1))):
+    # exactly an int: NumPy refuses 0.0 and False, and an array's == is no test
+    if not (axis is None or (a.ndim == 1 and type(axis) is int
+                             and axis in (0, -1))):
         return "an axis of a multi-dimensional array"
     if out is None:
         res = np.empty(xs.size, dtype=xs.dtype)
@@ -308,10 +334,17 @@ def cumsum(a, axis=None, dtype=None, out=None):
     Returns
     -------
     ndarray
+        The running sums (``out`` if given).
+
+    Raises
+    ------
+    numpy.exceptions.AxisError
+        For an axis the array does not have (NumPy's error).
 
     See Also
     --------
     numpy.cumsum
+    sum : The total, with the same summation order within blocks.
 
     Examples
     --------
@@ -399,7 +432,15 @@ def histogram(a, bins=10, range=None, density=None, weights=None):
     Returns
     -------
     counts : ndarray
+        The number of values in each bin.
     edges : ndarray
+        The ``bins + 1`` bin edges.
+
+    Raises
+    ------
+    ValueError
+        For a range that is not finite or not increasing, or data whose range
+        is not finite (NumPy's errors).
 
     See Also
     --------
@@ -475,6 +516,10 @@ def nearest(X, C):
     ValueError
         If X or C is not 2-D, their columns differ, or C has no row.
 
+    See Also
+    --------
+    section : Holds BLAS at one thread once for a loop of calls.
+
     Examples
     --------
     >>> import numpy as np, breakeven
@@ -524,6 +569,16 @@ def explain(func, *args, **kwargs) -> Decision:
     Decision
         ``variant`` ("serial", "parallel" or "numpy"), ``threads``, ``work``
         and a ``reason`` in words.
+
+    Raises
+    ------
+    TypeError
+        If ``func`` is not a breakeven function.
+
+    See Also
+    --------
+    threads, section
+    Decision : The fields of the answer.
 
     Examples
     --------
@@ -577,6 +632,46 @@ def kernel(*, parallel, work, sample, name=None, uses_blas=False, reference=None
         Dispatching function with the serial variant's signature; its
         :class:`~breakeven.Kernel` is its ``kernel`` attribute.  The profile
         entry is looked up by the dtype of the first array argument.
+
+    Raises
+    ------
+    TypeError
+        If ``dtypes`` names something that is not a dtype.
+
+    See Also
+    --------
+    Kernel : The record registered.
+    calibrate : Measure the kernel's thresholds.
+    explain : The decision for a call of the returned function.
+
+    Notes
+    -----
+    Register kernels before the first dispatched call of the process: the
+    profile is loaded then, and a profile holding a kernel that is not
+    registered is not used.  The "Writing your own kernels" guide builds a
+    Cython kernel from source to calibrated dispatch.
+
+    Examples
+    --------
+    Any two callables with these signatures will do; in practice both are
+    compiled loops that release the GIL, the second a ``prange`` loop.
+
+    >>> import numpy as np, breakeven
+    >>> def twice_parallel(x, out, n_threads):
+    ...     np.multiply(x, 2.0, out=out)
+    >>> @breakeven.kernel(parallel=twice_parallel,
+    ...                   work=lambda x, out: x.size,
+    ...                   sample=lambda work, dtype, rng: (
+    ...                       rng.random(work).astype(dtype),
+    ...                       np.empty(work, dtype)))
+    ... def twice(x, out):
+    ...     np.multiply(x, 2.0, out=out)
+    >>> out = np.empty(3)
+    >>> twice(np.arange(3.0), out)
+    >>> out
+    array([0., 2., 4.])
+    >>> breakeven.explain(twice, np.arange(3.0), out).kernel
+    'twice'
     """
     def wrap(serial):
         k = Kernel(name or serial.__name__, serial, parallel, reference or serial,

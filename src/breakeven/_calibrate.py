@@ -501,6 +501,37 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
     Profile
         With hot and cold step tables for each kernel and dtype, and the raw
         measured points in ``profile.sweeps``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown kernel name or a budget that is not positive.
+
+    See Also
+    --------
+    Profile.save : Write the result into the profile file.
+    load_profile : Read it back.
+
+    Notes
+    -----
+    ``breakeven calibrate`` on the command line does the same and saves the
+    result, with the raw sweeps beside it for ``breakeven plot``.  A profile
+    saved from a run of some kernels only replaces this host's entry, so the
+    kernels left out have no thresholds for this host: calibrate them all
+    together.  The profile in use by dispatch is loaded once per process.
+
+    Examples
+    --------
+    A tiny run of one kernel and dtype (a full run took 16 to 20 seconds
+    on the two-CPU reference host):
+
+    >>> import breakeven
+    >>> p = breakeven.calibrate(["exp"], budget=0.5, quick=True,
+    ...                         progress=False, dtypes=["float64"])
+    >>> p.steps("exp", "float64", "hot")[0]
+    (0, 1)
+    >>> sorted(p.tables)
+    ['exp']
     """
     from breakeven._threads import usable_cpus
 

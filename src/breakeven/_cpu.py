@@ -64,8 +64,28 @@ def cgroup_cpu_limit(root: str | os.PathLike = "/sys/fs/cgroup",
 
 
 def usable_cpus() -> int:
-    """CPUs this process may use: its affinity mask, capped by any cgroup quota
-    (rounded up: a quota of 1.5 CPUs still lets two threads make progress)."""
+    """CPUs this process may use: its affinity mask, capped by any cgroup quota.
+
+    The quota is rounded up: a quota of 1.5 CPUs still lets two threads make
+    progress.  Dispatch never runs more threads than this, and calibration
+    tries thread counts up to it.
+
+    Returns
+    -------
+    int
+        At least 1.
+
+    See Also
+    --------
+    os.sched_getaffinity : The affinity mask (``taskset``, ``--cpuset-cpus``).
+    threads : Cap the threads further for a block of calls.
+
+    Examples
+    --------
+    >>> import os, breakeven
+    >>> 1 <= breakeven.usable_cpus() <= len(os.sched_getaffinity(0))
+    True
+    """
     try:
         n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

@@ -44,7 +44,9 @@ __all__ = ["Decision", "decide", "run", "section", "threads", "reset"]
 class Decision:
     """What dispatch chose for one call, and why.
 
-    Attributes
+    Returned by :func:`breakeven.explain`; ``str()`` gives it in one line.
+
+    Parameters
     ----------
     variant : {"serial", "parallel", "numpy"}
         Which implementation runs; for :func:`breakeven.map`, how the batch
@@ -60,8 +62,25 @@ class Decision:
         The decision in words.
     kernel : str
         The kernel's name.
+    table : str
+        The step table that decided: "hot", "cold", "backoff" (fewer
+        threads than the table gives, for contention), or "" (forced
+        threads, a forked child, or not decided from the profile).
     workers : int
         Outer workers running the items (:func:`breakeven.map`; else 1).
+
+    See Also
+    --------
+    explain : The decision for a call, without running it.
+
+    Examples
+    --------
+    >>> import numpy as np, breakeven
+    >>> d = breakeven.explain(breakeven.sum, np.ones(10))
+    >>> d.variant, d.threads, d.work, d.kernel
+    ('serial', 1, 10, 'sum')
+    >>> print(d)
+    sum: serial (work 10 < ... in the ... table of profile ...)
     """
 
     variant: str
@@ -229,6 +248,35 @@ def threads(n: int, *, exact: bool = False):
     exact : bool
         Force exactly ``n`` threads (clamped to the usable CPUs) whatever the
         profile says: for benchmarks, tests and users who know better.
+
+    Returns
+    -------
+    context manager
+        For a ``with`` statement; ``as`` binds nothing.
+
+    Raises
+    ------
+    TypeError
+        If ``n`` is not an integer.
+    ValueError
+        If ``n`` is less than 1.
+
+    See Also
+    --------
+    section : Reserve cores and cap BLAS for a block of calls.
+    explain : Shows the cap in a decision's reason.
+
+    Examples
+    --------
+    >>> import numpy as np, breakeven
+    >>> x = np.ones(10**7)
+    >>> with breakeven.threads(1):
+    ...     breakeven.explain(breakeven.sum, x).variant
+    'serial'
+    >>> with breakeven.threads(2, exact=True):  # clamped to the usable CPUs
+    ...     d = breakeven.explain(breakeven.sum, x)
+    >>> d.threads == min(2, breakeven.usable_cpus())
+    True
     """
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"threads() takes an integer, got {type(n).__name__}")
@@ -273,6 +321,32 @@ def section(n_threads: int | None = None):
     ----------
     n_threads : int, optional
         Cores to reserve (default: all usable CPUs, as far as free).
+
+    Returns
+    -------
+    context manager
+        For a ``with`` statement; ``as`` binds nothing.
+
+    Raises
+    ------
+    TypeError
+        If ``n_threads`` is neither an integer nor None.
+    ValueError
+        If ``n_threads`` is less than 1.
+
+    See Also
+    --------
+    threads : Cap or force the threads of a block of calls.
+
+    Examples
+    --------
+    >>> import numpy as np, breakeven
+    >>> x = np.linspace(0.0, 1.0, 100_000)
+    >>> with breakeven.section():
+    ...     for _ in range(10):
+    ...         y = breakeven.exp(x)
+    >>> bool(np.allclose(y, np.exp(x)))
+    True
     """
     if n_threads is not None and (isinstance(n_threads, bool)
                                   or not isinstance(n_threads, int)):

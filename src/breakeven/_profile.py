@@ -56,7 +56,26 @@ class ProfileError(ValueError):
 
 
 class ProfileWarning(UserWarning):
-    """A profile file was ignored; dispatch uses the embedded default."""
+    """A profile file was ignored; dispatch uses the embedded default.
+
+    Issued once per file and reason, by :func:`breakeven.load_profile` and so
+    at a process's first dispatched call; the message names the file and
+    says why (not TOML, ill-typed, another format version, no entry for this
+    host, a kernel that is not registered).
+
+    See Also
+    --------
+    load_profile
+
+    Examples
+    --------
+    Turn it into an error where a calibrated profile is required:
+
+    >>> import warnings, breakeven
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("error", breakeven.ProfileWarning)
+    ...     profile = breakeven.load_profile()
+    """
 
 
 # ---------------------------------------------------------------------------
@@ -155,10 +174,15 @@ Steps = tuple[tuple[int, int], ...]
 class Profile:
     """The calibrated thresholds of one host.
 
-    Attributes
+    Made by :func:`breakeven.calibrate` and :func:`breakeven.load_profile`;
+    the parameters are also its attributes.
+
+    Parameters
     ----------
     fingerprint : Fingerprint
-        The host these figures were measured on.
+        The host these figures were measured on: its ``cpu`` model,
+        ``usable_cpus``, ``openmp`` runtime, OpenMP ``wait_policy``, ``blas``
+        and ``breakeven`` version, and a short ``key`` made from them.
     tables : dict
         ``tables[kernel][dtype] = {"hot": steps, "cold": steps}``, each steps
         a tuple of ``(work_min, threads)`` pairs with ``work_min`` strictly
@@ -169,13 +193,31 @@ class Profile:
     sleep_after_us : float or None
         Idle time after which the OpenMP team was measured to have gone to
         sleep (the cold table applies after it).
+    source : str
+        Where this profile came from (a path, or ``"embedded default"``).
     batch : dict
         What spreading a batch of calls over joblib's threading backend costs
         here (:func:`breakeven.map` plans with it): ``start_s``, the fixed
         cost of one ``joblib.Parallel`` run, and ``task_s``, the cost of each
         task in it, in seconds.  Empty if not measured.
-    source : str
-        Where this profile came from (a path, or ``"embedded default"``).
+    sweeps, team_penalty, elapsed
+        What a calibration measured (its points, the OpenMP team's wake-up
+        penalty per thread count, and its duration in seconds); not stored
+        in the profile file (the points go to ``profile.toml.sweeps.json``).
+
+    See Also
+    --------
+    load_profile : The profile dispatch uses.
+    calibrate : Measure a new one.
+
+    Examples
+    --------
+    >>> import breakeven
+    >>> p = breakeven.load_profile()
+    >>> p.threads_for("sum", "float64", 100)
+    1
+    >>> p.steps("no such kernel", "float64")
+    ((0, 1),)
     """
 
     fingerprint: Fingerprint
@@ -190,8 +232,21 @@ class Profile:
     elapsed: float | None = field(default=None, repr=False, compare=False)
 
     def steps(self, kernel: str, dtype: str, state: str = "hot") -> Steps:
-        """The step table of a kernel and dtype; ``((0, 1),)`` (always
-        serial) if the profile has none."""
+        """The step table of a kernel and dtype.
+
+        Parameters
+        ----------
+        kernel, dtype : str
+            A kernel name and ``"float64"`` or ``"float32"``.
+        state : {"hot", "cold"}
+            The table for calls in a loop, or for lone calls.
+
+        Returns
+        -------
+        tuple of (int, int)
+            ``(work_min, threads)`` pairs; ``((0, 1),)`` (always serial) if
+            the profile has none.
+        """
         try:
             return self.tables[kernel][dtype][state]
         except KeyError:
@@ -199,7 +254,22 @@ class Profile:
 
     def threads_for(self, kernel: str, dtype: str, work: int,
                     state: str = "hot") -> int:
-        """Threads the table gives a call of this work (1 means serial)."""
+        """Threads the table gives a call of this work (1 means serial).
+
+        Parameters
+        ----------
+        kernel, dtype : str
+            A kernel name and ``"float64"`` or ``"float32"``.
+        work : int
+            The call's work.
+        state : {"hot", "cold"}
+            Which table.
+
+        Returns
+        -------
+        int
+            Before dispatch clamps it (see :func:`breakeven.explain`).
+        """
         threads = 1
         for work_min, t in self.steps(kernel, dtype, state):
             if work < work_min:
@@ -208,7 +278,20 @@ class Profile:
         return threads
 
     def threshold(self, kernel: str, dtype: str, state: str = "hot") -> int | None:
-        """The smallest work that goes parallel, or None if none does."""
+        """The smallest work that goes parallel.
+
+        Parameters
+        ----------
+        kernel, dtype : str
+            A kernel name and ``"float64"`` or ``"float32"``.
+        state : {"hot", "cold"}
+            Which table.
+
+        Returns
+        -------
+        int or None
+            None if no work does (or the profile has no table for it).
+        """
         for work_min, t in self.steps(kernel, dtype, state):
             if t > 1:
                 return work_min
@@ -594,6 +677,26 @@ def load_profile(path: str | os.PathLike | None = None, *,
         file does not exist (silently) or cannot be used (with one
         :class:`ProfileWarning` naming the file and the reason).  Never raises
         because of the file's contents.
+
+    See Also
+    --------
+    Profile.save : Write a profile into the file.
+    calibrate : Measure this host.
+
+    Notes
+    -----
+    The default file is ``$BREAKEVEN_PROFILE`` if set, else ``profile.toml``
+    in the user configuration directory (``~/.config/breakeven/`` on Linux).
+    Dispatch loads it once, at the process's first dispatched call.
+
+    Examples
+    --------
+    >>> import breakeven
+    >>> p = breakeven.load_profile("/nonexistent/profile.toml")
+    >>> p.source
+    'embedded default'
+    >>> p.threshold("sum", "float64", "hot") > 0
+    True
     """
     fingerprint = fingerprint or host_fingerprint()
     target = Path(path) if path is not None else default_profile_path()

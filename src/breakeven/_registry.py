@@ -24,7 +24,11 @@ DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 class Kernel:
     """A serial/parallel pair and what is needed to time and check it.
 
-    Attributes
+    :func:`breakeven.kernel` makes and registers one for a kernel of yours;
+    :func:`breakeven.get_kernel` returns a registered one.  The parameters
+    are also its attributes.
+
+    Parameters
     ----------
     name : str
         The operation's name (``"sum"``).
@@ -44,6 +48,21 @@ class Kernel:
         to one thread).
     dtypes : tuple of numpy.dtype
         The dtypes the kernel takes.
+
+    See Also
+    --------
+    kernel : Register a kernel of yours and dispatch it.
+    get_kernel : A registered kernel by name.
+
+    Examples
+    --------
+    >>> import numpy as np, breakeven
+    >>> k = breakeven.get_kernel("dot")
+    >>> x = np.arange(4.0)
+    >>> float(k.serial(x, x)), float(k.parallel(x, x, 2)), k.work(x, x)
+    (14.0, 14.0, 4)
+    >>> k.uses_blas, breakeven.get_kernel("nearest").uses_blas
+    (False, True)
     """
 
     name: str
@@ -140,7 +159,37 @@ def register(kernel: Kernel) -> Kernel:
 
 
 def get_kernel(name: str) -> Kernel:
-    """The registered kernel called ``name``; KeyError naming the known ones."""
+    """The registered kernel called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A built-in kernel (``"sum"``, ``"dot"``, ``"axpy"``, ``"exp"``,
+        ``"cumsum"``, ``"histogram"``, ``"nearest"``) or one registered with
+        :func:`breakeven.kernel`.
+
+    Returns
+    -------
+    Kernel
+        Its serial and parallel variants, work and sample functions.
+
+    Raises
+    ------
+    KeyError
+        If no kernel has that name; the message lists the known ones.
+
+    See Also
+    --------
+    KERNELS : The registry itself.
+
+    Examples
+    --------
+    >>> import numpy as np, breakeven
+    >>> k = breakeven.get_kernel("sum")
+    >>> x = np.random.default_rng(0).standard_normal(100_000)
+    >>> bool(k.serial(x) == k.parallel(x, 2))     # the same bits
+    True
+    """
     try:
         return KERNELS[name]
     except KeyError:

@@ -250,6 +250,10 @@ def test_nearest(paths):
 def test_explain_reasons(eager):
     d = be.explain(be.sum, [1.0, 2.0])
     assert d.variant == "numpy" and "not a contiguous" in d.reason
+    assert d.kernel == "sum" and str(d).startswith("sum: numpy")
+    del eager.tables["exp"]
+    d = be.explain(be.exp, np.ones(10**6))
+    assert d.variant == "serial" and "exp float64 is not calibrated" in d.reason
     d = be.explain(be.sum, np.ones(10))
     assert d.variant == "serial" and "work 10 < 1000" in d.reason
     assert "hot table" in d.reason and "test profile" in d.reason
@@ -647,12 +651,14 @@ def scale_serial(const double[::1] x, double[::1] out):
     with nogil:
         for i in range(x.shape[0]):
             out[i] = 3.0 * x[i] + 1.0
+    return out.base
 
 def scale_parallel(const double[::1] x, double[::1] out, int n_threads):
     cdef Py_ssize_t i
     with nogil:
         for i in prange(x.shape[0], num_threads=n_threads, schedule="static"):
             out[i] = 3.0 * x[i] + 1.0
+    return out.base
 '''
 
 USER_MODULE = '''
@@ -670,8 +676,7 @@ def _sample(work, dtype, rng):
                   sample=_sample, dtypes=("float64",))
 def scale(x, out):
     """out = 3 x + 1"""
-    scale_serial(x, out)
-    return out
+    return scale_serial(x, out)
 '''
 
 
@@ -713,7 +718,7 @@ def test_user_kernel_end_to_end(user_kernel_dir, monkeypatch, tmp_path):
     with be.threads(1):
         assert be.explain(userkern.scale, x, out).variant == "serial"
     out2 = np.empty_like(x)
-    userkern.scale(x, out2)
+    assert userkern.scale(x, out2) is out2  # the parallel variant returns it too
     np.testing.assert_array_equal(out2, out)
     # and through the command line, with --module
     env = {**os.environ, "PYTHONPATH": str(user_kernel_dir)}

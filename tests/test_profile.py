@@ -54,6 +54,18 @@ def test_round_trip(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_a_partial_calibration_keeps_the_other_tables(tmp_path):
+    path = make().save(tmp_path / "profile.toml")
+    again = Profile(HERE, {}, "2026-11-27T12:00:00+00:00", 2000.0)
+    again.set_table("sum", "float64", ((0, 1), (999, 2)), ((0, 1),))
+    again.save(path)
+    q = load_profile(path, fingerprint=HERE)
+    assert q.steps("sum", "float64") == ((0, 1), (999, 2))  # re-measured
+    assert q.times("sum", "float64") == ()
+    assert q.steps("exp", "float32") == make().steps("exp", "float32")  # kept
+    assert q.calibrated_at == again.calibrated_at and q.sleep_after_us == 2000.0
+
+
 def test_several_hosts_in_one_file(tmp_path):
     path = tmp_path / "profile.toml"
     make(HERE, 1000).save(path)

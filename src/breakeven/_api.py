@@ -58,9 +58,9 @@ def _execute(plan):
     return finish(result) if finish is not None else result
 
 
-def _explain_plan(plan) -> Decision:
+def _explain_plan(plan, name: str = "") -> Decision:
     if isinstance(plan, str):
-        return Decision("numpy", 1, 0, plan)
+        return Decision("numpy", 1, 0, plan, name)
     kernel, dtype, work = plan[:3]
     return _dispatch.decide(kernel.name, dtype, work, kernel.uses_blas,
                             explain=True)
@@ -596,7 +596,7 @@ def explain(func, *args, **kwargs) -> Decision:
     if planner is None:
         raise TypeError(f"{getattr(func, '__name__', func)!r} is not a breakeven "
                         "function")
-    return _explain_plan(planner(*args, **kwargs))
+    return _explain_plan(planner(*args, **kwargs), getattr(func, "__name__", ""))
 
 
 def kernel(*, parallel, work, sample, name=None, uses_blas=False, reference=None,

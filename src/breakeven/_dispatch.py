@@ -39,6 +39,8 @@ from breakeven._profile import Profile, load_profile
 
 __all__ = ["Decision", "decide", "run", "section", "threads", "reset"]
 
+_BUILTIN_NAMES = ("sum", "dot", "axpy", "exp", "cumsum", "histogram", "nearest")
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -611,6 +613,10 @@ def _decide(kernel: str, dtype: str, work: int, explain: bool
         if not explain:
             return ("serial", 1, work, "", state if t else "")
         thr = prof.threshold(kernel, dtype, state)
+        if dtype not in prof.tables.get(kernel, {}):
+            return ("serial", 1, work, f"{kernel} {dtype} is not calibrated in "
+                    f"profile {prof.source} (run `breakeven calibrate`"
+                    f"{'' if kernel in _BUILTIN_NAMES else ' --module ...'})", state)
         below = (f"work {work} < {thr}" if thr else
                  "parallel never paid for this kernel")
         extra = (" (a lone call: no dispatched call within the team's "

@@ -321,7 +321,9 @@ class Profile:
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
         """Write this profile into the file at ``path`` (default: see
-        :func:`default_profile_path`), keeping other hosts' entries.
+        :func:`default_profile_path`), keeping other hosts' entries, and the
+        tables of this host's entry for kernels and dtypes this profile does
+        not have (a calibration of some kernels keeps the others').
 
         The write is atomic and serialised with other writers by a lock file
         beside the profile.  Returns the path written.
@@ -340,7 +342,18 @@ class Profile:
                         os.replace(target, target.with_name(
                             f"{target.name}.unreadable-{stamp}"))
                     hosts = {}
-            hosts[self.fingerprint.key] = _host_to_dict(self)
+            entry = _host_to_dict(self)
+            old = hosts.get(self.fingerprint.key)
+            if isinstance(old, dict):
+                # a partial calibration (--kernels, --dtypes) keeps the
+                # tables it did not measure
+                for kname, per in old.get("kernels", {}).items():
+                    for dname, states in per.items():
+                        entry["kernels"].setdefault(kname, {}) \
+                            .setdefault(dname, states)
+                if "batch" in old and "batch" not in entry:
+                    entry["batch"] = old["batch"]
+            hosts[self.fingerprint.key] = entry
             _atomic_write(target, _dumps(hosts))
         self.source = str(target)
         return target

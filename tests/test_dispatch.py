@@ -142,6 +142,40 @@ def test_exp_matches_numpy(x, paths):
                                np.float32 else 1e-14)
 
 
+@pytest.mark.parametrize("dtype, big", [(np.float64, 710.0), (np.float32, 89.0)])
+@pytest.mark.parametrize("n", [5, 20_000])  # serial / parallel when dispatched
+def test_exp_reports_overflow_as_numpy_does(paths, dtype, big, n):
+    import warnings
+
+    x = np.zeros(n, dtype)
+    x[:4] = [1.0, big, np.inf, np.nan]
+    with pytest.warns(RuntimeWarning, match="overflow encountered in exp"):
+        got = be.exp(x)
+    with np.errstate(over="ignore"):
+        want = np.exp(x[:4])
+    np.testing.assert_allclose(got[:4], want, rtol=1e-6)  # 4 ulp
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError,
+                                                 match="overflow encountered in exp"):
+        be.exp(x, out=np.empty_like(x))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # inf, -inf, NaN and huge negative numbers are not overflows
+        quiet = np.zeros(n, dtype)
+        quiet[:4] = [np.inf, -np.inf, np.nan, -1e30]
+        be.exp(quiet)
+        with np.errstate(over="ignore"):
+            be.exp(x, out=x)  # in place: the check reads x before writing
+    assert np.isinf(x[1])
+    calls = []
+    with np.errstate(over="call"):
+        old = np.seterrcall(lambda kind, flag: calls.append((kind, flag)))
+        try:
+            be.exp(np.full(n, big, dtype))
+        finally:
+            np.seterrcall(old)
+    assert calls == [("overflow", 2)]
+
+
 def test_exp_out_and_in_place(paths):
     out = np.empty_like(F64)
     r = be.exp(F64, out=out)

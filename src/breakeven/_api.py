@@ -244,7 +244,13 @@ def _plan_exp(x, out=None, **kwargs):
     else:
         return "out is not a contiguous writeable array of x's shape and dtype"
     return _Plan(KERNELS["exp"], _FLOATS[xs.dtype], xs.size,
-                 (xs, res.reshape(-1)), lambda _: res)
+                 (xs, res.reshape(-1)), lambda overflow: _exp_done(overflow, res))
+
+
+def _exp_done(overflow, res):
+    if overflow:  # as NumPy does, by np.errstate / np.seterr
+        _fp_error("overflow", "exp")
+    return res
 
 
 def exp(x, out=None, **kwargs):
@@ -252,8 +258,9 @@ def exp(x, out=None, **kwargs):
 
     A contiguous float32/float64 array runs the calibrated, vectorised kernel:
     within 4 ulp of ``numpy.exp`` over the whole range, with NaN, inf,
-    overflow and subnormal results as NumPy gives them (but without NumPy's
-    floating-point warnings).  Anything else, including any other ufunc
+    overflow and subnormal results as NumPy gives them, and an overflow
+    reported as NumPy reports it (a ``RuntimeWarning``, or as
+    ``np.errstate`` says).  Anything else, including any other ufunc
     keyword, is ``numpy.exp``.
 
     Parameters
@@ -541,6 +548,38 @@ def nearest(X, C):
 # The C fast path (breakeven._fast) takes the calls it can run serially at
 # once; it hands everything else to the Python functions above, whose
 # docstrings it wears.
+def _fp_error(kind: str, name: str) -> None:
+    """A floating-point error of a kernel, handled as NumPy handles it in its
+    own functions: by ``np.errstate`` / ``np.seterr`` (``kind`` "overflow",
+    "underflow", "invalid" or "divide by zero")."""
+    key = {"overflow": "over", "underflow": "under", "invalid": "invalid",
+           "divide by zero": "divide"}[kind]
+    mode = np.geterr()[key]
+    if mode == "ignore":
+        return
+    msg = f"{kind} encountered in {name}"
+    if mode == "warn":
+        import os
+        import sys
+        import warnings
+
+        # point the warning at the caller's line, outside this package
+        here, frame, level = os.path.dirname(__file__), sys._getframe(1), 2
+        while frame is not None and frame.f_code.co_filename.startswith(here):
+            frame, level = frame.f_back, level + 1
+        warnings.warn(msg, RuntimeWarning, stacklevel=level)
+    elif mode == "raise":
+        raise FloatingPointError(msg)
+    elif mode == "call":
+        flags = {"divide": 1, "over": 2, "under": 4, "invalid": 8}
+        np.geterrcall()(kind, flags[key])
+    elif mode == "print":
+        print(f"Warning: {msg}")
+    elif mode == "log":
+        np.geterrcall().write(f"Warning: {msg}\n")
+
+
+_fast.set_slow_paths(fp_error=_fp_error)
 _fast.set_slow_paths(sum=_sum_slow, dot=dot, axpy=axpy, exp=exp, cumsum=cumsum,
                      histogram=histogram, nearest=nearest)
 for _f in (dot, axpy, exp, cumsum, histogram, nearest):

@@ -23,11 +23,12 @@ cdef inline void _axpy(floating a, const floating *x, floating *y,
         be_axpy_f(a, x, y, n)
 
 
-cdef inline void _exp(const floating *x, floating *out, Py_ssize_t n) noexcept nogil:
+cdef inline int _exp(const floating *x, floating *out, Py_ssize_t n) noexcept nogil:
+    """exp; whether a finite x overflowed to inf."""
     if floating is double:
-        be_exp_d(x, out, n)
+        return be_exp_d(x, out, n)
     else:
-        be_exp_f(x, out, n)
+        return be_exp_f(x, out, n)
 
 
 cdef inline Py_ssize_t _chunk(Py_ssize_t n, int n_threads) noexcept nogil:
@@ -43,7 +44,10 @@ cdef inline void _check_lengths(Py_ssize_t a, Py_ssize_t b, str what) except *:
 
 cdef void _axpy_par(floating a, const floating *x, floating *y, Py_ssize_t n,
                     int nt) noexcept nogil:
-    cdef Py_ssize_t chunk = _chunk(n, nt), t, start
+    cdef Py_ssize_t chunk, t, start
+    if n <= 0:  # nothing to do (and no chunk size to divide by)
+        return
+    chunk = _chunk(n, nt)
     nt = <int>((n + chunk - 1) // chunk)
     if nt <= 1:
         _axpy(a, x, y, n)
@@ -53,16 +57,21 @@ cdef void _axpy_par(floating a, const floating *x, floating *y, Py_ssize_t n,
         _axpy(a, x + start, y + start, min(chunk, n - start))
 
 
-cdef void _exp_par(const floating *x, floating *out, Py_ssize_t n,
-                   int nt) noexcept nogil:
-    cdef Py_ssize_t chunk = _chunk(n, nt), t, start
+cdef int _exp_par(const floating *x, floating *out, Py_ssize_t n,
+                  int nt) noexcept nogil:
+    """exp on up to nt threads; whether a finite x overflowed to inf."""
+    cdef Py_ssize_t chunk, t, start
+    cdef int overflow = 0
+    if n <= 0:  # nothing to do (and no chunk size to divide by)
+        return 0
+    chunk = _chunk(n, nt)
     nt = <int>((n + chunk - 1) // chunk)
     if nt <= 1:
-        _exp(x, out, n)
-        return
+        return _exp(x, out, n)
     for t in prange(nt, num_threads=nt, schedule="static"):
         start = t * chunk
-        _exp(x + start, out + start, min(chunk, n - start))
+        overflow |= _exp(x + start, out + start, min(chunk, n - start))
+    return overflow
 
 
 def axpy_serial(double a, const floating[::1] x, floating[::1] y):
@@ -93,25 +102,31 @@ def axpy_parallel(double a, const floating[::1] x, floating[::1] y,
 def exp_serial(const floating[::1] x, floating[::1] out):
     """``out[:] = exp(x)``, vectorised; within a few ulp of ``np.exp``.
 
-    ``out`` may be ``x`` itself; any other overlap is not allowed.
+    ``out`` may be ``x`` itself; any other overlap is not allowed.  Returns
+    whether a finite x overflowed to inf (NumPy's floating-point overflow).
     """
     cdef Py_ssize_t n = x.shape[0]
+    cdef int overflow
     _check_lengths(n, out.shape[0], "out")
     if n == 0:
-        return
+        return False
     with nogil:
-        _exp(&x[0], &out[0], n)
+        overflow = _exp(&x[0], &out[0], n)
+    return bool(overflow)
 
 
 def exp_parallel(const floating[::1] x, floating[::1] out, Py_ssize_t n_threads):
-    """``out[:] = exp(x)`` with up to ``n_threads`` threads."""
+    """``out[:] = exp(x)`` with up to ``n_threads`` threads; returns whether a
+    finite x overflowed to inf."""
     cdef int nt = check_threads(n_threads)
     cdef Py_ssize_t n = x.shape[0]
+    cdef int overflow
     _check_lengths(n, out.shape[0], "out")
     if n == 0:
-        return
+        return False
     with nogil:
-        _exp_par(&x[0], &out[0], n, nt)
+        overflow = _exp_par(&x[0], &out[0], n, nt)
+    return bool(overflow)
 
 
 # Non-fused entry points for the dispatch fast path (see _elementwise.pxd).
@@ -126,11 +141,11 @@ cdef void axpy_parallel_f(float a, const float *x, float *y, Py_ssize_t n,
     _axpy_par(a, x, y, n, nt)
 
 
-cdef void exp_parallel_d(const double *x, double *out, Py_ssize_t n,
-                         int nt) noexcept nogil:
-    _exp_par(x, out, n, nt)
+cdef int exp_parallel_d(const double *x, double *out, Py_ssize_t n,
+                        int nt) noexcept nogil:
+    return _exp_par(x, out, n, nt)
 
 
-cdef void exp_parallel_f(const float *x, float *out, Py_ssize_t n,
-                         int nt) noexcept nogil:
-    _exp_par(x, out, n, nt)
+cdef int exp_parallel_f(const float *x, float *out, Py_ssize_t n,
+                        int nt) noexcept nogil:
+    return _exp_par(x, out, n, nt)

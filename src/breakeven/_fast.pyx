@@ -648,11 +648,11 @@ cdef inline void _axpy_serial(int d, double a, void *x, void *y,
         be_axpy_f(<float>a, <const float *>x, <float *>y, n)
 
 
-cdef inline void _exp_serial(int d, void *x, void *out, Py_ssize_t n) noexcept nogil:
+cdef inline int _exp_serial(int d, void *x, void *out, Py_ssize_t n) noexcept nogil:
+    """exp; whether a finite x overflowed."""
     if d == 0:
-        be_exp_d(<const double *>x, <double *>out, n)
-    else:
-        be_exp_f(<const float *>x, <float *>out, n)
+        return be_exp_d(<const double *>x, <double *>out, n)
+    return be_exp_f(<const float *>x, <float *>out, n)
 
 
 cdef inline void _cumsum_serial(int d, void *x, void *out,
@@ -867,6 +867,7 @@ def exp(x, out=None, **kwargs):
     cdef double start
     cdef void *px
     cdef void *po
+    cdef int overflow = 0
     if not kwargs and cnp.PyArray_CheckExact(x):
         xs = <cnp.ndarray>x
         d = _dtype_index(xs)
@@ -883,18 +884,20 @@ def exp(x, out=None, **kwargs):
                     if t <= 1:
                         px, po = cnp.PyArray_DATA(xs), cnp.PyArray_DATA(res)
                         if n < NOGIL_MIN:
-                            _exp_serial(d, px, po, n)
+                            overflow = _exp_serial(d, px, po, n)
                         else:
                             with nogil:
-                                _exp_serial(d, px, po, n)
+                                overflow = _exp_serial(d, px, po, n)
                     elif d == 0:
                         with nogil:
-                            exp_parallel_d(<const double *>cnp.PyArray_DATA(xs),
-                                           <double *>cnp.PyArray_DATA(res), n, t)
+                            overflow = exp_parallel_d(
+                                <const double *>cnp.PyArray_DATA(xs),
+                                <double *>cnp.PyArray_DATA(res), n, t)
                     else:
                         with nogil:
-                            exp_parallel_f(<const float *>cnp.PyArray_DATA(xs),
-                                           <float *>cnp.PyArray_DATA(res), n, t)
+                            overflow = exp_parallel_f(
+                                <const float *>cnp.PyArray_DATA(xs),
+                                <float *>cnp.PyArray_DATA(res), n, t)
                 finally:
                     if t > 1:
                         _done(K_EXP, d, t, n, start)
@@ -902,6 +905,8 @@ def exp(x, out=None, **kwargs):
                         if t == 0:
                             _timed_serial(K_EXP, d, start)
                         _unhold()
+                if overflow:  # as NumPy does, by np.errstate / np.seterr
+                    _slow["fp_error"]("overflow", "exp")
                 return res
     return _slow["exp"](x, out, **kwargs)
 

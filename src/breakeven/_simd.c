@@ -157,12 +157,15 @@ BE_DEFINE_AXPY(float, f)
  * inf, overflow and underflow behave as IEEE (and NumPy) say.
  *
  * The input is taken in chunks of BE_EXP_CHUNK.  A chunk whose values all lie
- * in [-708, 708] (the common case) takes the fast path: the result is normal,
- * so 2^n is applied by adding n to p's exponent bits.  Any other chunk
+ * in [-708, 708] ([-87, 88] for float32; the common case) takes the fast
+ * path: the result is normal, so 2^n is applied by adding n to p's exponent
+ * bits.  Any other chunk
  * (NaN, inf, overflow, subnormal results) takes the safe path: x clamped to
  * [-746, 710] (NaN fails both comparisons and propagates), and 2^n applied
  * as two normal factors 2^(n/2) * 2^(n - n/2), so a subnormal result is
- * rounded once, correctly.  Both paths are branch-free and vectorise.
+ * rounded once, correctly.  Both paths are branch-free and vectorise.  The
+ * safe path also reports whether a finite x overflowed to inf, which the
+ * caller turns into NumPy's floating-point error handling (np.errstate).
  *
  * float32 goes through float64 with a degree-6 polynomial (error < 0.07 ulp
  * of float32 before the final rounding), so it is nearly correctly rounded;
@@ -234,12 +237,7 @@ static inline double be_scale_safe(double p, int64_t n)
              * be_bits2d((uint64_t)(n - n1 + 1023) << 52);
 }
 
-static inline int be_exp_in_fast_range(double x)
-{
-    return (x >= -708.0) & (x <= 708.0); /* 0 for NaN */
-}
-
-#define BE_DEFINE_EXP(T, S, POLY)                                             \
+#define BE_DEFINE_EXP(T, S, POLY, FAST_MIN, FAST_MAX)                         \
     static inline void exp_fast_##S(const T *restrict x, T *restrict out,     \
                                     be_index n)                               \
     {                                                                         \
@@ -250,38 +248,48 @@ static inline int be_exp_in_fast_range(double x)
         }                                                                     \
     }                                                                         \
                                                                               \
-    static inline void exp_safe_##S(const T *restrict x, T *restrict out,     \
-                                    be_index n)                               \
+    /* also says whether a finite x gave an infinite result (overflow) */    \
+    static inline int exp_safe_##S(const T *x, T *out, be_index n)            \
     {                                                                         \
+        int overflow = 0;                                                     \
         for (be_index i = 0; i < n; i++) {                                    \
             int64_t e;                                                        \
-            double r = be_exp_reduce(be_exp_clamp((double)x[i]), &e);         \
-            out[i] = (T)be_scale_safe(POLY(r), e);                            \
+            const T xi = x[i]; /* out may be x itself */                      \
+            double r = be_exp_reduce(be_exp_clamp((double)xi), &e);           \
+            const T y = (T)be_scale_safe(POLY(r), e);                         \
+            out[i] = y;                                                       \
+            overflow |= (y == (T)INFINITY) & (xi != (T)INFINITY);             \
         }                                                                     \
+        return overflow;                                                      \
     }                                                                         \
                                                                               \
+    /* every x of the chunk has a normal result in T (0 for NaN) */          \
     static inline int exp_all_fast_##S(const T *x, be_index n)                \
     {                                                                         \
         int fast = 1;                                                         \
         for (be_index i = 0; i < n; i++)                                      \
-            fast &= be_exp_in_fast_range((double)x[i]);                       \
+            fast &= (x[i] >= (T)FAST_MIN) & (x[i] <= (T)FAST_MAX);            \
         return fast;                                                          \
     }                                                                         \
                                                                               \
-    BE_CLONES void be_exp_##S(const T *x, T *out, be_index n)                 \
+    BE_CLONES int be_exp_##S(const T *x, T *out, be_index n)                  \
     {                                                                         \
+        int overflow = 0;                                                     \
         for (be_index i = 0; i < n; i += BE_EXP_CHUNK) {                      \
             be_index len = n - i < BE_EXP_CHUNK ? n - i : BE_EXP_CHUNK;       \
             /* checked before writing: out may be x itself */                 \
             if (exp_all_fast_##S(x + i, len))                                 \
                 exp_fast_##S(x + i, out + i, len);                            \
             else                                                              \
-                exp_safe_##S(x + i, out + i, len);                            \
+                overflow |= exp_safe_##S(x + i, out + i, len);                \
         }                                                                     \
+        return overflow;                                                      \
     }
 
-BE_DEFINE_EXP(double, d, be_exp_poly_d)
-BE_DEFINE_EXP(float, f, be_exp_poly_f)
+/* float64: results normal for |x| <= 708; float32 (computed in float64 and
+   rounded once): for x in [-87, 88] */
+BE_DEFINE_EXP(double, d, be_exp_poly_d, -708.0, 708.0)
+BE_DEFINE_EXP(float, f, be_exp_poly_f, -87.0f, 88.0f)
 
 /* ------------------------------------------------------------------------ */
 /* cumsum                                                                    */

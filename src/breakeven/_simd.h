@@ -45,8 +45,8 @@ float be_dot_block_f(const float *x, const float *y, be_index n);
 /* Element-wise loops over any length. */
 void be_axpy_d(double a, const double *x, double *y, be_index n);
 void be_axpy_f(float a, const float *x, float *y, be_index n);
-void be_exp_d(const double *x, double *out, be_index n);
-void be_exp_f(const float *x, float *out, be_index n);
+int be_exp_d(const double *x, double *out, be_index n);
+int be_exp_f(const float *x, float *out, be_index n);
 void be_add_scalar_d(double *out, be_index n, double c);
 void be_add_scalar_f(float *out, be_index n, float c);
 

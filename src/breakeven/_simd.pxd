@@ -25,8 +25,8 @@ cdef extern from "_simd.h" nogil:
 
     void be_axpy_d(double a, const double *x, double *y, be_index n)
     void be_axpy_f(float a, const float *x, float *y, be_index n)
-    void be_exp_d(const double *x, double *out, be_index n)
-    void be_exp_f(const float *x, float *out, be_index n)
+    int be_exp_d(const double *x, double *out, be_index n)
+    int be_exp_f(const float *x, float *out, be_index n)
     void be_add_scalar_d(double *out, be_index n, double c)
     void be_add_scalar_f(float *out, be_index n, float c)
 

@@ -13,3 +13,18 @@ def private_profile(tmp_path_factory, monkeypatch):
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261126)
+
+
+# Hypothesis profiles (tests/test_fuzz.py): "ci", small and derandomised, is
+# what `make test` runs; `make fuzz` selects "fuzz" (--hypothesis-profile=fuzz),
+# 1,500 examples for each of the nine fuzzed properties: 13,500 in all.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+_SLOW_OK = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+            HealthCheck.data_too_large]
+settings.register_profile("ci", max_examples=40, derandomize=True, deadline=None,
+                          database=None, print_blob=True,
+                          suppress_health_check=_SLOW_OK)
+settings.register_profile("fuzz", max_examples=1500, deadline=None, database=None,
+                          print_blob=True, suppress_health_check=_SLOW_OK)
+settings.load_profile("ci")

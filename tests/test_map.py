@@ -2,6 +2,7 @@
 configuration, process and Dask workers."""
 
 import math
+import os
 import warnings
 
 import joblib
@@ -169,7 +170,18 @@ def test_loky_workers_obey_their_thread_limit(rng):
     assert all(limit == 1 and peak <= 1 for _, limit, peak in entries)
 
 
-def test_dask_cluster(rng):
+@pytest.fixture
+def environ_kept():
+    """Dask's nanny writes its workers' thread limits (OMP_NUM_THREADS=1,
+    ...) into this process's environment; later subprocesses must not
+    inherit them."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_dask_cluster(rng, environ_kept):
     distributed = pytest.importorskip("distributed",
                                       reason="the dask extra is not installed")
     xs = [rng.standard_normal(2 ** 17) for _ in range(8)]

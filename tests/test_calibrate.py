@@ -175,6 +175,34 @@ def test_refine_recovers_from_a_burst_of_interference():
     assert p.threshold("sum", "float64") <= 2 * clean
 
 
+def test_a_burst_after_the_crossover_does_not_remove_the_step():
+    """Parallel wins clearly, then a burst of interference makes the largest
+    sizes look worse in parallel (a monotone table would then stay serial
+    throughout); measured again, they show the parallel win."""
+    cost = curve(1.3, 0.2)
+    true = crossover(cost, 2)
+    works = [w for w in Settings(settle=99).works() if w >= 8 * true]
+    seen = set()
+
+    def measure(kernel, dtype, work, threads, settings):
+        times = {t: cost(work, t) for t in threads}
+        if work in works and work not in seen:  # the first look only
+            seen.add(work)
+            times[2] = times[1] * 2.0
+        return Point(work, times)
+
+    p = cal.calibrate(["sum"], progress=False, dtypes=("float64",),
+                      settings=Settings(margin=0.05, settle=99), measure=measure,
+                      team=lambda threads: ({}, None), usable=2, fingerprint=FP,
+                      batch=lambda usable: dict(BATCH))
+    assert len(works) >= 3 and seen == set(works)
+    found = p.threshold("sum", "float64")
+    assert found is not None and found <= 2 * true, (found, true)
+    assert cal.reversals([Point(1, {1: 1.0, 2: 2.0}), Point(2, {1: 2.0, 2: 1.0}),
+                          Point(4, {1: 4.0, 2: 5.0}), Point(8, {1: 8, 2: 9})],
+                         0.05) == [3, 2]
+
+
 def test_budget_is_respected():
     """A fake clock advances with every measurement; the run stops on time
     and every kernel still gets a table."""

@@ -25,8 +25,7 @@ Exactness, as the documentation promises it:
   best one (near-ties may pick another index); with NaN or inf in the data,
   NumPy's index, unless finite values are large enough for squares or
   products to overflow (then where NaN and inf arise depends on rounding,
-  and any index in range is accepted), and rows holding +-inf, on which
-  the kernel differs (an xfail in test_reliability.py).
+  and any index in range is accepted).
 
 The default profile (``make test``) is small and derandomised; ``make fuzz``
 (``--hypothesis-profile=fuzz``) runs over 10,000 examples in all.
@@ -703,9 +702,7 @@ def test_nearest(specs, as_list, state, ctl):
             big = np.maximum(np.where(np.isfinite(x), np.abs(x), 0).max(1, initial=0),
                              np.where(np.isfinite(c), np.abs(c), 0).max(initial=0))
             overflow = big > np.sqrt(float(np.finfo(dt).max) / (4 * x.shape[1] + 4))
-            # a row holding +-inf: see test_reliability.py (xfail)
-            inf_row = np.any(np.isinf(x), axis=1)
-            must_match = ~inputs & ~overflow & ~inf_row
+            must_match = ~inputs & ~overflow
             np.testing.assert_array_equal(got[must_match], ref[must_match])
             assert np.all((got >= 0) & (got < len(c)))
             with np.errstate(over="ignore"):

@@ -116,12 +116,12 @@ def test_sum_keepdims_of_another_type_is_numpys_error(keepdims):
         be.sum(x, keepdims=keepdims)
 
 
-@pytest.mark.xfail(strict=True, reason="the nearest kernel ranks centres by "
-                   "|c|^2 - 2 x.c without the row's own |x|^2; for a row "
-                   "holding +-inf, NumPy's formula turns -inf into NaN there "
-                   "and picks the first NaN, the kernel the first -inf or NaN")
 def test_nearest_row_with_inf_follows_numpys_formula():
-    X = np.array([[-np.inf, 0.36, 1.3, 1e-40]])
+    """The kernel ranks centres by |c|^2 - 2 x.c, leaving out the row's own
+    |x|^2; for a row holding +-inf NumPy's formula turns -inf into NaN there
+    and picks the first NaN.  Such rows now take the full formula."""
+    X = np.array([[-np.inf, 0.36, 1.3, 1e-40], [np.inf, 0, 0, 0], [np.nan, 1, 1, 1],
+                  [1.0, 2.0, 3.0, 4.0]])
     C = np.array([[4.0, 2, 0, -3], [-2, -5, -5, -5], [-4, 3, 2, 5], [0, 1, 5, 3]])
     with np.errstate(all="ignore"):
         d = (X * X).sum(1)[:, None] - 2 * (X @ C.T) + (C * C).sum(1)[None, :]

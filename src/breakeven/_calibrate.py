@@ -440,13 +440,32 @@ def sweep(kernel: Kernel, dtype: np.dtype, threads: Sequence[int],
     return refine(kernel, dtype, threads, settings, measure, points, penalty)
 
 
+def reversals(points: Sequence[Point], margin: float) -> list[int]:
+    """Sizes where fewer threads win than at a smaller size, where more won
+    by the margin: a monotone table cannot follow them, and they are most
+    often a burst of interference (which only ever adds time), so they are
+    measured again.  Indices, the largest first."""
+    out, most = [], 1
+    for i, p in enumerate(points):
+        best = min(p.times, key=lambda t: (p.times[t], t))
+        if best < most:
+            out.append(i)
+        serial = p.times.get(1, math.inf)
+        for t, s in p.times.items():
+            if t > most and s * (1 + margin) < serial:
+                most = t
+    return out[::-1]
+
+
 def refine(kernel: Kernel, dtype: np.dtype, threads: Sequence[int],
            settings: Settings, measure: Measure, points: list[Point],
            penalty: dict[int, float] | None = None) -> list[Point]:
-    """Measure the sizes on both sides of each chosen step once more and
-    merge: a burst of interference during the sweep (another process on the
-    cores) can make several sizes in a row look serial, and would otherwise
-    push a threshold far up.  Costs a few points per sweep."""
+    """Measure the sizes on both sides of each chosen step once more, and
+    the sizes where fewer threads won than at a smaller size
+    (:func:`reversals`), and merge: a burst of interference during the
+    sweep (another process on the cores) can make several sizes in a row
+    look serial, and would otherwise push a threshold far up, or remove it.
+    Costs a few points per sweep."""
     if len(points) < 2 or max(threads) == 1:
         return points
     out = list(points)
@@ -457,6 +476,7 @@ def refine(kernel: Kernel, dtype: np.dtype, threads: Sequence[int],
             for work_min, _t in choose_steps(pts, settings.margin)[1:]:
                 i = next(i for i, p in enumerate(out) if p.work >= work_min)
                 again.update(range(max(0, i - 2), min(len(out), i + 1)))
+        again.update(reversals(out, settings.margin)[:6])
         again -= done
         if not again:
             break

@@ -104,9 +104,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(f"OpenMP team goes to sleep after ~{sleep} idle; wake-up penalty "
           + ", ".join(f"{t} threads {s * 1e6:.1f} us"
                       for t, s in sorted(profile.team_penalty.items())))
+    if profile.batch:
+        print(_batch_line(profile.batch))
     print(f"calibrated in {profile.elapsed:.1f} s; profile written to {path} "
           f"(host {profile.fingerprint.key})")
     return 0
+
+
+def _batch_line(batch: dict) -> str:
+    start, task = batch.get("start_s", 0.0), batch.get("task_s", 0.0)
+    return (f"joblib threading backend (breakeven.map): {start * 1e3:.1f} ms a "
+            f"run, {task * 1e6:.1f} us a task")
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -125,6 +133,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             "fingerprint": profile.fingerprint.as_dict(),
             "calibrated_at": profile.calibrated_at,
             "sleep_after_us": profile.sleep_after_us,
+            "batch": profile.batch,
             "kernels": {k: {d: {s: [list(x) for x in st] for s, st in v.items()}
                             for d, v in per.items()}
                         for k, per in profile.tables.items()},
@@ -140,6 +149,8 @@ def cmd_show(args: argparse.Namespace) -> int:
               "using the embedded default (run `breakeven calibrate`)")
     print(f"calibrated: {profile.calibrated_at or 'unknown'} "
           f"({_age(profile.calibrated_at)})")
+    if profile.batch:
+        print(_batch_line(profile.batch))
     print()
     print(format_table(profile))
     return 0

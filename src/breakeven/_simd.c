@@ -400,12 +400,41 @@ BE_DEFINE_HIST(float, f, nextafterf, 0x1p-23)
 /* nearest: the parts around gemm                                            */
 /* ------------------------------------------------------------------------ */
 
+/* The argmin of NumPy's full formula (|x|^2 - 2 x.c) + |c|^2 for a row x
+   whose |x|^2 is inf or NaN: there the term cannot be left out (inf - inf
+   is NaN), and np.argmin takes the first NaN, else the first minimum. */
 #define BE_DEFINE_NEAREST(T, S)                                               \
+    static int64_t argmin_full_##S(const T *gr, be_index m, const T *cn,      \
+                                   T xn)                                      \
+    {                                                                         \
+        T best = (xn - 2 * gr[0]) + cn[0];                                    \
+        int64_t arg = 0;                                                      \
+        if (best != best) return 0;                                           \
+        for (be_index j = 1; j < m; j++) {                                    \
+            T dist = (xn - 2 * gr[j]) + cn[j];                                \
+            if (dist != dist) return j;                                       \
+            if (dist < best) { best = dist; arg = j; }                        \
+        }                                                                     \
+        return arg;                                                           \
+    }                                                                         \
+                                                                              \
     BE_CLONES void be_argmin_rows_##S(const T *g, be_index rows, be_index m,  \
-                                      const T *cn, int64_t *out)              \
+                                      const T *cn, const T *x, be_index d,    \
+                                      int64_t *out)                           \
     {                                                                         \
         for (be_index r = 0; r < rows; r++) {                                 \
             const T *gr = g + r * m;                                          \
+            if (!isfinite(gr[0])) {                                           \
+                /* a row holding inf or NaN makes every product non-finite:  \
+                 * check |x|^2 (rare, so computed only here) */               \
+                T xn = (T)0;                                                  \
+                for (be_index k = 0; k < d; k++)                              \
+                    xn += x[r * d + k] * x[r * d + k];                        \
+                if (!isfinite(xn)) {                                          \
+                    out[r] = argmin_full_##S(gr, m, cn, xn);                  \
+                    continue;                                                 \
+                }                                                             \
+            }                                                                 \
             T best = cn[0] - 2 * gr[0];                                       \
             int64_t arg = 0;                                                  \
             /* like np.argmin: strict <, so ties keep the lowest index, and  \

@@ -63,11 +63,13 @@ void be_hist_f(const float *x, be_index n, const float *edges, be_index bins,
                double lo, double hi, int64_t *counts);
 
 /* For each of `rows` rows of g (row stride m): argmin_j cn[j] - 2 g[j],
- * ties to the lowest j. */
+ * ties to the lowest j; for a row of x (row stride d) whose squared norm is
+ * inf or NaN, the argmin of NumPy's full formula (|x|^2 - 2 g[j]) + cn[j]. */
 void be_argmin_rows_d(const double *g, be_index rows, be_index m,
-                      const double *cn, int64_t *out);
+                      const double *cn, const double *x, be_index d,
+                      int64_t *out);
 void be_argmin_rows_f(const float *g, be_index rows, be_index m,
-                      const float *cn, int64_t *out);
+                      const float *cn, const float *x, be_index d, int64_t *out);
 /* Squared norms of rows (row stride d). */
 void be_sqnorm_rows_d(const double *c, be_index rows, be_index d, double *out);
 void be_sqnorm_rows_f(const float *c, be_index rows, be_index d, float *out);

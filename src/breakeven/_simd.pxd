@@ -39,8 +39,10 @@ cdef extern from "_simd.h" nogil:
                    double lo, double hi, int64_t *counts)
 
     void be_argmin_rows_d(const double *g, be_index rows, be_index m,
-                          const double *cn, int64_t *out)
+                          const double *cn, const double *x, be_index d,
+                          int64_t *out)
     void be_argmin_rows_f(const float *g, be_index rows, be_index m,
-                          const float *cn, int64_t *out)
+                          const float *cn, const float *x, be_index d,
+                          int64_t *out)
     void be_sqnorm_rows_d(const double *c, be_index rows, be_index d, double *out)
     void be_sqnorm_rows_f(const float *c, be_index rows, be_index d, float *out)

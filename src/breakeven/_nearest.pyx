@@ -4,8 +4,10 @@ For each chunk of rows of X, ``G = X_chunk @ C.T`` comes from BLAS ``gemm``
 (``scipy.linalg.cython_blas``), called inside the ``prange`` loop, one chunk
 per iteration (the pattern of scikit-learn's k-means); then each row takes
 ``argmin_j |c_j|^2 - 2 G[i, j]`` (``|x_i|^2`` is the same for every j), with
-ties to the lowest index.  The chunk size depends on the shapes only, so
-every thread count computes the same products.
+ties to the lowest index; a row whose ``|x_i|^2`` is inf or NaN takes the
+argmin of NumPy's full formula instead, as ``inf - inf`` makes NaNs there.
+The chunk size depends on the shapes only, so every thread count computes
+the same products.
 
 BLAS must run single-threaded inside the parallel loop: the caller caps it
 (threadpoolctl), as the dispatcher does.
@@ -52,11 +54,11 @@ cdef void _chunk(const floating *X, Py_ssize_t rows, const floating *C,
     if floating is double:
         dgemm(&transa, &transb, &mm, &nn, &kk, &alpha, <double *>C, &kk,
               <double *>X, &kk, &beta, g, &mm)
-        be_argmin_rows_d(g, rows, m, cn, out)
+        be_argmin_rows_d(g, rows, m, cn, X, d, out)
     else:
         sgemm(&transa, &transb, &mm, &nn, &kk, &alpha, <float *>C, &kk,
               <float *>X, &kk, &beta, g, &mm)
-        be_argmin_rows_f(g, rows, m, cn, out)
+        be_argmin_rows_f(g, rows, m, cn, X, d, out)
 
 
 cdef _check_shapes(Py_ssize_t n, Py_ssize_t d, Py_ssize_t m, Py_ssize_t dc):

@@ -215,6 +215,15 @@ def test_cumsum_out(paths):
     np.testing.assert_allclose(y, np.cumsum(F64), rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("bins", [10**30, 2**41])
+def test_histogram_with_more_bins_than_memory_raises_numpys_error(bins, paths):
+    x = np.linspace(0.0, 1.0, 16)
+    with pytest.raises(Exception) as ref:
+        np.histogram(x, bins, (0.0, 1.0))
+    with pytest.raises(type(ref.value)):
+        be.histogram(x, bins, (0.0, 1.0))
+
+
 @pytest.mark.parametrize("a,args,kw", [
     (F64, (), {}), (F32, (7,), {}), (M, (5, (-1, 1)), {}), (F64, (12, (-1, 1)), {}),
     (F32, (12, (-1.0, 1.0)), {}), (F32, (12, (np.float64(-1), np.float64(1))), {}),

@@ -383,6 +383,8 @@ def _plan_histogram(a, bins=10, range=None, density=None, weights=None):
         return "weights or density given"
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
         return "bins is not a positive integer"
+    if bins > 1 << 40:
+        return "more bins than the kernel counts"
     in_dtype = False
     if range is None:
         if xs.size == 0:

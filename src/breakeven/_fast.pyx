@@ -23,7 +23,8 @@ inside an update.
 cimport numpy as cnp
 
 from cpython.float cimport PyFloat_AsDouble, PyFloat_CheckExact
-from cpython.long cimport PyLong_CheckExact
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
+from libc.math cimport INFINITY
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from breakeven._elementwise cimport (
@@ -51,8 +52,7 @@ from breakeven._scan cimport (
 )
 from breakeven._simd cimport be_axpy_d, be_axpy_f, be_exp_d, be_exp_f
 
-from breakeven._histogram import histogram_parallel as _histogram_parallel
-from breakeven._histogram import histogram_serial as _histogram_serial
+from breakeven._histogram cimport count as _histogram_count
 from breakeven._nearest import nearest_parallel as _nearest_parallel
 from breakeven._nearest import nearest_serial as _nearest_serial
 
@@ -216,11 +216,11 @@ def configure(steps, double sleep_after_s, slow, severe, backoff_after, on_backo
         k, d = KERNEL_NAMES.index(kname), DTYPE_NAMES.index(dname)
         table = tuple(table)[:MAX_STEPS]
         _n_steps[k][d] = len(table)
-        _hot[k][d] = float("inf")
+        _hot[k][d] = INFINITY
         for i, (w, t) in enumerate(table):
             _step_work[k][d][i] = w
             _step_threads[k][d][i] = t
-            if t > 1 and _hot[k][d] == float("inf"):
+            if t > 1 and _hot[k][d] == INFINITY:
                 _hot[k][d] = w
     _sleep_after = sleep_after_s
     _SLOW, _SEVERE, _BACKOFF_AFTER = slow, severe, backoff_after
@@ -974,6 +974,8 @@ def histogram(a, bins=10, range=None, density=None, weights=None):
     cdef cnp.ndarray xs
     cdef int d, t
     cdef Py_ssize_t n
+    cdef long long nbins
+    cdef int overflow = 0
     cdef double lo, hi, start
     if (weights is None and (density is None or density is False)
             and PyLong_CheckExact(bins) and type(range) is tuple
@@ -981,16 +983,16 @@ def histogram(a, bins=10, range=None, density=None, weights=None):
         xs = <cnp.ndarray>a
         d = _dtype_index(xs)
         n = cnp.PyArray_SIZE(xs)
-        if (d >= 0 and bins >= 1 and _plain_number(range[0])
-                and _plain_number(range[1])):
+        nbins = PyLong_AsLongLongAndOverflow(bins, &overflow)
+        if (d >= 0 and overflow == 0 and 1 <= nbins <= (1 << 40)
+                and _plain_number(range[0]) and _plain_number(range[1])):
             lo, hi = range[0], range[1]
-            if lo < hi and hi - lo < float("inf"):  # finite, increasing
-                flat = xs if cnp.PyArray_NDIM(xs) == 1 else xs.reshape(-1)
+            if lo < hi and hi - lo < INFINITY:  # finite, increasing
                 t = _route(K_HISTOGRAM, d, n)
                 if t == 0 or t == 1:
                     start = _now() if t == 0 else 0.0
                     try:
-                        return _histogram_serial(flat, bins, lo, hi)
+                        return _histogram_count(xs, nbins, lo, hi, 1)
                     finally:
                         if t == 0:
                             _timed_serial(K_HISTOGRAM, d, start)
@@ -998,7 +1000,7 @@ def histogram(a, bins=10, range=None, density=None, weights=None):
                 if t > 1:
                     start = _now()
                     try:
-                        return _histogram_parallel(flat, bins, lo, hi, t)
+                        return _histogram_count(xs, nbins, lo, hi, t)
                     finally:
                         _done(K_HISTOGRAM, d, t, n, start)
     return _slow["histogram"](a, bins, range, density, weights)

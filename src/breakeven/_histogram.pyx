@@ -155,6 +155,10 @@ cdef tuple _count(cnp.ndarray x, Py_ssize_t bins, double lo, double hi, int nt,
     return counts_arr, edges_arr
 
 
+cdef tuple count(cnp.ndarray x, Py_ssize_t bins, double lo, double hi, int nt):
+    return _count(x, bins, lo, hi, nt, False)
+
+
 def histogram_serial(x, Py_ssize_t bins, double lo, double hi, *,
                      bint edges_in_dtype=False):
     """Counts of ``x`` in ``bins`` equal bins over ``[lo, hi]``, on one thread.

@@ -1,0 +1,7 @@
+cimport numpy as cnp
+
+
+# For the dispatch fast path: counts and edges of a C-contiguous, aligned,
+# native float32/float64 array (any shape, taken flat), bins >= 1 and a
+# finite range lo < hi, all checked by the caller; nt threads (1: serial).
+cdef tuple count(cnp.ndarray x, Py_ssize_t bins, double lo, double hi, int nt)

@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     workers = usable_cpus()
     prof = _dispatch.profile()
     rng = np.random.default_rng(8)
-    reps = 5 if args.quick else 11
+    reps = 5 if args.quick else 21
     out = [
         "# breakeven.map against fixed ways of running a batch",
         "",
@@ -78,9 +78,9 @@ def main(argv=None) -> int:
         f"{be.__version__}, numpy {np.__version__}",
         f"- profile: {prof.source} (host {prof.fingerprint.key}); joblib "
         f"overhead in it: {prof.batch or 'not calibrated'}",
-        f"- medians of {reps} interleaved runs of each batch; ratios to the "
-        "better of always-inner and always-outer, median [min-max] of "
-        "run-wise ratios",
+        f"- medians of {reps} interleaved timings of each batch (each timing "
+        "repeats the batch for at least 50 ms); ratios to the better of "
+        "always-inner and always-outer, median [min-max] of timing-wise ratios",
         "",
         "| kernel | batch | map's plan | map | always-inner | always-outer "
         "| NumPy loop | map / better |",
@@ -98,7 +98,8 @@ def main(argv=None) -> int:
                 "outer": lambda f=func, it=items: always_outer(f, it, workers),
                 "numpy": lambda f=ref, it=items: [f(x) for x in it],
             }
-            t = time_interleaved(cands, repeats=reps, min_batch_time=0.0)
+            t = time_interleaved(cands, repeats=reps,
+                                 min_batch_time=0.01 if args.quick else 0.05)
             runs = [min(i, o) for i, o in zip(t["inner"].samples,
                                               t["outer"].samples, strict=True)]
             ratios = sorted(m / b for m, b in zip(t["map"].samples, runs,

@@ -611,11 +611,19 @@ def test_feedback_backs_off_under_contention_and_recovers(eager, monkeypatch):
                 break
         assert be.explain(be.sum, x).threads == CPUS
         # two extreme calls in a row are enough to back off
+        assert _fast.probe_ratio("sum", "float64") == _dispatch.PROBE_RATIO
         slowdown(50.0)
         be.sum(x)
         assert be.explain(be.sum, x).threads == CPUS
         be.sum(x)
         assert be.explain(be.sum, x).threads < CPUS
+        # ... and backing off again so soon after a probe lifted the back-off
+        # (contention that comes and goes) spaces the probes twice as far
+        assert _fast.probe_ratio("sum", "float64") == 2 * _dispatch.PROBE_RATIO
+        due()  # what was enough before is half of what is needed now
+        be.sum(x)
+        assert be.explain(be.sum, x).threads < CPUS
+        assert _fast.backoff_state("sum", "float64")[0]
     finally:
         _fast.set_clock_scale(1.0)
 

@@ -524,7 +524,7 @@ class _Feedback:
         """(threads allowed, whether this call is a probe)."""
         if not self.cap or threads <= self.cap:
             return threads, False
-        if self.spent >= PROBE_RATIO * self.probe_cost:
+        if self.spent >= _fast.probe_ratio(*self.key) * self.probe_cost:
             return threads, True
         return self.cap, False
 
@@ -640,7 +640,7 @@ def _decide(kernel: str, dtype: str, work: int, explain: bool
     if kernel in _fast.KERNEL_NAMES:  # the C path keeps this kernel's back-off
         on, cap, spent, cost = _fast.backoff_state(kernel, dtype)
         if on and t > cap:
-            if spent < PROBE_RATIO * cost:
+            if spent < _fast.probe_ratio(kernel, dtype) * cost:
                 t = cap
                 backed_off = True
                 if explain:

@@ -150,6 +150,13 @@ cdef double _spent[N_KERNELS][2]
 cdef double _probe_cost[N_KERNELS][2]
 cdef bint _probing[N_KERNELS][2]
 cdef double _PROBE_RATIO = 20.0
+# The probe spacing in force (a multiple of _PROBE_RATIO): doubled when a
+# kernel backs off again soon after a probe lifted its back-off (contention
+# that comes and goes), back to _PROBE_RATIO after a calm spell.
+cdef double _ratio[N_KERNELS][2]
+cdef double _recovered_at[N_KERNELS][2]
+cdef double RELAPSE_WINDOW = 2.0  # seconds
+cdef double MAX_RATIO_FACTOR = 64.0
 cdef object _on_recover = None
 # Multiplies the measured duration of parallel calls: 1 except in tests,
 # which make calls look slow to exercise the contention check.
@@ -187,6 +194,8 @@ def _clear_tables():
             _spent[k][d] = 0
             _probe_cost[k][d] = 0
             _probing[k][d] = False
+            _ratio[k][d] = _PROBE_RATIO
+            _recovered_at[k][d] = -1e9
             for b in range(BUCKETS):
                 _best[k][d][b] = 0
                 _seeded_from[k][d][b] = -100
@@ -208,6 +217,7 @@ def configure(steps, double sleep_after_s, slow, severe, backoff_after, on_backo
     global _sleep_after, _SLOW, _SEVERE, _BACKOFF_AFTER, _on_backoff, _configured
     global _PROBE_RATIO, _on_recover
     cdef int k, d, i
+    _PROBE_RATIO = probe_ratio
     _clear_tables()
     _configured = True
     for (kname, dname), table in steps.items():
@@ -225,7 +235,6 @@ def configure(steps, double sleep_after_s, slow, severe, backoff_after, on_backo
     _sleep_after = sleep_after_s
     _SLOW, _SEVERE, _BACKOFF_AFTER = slow, severe, backoff_after
     _on_backoff = on_backoff
-    _PROBE_RATIO = probe_ratio
     _on_recover = on_recover
 
 
@@ -430,7 +439,7 @@ def set_backoff(str kernel, str dtype, bint on, int cap=1, double probe_cost=0.0
     if kernel in KERNEL_NAMES and dtype in DTYPE_NAMES:
         k, d = KERNEL_NAMES.index(kernel), DTYPE_NAMES.index(dtype)
         if on:
-            _start_backoff(k, d, cap, probe_cost)
+            _start_backoff(k, d, cap, probe_cost, not _backoff[k][d])
         else:
             _lift_backoff(k, d)
 
@@ -447,7 +456,22 @@ def backoff_state(str kernel, str dtype):
     return bool(_backoff[k][d]), _cap[k][d], _spent[k][d], _probe_cost[k][d]
 
 
-cdef inline void _start_backoff(int k, int d, int cap, double cost) noexcept:
+def probe_ratio(str kernel, str dtype):
+    """The spacing of probes in force: calls take this many times the last
+    slow call's time between two probes."""
+    return _ratio[KERNEL_NAMES.index(kernel)][DTYPE_NAMES.index(dtype)]
+
+
+cdef inline void _start_backoff(int k, int d, int cap, double cost,
+                                bint respace=True) noexcept:
+    if not respace:
+        pass  # the Python side recording a back-off this path started
+    elif _now() - _recovered_at[k][d] < RELAPSE_WINDOW:
+        # the contention came back right after a probe found it gone:
+        # probe half as often
+        _ratio[k][d] = min(_ratio[k][d] * 2, _PROBE_RATIO * MAX_RATIO_FACTOR)
+    else:
+        _ratio[k][d] = _PROBE_RATIO
     _backoff[k][d] = True
     _cap[k][d] = cap if cap >= 1 else 1
     _spent[k][d] = 0
@@ -456,6 +480,8 @@ cdef inline void _start_backoff(int k, int d, int cap, double cost) noexcept:
 
 
 cdef inline void _lift_backoff(int k, int d) noexcept:
+    if _backoff[k][d]:
+        _recovered_at[k][d] = _now()
     _backoff[k][d] = False
     _cap[k][d] = 0
     _spent[k][d] = 0
@@ -522,7 +548,7 @@ cdef int _route(int k, int d, Py_ssize_t n) noexcept:
             # backed off: fewer threads, and the call is timed (return 0 for
             # a timed serial call); a probe at full threads once the calls
             # have taken PROBE_RATIO x the last slow one
-            if t > _cap[k][d] and _spent[k][d] >= _PROBE_RATIO * _probe_cost[k][d]:
+            if t > _cap[k][d] and _spent[k][d] >= _ratio[k][d] * _probe_cost[k][d]:
                 _probing[k][d] = True
             elif t > _cap[k][d]:
                 t = _cap[k][d]

@@ -6,7 +6,8 @@
     ratio to min(serial, parallel) measured in the same batch rotation.
 (b) The alternating loop: a 200x200 ``A @ B`` and a 64k-element ``exp`` in a
     loop, with the exp serial or parallel and BLAS at 1 or at its default
-    threads, against ``breakeven.exp`` left to itself (BLAS at its default).
+    threads, against ``breakeven.exp`` left to itself (BLAS at its default);
+    each batch after 150 ms idle, so none inherits another's spinning threads.
 (c) Overhead at n=16: ``breakeven.sum`` against a direct call of the serial
     kernel and against ``np.sum``.
 
@@ -26,7 +27,7 @@ import sys
 import time
 
 import numpy as np
-from _common import dropin
+from _common import Staged, dropin
 from threadpoolctl import ThreadpoolController
 
 import breakeven as be
@@ -36,6 +37,8 @@ from breakeven._threads import usable_cpus
 from breakeven._timing import time_interleaved
 
 GRAIN = 32768
+# idle seconds before each batch of the alternating loop (see alternating)
+SETTLE = 0.15
 
 
 def envelope(sizes, repeats, out):
@@ -117,7 +120,15 @@ def alternating(iters, repeats, out, details=None):
     # the parts alone, for the slowdown figure
     t_mm = min(_time(lambda: A @ B, 200) for _ in range(5))
     t_exp = min(_time(lambda: k.parallel(x, o, threads), 200) for _ in range(5))
-    t = time_interleaved(configs, repeats=repeats, min_batch_time=0.0)
+    # Each batch starts after SETTLE seconds idle, outside the timed region,
+    # so that no configuration inherits the threads another left spinning
+    # (OpenBLAS's workers spin ~0.1 s after a call).
+    def settle():
+        time.sleep(SETTLE)
+
+    staged = Staged({name: (fn, settle, None) for name, fn in configs.items()})
+    with staged:
+        t = time_interleaved(staged, repeats=repeats, min_batch_time=0.0)
     best = min(v.median for name, v in t.items() if not name.startswith("breakeven"))
     out.append(f"## (b) Alternating 200x200 A @ B and 64k exp, {iters} iterations\n")
     out.append(f"Parts alone: A @ B {t_mm * 1e6:.0f} us, parallel exp "

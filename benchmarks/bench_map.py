@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import platform
 import sys
 
@@ -79,8 +80,9 @@ def main(argv=None) -> int:
         f"- profile: {prof.source} (host {prof.fingerprint.key}); joblib "
         f"overhead in it: {prof.batch or 'not calibrated'}",
         f"- medians of {reps} interleaved timings of each batch (each timing "
-        "repeats the batch for at least 50 ms); ratios to the better of "
-        "always-inner and always-outer, median [min-max] of timing-wise ratios",
+        "repeats the batch for at least 50 ms, garbage collection off as in "
+        "timeit); ratios to the better of always-inner and always-outer, "
+        "median [min-max] of timing-wise ratios",
         "",
         "| kernel | batch | map's plan | map | always-inner | always-outer "
         "| NumPy loop | map / better |",
@@ -98,8 +100,16 @@ def main(argv=None) -> int:
                 "outer": lambda f=func, it=items: always_outer(f, it, workers),
                 "numpy": lambda f=ref, it=items: [f(x) for x in it],
             }
-            t = time_interleaved(cands, repeats=reps,
-                                 min_batch_time=0.01 if args.quick else 0.05)
+            # as timeit does: no garbage collection while timing (a batch of
+            # 10^4 results triggers collections at arbitrary points, and
+            # which candidate pays for them is chance)
+            gc.collect()
+            gc.disable()
+            try:
+                t = time_interleaved(cands, repeats=reps,
+                                     min_batch_time=0.01 if args.quick else 0.05)
+            finally:
+                gc.enable()
             runs = [min(i, o) for i, o in zip(t["inner"].samples,
                                               t["outer"].samples, strict=True)]
             ratios = sorted(m / b for m, b in zip(t["map"].samples, runs,

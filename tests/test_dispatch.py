@@ -322,6 +322,34 @@ def test_lone_calls_use_the_cold_table():
         ("parallel" if CPUS >= 2 else "serial")
 
 
+def test_lone_calls_are_decided_in_c_from_the_cold_table(monkeypatch):
+    """A lone call (the team asleep) takes the cold table on the C path, and
+    its time, which includes waking the team, is not taken for contention."""
+    from breakeven import _fast
+
+    p = eager_profile(threshold=1000, cold=100_000)
+    _dispatch.reset(p)
+    be.sum(np.ones(10))  # the profile is loaded and the C path configured
+
+    def fail(*a, **k):
+        raise AssertionError("took the Python path")
+
+    monkeypatch.setattr(_dispatch, "run", fail)
+    x, big = np.ones(5000), np.ones(200_000)
+    try:
+        _fast.set_clock_scale(50.0)  # parallel calls would look very slow
+        for _ in range(2 * _dispatch.BACKOFF_AFTER):
+            _dispatch._state.last_call = _dispatch._state.last_parallel = -1e9
+            assert be.sum(x) == 5000.0  # cold table: serial
+            _dispatch._state.last_call = _dispatch._state.last_parallel = -1e9
+            _dispatch._fast.reset_peak()
+            assert be.sum(big) == 200_000.0  # cold table: parallel
+            assert _dispatch._state.peak_in_flight == min(CPUS, 2) or CPUS < 2
+        assert not _fast.backoff_state("sum", "float64")[0]
+    finally:
+        _fast.set_clock_scale(1.0)
+
+
 @needs2
 def test_threads_caps_nest_and_are_thread_local(eager):
     x = np.ones(5000)

@@ -20,10 +20,11 @@ BLAS, spinning on the cores), that kernel backs off to fewer threads, then
 probes again later so it recovers once the contention is gone.
 
 Most calls never reach this module: the C path in ``breakeven._fast``
-makes the serial decisions, the hot parallel ones, forced and capped thread
-counts and the back-off, and shares its core budget, clocks and back-off
-state with the code here, which handles the rest (lone calls, sections'
-BLAS cap, kernels without a C path, explain()).
+makes the serial decisions, the parallel ones from the hot and the cold
+tables, forced and capped thread counts and the back-off, and shares its
+core budget, clocks and back-off state with the code here, which handles
+the rest (the first call, lone calls of a backed-off kernel, kernels
+without a C path, the BLAS cap of BLAS other than OpenBLAS, explain()).
 """
 
 from __future__ import annotations
@@ -190,8 +191,10 @@ def _sync_fast() -> None:
         _fast.unconfigure()
         return
     steps = {(k, d): p.steps(k, d, "hot") for k in p.tables for d in p.tables[k]}
+    cold = {(k, d): p.steps(k, d, "cold") for k in p.tables for d in p.tables[k]}
     _fast.configure(steps, (p.sleep_after_us or 0) / 1e6, SLOW, SEVERE,
-                    BACKOFF_AFTER, _backoff_from_fast, PROBE_RATIO, _recover_from_fast)
+                    BACKOFF_AFTER, _backoff_from_fast, PROBE_RATIO, _recover_from_fast,
+                    cold)
     for (k, d) in steps:
         for work, threads, seconds in p.times(k, d, parallel_only=True):
             _fast.seed_rate(k, d, threads, work, seconds / work)

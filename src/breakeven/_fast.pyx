@@ -78,6 +78,9 @@ cdef extern from *:
     /* 1 while this thread runs a parallel-sized call serially on a core
        taken from the budget (so that concurrent callers leave it alone) */
     static __thread int be_tl_held = 0;
+    /* 1 from the routing of a lone parallel call (cold team) to its end:
+       its time includes the team's wake-up and says nothing of contention */
+    static __thread int be_tl_cold = 0;
     static void be_set_thread_controls(int exact, int cap, int section) {
         be_tl_exact = exact; be_tl_cap = cap; be_tl_section = section;
     }
@@ -86,6 +89,7 @@ cdef extern from *:
     int be_tl_cap
     int be_tl_section
     int be_tl_held
+    int be_tl_cold
     void be_set_thread_controls(int exact, int cap, int section)
 
 cdef object _NoValue = np._NoValue
@@ -119,6 +123,10 @@ cdef double _hot[N_KERNELS][2]
 cdef Py_ssize_t _step_work[N_KERNELS][2][MAX_STEPS]
 cdef int _step_threads[N_KERNELS][2][MAX_STEPS]
 cdef int _n_steps[N_KERNELS][2]
+# the cold tables (a lone call: the team has gone to sleep)
+cdef Py_ssize_t _cstep_work[N_KERNELS][2][MAX_STEPS]
+cdef int _cstep_threads[N_KERNELS][2][MAX_STEPS]
+cdef int _n_csteps[N_KERNELS][2]
 
 # The core budget, shared with the Python dispatcher.
 cdef int _usable = 1
@@ -186,6 +194,7 @@ def _clear_tables():
         for d in range(2):
             _hot[k][d] = 0
             _n_steps[k][d] = 0
+            _n_csteps[k][d] = 0
             _best_threads[k][d] = 0
             _slow_run[k][d] = 0
             _severe_run[k][d] = 0
@@ -210,10 +219,11 @@ _clear_tables()
 
 
 def configure(steps, double sleep_after_s, slow, severe, backoff_after, on_backoff,
-              probe_ratio=20.0, on_recover=None):
+              probe_ratio=20.0, on_recover=None, cold_steps=None):
     """Load the hot tables ``{(kernel, dtype): ((work_min, threads), ...)}``
     (missing ones: always the Python path), the team's sleep time, the
-    contention constants and the back-off callback."""
+    contention constants and the back-off callback, and the cold tables
+    (missing ones: lone calls take the Python path)."""
     global _sleep_after, _SLOW, _SEVERE, _BACKOFF_AFTER, _on_backoff, _configured
     global _PROBE_RATIO, _on_recover
     cdef int k, d, i
@@ -232,6 +242,15 @@ def configure(steps, double sleep_after_s, slow, severe, backoff_after, on_backo
             _step_threads[k][d][i] = t
             if t > 1 and _hot[k][d] == INFINITY:
                 _hot[k][d] = w
+    for (kname, dname), table in (cold_steps or {}).items():
+        if kname not in KERNEL_NAMES or dname not in DTYPE_NAMES:
+            continue
+        k, d = KERNEL_NAMES.index(kname), DTYPE_NAMES.index(dname)
+        table = tuple(table)[:MAX_STEPS]
+        _n_csteps[k][d] = len(table)
+        for i, (w, t) in enumerate(table):
+            _cstep_work[k][d][i] = w
+            _cstep_threads[k][d][i] = t
     _sleep_after = sleep_after_s
     _SLOW, _SEVERE, _BACKOFF_AFTER = slow, severe, backoff_after
     _on_backoff = on_backoff
@@ -517,9 +536,10 @@ cdef int _route(int k, int d, Py_ssize_t n) noexcept:
     """1: run serially here; t >= 2: run with t threads here (taken from the
     budget, or from this thread's section); -1: the Python dispatcher
     decides (a lone call, a back-off, no profile yet)."""
-    global _free, _in_flight, _peak, _last_call, be_tl_held
+    global _free, _in_flight, _peak, _last_call, be_tl_held, be_tl_cold
     cdef int t, i, limit
     cdef double now, recent
+    cdef bint lone = False
     if d < 0:
         return -1
     if _forked:
@@ -536,12 +556,22 @@ cdef int _route(int k, int d, Py_ssize_t n) noexcept:
         if not be_tl_section:
             recent = _last_parallel if _last_parallel > _last_call else _last_call
             if _sleep_after > 0 and now - recent > _sleep_after:
-                return -1  # a lone call: the cold table, in Python
+                # a lone call: the cold table (the Python path when there is
+                # none, or while the kernel is backed off)
+                if _n_csteps[k][d] == 0 or _backoff[k][d]:
+                    return -1
+                lone = True
         t = 1
-        for i in range(_n_steps[k][d]):
-            if n < _step_work[k][d][i]:
-                break
-            t = _step_threads[k][d][i]
+        if lone:
+            for i in range(_n_csteps[k][d]):
+                if n < _cstep_work[k][d][i]:
+                    break
+                t = _cstep_threads[k][d][i]
+        else:
+            for i in range(_n_steps[k][d]):
+                if n < _step_work[k][d][i]:
+                    break
+                t = _step_threads[k][d][i]
         if be_tl_cap and t > be_tl_cap:
             t = be_tl_cap
         if _backoff[k][d]:
@@ -585,6 +615,7 @@ cdef int _route(int k, int d, Py_ssize_t n) noexcept:
     _in_flight += t
     if _in_flight > _peak:
         _peak = _in_flight
+    be_tl_cold = lone
     return t
 
 
@@ -601,7 +632,7 @@ cdef inline void _unhold() noexcept:
 cdef void _done(int k, int d, int t, Py_ssize_t n, double start) except *:
     """After a parallel call of t threads started at ``start``: return the
     cores, note the time, check for contention."""
-    global _free, _in_flight, _last_parallel
+    global _free, _in_flight, _last_parallel, be_tl_cold
     cdef double end = _now()
     cdef double secs = (end - start) * _clock_scale, rate, best
     cdef int b = _bucket(n), i
@@ -609,6 +640,9 @@ cdef void _done(int k, int d, int t, Py_ssize_t n, double start) except *:
         _free += t
     _in_flight -= t
     _last_parallel = end
+    if be_tl_cold:  # it woke the team up: not a measure of contention
+        be_tl_cold = 0
+        return
     if be_tl_exact:
         return  # forced counts say nothing about what the table should do
     if _backoff[k][d] and not _probing[k][d]:

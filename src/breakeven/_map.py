@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import itertools
 import math
 import operator
 import os
@@ -91,8 +92,12 @@ def _resolve(func):
     return planner, func
 
 
-def _as_args(item) -> tuple:
-    return item if type(item) is tuple else (item,)
+def _calls(func, items: list, starred: bool) -> list:
+    """``func`` on each item: ``func(*item)`` if the batch's items are
+    argument tuples, else ``func(item)``."""
+    if starred:
+        return list(itertools.starmap(func, items))
+    return [func(it) for it in items]
 
 
 def _n_jobs(n_jobs, configured) -> int | None:
@@ -266,8 +271,9 @@ def _plan(func, items: list, n_jobs) -> MapPlan:
                        "its own host's profile",
                        backend=backend_name, inner_limit=inner_limit)
     plans = []
+    starred = type(items[0]) is tuple
     for item in _sample(items):
-        plan = planner(*_as_args(item))
+        plan = planner(*(item if starred else (item,)))
         if isinstance(plan, str):
             return MapPlan("inner", 1, 0, 1, 0, name,
                            f"items run one after another: NumPy computes some "
@@ -329,7 +335,7 @@ def worker_log() -> list[tuple[int, int, int]]:
     return list(_log)
 
 
-def _apply(func, items: list, threads: int | None):
+def _apply(func, items: list, threads: int | None, starred: bool):
     """Run a batch in a worker: ``func`` (or the built-in of that name) on
     each item, with at most ``threads`` OpenMP threads per call."""
     if isinstance(func, str):
@@ -339,9 +345,9 @@ def _apply(func, items: list, threads: int | None):
     _fast.reset_peak()
     if threads:
         with _dispatch.threads(threads):
-            out = [func(*_as_args(it)) for it in items]
+            out = _calls(func, items, starred)
     else:
-        out = [func(*_as_args(it)) for it in items]
+        out = _calls(func, items, starred)
     _log.append((os.getpid(), _threads.max_threads(), _fast.budget()[3]))
     return out
 
@@ -352,18 +358,19 @@ def _chunks(items: list, tasks: int) -> list[list]:
 
 
 def _run(plan: MapPlan, func, items: list) -> list:
+    starred = bool(items) and type(items[0]) is tuple
     if plan.mode == "inner":
-        return [func(*it) if type(it) is tuple else func(it) for it in items]
+        return _calls(func, items, starred)
     from joblib import Parallel, delayed
 
     if plan.mode == "backend":
         _, ref = _resolve(func)
         parts = Parallel(n_jobs=plan.workers)(
-            delayed(_apply)(ref, chunk, plan.inner_limit)
+            delayed(_apply)(ref, chunk, plan.inner_limit, starred)
             for chunk in _chunks(items, plan.tasks))
     else:
         parts = Parallel(n_jobs=plan.workers, backend="threading")(
-            delayed(_apply)(func, chunk, plan.threads)
+            delayed(_apply)(func, chunk, plan.threads, starred)
             for chunk in _chunks(items, plan.tasks))
     return [r for part in parts for r in part]
 
@@ -386,8 +393,9 @@ def map(func, items, *, n_jobs=None) -> list:  # noqa: A001 - NumPy-style name
         A breakeven function (``breakeven.sum``, ``breakeven.exp``, ...) or a
         kernel of yours registered with :func:`breakeven.kernel`.
     items : iterable
-        One item per call: an array (``func(item)``) or a tuple of
-        arguments (``func(*item)``).
+        One item per call: arrays (``func(item)``), or tuples of arguments
+        (``func(*item)``).  The first item decides which: if it is a tuple,
+        every item is taken as a tuple of arguments.
     n_jobs : int, optional
         At most this many outer workers; ``None`` means
         ``joblib.parallel_config``'s ``n_jobs`` if set, else every usable
@@ -433,7 +441,7 @@ def map(func, items, *, n_jobs=None) -> list:  # noqa: A001 - NumPy-style name
     [np.float64(2.0)]
     """
     try:
-        items = list(items)
+        items = items if type(items) is list else list(items)
     except TypeError:
         raise TypeError(f"items must be an iterable of arrays or argument tuples, "
                         f"got {type(items).__name__}") from None

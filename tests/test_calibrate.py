@@ -106,6 +106,30 @@ def test_a_kernel_that_never_pays_gets_no_parallel_step():
     assert p.threshold("sum", "float64") is None
 
 
+def test_a_sweep_measured_under_interference_is_measured_again():
+    """A whole first sweep during which another process held a core (parallel
+    never pays) is swept once more, and the second look's times win."""
+    cost = curve(1.3, 0.2)
+    true = crossover(cost, 2)
+    first = len(Settings().works()) + 1  # the warm-up and every size
+    calls = []
+
+    def measure(kernel, dtype, work, threads, settings):
+        calls.append(work)
+        times = {t: cost(work, t) for t in threads}
+        if len(calls) <= first:  # the whole first sweep: a busy core
+            times[2] = times[1] * 1.3
+        return Point(work, times)
+
+    p = cal.calibrate(["sum"], progress=False, dtypes=("float64",),
+                      settings=Settings(margin=0.05), measure=measure,
+                      team=lambda threads: ({}, None), usable=2, fingerprint=FP,
+                      batch=lambda usable: dict(BATCH))
+    found = p.threshold("sum", "float64")
+    assert len(calls) > first and found is not None and found <= 2 * true, \
+        (len(calls), found, true)
+
+
 def test_three_thread_counts_give_a_monotone_table():
     cost = curve(2.0, 0.3)
     p = run(cost, usable=4, noise=0.05, seed=3)

@@ -589,6 +589,17 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
         deadline = clock() + max(0.0, remaining) / (len(jobs) - i)
         pts = sweep(KERNELS[name], dtype, threads, settings, measure, deadline,
                     clock, penalty)
+        if usable > 1 and len(choose_steps(pts, settings.margin)) == 1 \
+                and clock() < deadline:
+            # Parallel never paid: true of some kernels, but also what a sweep
+            # measured while another process held a core looks like.  Sweep
+            # once more, in what is left of this kernel's share, and keep
+            # each size's faster times (interference only ever adds time); the
+            # second sweep's sizes are the ones kept (it stops where it settles).
+            first = {p.work: p for p in pts}
+            pts = [merge(p, first[p.work]) if p.work in first else p
+                   for p in sweep(KERNELS[name], dtype, threads, settings,
+                                  measure, deadline, clock, penalty)]
         hot = choose_steps(pts, settings.margin)
         cold = choose_steps(with_penalty(pts, penalty), settings.margin)
         # what calls took here: the parallel times are dispatch's yardstick

@@ -440,6 +440,12 @@ def sweep(kernel: Kernel, dtype: np.dtype, threads: Sequence[int],
     return refine(kernel, dtype, threads, settings, measure, points, penalty)
 
 
+def best_gain(points: Sequence[Point]) -> float:
+    """The largest speed-up over serial any thread count reached."""
+    return max((p.times[1] / s for p in points for t, s in p.times.items()
+                if t > 1 and s > 0 and p.times.get(1)), default=1.0)
+
+
 def reversals(points: Sequence[Point], margin: float) -> list[int]:
     """Sizes where fewer threads win than at a smaller size, where more won
     by the margin: a monotone table cannot follow them, and they are most
@@ -589,13 +595,14 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
         deadline = clock() + max(0.0, remaining) / (len(jobs) - i)
         pts = sweep(KERNELS[name], dtype, threads, settings, measure, deadline,
                     clock, penalty)
-        if usable > 1 and len(choose_steps(pts, settings.margin)) == 1 \
+        if usable > 1 and best_gain(pts) < 1 + 4 * settings.margin \
                 and clock() < deadline:
-            # Parallel never paid: true of some kernels, but also what a sweep
-            # measured while another process held a core looks like.  Sweep
-            # once more, in what is left of this kernel's share, and keep
-            # each size's faster times (interference only ever adds time); the
-            # second sweep's sizes are the ones kept (it stops where it settles).
+            # Parallel paid little or never: true of some kernels, but also
+            # what a sweep measured while another process held a core looks
+            # like.  Sweep once more, in what is left of this kernel's share,
+            # and keep each size's faster times (interference only ever adds
+            # time); the second sweep's sizes are the ones kept (it stops
+            # where it settles).
             first = {p.work: p for p in pts}
             pts = [merge(p, first[p.work]) if p.work in first else p
                    for p in sweep(KERNELS[name], dtype, threads, settings,

@@ -323,7 +323,8 @@ def measure_point(kernel: Kernel, dtype: np.dtype, work: int,
                         settings.margin)
 
 
-def measure_team(threads: Sequence[int], *, gaps_ms=(0.05, 0.3, 1.0, 3.0, 10.0, 30.0),
+def measure_team(threads: Sequence[int], *,
+                 gaps_ms=(0.05, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0),
                  trials: int = 5, sleep=time.sleep,
                  clock=time.perf_counter) -> tuple[dict[int, float], float | None]:
     """The wake-up penalty of each thread count, and how long the team stays

@@ -228,6 +228,33 @@ def test_a_burst_after_the_crossover_does_not_remove_the_step():
                          0.05) == [3, 2]
 
 
+def test_team_measurement_on_a_fake_clock():
+    """The penalty is the longest gap's extra cost; the sleep time, the
+    shortest gap after which waking shows (20 us), even when the cost then
+    jumps by orders of magnitude at longer gaps."""
+    cost_of_gap = {0.05: 2e-6, 0.3: 2e-6, 1.0: 3e-6, 3.0: 4e-6, 10.0: 60e-6,
+                   30.0: 6e-3, 100.0: 7e-3}
+    state = {"now": 0.0, "gap": None, "start": False}
+
+    def sleep(seconds):
+        state["gap"] = seconds * 1e3
+
+    def clock():
+        if not state["start"]:  # the start of a region
+            state["start"] = True
+            return state["now"]
+        state["start"] = False  # its end: a hot region, or one after a gap
+        state["now"] += cost_of_gap.get(state["gap"], 1e-6) if state["gap"] \
+            else 1e-6
+        state["gap"] = None
+        return state["now"]
+
+    penalty, sleep_after = cal.measure_team([1, 2], sleep=sleep, clock=clock,
+                                            trials=3)
+    assert penalty[2] == pytest.approx(7e-3 - 1e-6)
+    assert sleep_after == 10_000.0
+
+
 def test_budget_is_respected():
     """A fake clock advances with every measurement; the run stops on time
     and every kernel still gets a table."""

@@ -49,6 +49,8 @@ __all__ = [
 ]
 
 MARGIN = 0.05
+# A region this much slower than back to back had to wake its threads.
+WAKE_MIN = 20e-6
 
 
 @dataclass(frozen=True)
@@ -334,7 +336,11 @@ def measure_team(threads: Sequence[int], *,
     (cold).  Returns ``(penalty, sleep_after_us)``: ``penalty[t]`` is the
     median extra seconds a region of ``t`` threads costs after the longest
     gap; ``sleep_after_us`` the shortest gap after which the region costs
-    more than halfway from hot to cold (None if it never did).
+    ``WAKE_MIN`` more than back to back: the threads had to be woken (None
+    if they never had to).  The cost of waking can jump from tens of
+    microseconds to milliseconds with the idle time (an idle virtual CPU
+    descheduled by its host): every call after the sleep time is judged with
+    the penalty of the longest gap, which errs towards serial.
     """
     from breakeven._threads import team_size
 
@@ -361,10 +367,9 @@ def measure_team(threads: Sequence[int], *,
             costs.append(float(np.median(samples)))
         cold = costs[-1]
         penalty[t] = max(0.0, cold - hot)
-        if t == max(threads):
-            half = hot + (cold - hot) / 2
+        if t == max(threads) and cold - hot > 2e-6:
             for gap, c in zip(gaps_ms, costs, strict=True):
-                if cold - hot > 2e-6 and c > half:
+                if c > hot + WAKE_MIN:
                     sleep_after = gap * 1e3
                     break
     return penalty, sleep_after

@@ -249,10 +249,15 @@ def test_team_measurement_on_a_fake_clock():
         state["gap"] = None
         return state["now"]
 
-    penalty, sleep_after = cal.measure_team([1, 2], sleep=sleep, clock=clock,
-                                            trials=3)
+    penalty, sleep_after, wake = cal.measure_team([1, 2], sleep=sleep, clock=clock,
+                                                  trials=3)
     assert penalty[2] == pytest.approx(7e-3 - 1e-6)
     assert sleep_after == 10_000.0
+    # from the sleep time on, the penalty of every gap, for dispatch
+    assert [(g, t) for g, t, _ in wake] == [(10_000.0, 2), (30_000.0, 2),
+                                            (100_000.0, 2)]
+    assert [s for _, _, s in wake] == pytest.approx([59e-6, 6e-3 - 1e-6,
+                                                     7e-3 - 1e-6])
 
 
 def test_budget_is_respected():

@@ -351,6 +351,38 @@ def test_lone_calls_are_decided_in_c_from_the_cold_table(monkeypatch):
 
 
 @needs2
+def test_lone_calls_take_the_table_of_their_idle_time(monkeypatch):
+    """Waking the team costs little after a short idle time and a lot after
+    a long one (an idle virtual CPU descheduled by its host): a lone call is
+    judged with the penalty measured for the longest idle time not longer
+    than its own, on the C path and in explain()."""
+    p = eager_profile(threshold=1000, cold=10**9)
+    works = [2 ** k for k in range(10, 21)]
+    rows = [(w, 1, 1e-9 * w) for w in works] + [(w, 2, 0.5e-9 * w) for w in works]
+    p.set_table("sum", "float64", ((0, 1), (1000, 2)), ((0, 1),), rows)
+    p.sleep_after_us = 10_000.0
+    p.wake = ((10_000.0, 2, 20e-6), (30_000.0, 2, 5e-3))
+    _dispatch.reset(p)
+    be.sum(np.ones(10))  # the C path configured
+    x = np.ones(1 << 18)  # 262 us serial, 131 us parallel in the profile
+
+    def fail(*a, **k):
+        raise AssertionError("took the Python path")
+
+    monkeypatch.setattr(_dispatch, "run", fail)
+    for idle, want in ((0.015, 2), (0.05, 1)):
+        now = time.monotonic()
+        _dispatch._state.last_call = _dispatch._state.last_parallel = now - idle
+        d = be.explain(be.sum, x)
+        assert d.threads == want and d.table == "cold", (idle, d)
+        now = time.monotonic()
+        _dispatch._state.last_call = _dispatch._state.last_parallel = now - idle
+        _dispatch._fast.reset_peak()
+        assert be.sum(x) == float(1 << 18)
+        assert _dispatch._state.peak_in_flight == want
+
+
+@needs2
 def test_threads_caps_nest_and_are_thread_local(eager):
     x = np.ones(5000)
     with be.threads(2):

@@ -54,6 +54,17 @@ def test_round_trip(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_wake_up_penalties_round_trip_and_are_checked(tmp_path):
+    p = make()
+    p.wake = ((10_000.0, 2, 6e-5), (100_000.0, 2, 7e-3))
+    path = p.save(tmp_path / "profile.toml")
+    assert load_profile(path, fingerprint=HERE).wake == p.wake
+    path.write_text(path.read_text().replace("[10000.0, 2,", "[10000.0, 1,"))
+    with pytest.warns(ProfileWarning, match="wake"):
+        q = load_profile(path, fingerprint=HERE)
+    assert q.source == "embedded default"
+
+
 def test_a_partial_calibration_keeps_the_other_tables(tmp_path):
     path = make().save(tmp_path / "profile.toml")
     again = Profile(HERE, {}, "2026-11-27T12:00:00+00:00", 2000.0)

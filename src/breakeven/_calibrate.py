@@ -328,19 +328,22 @@ def measure_point(kernel: Kernel, dtype: np.dtype, work: int,
 def measure_team(threads: Sequence[int], *,
                  gaps_ms=(0.05, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0),
                  trials: int = 5, sleep=time.sleep,
-                 clock=time.perf_counter) -> tuple[dict[int, float], float | None]:
+                 clock=time.perf_counter) -> tuple[dict[int, float], float | None,
+                                                    tuple]:
     """The wake-up penalty of each thread count, and how long the team stays
     awake.
 
     Opens an empty parallel region back to back (hot) and after idle gaps
-    (cold).  Returns ``(penalty, sleep_after_us)``: ``penalty[t]`` is the
+    (cold).  Returns ``(penalty, sleep_after_us, wake)``: ``penalty[t]`` is the
     median extra seconds a region of ``t`` threads costs after the longest
     gap; ``sleep_after_us`` the shortest gap after which the region costs
     ``WAKE_MIN`` more than back to back: the threads had to be woken (None
     if they never had to).  The cost of waking can jump from tens of
     microseconds to milliseconds with the idle time (an idle virtual CPU
-    descheduled by its host): every call after the sleep time is judged with
-    the penalty of the longest gap, which errs towards serial.
+    descheduled by its host), so ``wake`` keeps ``(gap_us, threads,
+    extra_seconds)`` for every gap from the sleep time on, and dispatch
+    judges a lone call with the penalty of the longest gap not longer than
+    its idle time.
     """
     from breakeven._threads import team_size
 
@@ -351,6 +354,7 @@ def measure_team(threads: Sequence[int], *,
 
     penalty: dict[int, float] = {}
     sleep_after = None
+    per_gap: list[tuple[float, int, float]] = []
     for t in threads:
         if t == 1:
             continue
@@ -367,12 +371,16 @@ def measure_team(threads: Sequence[int], *,
             costs.append(float(np.median(samples)))
         cold = costs[-1]
         penalty[t] = max(0.0, cold - hot)
+        per_gap += [(gap * 1e3, t, max(0.0, c - hot))
+                    for gap, c in zip(gaps_ms, costs, strict=True)]
         if t == max(threads) and cold - hot > 2e-6:
             for gap, c in zip(gaps_ms, costs, strict=True):
                 if c > hot + WAKE_MIN:
                     sleep_after = gap * 1e3
                     break
-    return penalty, sleep_after
+    wake = tuple(r for r in per_gap if sleep_after is not None
+                 and r[0] >= sleep_after)
+    return penalty, sleep_after, wake
 
 
 # ---------------------------------------------------------------------------
@@ -589,9 +597,12 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
     from breakeven import _dispatch
 
     _dispatch._state.omp_started = True  # the team runs from here on (fork)
-    penalty, sleep_after = team(threads) if usable > 1 else ({}, None)
+    measured = team(threads) if usable > 1 else ({}, None)
+    penalty, sleep_after = measured[:2]
     bar.step("OpenMP team wake-up")
     profile = Profile(fingerprint or host_fingerprint(), {}, now_utc(), sleep_after)
+    if len(measured) > 2:
+        profile.wake = tuple(measured[2])
     if usable > 1:
         profile.batch = (batch or measure_batch)(usable)
     bar.step("joblib overhead")

@@ -122,6 +122,7 @@ class _State:
         self.feedback: dict[tuple[str, str], _Feedback] = {}
         self.blas = None  # cached threadpoolctl controller, lazily
         self.hot_min: dict[tuple[str, str], float] = {}
+        self.cold: dict[tuple[str, str], list] = {}
 
     def profile_or_load(self) -> Profile:
         return self.profile if self.profile is not None else profile()
@@ -191,13 +192,50 @@ def _sync_fast() -> None:
         _fast.unconfigure()
         return
     steps = {(k, d): p.steps(k, d, "hot") for k in p.tables for d in p.tables[k]}
-    cold = {(k, d): p.steps(k, d, "cold") for k in p.tables for d in p.tables[k]}
+    _state.cold = {(k, d): cold_tables(p, k, d) for (k, d) in steps}
     _fast.configure(steps, (p.sleep_after_us or 0) / 1e6, SLOW, SEVERE,
                     BACKOFF_AFTER, _backoff_from_fast, PROBE_RATIO, _recover_from_fast,
-                    cold)
+                    _state.cold)
     for (k, d) in steps:
         for work, threads, seconds in p.times(k, d, parallel_only=True):
             _fast.seed_rate(k, d, threads, work, seconds / work)
+
+
+def cold_tables(p: Profile, kernel: str, dtype: str) -> list:
+    """``[(idle_seconds, steps), ...]``, shortest idle first: the table for a
+    lone call idle at least that long.  One per measured gap of the
+    profile's ``wake``, from the kernel's calibrated times with that gap's
+    wake-up penalty added to the parallel ones; the profile's cold table for
+    every lone call when it has no ``wake`` (or the kernel no times)."""
+    from breakeven._calibrate import MARGIN, Point, choose_steps, with_penalty
+
+    fallback = [((p.sleep_after_us or 0) / 1e6, p.steps(kernel, dtype, "cold"))]
+    rows = p.times(kernel, dtype)
+    if not p.wake or not rows:
+        return fallback
+    by_work: dict[int, dict[int, float]] = {}
+    for work, t, seconds in rows:
+        by_work.setdefault(work, {})[t] = seconds
+    points = [Point(w, ts) for w, ts in sorted(by_work.items()) if 1 in ts]
+    if not points:
+        return fallback
+    out = []
+    for gap in sorted({g for g, _, _ in p.wake}):
+        penalty = {t: s for g, t, s in p.wake if g == gap}
+        out.append((gap / 1e6, choose_steps(with_penalty(points, penalty), MARGIN)))
+    return out[:8]
+
+
+def _cold_steps(kernel: str, dtype: str, idle: float):
+    """The cold table for a lone call idle this many seconds."""
+    tables = _state.cold.get((kernel, dtype))
+    if not tables:
+        return None
+    chosen = tables[0][1]
+    for gap, steps in tables:
+        if idle >= gap:
+            chosen = steps
+    return chosen
 
 
 def _after_fork_in_child() -> None:
@@ -609,13 +647,22 @@ def _decide(kernel: str, dtype: str, work: int, explain: bool
     # the clock (the cold table never goes parallel earlier than the hot one).
     t = prof.threads_for(kernel, dtype, work, "hot")
     state = "hot"
+    thr = None
     if t > 1 and not in_section and sleeping():
         state = "cold"
-        t = prof.threads_for(kernel, dtype, work, "cold")
+        idle = time.monotonic() - max(_fast.times())
+        steps = _cold_steps(kernel, dtype, idle) or prof.steps(kernel, dtype, "cold")
+        t = 1
+        for work_min, threads_ in steps:
+            if work < work_min:
+                break
+            t = threads_
+        thr = next((w for w, n in steps if n > 1), None)
     if t <= 1:
         if not explain:
             return ("serial", 1, work, "", state if t else "")
-        thr = prof.threshold(kernel, dtype, state)
+        if state == "hot":
+            thr = prof.threshold(kernel, dtype, state)
         if dtype not in prof.tables.get(kernel, {}):
             return ("serial", 1, work, f"{kernel} {dtype} is not calibrated in "
                     f"profile {prof.source} (run `breakeven calibrate`"
@@ -624,10 +671,13 @@ def _decide(kernel: str, dtype: str, work: int, explain: bool
                  "parallel never paid for this kernel")
         extra = (" (a lone call: no dispatched call within the team's "
                  f"{prof.sleep_after_us / 1e3:g} ms sleep time, so the OpenMP "
-                 "team would have to wake up)" if state == "cold" else "")
+                 "team would have to wake up; the table for this idle time)"
+                 if state == "cold" else "")
         return ("serial", 1, work, f"{below} in the {state} table of "
                 f"profile {prof.source}{extra}", state)
-    why = [f"work {work} >= {prof.threshold(kernel, dtype, state)} in the {state} "
+    if state == "hot":
+        thr = prof.threshold(kernel, dtype, state)
+    why = [f"work {work} >= {thr} in the {state} "
            f"table of profile {prof.source}"] if explain else []
     limit = min(st.usable, _threads.max_threads(), cap)
     if limit < t:

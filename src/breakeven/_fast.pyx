@@ -109,6 +109,7 @@ cdef enum:
     K_NEAREST = 6
     N_KERNELS = 7
     MAX_STEPS = 8
+    MAX_GAPS = 8
     BUCKETS = 65
     # Below this many elements the serial kernel runs with the GIL held
     # (releasing and retaking it costs more than the work).
@@ -123,10 +124,13 @@ cdef double _hot[N_KERNELS][2]
 cdef Py_ssize_t _step_work[N_KERNELS][2][MAX_STEPS]
 cdef int _step_threads[N_KERNELS][2][MAX_STEPS]
 cdef int _n_steps[N_KERNELS][2]
-# the cold tables (a lone call: the team has gone to sleep)
-cdef Py_ssize_t _cstep_work[N_KERNELS][2][MAX_STEPS]
-cdef int _cstep_threads[N_KERNELS][2][MAX_STEPS]
-cdef int _n_csteps[N_KERNELS][2]
+# the cold tables (a lone call: the team has gone to sleep), one for each
+# measured idle time: table g applies from _cgap[k][d][g] seconds idle on
+cdef Py_ssize_t _cstep_work[N_KERNELS][2][MAX_GAPS][MAX_STEPS]
+cdef int _cstep_threads[N_KERNELS][2][MAX_GAPS][MAX_STEPS]
+cdef int _n_csteps[N_KERNELS][2][MAX_GAPS]
+cdef double _cgap[N_KERNELS][2][MAX_GAPS]
+cdef int _n_cgaps[N_KERNELS][2]
 
 # The core budget, shared with the Python dispatcher.
 cdef int _usable = 1
@@ -194,7 +198,7 @@ def _clear_tables():
         for d in range(2):
             _hot[k][d] = 0
             _n_steps[k][d] = 0
-            _n_csteps[k][d] = 0
+            _n_cgaps[k][d] = 0
             _best_threads[k][d] = 0
             _slow_run[k][d] = 0
             _severe_run[k][d] = 0
@@ -223,7 +227,8 @@ def configure(steps, double sleep_after_s, slow, severe, backoff_after, on_backo
     """Load the hot tables ``{(kernel, dtype): ((work_min, threads), ...)}``
     (missing ones: always the Python path), the team's sleep time, the
     contention constants and the back-off callback, and the cold tables
-    (missing ones: lone calls take the Python path)."""
+    ``{(kernel, dtype): [(idle_seconds, steps), ...]}`` (missing ones: lone
+    calls take the Python path)."""
     global _sleep_after, _SLOW, _SEVERE, _BACKOFF_AFTER, _on_backoff, _configured
     global _PROBE_RATIO, _on_recover
     cdef int k, d, i
@@ -242,15 +247,20 @@ def configure(steps, double sleep_after_s, slow, severe, backoff_after, on_backo
             _step_threads[k][d][i] = t
             if t > 1 and _hot[k][d] == INFINITY:
                 _hot[k][d] = w
-    for (kname, dname), table in (cold_steps or {}).items():
+    cdef int g
+    for (kname, dname), tables in (cold_steps or {}).items():
         if kname not in KERNEL_NAMES or dname not in DTYPE_NAMES:
             continue
         k, d = KERNEL_NAMES.index(kname), DTYPE_NAMES.index(dname)
-        table = tuple(table)[:MAX_STEPS]
-        _n_csteps[k][d] = len(table)
-        for i, (w, t) in enumerate(table):
-            _cstep_work[k][d][i] = w
-            _cstep_threads[k][d][i] = t
+        tables = list(tables)[:MAX_GAPS]
+        _n_cgaps[k][d] = len(tables)
+        for g, (gap, table) in enumerate(tables):
+            _cgap[k][d][g] = gap
+            table = tuple(table)[:MAX_STEPS]
+            _n_csteps[k][d][g] = len(table)
+            for i, (w, t) in enumerate(table):
+                _cstep_work[k][d][g][i] = w
+                _cstep_threads[k][d][g][i] = t
     _sleep_after = sleep_after_s
     _SLOW, _SEVERE, _BACKOFF_AFTER = slow, severe, backoff_after
     _on_backoff = on_backoff
@@ -537,7 +547,7 @@ cdef int _route(int k, int d, Py_ssize_t n) noexcept:
     budget, or from this thread's section); -1: the Python dispatcher
     decides (a lone call, a back-off, no profile yet)."""
     global _free, _in_flight, _peak, _last_call, be_tl_held, be_tl_cold
-    cdef int t, i, limit
+    cdef int t, i, limit, g = 0
     cdef double now, recent
     cdef bint lone = False
     if d < 0:
@@ -558,15 +568,20 @@ cdef int _route(int k, int d, Py_ssize_t n) noexcept:
             if _sleep_after > 0 and now - recent > _sleep_after:
                 # a lone call: the cold table (the Python path when there is
                 # none, or while the kernel is backed off)
-                if _n_csteps[k][d] == 0 or _backoff[k][d]:
+                if _n_cgaps[k][d] == 0 or _backoff[k][d]:
                     return -1
                 lone = True
+                # the table of the longest measured idle time not longer
+                # than this one's
+                for i in range(1, _n_cgaps[k][d]):
+                    if now - recent >= _cgap[k][d][i]:
+                        g = i
         t = 1
         if lone:
-            for i in range(_n_csteps[k][d]):
-                if n < _cstep_work[k][d][i]:
+            for i in range(_n_csteps[k][d][g]):
+                if n < _cstep_work[k][d][g][i]:
                     break
-                t = _cstep_threads[k][d][i]
+                t = _cstep_threads[k][d][g][i]
         else:
             for i in range(_n_steps[k][d]):
                 if n < _step_work[k][d][i]:

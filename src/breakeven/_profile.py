@@ -195,6 +195,12 @@ class Profile:
         sleep (the cold table applies after it).
     source : str
         Where this profile came from (a path, or ``"embedded default"``).
+    wake : tuple
+        ``((gap_us, threads, seconds), ...)``: what waking a team of that
+        many threads costs after that long idle, for the gaps from the
+        sleep time on; dispatch derives a cold table for each gap from the
+        kernels' ``times``.  Empty if not measured (the ``cold`` tables,
+        for the longest gap, then apply to every lone call).
     batch : dict
         What spreading a batch of calls over joblib's threading backend costs
         here (:func:`breakeven.map` plans with it): ``start_s``, the fixed
@@ -226,6 +232,7 @@ class Profile:
     sleep_after_us: float | None = None
     source: str = "memory"
     batch: dict[str, float] = field(default_factory=dict)
+    wake: tuple = ()
     # Not stored in the profile file: what a calibration measured.
     sweeps: dict = field(default_factory=dict, repr=False, compare=False)
     team_penalty: dict = field(default_factory=dict, repr=False, compare=False)
@@ -426,6 +433,23 @@ def _validate_batch(batch, where: str) -> dict[str, float]:
     return out
 
 
+def _validate_wake(rows, where: str) -> tuple:
+    if not isinstance(rows, (list, tuple)):
+        raise ProfileError(f"{where}: expected a list of [gap_us, threads, seconds]")
+    out = []
+    for i, row in enumerate(rows):
+        if (not isinstance(row, (list, tuple)) or len(row) != 3
+                or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                       for v in row) or not isinstance(row[1], int)):
+            raise ProfileError(f"{where}[{i}]: expected [gap_us, threads, seconds], "
+                               f"got {row!r}")
+        if not (row[0] > 0 and row[1] >= 2 and row[2] >= 0):
+            raise ProfileError(f"{where}[{i}]: gap_us > 0, threads >= 2 and "
+                               f"seconds >= 0 expected, got {row!r}")
+        out.append((float(row[0]), int(row[1]), float(row[2])))
+    return tuple(sorted(out))
+
+
 def _host_from_dict(key: str, data, where: str) -> Profile:
     from breakeven._registry import KERNELS
 
@@ -453,6 +477,7 @@ def _host_from_dict(key: str, data, where: str) -> Profile:
         raise ProfileError(f"{where}.kernels: expected a table")
     profile = Profile(fingerprint, {}, when, None if sleep is None else float(sleep))
     profile.batch = _validate_batch(data.get("batch", {}), f"{where}.batch")
+    profile.wake = _validate_wake(data.get("wake", []), f"{where}.wake")
     for kname, per_dtype in kernels.items():
         if kname not in KERNELS:
             raise ProfileError(f"{where}.kernels: unknown kernel {kname!r} (known: "
@@ -523,6 +548,8 @@ def _host_to_dict(p: Profile) -> dict:
     d["fingerprint"] = p.fingerprint.as_dict()
     if p.batch:
         d["batch"] = dict(p.batch)
+    if p.wake:
+        d["wake"] = [list(r) for r in p.wake]
     d["kernels"] = {k: {dt: {s: [list(row) for row in steps]
                              for s, steps in states.items()}
                         for dt, states in per.items()}
@@ -537,7 +564,7 @@ def _dumps(hosts: dict[str, dict]) -> str:
     for key in sorted(hosts):
         host = hosts[key]
         lines.append(f"[hosts.{_toml_str(key)}]")
-        for name in ("calibrated_at", "sleep_after_us"):
+        for name in ("calibrated_at", "sleep_after_us", "wake"):
             if name in host:
                 lines.append(f"{name} = {_toml_value(host[name])}")
         lines.append("")

@@ -29,17 +29,23 @@ def _inline(text: str) -> str:
     out = []
     for i, part in enumerate(re.split(r"`([^`]*)`", text)):
         if i % 2:
-            out.append(f"``{part}``" if part.strip() else part)
+            if not part.strip():
+                out.append(part)
+                continue
+            # a literal next to a word needs an escaped separator in reST
+            before = "\\ " if out and re.search(r"\w$", out[-1]) else ""
+            out.append(f"{before}``{part}``")
             continue
-        part = part.replace("\\", "\\\\").replace("_", "\\_").replace("|", "\\|")
+        sep = "\\ " if out and out[-1].endswith("``") and re.match(r"\w", part) \
+            else ""
+        part = sep + part.replace("\\", "\\\\").replace("_", "\\_").replace("|", "\\|")
         # [text](url) links
         part = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)",
                       lambda m: f"`{m.group(1)} <{m.group(2).replace(chr(92), '')}>`__",
                       part)
         # ``**bold**`` and ``*emphasis*`` mean the same in both languages.
         out.append(part)
-    # A literal right after a word needs an escaped separator in reST.
-    return re.sub(r"(?<=\w)``", r"\\ ``", "".join(out))
+    return "".join(out)
 
 
 def _cells(line: str) -> list[str]:

@@ -195,17 +195,17 @@ class Profile:
         sleep (the cold table applies after it).
     source : str
         Where this profile came from (a path, or ``"embedded default"``).
+    batch : dict
+        What spreading a batch of calls over joblib's threading backend costs
+        here (:func:`breakeven.map` plans with it): ``start_s``, the fixed
+        cost of one ``joblib.Parallel`` run, and ``task_s``, the cost of each
+        task in it, in seconds.  Empty if not measured.
     wake : tuple
         ``((gap_us, threads, seconds), ...)``: what waking a team of that
         many threads costs after that long idle, for the gaps from the
         sleep time on; dispatch derives a cold table for each gap from the
         kernels' ``times``.  Empty if not measured (the ``cold`` tables,
         for the longest gap, then apply to every lone call).
-    batch : dict
-        What spreading a batch of calls over joblib's threading backend costs
-        here (:func:`breakeven.map` plans with it): ``start_s``, the fixed
-        cost of one ``joblib.Parallel`` run, and ``task_s``, the cost of each
-        task in it, in seconds.  Empty if not measured.
     sweeps, team_penalty, elapsed
         What a calibration measured (its points, the OpenMP team's wake-up
         penalty per thread count, and its duration in seconds); not stored

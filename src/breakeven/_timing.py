@@ -38,13 +38,20 @@ class Timing:
 def _calls_per_batch(fn: Callable[[], object], min_batch_time: float,
                      clock: Callable[[], float], max_calls: int) -> int:
     calls = 1
+    first = True
     while True:
         t0 = clock()
         for _ in range(calls):
             fn()
         elapsed = clock() - t0
         if elapsed >= min_batch_time or calls >= max_calls:
+            if first and calls == 1 and calls < max_calls:
+                # a first call may pay one-time costs (imports, loading a
+                # profile, first touches): size on a second one
+                first = False
+                continue
             return calls
+        first = False
         # aim a little past the target so that the next try usually suffices
         grow = 2 if elapsed <= 0 else min_batch_time * 1.2 / elapsed
         calls = min(max_calls, max(calls + 1, int(calls * min(grow, 100))))

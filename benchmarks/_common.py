@@ -16,6 +16,7 @@ import datetime
 import os
 import platform
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -207,3 +208,11 @@ def exp_job(mode: str, lg: int, calls: int) -> float:
     else:
         raise ValueError(mode)
     return float(o[0])
+
+
+def emit(lines: list[str], path: str | None) -> None:
+    """Print a report and, if a path is given, write it there."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if path:
+        Path(path).write_text(text)

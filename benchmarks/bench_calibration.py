@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import emit
 
 import breakeven
 from breakeven._profile import load_profile
@@ -241,10 +242,7 @@ def main(argv=None) -> int:
         lines.append(f"| {name} | " + " | ".join(
             f"{cells[0][i]} / {cells[1][i]}" for i in range(args.runs))
             + f" | {spread} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text)
+    emit(lines, args.output)
     return 0
 
 

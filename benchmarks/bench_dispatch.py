@@ -27,7 +27,7 @@ import sys
 import time
 
 import numpy as np
-from _common import Staged, dropin
+from _common import Staged, dropin, emit
 from threadpoolctl import ThreadpoolController
 
 import breakeven as be
@@ -203,11 +203,7 @@ def main(argv=None) -> int:
                f"{alt:.2f}")
     out.append(f"- n=16 overhead: {ov_kernel:.2f}x the serial kernel, "
                f"{ov_np:.2f}x np.sum")
-    text = "\n".join(out) + "\n"
-    print(text)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text)
+    emit(out, args.output)
     return 0
 
 

@@ -26,6 +26,7 @@ import platform
 import sys
 
 import numpy as np
+from _common import emit
 from joblib import Parallel, delayed
 
 import breakeven as be
@@ -126,11 +127,7 @@ def main(argv=None) -> int:
                 f"| {med:.2f} [{ratios[0]:.2f}-{ratios[-1]:.2f}] |")
     out += ["", f"Worst median ratio of map to the better fixed plan: {worst:.2f} "
             "(target 1.15).", ""]
-    text = "\n".join(out) + "\n"
-    print(text)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text)
+    emit(out, args.output)
     return 0
 
 

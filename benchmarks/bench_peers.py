@@ -298,41 +298,31 @@ def numba_kernels(nb):
         return counts.sum(axis=0)
 
     @njit
+    def near_row(X, C, i):
+        best = np.inf
+        arg = 0
+        for j in range(C.shape[0]):
+            s = 0.0
+            for k in range(X.shape[1]):
+                t = X[i, k] - C[j, k]
+                s += t * t
+            if s < best:
+                best = s
+                arg = j
+        return arg
+
+    @njit
     def near_s(X, C):
-        n, d = X.shape
-        m = C.shape[0]
-        out = np.empty(n, np.intp)
-        for i in range(n):
-            best = np.inf
-            arg = 0
-            for j in range(m):
-                s = 0.0
-                for k in range(d):
-                    t = X[i, k] - C[j, k]
-                    s += t * t
-                if s < best:
-                    best = s
-                    arg = j
-            out[i] = arg
+        out = np.empty(X.shape[0], np.intp)
+        for i in range(X.shape[0]):
+            out[i] = near_row(X, C, i)
         return out
 
     @njit(parallel=True)
     def near_p(X, C):
-        n, d = X.shape
-        m = C.shape[0]
-        out = np.empty(n, np.intp)
-        for i in prange(n):
-            best = np.inf
-            arg = 0
-            for j in range(m):
-                s = 0.0
-                for k in range(d):
-                    t = X[i, k] - C[j, k]
-                    s += t * t
-                if s < best:
-                    best = s
-                    arg = j
-            out[i] = arg
+        out = np.empty(X.shape[0], np.intp)
+        for i in prange(X.shape[0]):
+            out[i] = near_row(X, C, i)
         return out
 
     return {"sum": (sum_s, sum_p), "dot": (dot_s, dot_p), "axpy": (axpy_s, axpy_p),
@@ -563,22 +553,20 @@ WHY = [
      "check against the edges, so its counts can differ from np.histogram's "
      "for values near a bin boundary; breakeven reproduces NumPy's bins bit "
      "for bit (edges computed as NumPy computes them, a check against them "
-     "for values near a boundary), ~1.8 ns per element against ~1 ns, plus "
-     "~0.3 us of fixed cost. Closing it: a vectorised (AVX-512) bin estimate "
-     "with a masked boundary check."),
+     "for values near a boundary), which costs the difference in these "
+     "cells. Closing it: a vectorised (AVX-512) bin estimate with a masked "
+     "boundary check."),
     ("histogram", "numba parallel", 16, 99,
      "both count into per-thread private rows over halves of the input and "
      "merge them; Numba's loop skips NumPy's check against the edges (see "
-     "the 2^10-2^14 cells: ~1 ns against ~1.8 ns per element), which shows "
-     "wherever the two threads are not held back by memory. Closing it: as "
-     "for the serial cells."),
+     "the 2^10-2^14 cells), which shows wherever the two threads are not "
+     "held back by memory. Closing it: as for the serial cells."),
     ("nearest", "numba", 0, 99,
-     "for 1-8 rows breakeven's fixed cost (~2 us: argument checks, the output "
+     "for 1-8 rows breakeven's fixed cost (argument checks, the output "
      "allocation, the |c|^2 pass over C, a BLAS gemm call) exceeds Numba's "
-     "three nested loops (~1.6 us). A direct loop without gemm was tried and "
-     "gave no gain, the fixed cost being outside the product; closing it "
-     "needs a C entry from the dispatch path that skips the Python-level "
-     "kernel call."),
+     "three nested loops. A direct loop without gemm was tried and gave no "
+     "gain, the fixed cost being outside the product; closing it needs a C "
+     "entry from the dispatch path that skips the Python-level kernel call."),
 ]
 
 
@@ -684,13 +672,6 @@ def contention_alternating(quick, out, results):
                f"here. {parts.strip()}\n")
     results["(a) alternating A @ B / exp"] = scenario(
         out, f"Time per batch of {iters} iterations:", t, details["naive"])
-
-
-def fresh_dispatch():
-    """Dispatch as in a fresh process, its profile loaded (the first call
-    loads it: that must not be the call that sizes a timed batch)."""
-    _dispatch.reset()
-    be.sum(np.ones(1))
 
 
 def contention_nearest(lgs, repeats, out, results, blas):
@@ -974,17 +955,17 @@ def main(argv=None) -> int:
                     "process: a back-off learnt under one scenario's contention "
                     "does not carry into the next.\n")
         t0 = time.perf_counter()
-        fresh_dispatch()
+        _dispatch.reset()
         contention_alternating(args.quick, body, results)
-        fresh_dispatch()
+        _dispatch.reset()
         contention_nearest([16, 22] if args.quick else [16, 20, 23],
                            repeats, body, results, blas)
-        fresh_dispatch()
+        _dispatch.reset()
         contention_threads([20] if args.quick else [17, 20],
                            10 if args.quick else 20, repeats, body, results)
-        fresh_dispatch()
+        _dispatch.reset()
         contention_joblib(18, 10 if args.quick else 20, repeats, body, results)
-        fresh_dispatch()
+        _dispatch.reset()
         contention_idle([16] if args.quick else [16, 18], repeats, body, results)
         log(f"contention: {time.perf_counter() - t0:.1f} s")
 

@@ -42,6 +42,7 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import thread_control, ulp_distance
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -98,17 +99,6 @@ def set_state(state: str) -> None:
         _dispatch._state.last_parallel = time.monotonic() + 3600
     else:
         _dispatch._state.last_parallel = _dispatch._state.last_call = -1e9
-
-
-def control(c):
-    if c is None:
-        return contextlib.nullcontext()
-    kind, n = c
-    if kind == "threads":
-        return be.threads(n)
-    if kind == "exact":
-        return be.threads(n, exact=True)
-    return be.section(n)
 
 
 def assert_clean_state() -> None:
@@ -308,15 +298,6 @@ def close_sums(got, ref, terms: np.ndarray, dtype, running=False) -> None:
     assert np.all(ok), (g[~ok][:5], r[~ok][:5])
 
 
-def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    ints = {np.dtype(np.float64): np.int64, np.dtype(np.float32): np.int32}[a.dtype]
-    ia = a.view(ints).astype(np.int64)
-    ib = b.view(ints).astype(np.int64)
-    ia = np.where(ia < 0, np.iinfo(ints).min - ia, ia)
-    ib = np.where(ib < 0, np.iinfo(ints).min - ib, ib)
-    return np.abs(ia - ib)
-
-
 def close_exp(got, ref) -> None:
     same_type(got, ref)
     g, r = np.ravel(got), np.ravel(ref)
@@ -397,7 +378,7 @@ def test_sum(spec, opts, state, ctl, as_list):
             else:
                 exact(got, ref)
 
-        with control(ctl):
+        with thread_control(ctl):
             compare(lambda: be.sum(a, **kw), lambda: np.sum(a2, **kw2), check)
     run(state, ctl, body)
 
@@ -433,7 +414,7 @@ def test_dot(a, b, same, out, state, ctl):
             else:
                 exact(got, ref)
 
-        with control(ctl):
+        with thread_control(ctl):
             compare(lambda: be.dot(x, y, **kw), lambda: np.dot(x2, y2, **kw2), check)
     run(state, ctl, body)
 
@@ -476,7 +457,7 @@ def test_axpy(a, x, y, relation, state, ctl):
             assert got is ys
             exact(got, ref)
 
-        with control(ctl):
+        with thread_control(ctl):
             compare(lambda: be.axpy(a, xs, ys), lambda: reference(xs2, ys2), check)
     run(state, ctl, body)
 
@@ -545,7 +526,7 @@ def test_exp(spec, out, kw, scalar, state, ctl):
             else:
                 exact(got, ref)
 
-        with control(ctl):
+        with thread_control(ctl):
             # out by keyword: a positional tuple is refused by NumPy only
             # (see test_reliability.py::test_exp_positional_out_tuple)
             compare(lambda: be.exp(x, out=o, **k), lambda: np.exp(x2, out=o2, **k2),
@@ -594,7 +575,7 @@ def test_cumsum(spec, axis, dtype, out, state, ctl):
             else:
                 exact(got, ref)
 
-        with control(ctl):
+        with thread_control(ctl):
             compare(lambda: be.cumsum(a, axis, dtype, o),
                     lambda: np.cumsum(a2, axis, dtype, o2), check)
     run(state, ctl, body)
@@ -631,7 +612,7 @@ def test_histogram(spec, bins, rng_, density, weights, state, ctl):
     def body(ctl):
         a, kw = args()
         a2, kw2 = args()
-        with control(ctl):
+        with thread_control(ctl):
             compare(lambda: be.histogram(a, bins, rng_, **kw),
                     lambda: np.histogram(a2, bins, rng_, **kw2), exact)
     run(state, ctl, body)
@@ -711,7 +692,7 @@ def test_nearest(specs, as_list, state, ctl):
             chosen, best = true[rows, got], true[rows, ref]
             assert np.all((chosen <= best + tol)[finite])
 
-        with control(ctl):
+        with thread_control(ctl):
             compare(lambda: be.nearest(X, C), lambda: nearest_numpy(X2, C2), check)
     run(state, ctl, body)
 

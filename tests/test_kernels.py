@@ -10,6 +10,7 @@ bound for the reductions and the scan.
 
 import numpy as np
 import pytest
+from helpers import ulp_distance
 
 from breakeven import _elementwise, _histogram, _nearest, _reductions, _scan
 from breakeven._threads import usable_cpus
@@ -33,17 +34,6 @@ def assert_close_sum(got, x, ref, dtype):
     n = max(len(x), 2)
     bound = (128 + 2 * np.log2(n)) * eps(dtype) * scale
     assert abs(float(got) - float(ref)) <= bound
-
-
-def ulp_distance(a, b):
-    """Distance in units in the last place, for finite values of one dtype."""
-    ints = {np.dtype(np.float64): np.int64, np.dtype(np.float32): np.int32}[a.dtype]
-    ia = a.view(ints).astype(np.int64)
-    ib = b.view(ints).astype(np.int64)
-    # map the sign-magnitude bit patterns onto a monotone integer line
-    ia = np.where(ia < 0, np.iinfo(ints).min - ia, ia)
-    ib = np.where(ib < 0, np.iinfo(ints).min - ib, ib)
-    return np.abs(ia - ib)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+from helpers import thread_control
 
 import breakeven as be
 from breakeven import _dispatch, _fast, _profile
@@ -351,19 +352,6 @@ CONTROLS = [None, None, None, ("threads", 1), ("threads", 2), ("exact", 2),
             ("section", None), ("section", 1)]
 
 
-def controlled(c):
-    import contextlib
-
-    if c is None:
-        return contextlib.nullcontext()
-    kind, n = c
-    if kind == "threads":
-        return be.threads(n)
-    if kind == "exact":
-        return be.threads(n, exact=True)
-    return be.section(n)
-
-
 def run_threads(targets, timeout: float) -> None:
     """Start daemon threads and require them all to finish in time."""
     ts = [threading.Thread(target=t, daemon=True) for t in targets]
@@ -401,7 +389,7 @@ def test_concurrent_mixed_calls_are_right_and_within_the_cores():
                 k, d, n, call, ref = table[r.randrange(len(table))]
                 if r.random() < 0.7:
                     keep_hot()  # a call in a loop; else a lone (cold) call
-                with controlled(r.choice(CONTROLS)):
+                with thread_control(r.choice(CONTROLS)):
                     got = call()
                 if not identical(got, ref):
                     errors.append(f"{k} {d} n={n} call {i}: wrong result")

@@ -546,7 +546,7 @@ cdef int _route(int k, int d, Py_ssize_t n) noexcept:
     """1: run serially here; t >= 2: run with t threads here (taken from the
     budget, or from this thread's section); -1: the Python dispatcher
     decides (a lone call, a back-off, no profile yet)."""
-    global _free, _in_flight, _peak, _last_call, be_tl_held, be_tl_cold
+    global _free, _in_flight, _peak, _last_call, be_tl_cold
     cdef int t, i, limit, g = 0
     cdef double now, recent
     cdef bint lone = False
@@ -599,10 +599,7 @@ cdef int _route(int k, int d, Py_ssize_t n) noexcept:
                 t = _cap[k][d]
                 if t <= 1:
                     _last_call = now
-                    if not be_tl_section and _free > 0:
-                        _free -= 1
-                        _in_flight += 1
-                        be_tl_held = 1
+                    _hold()
                     return 0
     limit = omp_get_max_threads()
     if _usable < limit:
@@ -616,14 +613,7 @@ cdef int _route(int k, int d, Py_ssize_t n) noexcept:
         t = _free
     if t < 2 or omp_in_parallel():
         _last_call = now
-        if not be_tl_section and _free > 0:
-            # a parallel-sized call run serially still occupies a core: the
-            # budget counts it, or a concurrent caller would take every core
-            _free -= 1
-            _in_flight += 1
-            if _in_flight > _peak:
-                _peak = _in_flight
-            be_tl_held = 1
+        _hold()
         return 1
     if not be_tl_section:
         _free -= t
@@ -632,6 +622,20 @@ cdef int _route(int k, int d, Py_ssize_t n) noexcept:
         _peak = _in_flight
     be_tl_cold = lone
     return t
+
+
+cdef inline void _hold() noexcept:
+    """A parallel-sized call about to run serially still occupies a core:
+    the budget counts it (if one is free), or a concurrent caller would take
+    every core."""
+    global _free, _in_flight, _peak
+    global be_tl_held
+    if not be_tl_section and _free > 0:
+        _free -= 1
+        _in_flight += 1
+        if _in_flight > _peak:
+            _peak = _in_flight
+        be_tl_held = 1
 
 
 cdef inline void _unhold() noexcept:
@@ -706,6 +710,14 @@ cdef inline void _timed_serial(int k, int d, double start) noexcept:
 # Serial kernels: with the GIL released from NOGIL_MIN elements on, so
 # that other Python threads run meanwhile (below it, releasing and retaking
 # the GIL costs more than the work).
+
+cdef inline void _sum_serial(int d, void *x, Py_ssize_t n, double *r,
+                             float *rf) noexcept nogil:
+    if d == 0:
+        r[0] = sum_serial_d(<const double *>x, n)
+    else:
+        rf[0] = sum_serial_f(<const float *>x, n)
+
 
 cdef inline void _dot_serial(int d, void *x, void *y, Py_ssize_t n, double *r,
                              float *rf) noexcept nogil:
@@ -787,6 +799,7 @@ def sum(a, axis=None, dtype=None, out=None, keepdims=_NoValue, initial=_NoValue,
     cdef Py_ssize_t n
     cdef double r, start
     cdef float rf
+    cdef void *px
     if (cnp.PyArray_CheckExact(a) and axis is None and dtype is None
             and out is None and keepdims is _NoValue and initial is _NoValue
             and where is _NoValue):
@@ -796,17 +809,12 @@ def sum(a, axis=None, dtype=None, out=None, keepdims=_NoValue, initial=_NoValue,
         t = _route(K_SUM, d, n)
         if t == 0 or t == 1:
             start = _now() if t == 0 else 0.0
-            if d == 0:
-                if n < NOGIL_MIN:
-                    r = sum_serial_d(<const double *>cnp.PyArray_DATA(arr), n)
-                else:
-                    with nogil:
-                        r = sum_serial_d(<const double *>cnp.PyArray_DATA(arr), n)
-            elif n < NOGIL_MIN:
-                rf = sum_serial_f(<const float *>cnp.PyArray_DATA(arr), n)
+            px = cnp.PyArray_DATA(arr)
+            if n < NOGIL_MIN:
+                _sum_serial(d, px, n, &r, &rf)
             else:
                 with nogil:
-                    rf = sum_serial_f(<const float *>cnp.PyArray_DATA(arr), n)
+                    _sum_serial(d, px, n, &r, &rf)
             if t == 0:
                 _timed_serial(K_SUM, d, start)
             _unhold()

@@ -1,0 +1,31 @@
+"""Helpers shared by the test modules."""
+
+import contextlib
+
+import numpy as np
+
+import breakeven as be
+
+
+def ulp_distance(a, b):
+    """Distance in units in the last place, for finite values of one dtype."""
+    ints = {np.dtype(np.float64): np.int64, np.dtype(np.float32): np.int32}[a.dtype]
+    ia = a.view(ints).astype(np.int64)
+    ib = b.view(ints).astype(np.int64)
+    # map the sign-magnitude bit patterns onto a monotone integer line
+    ia = np.where(ia < 0, np.iinfo(ints).min - ia, ia)
+    ib = np.where(ib < 0, np.iinfo(ints).min - ib, ib)
+    return np.abs(ia - ib)
+
+
+def thread_control(c):
+    """The context a drawn control stands for: None, ("threads", n),
+    ("exact", n) or ("section", n)."""
+    if c is None:
+        return contextlib.nullcontext()
+    kind, n = c
+    if kind == "threads":
+        return be.threads(n)
+    if kind == "exact":
+        return be.threads(n, exact=True)
+    return be.section(n)

@@ -135,6 +135,23 @@ def test_mix_of_workers_and_threads(monkeypatch):
     assert math.isclose(costs[("mixed", 2, 2)], costs[("outer", 4, 1)], rel_tol=0.5)
 
 
+def test_plans_are_reused_only_for_alike_batches_and_the_same_profile():
+    """A batch of arrays like one planned before reuses its plan; arrays
+    that differ in what a planner reads, or a new profile, are planned
+    anew."""
+    _dispatch.reset(synthetic(serial_ns=0.1, parallel_ns=0.05))
+    first = _map._plan(be.sum, [np.ones(256)] * 1000, None)
+    assert _map._plan(be.sum, [np.zeros(256)] * 1000, None) is first
+    # strided views: NumPy computes them, whatever was planned for the rest
+    strided = [np.ones(512)[::2]] * 1000
+    assert "NumPy" in _map._plan(be.sum, strided, None).reason
+    assert _map._plan(be.sum, [np.ones(256, np.float32)] * 1000, None) is not first
+    # another profile: planned from it
+    _dispatch.reset(synthetic(serial_ns=0.1, parallel_ns=0.05, start_s=2e-3))
+    again = _map._plan(be.sum, [np.ones(256)] * 1000, None)
+    assert again is not first and again.estimates != first.estimates
+
+
 def test_uncalibrated_profile_runs_inner():
     p = synthetic(1, 1)
     p.batch = {}

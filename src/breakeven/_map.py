@@ -33,6 +33,8 @@ import operator
 import os
 from dataclasses import dataclass
 
+import numpy as np
+
 from breakeven import _dispatch, _fast, _threads
 from breakeven._dispatch import Decision
 
@@ -123,6 +125,11 @@ def _joblib_config():
     configured or None, inner_max_num_threads or None)."""
     from joblib import parallel as jp
 
+    if getattr(jp._backend, "config", None) is None \
+            and getattr(jp, "DEFAULT_BACKEND", None) == "loky":
+        # nothing configured on this thread: what the code below finds, at a
+        # fraction of the cost (a backend is built per query)
+        return None, None, None, None
     backend, n_jobs = jp.get_active_backend()
     chosen = True
     config = getattr(getattr(jp, "_backend", None), "config", None)
@@ -198,18 +205,20 @@ def _estimate(profile, plans, n_items: int, limit: int, max_workers: int,
     inner = 0.0
     per_t: dict[int, float] = collections.defaultdict(float)
     gil = 0.0
-    for kernel, dtype, work in plans:
+    # a uniform batch samples one plan 16 times: estimate each distinct once
+    for (kernel, dtype, work), k in collections.Counter(plans).items():
         key = (kernel, dtype)
         if key not in curves:
             curves[key] = _curves(profile, kernel, dtype)
         c = curves[key]
         table = min(profile.threads_for(kernel, dtype, work, "hot"), limit)
         serial = c[1](work)
-        inner += c[table](work) if table in c else serial
+        inner += k * (c[table](work) if table in c else serial)
         for t in c:
-            per_t[t] += c[min(t, table)](work) if min(t, table) in c else serial
+            per_t[t] += k * (c[min(t, table)](work) if min(t, table) in c
+                             else serial)
         # a call holds the GIL for about what the smallest one costs
-        gil += min(serial, c[1].rows[0][1])
+        gil += k * min(serial, c[1].rows[0][1])
     inner, gil = inner * scale, gil * scale
     estimates = [("inner", 1, 0, 1, inner)]
     start, task = batch.get("start_s", math.inf), batch.get("task_s", math.inf)
@@ -270,10 +279,48 @@ def _plan(func, items: list, n_jobs) -> MapPlan:
                        f"{workers} workers{limit}; each worker dispatches with "
                        "its own host's profile",
                        backend=backend_name, inner_limit=inner_limit)
+    sample = _sample(items)
+    limit = min(_dispatch._state.usable, _threads.max_threads(),
+                *(n for n, _ in _dispatch._caps()))
+    if inner_limit:
+        limit = min(limit, inner_limit)
+    max_workers = max_workers or limit
+    profile = _dispatch.profile()
+    # a batch of arrays alike in what a planner reads (shape, dtype, strides)
+    # to one planned before gets the same plan: the planning would otherwise
+    # cost a few percent of a batch of small arrays
+    if all(type(x) is np.ndarray for x in sample):
+        sig = tuple([(x.shape, x.dtype, x.strides) for x in sample])
+        key = (func, n, limit, max_workers, sig)
+        hit = _plan_cache.get(key)
+        if hit is not None and hit[0] is profile:
+            return hit[1]
+        plan = _plan_batch(func, planner, name, sample, n, limit, max_workers,
+                           profile, False)
+        if len(_plan_cache) >= 64:
+            _plan_cache.clear()
+        _plan_cache[key] = (profile, plan)
+        return plan
+    return _plan_batch(func, planner, name, sample, n, limit, max_workers,
+                       profile, type(items[0]) is tuple)
+
+
+_plan_cache: dict = {}
+
+
+def _plan_batch(func, planner, name: str, sample: list, n: int, limit: int,
+                max_workers: int, profile, starred: bool) -> MapPlan:
+    """The plan for ``n`` items like ``sample`` (see :func:`_plan`)."""
     plans = []
-    starred = type(items[0]) is tuple
-    for item in _sample(items):
-        plan = planner(*(item if starred else (item,)))
+    seen: dict = {}
+    for item in sample:
+        key = ((item.shape, item.dtype, item.strides)
+               if type(item) is np.ndarray else None)
+        plan = seen.get(key) if key is not None else None
+        if plan is None:
+            plan = planner(*(item if starred else (item,)))
+            if key is not None:
+                seen[key] = plan
         if isinstance(plan, str):
             return MapPlan("inner", 1, 0, 1, 0, name,
                            f"items run one after another: NumPy computes some "
@@ -281,12 +328,6 @@ def _plan(func, items: list, n_jobs) -> MapPlan:
         kernel, dtype, work = plan[:3]
         plans.append((kernel.name, dtype, work))
     work = sum(w for _, _, w in plans) * n // len(plans)
-    limit = min(_dispatch._state.usable, _threads.max_threads(),
-                *(n for n, _ in _dispatch._caps()))
-    if inner_limit:
-        limit = min(limit, inner_limit)
-    max_workers = max_workers or limit
-    profile = _dispatch.profile()
     missing = sorted({f"{k} {d}" for k, d, _ in plans
                       if 1 not in _curves(profile, k, d)})
     if limit < 2 or max_workers < 2 or n < 2 or missing:

@@ -131,6 +131,100 @@ def test_a_sweep_measured_under_interference_is_measured_again():
         (len(calls), found, true)
 
 
+@pytest.mark.parametrize("second_look", [True, False])
+def test_a_sweep_slowed_throughout_is_measured_again_later(monkeypatch,
+                                                            second_look):
+    """Interference through a kernel's whole first sweep, and its refinement,
+    that leaves parallel paying, but late (the second sweep for kernels that
+    never pay is not triggered): every kernel's sizes are measured a second
+    time after all first sweeps, and the faster times show the crossover.
+    Without that second pass the threshold lands far too high."""
+    cost = curve(1.3, 0.2)
+    true = crossover(cost, 2)
+    state = {"second": False}
+
+    def measure(kernel, dtype, work, threads, settings):
+        times = {t: cost(work, t) for t in threads}
+        if not state["second"]:
+            times[2] *= 1.6
+        return Point(work, times)
+
+    original = cal.second_pass
+
+    def second_pass(*args, **kw):
+        state["second"] = True
+        return original(*args, **kw) if second_look else args[5]
+
+    monkeypatch.setattr(cal, "second_pass", second_pass)
+    p = cal.calibrate(["sum"], progress=False, dtypes=("float64",),
+                      settings=Settings(margin=0.05), measure=measure,
+                      team=lambda threads: ({}, None), usable=2, fingerprint=FP,
+                      batch=lambda usable: dict(BATCH))
+    found = p.threshold("sum", "float64")
+    assert found is not None
+    if second_look:
+        assert true / 2 <= found <= 2 * true, (found, true)
+    else:
+        assert found > 3 * true, (found, true)
+
+
+class FakeProbe:
+    """A probe that reports the cores busy for its first ``busy`` looks."""
+
+    def __init__(self, busy):
+        self.looks, self.busy_left = 0, busy
+        self.spent, self.retries = 0.0, 0
+
+    def busy(self):
+        self.looks += 1
+        self.busy_left -= 1
+        return self.busy_left >= 0
+
+    def wait(self, seconds):  # waited in vain: as busy as before
+        return False
+
+
+@pytest.mark.parametrize("busy,measured", [(0, 1), (1, 2), (2, 3), (99, 3)])
+def test_a_point_measured_while_the_cores_were_busy_is_measured_again(
+        monkeypatch, busy, measured):
+    """Each measurement after which the probe finds the cores busy is made
+    again (at most RETRIES more times) and the faster times are kept."""
+    probe = FakeProbe(busy)
+    monkeypatch.setattr(cal, "_probe", lambda threads: probe)
+    monkeypatch.setattr(cal.Probe, "wait", FakeProbe.wait)
+    times = iter([{1: 2.0, 2: 3.0}, {1: 1.0, 2: 4.0}, {1: 5.0, 2: 0.5}])
+    calls = []
+
+    def once(kernel, dtype, work, threads, settings):
+        calls.append(work)
+        return Point(work, next(times))
+
+    monkeypatch.setattr(cal, "_measure_once", once)
+    p = cal.measure_point(KERNELS["sum"], np.dtype("float64"), 4096, [1, 2],
+                          Settings())
+    assert len(calls) == measured and probe.retries == measured - 1
+    expect = [{1: 2.0, 2: 3.0}, {1: 1.0, 2: 3.0}, {1: 1.0, 2: 0.5}][measured - 1]
+    assert p.times == expect
+    # once waiting has taken its share of the budget, points are measured once
+    probe, calls[:] = FakeProbe(99), []
+    probe.spent = cal.PROBE_SHARE * Settings().budget
+    times = iter([{1: 2.0, 2: 3.0}])
+    cal.measure_point(KERNELS["sum"], np.dtype("float64"), 4096, [1, 2], Settings())
+    assert len(calls) == 1
+
+
+def test_the_probe_tells_a_busy_core(monkeypatch):
+    """Real probe on this host: its ratio is positive and finite, and a look
+    slower than BUSY_RATIO times the best seen counts as busy."""
+    probe = cal.Probe(2, per_thread=1 << 10)
+    r = probe.ratio()
+    assert 0 < probe.base <= r < math.inf
+    monkeypatch.setattr(probe, "ratio", lambda: probe.base * cal.BUSY_RATIO * 1.01)
+    assert probe.busy()
+    monkeypatch.setattr(probe, "ratio", lambda: probe.base)
+    assert not probe.busy() and probe.wait(0.0)
+
+
 def test_three_thread_counts_give_a_monotone_table():
     cost = curve(2.0, 0.3)
     p = run(cost, usable=4, noise=0.05, seed=3)

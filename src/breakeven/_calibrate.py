@@ -51,6 +51,18 @@ __all__ = [
 MARGIN = 0.05
 # A region this much slower than back to back had to wake its threads.
 WAKE_MIN = 20e-6
+# The share of the budget for the first sweep of every kernel; the rest is for
+# measuring each sweep's sizes a second time (:func:`second_pass`).
+FIRST_PASS = 0.7
+# The probe of other processes on the cores (:class:`Probe`): elements of exp
+# per thread, the parallel/serial time ratio that means busy, how many times
+# a point measured while busy is measured again, and how long to wait for
+# the cores before each.
+PROBE_WORK = 1 << 14
+BUSY_RATIO = 1.4
+RETRIES = 2
+WAIT = 0.05
+PROBE_SHARE = 0.1  # of the budget, at most
 
 
 @dataclass(frozen=True)
@@ -299,6 +311,70 @@ def _through_c_path(call: Callable, args: tuple, threads: int
     return run
 
 
+class Probe:
+    """Is another process on our cores right now?
+
+    Times ``threads`` threads each computing ``exp`` of the same number of
+    elements (compute-bound, in cache) against one thread doing one share:
+    with the cores free both take about as long (plus the team's fork and
+    join); while another process holds a core, the parallel region takes
+    about twice as long.  Busy means a ratio ``BUSY_RATIO`` times the
+    lowest seen so far, so a host whose fork and join is slow is not taken
+    for a busy one.  A few tens of microseconds a look, with the team hot.
+    """
+
+    def __init__(self, threads: int, per_thread: int = PROBE_WORK):
+        from breakeven import _elementwise
+
+        self.threads = threads
+        self._serial, self._parallel = (_elementwise.exp_serial,
+                                        _elementwise.exp_parallel)
+        self._x = np.linspace(-1.0, 1.0, per_thread * threads)
+        self._out = np.empty_like(self._x)
+        self._x1, self._out1 = self._x[:per_thread], self._out[:per_thread]
+        self.base = math.inf
+        self.spent = 0.0  # seconds waiting and measuring again
+        self.retries = 0
+
+    def ratio(self, tries: int = 3) -> float:
+        clock = time.perf_counter
+        serial = parallel = math.inf
+        for _ in range(tries):
+            t0 = clock()
+            self._serial(self._x1, self._out1)
+            t1 = clock()
+            self._parallel(self._x, self._out, self.threads)
+            t2 = clock()
+            serial, parallel = min(serial, t1 - t0), min(parallel, t2 - t1)
+        r = parallel / serial
+        self.base = min(self.base, r)
+        return r
+
+    def busy(self) -> bool:
+        return self.ratio() > self.base * BUSY_RATIO
+
+    def wait(self, seconds: float) -> bool:
+        """Look until the cores are free, for at most ``seconds`` (spinning:
+        sleeping would let the team and the vCPUs go idle, which costs
+        milliseconds to undo).  True if they are free."""
+        end = time.perf_counter() + seconds
+        while self.busy():
+            if time.perf_counter() >= end:
+                return False
+        return True
+
+
+_probes: dict[int, Probe] = {}
+
+
+def _probe(threads: int) -> Probe | None:
+    if threads < 2:
+        return None
+    if threads not in _probes:
+        _probes[threads] = Probe(threads)
+    return _probes[threads]
+
+
 def measure_point(kernel: Kernel, dtype: np.dtype, work: int,
                   threads: Sequence[int], settings: Settings) -> Point:
     """Time the serial variant and the parallel variant at each thread count
@@ -307,7 +383,36 @@ def measure_point(kernel: Kernel, dtype: np.dtype, work: int,
     Every candidate is called the way dispatch calls it, so dispatch's own
     per-call cost is inside the numbers: through the C dispatch path for the
     kernels that have one, else the serial kernel and the Python dispatcher
-    (core budget, timing, BLAS cap) at a forced thread count."""
+    (core budget, timing, BLAS cap) at a forced thread count.
+
+    A :class:`Probe` looks at the cores before and after: a measurement
+    during which another process held one is made again (up to
+    ``RETRIES`` times, each after waiting up to ``WAIT`` seconds for the
+    cores to be free) and the faster times of each candidate are kept
+    (interference only ever adds time)."""
+    clock = time.perf_counter
+    probe = _probe(max(threads))
+    # waiting and measuring again take at most a share of the budget: on a
+    # host busy throughout, the points are then measured once, as they are
+    looks = probe is not None and probe.spent < PROBE_SHARE * settings.budget
+    if looks:
+        t0 = clock()
+        probe.wait(WAIT)
+        probe.spent += clock() - t0
+    point = _measure_once(kernel, dtype, work, threads, settings)
+    for _ in range(RETRIES if looks else 0):
+        t0 = clock()
+        if not probe.busy():
+            break
+        probe.wait(WAIT)
+        point = merge(point, _measure_once(kernel, dtype, work, threads, settings))
+        probe.retries += 1
+        probe.spent += clock() - t0
+    return point
+
+
+def _measure_once(kernel: Kernel, dtype: np.dtype, work: int,
+                  threads: Sequence[int], settings: Settings) -> Point:
     args = kernel.sample(work, dtype, np.random.default_rng(work))
     actual = int(kernel.work(*args))
     public = _dropin(kernel.name)
@@ -454,6 +559,40 @@ def sweep(kernel: Kernel, dtype: np.dtype, threads: Sequence[int],
     return refine(kernel, dtype, threads, settings, measure, points, penalty)
 
 
+def second_pass(kernel: Kernel, dtype: np.dtype, threads: Sequence[int],
+                settings: Settings, measure: Measure, points: list[Point],
+                deadline: float, clock: Callable[[], float] = time.perf_counter,
+                penalty: dict[int, float] | None = None) -> list[Point]:
+    """Measure a sweep's sizes once more, smallest first, and keep each
+    size's faster times (:func:`merge`), then :func:`refine`.
+
+    Run after every kernel's first sweep, so the two measurements of a size
+    are many seconds apart: interference that lasts a whole sweep (another
+    process holding a core for seconds, which makes parallel look no better
+    than serial at every size) seldom hits both.  Stops once the most
+    threads beat serial by the margin at ``settings.settle`` sizes in a row
+    (the hot table is then decided by the sizes measured twice), at the
+    deadline, or before a size whose measurement would overrun it.
+    """
+    if len(points) < 2 or max(threads) == 1 or clock() >= deadline:
+        return points
+    out = list(points)
+    most, streak = max(threads), 0
+    measure(kernel, dtype, out[0].work, threads, settings)  # warm-up
+    for i, p in enumerate(out):
+        cost = settings.repeats * sum(max(settings.min_batch_time, s)
+                                      for s in p.times.values())
+        if clock() + cost >= deadline:
+            break
+        out[i] = q = merge(p, measure(kernel, dtype, p.work, threads, settings))
+        best = min(q.times, key=lambda t: (q.times[t], t))
+        clear = best == most and q.times[most] * (1 + settings.margin) < q.times[1]
+        streak = streak + 1 if clear else 0
+        if streak >= settings.settle:
+            break
+    return refine(kernel, dtype, threads, settings, measure, out, penalty)
+
+
 def best_gain(points: Sequence[Point]) -> float:
     """The largest speed-up over serial any thread count reached."""
     return max((p.times[1] / s for p in points for t, s in p.times.items()
@@ -592,11 +731,12 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
     team = team or measure_team
     start = clock()
     jobs = [(n, d) for n in names for d in dtypes if d in KERNELS[n].dtypes]
-    bar = Progress(len(jobs) + 2, enabled=progress)
+    bar = Progress(2 * len(jobs) + 2, enabled=progress)
 
     from breakeven import _dispatch
 
     _dispatch._state.omp_started = True  # the team runs from here on (fork)
+    _probes.clear()  # a new run: what is busy is learnt again
     measured = team(threads) if usable > 1 else ({}, None)
     penalty, sleep_after = measured[:2]
     bar.step("OpenMP team wake-up")
@@ -606,10 +746,15 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
     if usable > 1:
         profile.batch = (batch or measure_batch)(usable)
     bar.step("joblib overhead")
+    swept = []
+    first_budget = settings.budget * FIRST_PASS
     for i, (name, dtype) in enumerate(jobs):
-        # Each remaining sweep gets an equal share of the remaining time.
-        remaining = settings.budget - (clock() - start)
-        deadline = clock() + max(0.0, remaining) / (len(jobs) - i)
+        # Each remaining sweep gets an equal share of the first pass's time,
+        # and at least half an even share (one slow sweep must not starve
+        # the rest), within the whole budget.
+        remaining = first_budget - (clock() - start)
+        share = max(remaining / (len(jobs) - i), first_budget / len(jobs) / 2)
+        deadline = min(clock() + share, start + settings.budget)
         pts = sweep(KERNELS[name], dtype, threads, settings, measure, deadline,
                     clock, penalty)
         if usable > 1 and best_gain(pts) < 1 + 4 * settings.margin \
@@ -624,6 +769,13 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
             pts = [merge(p, first[p.work]) if p.work in first else p
                    for p in sweep(KERNELS[name], dtype, threads, settings,
                                   measure, deadline, clock, penalty)]
+        swept.append(pts)
+        bar.step(f"{name} {dtype.name}")
+    for i, ((name, dtype), pts) in enumerate(zip(jobs, swept, strict=True)):
+        remaining = settings.budget - (clock() - start)
+        deadline = clock() + max(0.0, remaining) / (len(jobs) - i)
+        pts = second_pass(KERNELS[name], dtype, threads, settings, measure, pts,
+                          deadline, clock, penalty)
         hot = choose_steps(pts, settings.margin)
         cold = choose_steps(with_penalty(pts, penalty), settings.margin)
         # what calls took here: the parallel times are dispatch's yardstick
@@ -632,7 +784,7 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
                       if p.times[t] > 0)
         profile.set_table(name, dtype.name, hot, cold, times)
         profile.sweeps[(name, dtype.name)] = pts
-        bar.step(f"{name} {dtype.name}")
+        bar.step(f"{name} {dtype.name}, again")
     profile.team_penalty = penalty
     profile.elapsed = clock() - start
     return profile

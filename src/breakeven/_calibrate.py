@@ -701,7 +701,7 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
 
     Examples
     --------
-    A tiny run of one kernel and dtype (a full run took 16 to 20 seconds
+    A tiny run of one kernel and dtype (a full run took 34 to 42 seconds
     on the two-CPU reference host):
 
     >>> import breakeven
@@ -787,6 +787,7 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
         bar.step(f"{name} {dtype.name}, again")
     profile.team_penalty = penalty
     profile.elapsed = clock() - start
+    profile.busy_retries = sum(p.retries for p in _probes.values())
     return profile
 
 
@@ -839,6 +840,7 @@ def record(profile: Profile) -> dict:
         "sleep_after_us": profile.sleep_after_us,
         "team_penalty_s": {str(t): s for t, s in profile.team_penalty.items()},
         "elapsed_s": profile.elapsed,
+        "busy_retries": profile.busy_retries,
         "sweeps": {f"{k}/{d}": [[p.work, {str(t): s for t, s in p.times.items()}]
                                 for p in pts]
                    for (k, d), pts in profile.sweeps.items()},

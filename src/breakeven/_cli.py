@@ -106,6 +106,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                       for t, s in sorted(profile.team_penalty.items())))
     if profile.batch:
         print(_batch_line(profile.batch))
+    if profile.busy_retries:
+        print(f"{profile.busy_retries} size(s) measured again: another process "
+              "was on the cores")
     print(f"calibrated in {profile.elapsed:.1f} s; profile written to {path} "
           f"(host {profile.fingerprint.key})")
     return 0

@@ -168,6 +168,42 @@ def test_a_sweep_slowed_throughout_is_measured_again_later(monkeypatch,
         assert found > 3 * true, (found, true)
 
 
+def test_sweeps_still_busy_after_two_looks_get_a_third(monkeypatch):
+    """Sizes measured busy (the probe found another process on the cores)
+    in both passes: the sweep is measured a third time, after waiting for
+    the cores, in the budget kept for that."""
+    cost = curve(1.3, 0.2)
+    true = crossover(cost, 2)
+    state = {"free": False}
+
+    class Waits:
+        spent, retries = 0.0, 0
+
+        def wait(self, seconds):
+            state["free"] = True
+            return True
+
+    def measure(kernel, dtype, work, threads, settings):
+        times = {t: cost(work, t) for t in threads}
+        if not state["free"]:
+            times[2] *= 1.6
+        return Point(work, times, busy=not state["free"])
+
+    monkeypatch.setattr(cal, "_probe", lambda threads: Waits())
+
+    def calibrate():
+        return cal.calibrate(["sum"], progress=False, dtypes=("float64",),
+                             settings=Settings(margin=0.05), measure=measure,
+                             team=lambda threads: ({}, None), usable=2,
+                             fingerprint=FP, batch=lambda usable: dict(BATCH))
+
+    p = calibrate()
+    assert p.looked_thrice == ["sum float64"]
+    assert true / 2 <= p.threshold("sum", "float64") <= 2 * true
+    # sizes measured with the cores free: no third look
+    assert calibrate().looked_thrice == []
+
+
 class FakeProbe:
     """A probe that reports the cores busy for its first ``busy`` looks."""
 

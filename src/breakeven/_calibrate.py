@@ -26,6 +26,7 @@ so the choosing logic is tested on synthetic cost curves.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import sys
@@ -63,6 +64,10 @@ BUSY_RATIO = 1.4
 RETRIES = 2
 WAIT = 0.05
 PROBE_SHARE = 0.1  # of the budget, at most
+# The budget kept for a third look at sweeps with at least SUSPECT of their
+# sizes still measured busy after two.
+THIRD_PASS = 0.15
+SUSPECT = 0.25
 
 
 @dataclass(frozen=True)
@@ -70,11 +75,13 @@ class Point:
     """One measured size: seconds per call for each thread count (1 = serial).
 
     ``ambiguous`` marks a point where some parallel candidate won by the
-    margin in some batch pairs but not in enough of them to count."""
+    margin in some batch pairs but not in enough of them to count; ``busy``
+    one measured while another process was on the cores (:class:`Probe`)."""
 
     work: int
     times: dict[int, float]
     ambiguous: bool = False
+    busy: bool = False
 
 
 @dataclass(frozen=True)
@@ -208,7 +215,8 @@ def merge(a: Point, b: Point) -> Point:
     """Two measurements of one size: the faster time of each candidate
     (interference only ever adds time, so the minimum is the cleaner)."""
     return Point(a.work, {t: min(a.times[t], b.times.get(t, math.inf))
-                          for t in a.times}, a.ambiguous and b.ambiguous)
+                          for t in a.times}, a.ambiguous and b.ambiguous,
+                 a.busy and b.busy)
 
 
 def with_penalty(points: Iterable[Point], penalty: dict[int, float]) -> list[Point]:
@@ -400,15 +408,18 @@ def measure_point(kernel: Kernel, dtype: np.dtype, work: int,
         probe.wait(WAIT)
         probe.spent += clock() - t0
     point = _measure_once(kernel, dtype, work, threads, settings)
+    if probe is None:
+        return point
     for _ in range(RETRIES if looks else 0):
         t0 = clock()
         if not probe.busy():
-            break
+            return point
         probe.wait(WAIT)
         point = merge(point, _measure_once(kernel, dtype, work, threads, settings))
         probe.retries += 1
         probe.spent += clock() - t0
-    return point
+    # still busy after the last look: the calibration may look again later
+    return dataclasses.replace(point, busy=probe.busy())
 
 
 def _measure_once(kernel: Kernel, dtype: np.dtype, work: int,
@@ -593,6 +604,10 @@ def second_pass(kernel: Kernel, dtype: np.dtype, threads: Sequence[int],
     return refine(kernel, dtype, threads, settings, measure, out, penalty)
 
 
+def _busy_share(points: Sequence[Point]) -> float:
+    return sum(p.busy for p in points) / max(1, len(points))
+
+
 def best_gain(points: Sequence[Point]) -> float:
     """The largest speed-up over serial any thread count reached."""
     return max((p.times[1] / s for p in points for t, s in p.times.items()
@@ -771,11 +786,32 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
                                   measure, deadline, clock, penalty)]
         swept.append(pts)
         bar.step(f"{name} {dtype.name}")
-    for i, ((name, dtype), pts) in enumerate(zip(jobs, swept, strict=True)):
-        remaining = settings.budget - (clock() - start)
+    second_budget = settings.budget * (1 - THIRD_PASS)
+    for i, (name, dtype) in enumerate(jobs):
+        remaining = second_budget - (clock() - start)
         deadline = clock() + max(0.0, remaining) / (len(jobs) - i)
-        pts = second_pass(KERNELS[name], dtype, threads, settings, measure, pts,
-                          deadline, clock, penalty)
+        swept[i] = second_pass(KERNELS[name], dtype, threads, settings, measure,
+                               swept[i], deadline, clock, penalty)
+        bar.step(f"{name} {dtype.name}, again")
+    # A third look, in what is left of the budget, at the sweeps whose sizes
+    # were still measured busy in both passes (the cores taken for seconds),
+    # the busiest first, each after waiting a while for the cores to be free.
+    suspects = sorted((i for i, pts in enumerate(swept)
+                       if _busy_share(pts) >= SUSPECT),
+                      key=lambda i: -_busy_share(swept[i]))
+    for n, i in enumerate(suspects):
+        remaining = settings.budget - (clock() - start)
+        if remaining <= 0:
+            break
+        deadline = clock() + remaining / (len(suspects) - n)
+        probe = _probe(max(threads))
+        if probe is not None:
+            probe.wait(min(1.0, (deadline - clock()) / 4))
+        name, dtype = jobs[i]
+        swept[i] = second_pass(KERNELS[name], dtype, threads, settings, measure,
+                               swept[i], deadline, clock, penalty)
+        profile.looked_thrice.append(f"{name} {dtype.name}")
+    for (name, dtype), pts in zip(jobs, swept, strict=True):
         hot = choose_steps(pts, settings.margin)
         cold = choose_steps(with_penalty(pts, penalty), settings.margin)
         # what calls took here: the parallel times are dispatch's yardstick
@@ -784,7 +820,6 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
                       if p.times[t] > 0)
         profile.set_table(name, dtype.name, hot, cold, times)
         profile.sweeps[(name, dtype.name)] = pts
-        bar.step(f"{name} {dtype.name}, again")
     profile.team_penalty = penalty
     profile.elapsed = clock() - start
     profile.busy_retries = sum(p.retries for p in _probes.values())

@@ -107,8 +107,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if profile.batch:
         print(_batch_line(profile.batch))
     if profile.busy_retries:
+        thrice = (f"; measured a third time: {', '.join(profile.looked_thrice)}"
+                  if profile.looked_thrice else "")
         print(f"{profile.busy_retries} size(s) measured again: another process "
-              "was on the cores")
+              f"was on the cores{thrice}")
     print(f"calibrated in {profile.elapsed:.1f} s; profile written to {path} "
           f"(host {profile.fingerprint.key})")
     return 0

@@ -206,10 +206,11 @@ class Profile:
         sleep time on; dispatch derives a cold table for each gap from the
         kernels' ``times``.  Empty if not measured (the ``cold`` tables,
         for the longest gap, then apply to every lone call).
-    sweeps, team_penalty, elapsed, busy_retries
+    sweeps, team_penalty, elapsed, busy_retries, looked_thrice
         What a calibration measured (its points, the OpenMP team's wake-up
-        penalty per thread count, its duration in seconds, and how many
-        sizes it measured again because another process was on the cores);
+        penalty per thread count, its duration in seconds, how many sizes it
+        measured again because another process was on the cores, and the
+        sweeps it measured a third time for that reason);
         not stored in the profile file (the points go to
         ``profile.toml.sweeps.json``).
 
@@ -240,6 +241,7 @@ class Profile:
     team_penalty: dict = field(default_factory=dict, repr=False, compare=False)
     elapsed: float | None = field(default=None, repr=False, compare=False)
     busy_retries: int = field(default=0, repr=False, compare=False)
+    looked_thrice: list = field(default_factory=list, repr=False, compare=False)
 
     def steps(self, kernel: str, dtype: str, state: str = "hot") -> Steps:
         """The step table of a kernel and dtype.

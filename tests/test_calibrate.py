@@ -138,7 +138,8 @@ def test_a_sweep_slowed_throughout_is_measured_again_later(monkeypatch,
     that leaves parallel paying, but late (the second sweep for kernels that
     never pay is not triggered): every kernel's sizes are measured a second
     time after all first sweeps, and the faster times show the crossover.
-    Without that second pass the threshold lands far too high."""
+    Without that second pass (and the looks around the step after it) the
+    threshold lands far too high."""
     cost = curve(1.3, 0.2)
     true = crossover(cost, 2)
     state = {"second": False}
@@ -156,6 +157,8 @@ def test_a_sweep_slowed_throughout_is_measured_again_later(monkeypatch,
         return original(*args, **kw) if second_look else args[5]
 
     monkeypatch.setattr(cal, "second_pass", second_pass)
+    if not second_look:  # nor the later looks around the step
+        monkeypatch.setattr(cal, "polish", lambda *args, **kw: args[5])
     p = cal.calibrate(["sum"], progress=False, dtypes=("float64",),
                       settings=Settings(margin=0.05), measure=measure,
                       team=lambda threads: ({}, None), usable=2, fingerprint=FP,
@@ -166,6 +169,39 @@ def test_a_sweep_slowed_throughout_is_measured_again_later(monkeypatch,
         assert true / 2 <= found <= 2 * true, (found, true)
     else:
         assert found > 3 * true, (found, true)
+
+
+def test_the_sizes_around_a_step_get_more_looks_in_the_time_left(monkeypatch):
+    """The budget left after the passes goes to the sizes within 4x of each
+    hot step: slowed in every earlier look, they are measured again, and
+    only they."""
+    cost = curve(1.3, 0.2)
+    true = crossover(cost, 2)
+    state = {"late": False, "late_works": set()}
+
+    def measure(kernel, dtype, work, threads, settings):
+        times = {t: cost(work, t) for t in threads}
+        if state["late"]:
+            state["late_works"].add(work)
+        elif true / 8 <= work <= 8 * true:
+            times[2] *= 1.6
+        return Point(work, times)
+
+    original = cal.polish
+
+    def polish(*args, **kw):
+        state["late"] = True
+        return original(*args, **kw)
+
+    monkeypatch.setattr(cal, "polish", polish)
+    p = cal.calibrate(["sum"], progress=False, dtypes=("float64",),
+                      settings=Settings(margin=0.05), measure=measure,
+                      team=lambda threads: ({}, None), usable=2, fingerprint=FP,
+                      batch=lambda usable: dict(BATCH))
+    found = p.threshold("sum", "float64")
+    assert true / 2 <= found <= 2 * true, (found, true)
+    assert state["late_works"] and all(true / 32 <= w <= 32 * true
+                                       for w in state["late_works"])
 
 
 def test_sweeps_still_busy_after_two_looks_get_a_third(monkeypatch):

@@ -68,6 +68,8 @@ PROBE_SHARE = 0.1  # of the budget, at most
 # sizes still measured busy after two.
 THIRD_PASS = 0.15
 SUSPECT = 0.25
+# Rounds of more looks at the sizes around each hot step, in what is left.
+POLISH_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -604,6 +606,28 @@ def second_pass(kernel: Kernel, dtype: np.dtype, threads: Sequence[int],
     return refine(kernel, dtype, threads, settings, measure, out, penalty)
 
 
+def polish(kernel: Kernel, dtype: np.dtype, threads: Sequence[int],
+           settings: Settings, measure: Measure, points: list[Point],
+           deadline: float, clock: Callable[[], float] = time.perf_counter
+           ) -> list[Point]:
+    """Measure the sizes within a factor of 4 of each hot step once more and
+    keep each candidate's faster time; stops before a size whose
+    measurement would overrun the deadline."""
+    steps = choose_steps(points, settings.margin)[1:]
+    if not steps or max(threads) == 1:
+        return points
+    out = list(points)
+    for i, p in enumerate(out):
+        if not any(w / 4 <= p.work <= w * 4 for w, _ in steps):
+            continue
+        cost = settings.repeats * sum(max(settings.min_batch_time, s)
+                                      for s in p.times.values())
+        if clock() + cost >= deadline:
+            break
+        out[i] = merge(p, measure(kernel, dtype, p.work, threads, settings))
+    return out
+
+
 def _busy_share(points: Sequence[Point]) -> float:
     return sum(p.busy for p in points) / max(1, len(points))
 
@@ -811,6 +835,17 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
         swept[i] = second_pass(KERNELS[name], dtype, threads, settings, measure,
                                swept[i], deadline, clock, penalty)
         profile.looked_thrice.append(f"{name} {dtype.name}")
+    # What is left of the budget goes to more looks at the sizes that place
+    # each hot step: a threshold then rests on three or more measurements,
+    # tens of seconds apart, of the sizes either side of it.
+    for _ in range(POLISH_ROUNDS):
+        for i, (name, dtype) in enumerate(jobs):
+            remaining = settings.budget - (clock() - start)
+            if remaining <= 0:
+                break
+            swept[i] = polish(KERNELS[name], dtype, threads, settings, measure,
+                              swept[i], clock() + remaining / (len(jobs) - i),
+                              clock)
     for (name, dtype), pts in zip(jobs, swept, strict=True):
         hot = choose_steps(pts, settings.margin)
         cold = choose_steps(with_penalty(pts, penalty), settings.margin)
@@ -876,6 +911,7 @@ def record(profile: Profile) -> dict:
         "team_penalty_s": {str(t): s for t, s in profile.team_penalty.items()},
         "elapsed_s": profile.elapsed,
         "busy_retries": profile.busy_retries,
+        "looked_thrice": list(profile.looked_thrice),
         "sweeps": {f"{k}/{d}": [[p.work, {str(t): s for t, s in p.times.items()}]
                                 for p in pts]
                    for (k, d), pts in profile.sweeps.items()},

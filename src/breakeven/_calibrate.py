@@ -102,7 +102,7 @@ class Settings:
     @classmethod
     def quick(cls) -> Settings:
         return cls(max_work=1 << 22, factor=2, repeats=5, min_batch_time=0.001,
-                   settle=2, budget=10.0)
+                   settle=2, budget=9.0)  # 10 s with start-up and saving
 
     def works(self) -> list[int]:
         out, w = [], self.min_work
@@ -701,7 +701,7 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
     kernels : iterable of str, optional
         Registered kernel names; default all.
     budget : float, optional
-        Seconds for the whole run (default 60, or 10 with ``quick``).
+        Seconds for the whole run (default 60, or 9 with ``quick``).
     quick : bool
         A coarser, shorter calibration.
     progress : bool

@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("calibrate", help="measure this host and write its profile")
     p.add_argument("--quick", action="store_true",
-                   help="coarser and shorter (about 10 s on 2 cores)")
+                   help="coarser and shorter (at most 10 s)")
     p.add_argument("--budget", type=float, help="seconds for the whole run")
     p.add_argument("--kernels", help="comma-separated kernel names (default: all)")
     p.add_argument("--dtypes", default="float64,float32",

@@ -1060,16 +1060,22 @@ def histogram(a, bins=10, range=None, density=None, weights=None):
     cdef long long nbins
     cdef int overflow = 0
     cdef double lo, hi, start
+    cdef tuple rg
+    cdef object r0, r1
     if (weights is None and (density is None or density is False)
             and PyLong_CheckExact(bins) and type(range) is tuple
-            and len(range) == 2 and cnp.PyArray_CheckExact(a)):
+            and cnp.PyArray_CheckExact(a)):
+        rg = <tuple>range
+        if len(rg) != 2:
+            return _slow["histogram"](a, bins, range, density, weights)
+        r0, r1 = rg[0], rg[1]
         xs = <cnp.ndarray>a
         d = _dtype_index(xs)
         n = cnp.PyArray_SIZE(xs)
         nbins = PyLong_AsLongLongAndOverflow(bins, &overflow)
         if (d >= 0 and overflow == 0 and 1 <= nbins <= (1 << 40)
-                and _plain_number(range[0]) and _plain_number(range[1])):
-            lo, hi = range[0], range[1]
+                and _plain_number(r0) and _plain_number(r1)):
+            lo, hi = r0, r1
             if lo < hi and hi - lo < INFINITY:  # finite, increasing
                 t = _route(K_HISTOGRAM, d, n)
                 if t == 0 or t == 1:

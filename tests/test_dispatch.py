@@ -336,6 +336,8 @@ def test_lone_calls_are_decided_in_c_from_the_cold_table(monkeypatch):
 
     monkeypatch.setattr(_dispatch, "run", fail)
     x, big = np.ones(5000), np.ones(200_000)
+    for _ in range(5):  # hot calls: what a parallel call costs here
+        be.sum(big)
     try:
         _fast.set_clock_scale(50.0)  # parallel calls would look very slow
         for _ in range(2 * _dispatch.BACKOFF_AFTER):
@@ -345,6 +347,40 @@ def test_lone_calls_are_decided_in_c_from_the_cold_table(monkeypatch):
             _dispatch._fast.reset_peak()
             assert be.sum(big) == 200_000.0  # cold table: parallel
             assert _dispatch._state.peak_in_flight == min(CPUS, 2) or CPUS < 2
+        assert not _fast.backoff_state("sum", "float64")[0]
+    finally:
+        _fast.set_clock_scale(1.0)
+
+
+@needs2
+def test_the_call_that_wakes_the_team_after_serial_cold_calls_is_not_contention(
+        monkeypatch):
+    """A loop's first call runs serially from the cold table; the next one,
+    from the hot table (a call has just run), goes parallel and pays the
+    team's wake-up, since a serial call does not keep the team awake.  Its
+    time is not taken for contention."""
+    from breakeven import _fast
+
+    p = eager_profile(threshold=1000, cold=10**9)  # lone calls: serial
+    _dispatch.reset(p)
+    be.sum(np.ones(10))  # the C path configured
+
+    def fail(*a, **k):
+        raise AssertionError("took the Python path")
+
+    monkeypatch.setattr(_dispatch, "run", fail)
+    x = np.ones(200_000)
+    for _ in range(5):  # hot calls: what a parallel call costs here
+        be.sum(x)
+    try:
+        _fast.set_clock_scale(50.0)  # calls now look very slow
+        for _ in range(2 * _dispatch.BACKOFF_AFTER):
+            _dispatch._state.last_call = _dispatch._state.last_parallel = -1e9
+            assert be.sum(x) == 200_000.0  # lone: serial, from the cold table
+            _dispatch._state.last_parallel = -1e9  # the team asleep
+            _fast.reset_peak()
+            assert be.sum(x) == 200_000.0  # hot table: parallel, waking it
+            assert _fast.budget()[3] == 2
         assert not _fast.backoff_state("sum", "float64")[0]
     finally:
         _fast.set_clock_scale(1.0)

@@ -620,7 +620,11 @@ cdef int _route(int k, int d, Py_ssize_t n) noexcept:
     _in_flight += t
     if _in_flight > _peak:
         _peak = _in_flight
-    be_tl_cold = lone
+    # A call that finds the team asleep pays its wake-up: a lone call, but
+    # also the second call of a loop whose first ran serially from the cold
+    # table (a serial call does not keep the team awake).  Its time says
+    # nothing of contention.
+    be_tl_cold = lone or (_sleep_after > 0 and now - _last_parallel > _sleep_after)
     return t
 
 

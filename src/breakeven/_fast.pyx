@@ -1051,6 +1051,12 @@ def cumsum(a, axis=None, dtype=None, out=None):
     return _slow["cumsum"](a, axis, dtype, out)
 
 
+# C constants: written as (1 << 40) in a condition, Cython compares through
+# Python ints (an object created and two rich comparisons per call).
+cdef long long _MAX_BINS = (<long long>1) << 40  # more bins go to NumPy's error
+cdef Py_ssize_t _MAX_CD = (<Py_ssize_t>1) << 31  # C's rows x columns for gemm
+
+
 cdef inline bint _plain_number(object v) noexcept:
     return PyFloat_CheckExact(v) or PyLong_CheckExact(v)
 
@@ -1077,7 +1083,7 @@ def histogram(a, bins=10, range=None, density=None, weights=None):
         d = _dtype_index(xs)
         n = cnp.PyArray_SIZE(xs)
         nbins = PyLong_AsLongLongAndOverflow(bins, &overflow)
-        if (d >= 0 and overflow == 0 and 1 <= nbins <= (1 << 40)
+        if (d >= 0 and overflow == 0 and 1 <= nbins <= _MAX_BINS
                 and _plain_number(r0) and _plain_number(r1)):
             lo, hi = r0, r1
             if lo < hi and hi - lo < INFINITY:  # finite, increasing
@@ -1112,7 +1118,7 @@ def nearest(X, C):
         if (cnp.PyArray_NDIM(x) == 2 and cnp.PyArray_NDIM(c) == 2
                 and _dtype_index(c) == d and cnp.PyArray_DIM(x, 1) ==
                 cnp.PyArray_DIM(c, 1) and cnp.PyArray_DIM(c, 0) > 0
-                and cnp.PyArray_DIM(c, 0) * cnp.PyArray_DIM(x, 1) < (1 << 31)):
+                and cnp.PyArray_DIM(c, 0) * cnp.PyArray_DIM(x, 1) < _MAX_CD):
             n = cnp.PyArray_DIM(x, 0) * cnp.PyArray_DIM(c, 0) * cnp.PyArray_DIM(x, 1)
             t = _route(K_NEAREST, d, n)
             if t == 0 or t == 1:

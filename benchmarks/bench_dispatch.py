@@ -4,6 +4,8 @@
     drop-in function against the serial kernel, the parallel kernel at all
     usable CPUs, and a fixed grain size of 32768 (PyTorch's): each as a
     ratio to min(serial, parallel) measured in the same batch rotation.
+    Every cell is measured in each of ``--runs`` runs (default 3) and shown
+    as the median over them, beside each run's figure.
 (b) The alternating loop: a 200x200 ``A @ B`` and a 64k-element ``exp`` in a
     loop, with the exp serial or parallel and BLAS at 1 or at its default
     threads, against ``breakeven.exp`` left to itself (BLAS at its default);
@@ -11,7 +13,7 @@
 (c) Overhead at n=16: ``breakeven.sum`` against a direct call of the serial
     kernel and against ``np.sum``.
 
-    python benchmarks/bench_dispatch.py [--quick] [--output FILE.md]
+    python benchmarks/bench_dispatch.py [--quick] [--runs N] [--output FILE.md]
 
 The decisions come from the profile dispatch would use (``breakeven show``);
 the header names it.
@@ -41,21 +43,22 @@ GRAIN = 32768
 SETTLE = 0.15
 
 
-def envelope(sizes, repeats, out):
+def envelope(sizes, repeats, out, runs=1):
+    """(a), measured ``runs`` times over every cell; each cell's figures are
+    the medians over the runs of its per-run ratios."""
     threads = usable_cpus()
     rng = np.random.default_rng(0)
-    out.append("## (a) Envelope: time / min(serial, parallel), hot loop\n")
-    out.append("| kernel | work | dispatched | always serial | always parallel "
-               f"| grain {GRAIN} | decision |")
-    out.append("|---|---:|---:|---:|---:|---:|---|")
-    ratios = []
+    cells = {}  # (name, lg) -> (args, work)
+    for name in KERNELS:
+        for lg in sizes:
+            args = KERNELS[name].sample(1 << lg, np.dtype("float64"), rng)
+            cells[(name, lg)] = (args, KERNELS[name].work(*args))
+    per_run: dict = {key: [] for key in cells}
     blas = ThreadpoolController().limit(limits=1, user_api="blas")
     with blas:
-        for name in KERNELS:
-            k = KERNELS[name]
-            for lg in sizes:
-                args = k.sample(1 << lg, np.dtype("float64"), rng)
-                work = k.work(*args)
+        for run in range(runs):
+            for (name, lg), (args, _work) in cells.items():
+                k = KERNELS[name]
                 t = time_interleaved({
                     "dispatched": dropin(name, args),
                     "serial": lambda k=k, a=args: k.serial(*a),
@@ -67,19 +70,34 @@ def envelope(sizes, repeats, out):
                 r_d = float(np.median(np.array(t["dispatched"].samples) / best))
                 r_s = float(np.median(s / best))
                 r_p = float(np.median(p / best))
-                r_g = r_p if work >= GRAIN else r_s
-                d = _dispatch.decide(name, "float64", work, k.uses_blas)
-                ratios.append(r_d)
-                how = f"{d.variant} {d.threads}" if d.variant == "parallel" \
-                    else d.variant
-                row = (f"| {name} | {work} | {r_d:.2f} | {r_s:.2f} | {r_p:.2f} | "
-                       f"{r_g:.2f} | {how} |")
-                out.append(row)
-                print(row, file=sys.stderr, flush=True)
+                per_run[(name, lg)].append((r_d, r_s, r_p))
+            print(f"envelope run {run + 1} of {runs} done", file=sys.stderr,
+                  flush=True)
+    title = "## (a) Envelope: time / min(serial, parallel), hot loop"
+    out.append(title + (f", median over {runs} runs\n" if runs > 1 else "\n"))
+    out.append("| kernel | work | dispatched | always serial | always parallel "
+               f"| grain {GRAIN} | decision |"
+               + (" dispatched, each run |" if runs > 1 else ""))
+    out.append("|---|---:|---:|---:|---:|---:|---|" + ("---|" if runs > 1 else ""))
+    ratios, worst_single = [], 0.0
+    for (name, lg), (_args, work) in cells.items():
+        rs = per_run[(name, lg)]
+        r_d, r_s, r_p = (float(np.median([r[i] for r in rs])) for i in range(3))
+        r_g = r_p if work >= GRAIN else r_s
+        d = _dispatch.decide(name, "float64", work, KERNELS[name].uses_blas)
+        ratios.append(r_d)
+        worst_single = max(worst_single, max(r[0] for r in rs))
+        how = f"{d.variant} {d.threads}" if d.variant == "parallel" else d.variant
+        each = (" " + ", ".join(f"{r[0]:.2f}" for r in rs) + " |"
+                if runs > 1 else "")
+        out.append(f"| {name} | {work} | {r_d:.2f} | {r_s:.2f} | {r_p:.2f} | "
+                   f"{r_g:.2f} | {how} |{each}")
     gmean = math.exp(float(np.mean(np.log(ratios))))
     out.append("")
     out.append(f"Dispatched / min(serial, parallel) over {len(ratios)} points: "
-               f"max {max(ratios):.2f}, geometric mean {gmean:.3f}.")
+               f"max {max(ratios):.2f}, geometric mean {gmean:.3f}"
+               + (f" (medians over {runs} runs; the worst single run's cell: "
+                  f"{worst_single:.2f})." if runs > 1 else "."))
     out.append("")
     return max(ratios), gmean
 
@@ -180,7 +198,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--output")
+    ap.add_argument("--runs", type=int, default=None,
+                    help="how many times the envelope is measured; each cell "
+                         "is the median over the runs (default 3, 1 with --quick)")
     args = ap.parse_args(argv)
+    runs = args.runs if args.runs is not None else (1 if args.quick else 3)
+    if runs < 1:
+        ap.error("--runs must be at least 1")
     prof = _dispatch.profile()
     out = [
         "# Dispatch against fixed rules",
@@ -194,13 +218,22 @@ def main(argv=None) -> int:
     ]
     sizes = range(4, 25, 4) if args.quick else range(4, 25, 2)
     reps = 5 if args.quick else 9
-    mx, gm = envelope(sizes, reps, out)
-    alt = alternating(20 if args.quick else 100, 3 if args.quick else 5, out)
+    mx, gm = envelope(sizes, reps, out, runs)
+    # the alternating loop too: the table is the first run's, the figure the
+    # median over the runs
+    alts = [alternating(20 if args.quick else 100, 3 if args.quick else 5,
+                        out if run == 0 else [])
+            for run in range(runs)]
+    alt = float(np.median(alts))
+    if runs > 1:
+        out.append(f"breakeven.exp / best fixed configuration in each of {runs} "
+                   "runs: " + ", ".join(f"{a:.2f}" for a in alts)
+                   + f"; median {alt:.2f}.\n")
     ov_kernel, ov_np = overhead(reps * 2, out)
     out.append("## Summary\n")
     out.append(f"- envelope: max {mx:.2f}, geometric mean {gm:.3f}")
     out.append(f"- alternating loop: breakeven.exp / best fixed configuration "
-               f"{alt:.2f}")
+               f"{alt:.2f}" + (f" (median of {runs} runs)" if runs > 1 else ""))
     out.append(f"- n=16 overhead: {ov_kernel:.2f}x the serial kernel, "
                f"{ov_np:.2f}x np.sum")
     emit(out, args.output)

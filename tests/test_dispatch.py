@@ -224,6 +224,30 @@ def test_histogram_with_more_bins_than_memory_raises_numpys_error(bins, paths):
         be.histogram(x, bins, (0.0, 1.0))
 
 
+@needs2
+def test_histogram_too_small_to_split_takes_no_cores(rng):
+    """An input one thread counts whatever the thread count (at most the
+    kernel's smallest share) is counted without routing: even forced to 2
+    threads it takes no cores from the budget; one element more does."""
+    from breakeven import _fast
+    from breakeven._histogram import histogram_parallel
+
+    small = rng.standard_normal(4096)
+    with be.threads(2, exact=True):
+        _fast.reset_peak()
+        counts, edges = be.histogram(small, 7, (-2.0, 2.0))
+        assert _fast.budget()[3] == 0
+        want = np.histogram(small, 7, (-2.0, 2.0))
+        np.testing.assert_array_equal(counts, want[0])
+        np.testing.assert_array_equal(edges, want[1])
+        # the kernel itself agrees: this size is one chunk
+        np.testing.assert_array_equal(
+            histogram_parallel(small, 7, -2.0, 2.0, 2)[0], want[0])
+        _fast.reset_peak()
+        be.histogram(rng.standard_normal(4097), 7, (-2.0, 2.0))
+        assert _fast.budget()[3] == 2
+
+
 @pytest.mark.parametrize("a,args,kw", [
     (F64, (), {}), (F32, (7,), {}), (M, (5, (-1, 1)), {}), (F64, (12, (-1, 1)), {}),
     (F32, (12, (-1.0, 1.0)), {}), (F32, (12, (np.float64(-1), np.float64(1))), {}),

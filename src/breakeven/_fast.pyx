@@ -52,6 +52,7 @@ from breakeven._scan cimport (
 )
 from breakeven._simd cimport be_axpy_d, be_axpy_f, be_exp_d, be_exp_f
 
+from breakeven._histogram cimport MIN_CHUNK as _HIST_MIN_CHUNK
 from breakeven._histogram cimport count as _histogram_count
 from breakeven._nearest import nearest_parallel as _nearest_parallel
 from breakeven._nearest import nearest_serial as _nearest_serial
@@ -1087,6 +1088,10 @@ def histogram(a, bins=10, range=None, density=None, weights=None):
                 and _plain_number(r0) and _plain_number(r1)):
             lo, hi = r0, r1
             if lo < hi and hi - lo < INFINITY:  # finite, increasing
+                if n <= _HIST_MIN_CHUNK:
+                    # one thread counts it whatever the decision: no routing
+                    # (nor budget) for what cannot run in parallel
+                    return _histogram_count(xs, nbins, lo, hi, 1)
                 t = _route(K_HISTOGRAM, d, n)
                 if t == 0 or t == 1:
                     start = _now() if t == 0 else 0.0

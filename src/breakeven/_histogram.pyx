@@ -20,8 +20,6 @@ cnp.import_array()
 cdef enum:
     # Rows of private counts are padded to whole cache lines (8 x int64).
     LINE = 8
-    # Smallest share of the input a thread gets.
-    MIN_CHUNK = 4096
     # Below this many elements the serial count keeps the GIL.
     NOGIL_MIN = 8192
 

@@ -4,7 +4,7 @@
     drop-in function against the serial kernel, the parallel kernel at all
     usable CPUs, and a fixed grain size of 32768 (PyTorch's): each as a
     ratio to min(serial, parallel) measured in the same batch rotation.
-    Every cell is measured in each of ``--runs`` runs (default 3) and shown
+    Every cell is measured in each of ``--runs`` runs (default 5) and shown
     as the median over them, beside each run's figure.
 (b) The alternating loop: a 200x200 ``A @ B`` and a 64k-element ``exp`` in a
     loop, with the exp serial or parallel and BLAS at 1 or at its default
@@ -200,9 +200,9 @@ def main(argv=None) -> int:
     ap.add_argument("--output")
     ap.add_argument("--runs", type=int, default=None,
                     help="how many times the envelope is measured; each cell "
-                         "is the median over the runs (default 3, 1 with --quick)")
+                         "is the median over the runs (default 5, 1 with --quick)")
     args = ap.parse_args(argv)
-    runs = args.runs if args.runs is not None else (1 if args.quick else 3)
+    runs = args.runs if args.runs is not None else (1 if args.quick else 5)
     if runs < 1:
         ap.error("--runs must be at least 1")
     prof = _dispatch.profile()

@@ -570,13 +570,24 @@ def sweep(kernel: Kernel, dtype: np.dtype, threads: Sequence[int],
             p = measure(kernel, dtype, work, threads, settings)
         points.append(p)
         if most > 1:
-            best = min(p.times, key=lambda t: (p.times[t], t))
-            clear = best == most and (p.times[most] + extra) \
-                * (1 + settings.margin) < p.times[1]
-            streak = streak + 1 if clear else 0
+            streak = streak + 1 if _clear_win(p, most, settings.margin, extra) \
+                else 0
             if streak >= settings.settle:
                 break
     return refine(kernel, dtype, threads, settings, measure, points, penalty)
+
+
+def _clear_win(p: Point, most: int, margin: float, extra: float = 0.0) -> bool:
+    """The most threads are the fastest at ``p`` and beat serial by the
+    margin, with ``extra`` seconds (a wake-up penalty) added to their time."""
+    best = min(p.times, key=lambda t: (p.times[t], t))
+    return best == most and (p.times[most] + extra) * (1 + margin) < p.times[1]
+
+
+def _cost(p: Point, settings: Settings) -> float:
+    """About what measuring ``p``'s size again takes."""
+    return settings.repeats * sum(max(settings.min_batch_time, s)
+                                  for s in p.times.values())
 
 
 def second_pass(kernel: Kernel, dtype: np.dtype, threads: Sequence[int],
@@ -600,14 +611,10 @@ def second_pass(kernel: Kernel, dtype: np.dtype, threads: Sequence[int],
     most, streak = max(threads), 0
     measure(kernel, dtype, out[0].work, threads, settings)  # warm-up
     for i, p in enumerate(out):
-        cost = settings.repeats * sum(max(settings.min_batch_time, s)
-                                      for s in p.times.values())
-        if clock() + cost >= deadline:
+        if clock() + _cost(p, settings) >= deadline:
             break
         out[i] = q = merge(p, measure(kernel, dtype, p.work, threads, settings))
-        best = min(q.times, key=lambda t: (q.times[t], t))
-        clear = best == most and q.times[most] * (1 + settings.margin) < q.times[1]
-        streak = streak + 1 if clear else 0
+        streak = streak + 1 if _clear_win(q, most, settings.margin) else 0
         if streak >= settings.settle:
             break
     return refine(kernel, dtype, threads, settings, measure, out, penalty)
@@ -627,9 +634,7 @@ def polish(kernel: Kernel, dtype: np.dtype, threads: Sequence[int],
     for i, p in enumerate(out):
         if not any(w / 4 <= p.work <= w * 4 for w, _ in steps):
             continue
-        cost = settings.repeats * sum(max(settings.min_batch_time, s)
-                                      for s in p.times.values())
-        if clock() + cost >= deadline:
+        if clock() + _cost(p, settings) >= deadline:
             break
         out[i] = merge(p, measure(kernel, dtype, p.work, threads, settings))
     return out

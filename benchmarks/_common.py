@@ -42,6 +42,20 @@ def ratio_range(a, b) -> tuple[float, float, float]:
     return float(np.median(r)), float(r.min()), float(r.max())
 
 
+def add_runs_option(ap, what: str, default: int) -> None:
+    """``--runs N``: how many times ``what`` is measured (1 with --quick)."""
+    ap.add_argument("--runs", type=int, default=None,
+                    help=f"how many times {what} (default {default}, 1 with "
+                         "--quick)")
+
+
+def runs_option(ap, args, default: int) -> int:
+    runs = args.runs if args.runs is not None else (1 if args.quick else default)
+    if runs < 1:
+        ap.error("--runs must be at least 1")
+    return runs
+
+
 def fmt_ratio(r: tuple[float, float, float]) -> str:
     return f"{r[0]:.2f} [{r[1]:.2f}-{r[2]:.2f}]"
 

@@ -29,7 +29,7 @@ import sys
 import time
 
 import numpy as np
-from _common import Staged, dropin, emit
+from _common import Staged, add_runs_option, dropin, emit, runs_option
 from threadpoolctl import ThreadpoolController
 
 import breakeven as be
@@ -198,13 +198,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--output")
-    ap.add_argument("--runs", type=int, default=None,
-                    help="how many times the envelope is measured; each cell "
-                         "is the median over the runs (default 5, 1 with --quick)")
+    add_runs_option(ap, "the envelope and the alternating loop are measured; "
+                        "each figure is the median over the runs", 5)
     args = ap.parse_args(argv)
-    runs = args.runs if args.runs is not None else (1 if args.quick else 5)
-    if runs < 1:
-        ap.error("--runs must be at least 1")
+    runs = runs_option(ap, args, 5)
     prof = _dispatch.profile()
     out = [
         "# Dispatch against fixed rules",

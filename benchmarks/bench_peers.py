@@ -52,11 +52,13 @@ import numpy as np
 from _common import (
     Blas,
     Staged,
+    add_runs_option,
     dropin,
     exp_job,
     fmt_ratio,
     fmt_time,
     ratio_range,
+    runs_option,
     stamp,
     threads_stage,
 )
@@ -925,14 +927,10 @@ def main(argv=None) -> int:
     ap.add_argument("--kernels", help="comma-separated (default: all)")
     ap.add_argument("--sizes", help="comma-separated log2 works")
     ap.add_argument("--no-contention", action="store_true")
-    ap.add_argument("--runs", type=int, default=None,
-                    help="how many times the contention scenarios and the "
-                         "2^22 target cells are measured; targets are judged "
-                         "on the median over runs (default 3, 1 with --quick)")
+    add_runs_option(ap, "the contention scenarios and the 2^22 target cells "
+                        "are measured; targets are judged on the median run", 3)
     args = ap.parse_args(argv)
-    runs = args.runs if args.runs is not None else (1 if args.quick else 3)
-    if runs < 1:
-        ap.error("--runs must be at least 1")
+    runs = runs_option(ap, args, 3)
     t_start = time.perf_counter()
     names = args.kernels.split(",") if args.kernels else list(ORDER)
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else \

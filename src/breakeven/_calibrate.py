@@ -310,15 +310,24 @@ def _through_c_path(call: Callable, args: tuple, threads: int
                     ) -> Callable[[], object]:
     """A public call routed by the C path at a forced thread count (1 =
     serial), exactly as dispatch runs it."""
-    from breakeven import _fast
+    from breakeven import _dispatch, _fast
+
+    forced = [(threads, True)]
+    local = _dispatch._local
 
     def run():
-        # as inside breakeven.threads(threads, exact=True)
+        # as inside breakeven.threads(threads, exact=True): the C path's
+        # controls and the Python path's caps both, so that a call the C path
+        # hands on (the first parallel nearest, before it knows the BLAS
+        # libraries it must cap) is forced the same way
+        saved = getattr(local, "caps", None)
+        local.caps = forced
         _fast.set_thread_controls(threads, 0, 0)
         try:
             return call(*args)
         finally:
             _fast.set_thread_controls(0, 0, 0)
+            local.caps = saved
     return run
 
 
@@ -430,12 +439,6 @@ def _measure_once(kernel: Kernel, dtype: np.dtype, work: int,
     args = kernel.sample(work, dtype, np.random.default_rng(work))
     actual = int(kernel.work(*args))
     public = _dropin(kernel.name)
-    if public is not None and kernel.uses_blas:
-        from breakeven import _dispatch
-
-        # the C path caps BLAS itself once it knows the libraries; until
-        # then it hands parallel calls to the Python path
-        _dispatch._blas_controller()
     cands: dict[str, Callable[[], object]] = {}
     for t in threads:
         if public is not None:

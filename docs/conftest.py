@@ -88,18 +88,18 @@ def pytest_collect_file(file_path, parent):
 
 @pytest.fixture(autouse=True)
 def _doctest_environment(request, tmp_path, monkeypatch):
-    from breakeven import _dispatch, _registry
+    from breakeven import _registry, testing
 
     monkeypatch.setenv("BREAKEVEN_PROFILE", str(tmp_path / "profile.toml"))
     monkeypatch.chdir(tmp_path)
     if getattr(request.node, "path", None) == HERE / "kernels.rst":
         monkeypatch.syspath_prepend(str(request.getfixturevalue("mykernels_build")))
     registered = dict(_registry.KERNELS)
-    _dispatch.reset()
+    testing.reset()
     yield
     _registry.KERNELS.clear()
     _registry.KERNELS.update(registered)
-    _dispatch.reset()
+    testing.reset()
 
 
 @pytest.fixture(scope="session")

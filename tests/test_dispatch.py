@@ -13,7 +13,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 import breakeven as be
-from breakeven import _dispatch
+from breakeven import testing
 from breakeven._profile import Profile, host_fingerprint
 
 CPUS = be.usable_cpus()
@@ -32,16 +32,16 @@ def eager_profile(threshold=1000, cold=10**6, threads=None):
 
 @pytest.fixture(autouse=True)
 def fresh_dispatch():
-    _dispatch.reset()
+    testing.reset()
     yield
-    _dispatch.reset()
+    testing.reset()
 
 
 @pytest.fixture
 def eager():
     p = eager_profile()
-    _dispatch.reset(p)
-    _dispatch._state.last_parallel = time.monotonic() + 3600  # keep it hot
+    testing.reset(p)
+    testing.idle(-3600)  # keep it hot
     return p
 
 
@@ -51,8 +51,8 @@ def paths(request):
     the C fast path (every call below the threshold)."""
     p = eager_profile(threshold=1000 if request.param == "dispatched" else 10**12,
                       cold=10**12 + 1)
-    _dispatch.reset(p)
-    _dispatch._state.last_parallel = time.monotonic() + 3600
+    testing.reset(p)
+    testing.idle(-3600)
     return request.param
 
 
@@ -229,23 +229,22 @@ def test_histogram_too_small_to_split_takes_no_cores(rng):
     """An input one thread counts whatever the thread count (at most the
     kernel's smallest share) is counted without routing: even forced to 2
     threads it takes no cores from the budget; one element more does."""
-    from breakeven import _fast
     from breakeven._histogram import histogram_parallel
 
     small = rng.standard_normal(4096)
     with be.threads(2, exact=True):
-        _fast.reset_peak()
+        testing.reset_peak()
         counts, edges = be.histogram(small, 7, (-2.0, 2.0))
-        assert _fast.budget()[3] == 0
+        assert testing.budget().peak == 0
         want = np.histogram(small, 7, (-2.0, 2.0))
         np.testing.assert_array_equal(counts, want[0])
         np.testing.assert_array_equal(edges, want[1])
         # the kernel itself agrees: this size is one chunk
         np.testing.assert_array_equal(
             histogram_parallel(small, 7, -2.0, 2.0, 2)[0], want[0])
-        _fast.reset_peak()
+        testing.reset_peak()
         be.histogram(rng.standard_normal(4097), 7, (-2.0, 2.0))
-        assert _fast.budget()[3] == 2
+        assert testing.budget().peak == 2
 
 
 @pytest.mark.parametrize("a,args,kw", [
@@ -319,6 +318,8 @@ def test_explain_reasons(eager):
     assert d.variant == "numpy" and "not a contiguous" in d.reason
     assert d.kernel == "sum" and str(d).startswith("sum: numpy")
     del eager.tables["exp"]
+    testing.reset(eager)  # the core holds the tables of the profile given it
+    testing.idle(-3600)
     d = be.explain(be.exp, np.ones(10**6))
     assert d.variant == "serial" and "exp float64 is not calibrated" in d.reason
     d = be.explain(be.sum, np.ones(10))
@@ -335,111 +336,84 @@ def test_explain_reasons(eager):
 
 def test_lone_calls_use_the_cold_table():
     p = eager_profile(threshold=1000, cold=100_000)
-    _dispatch.reset(p)
+    testing.reset(p)
     x = np.ones(5000)
     assert be.explain(be.sum, x).variant == "serial"  # nothing ran: lone
     assert "cold table" in be.explain(be.sum, x).reason
     be.sum(x)  # now a call of that size has just run
     assert "hot table" in be.explain(be.sum, x).reason
-    _dispatch._state.last_call = _dispatch._state.last_parallel = -1e9
+    testing.idle(1e9)
     assert be.explain(be.sum, np.ones(200_000)).variant == \
         ("parallel" if CPUS >= 2 else "serial")
 
 
-def test_lone_calls_are_decided_in_c_from_the_cold_table(monkeypatch):
-    """A lone call (the team asleep) takes the cold table on the C path, and
-    its time, which includes waking the team, is not taken for contention."""
-    from breakeven import _fast
-
+def test_lone_calls_are_decided_from_the_cold_table_and_not_contention():
+    """A lone call (the team asleep) takes the cold table, and its time,
+    which includes waking the team, is not taken for contention."""
     p = eager_profile(threshold=1000, cold=100_000)
-    _dispatch.reset(p)
-    be.sum(np.ones(10))  # the profile is loaded and the C path configured
-
-    def fail(*a, **k):
-        raise AssertionError("took the Python path")
-
-    monkeypatch.setattr(_dispatch, "run", fail)
+    testing.reset(p)
     x, big = np.ones(5000), np.ones(200_000)
     for _ in range(5):  # hot calls: what a parallel call costs here
+        testing.idle(-3600)
         be.sum(big)
-    try:
-        _fast.set_clock_scale(50.0)  # parallel calls would look very slow
-        for _ in range(2 * _dispatch.BACKOFF_AFTER):
-            _dispatch._state.last_call = _dispatch._state.last_parallel = -1e9
+    with testing.clock_scale(50.0):  # parallel calls would look very slow
+        for _ in range(2 * testing.BACKOFF_AFTER):
+            testing.idle(1e9)
             assert be.sum(x) == 5000.0  # cold table: serial
-            _dispatch._state.last_call = _dispatch._state.last_parallel = -1e9
-            _dispatch._fast.reset_peak()
+            testing.idle(1e9)
+            testing.reset_peak()
             assert be.sum(big) == 200_000.0  # cold table: parallel
-            assert _dispatch._state.peak_in_flight == min(CPUS, 2) or CPUS < 2
-        assert not _fast.backoff_state("sum", "float64")[0]
-    finally:
-        _fast.set_clock_scale(1.0)
+            assert testing.budget().peak == min(CPUS, 2) or CPUS < 2
+        assert not testing.backoff_state("sum")["backed_off"]
+    assert be.stats()["sum", "float64"].backoffs == 0
 
 
 @needs2
-def test_the_call_that_wakes_the_team_after_serial_cold_calls_is_not_contention(
-        monkeypatch):
+def test_the_call_that_wakes_the_team_after_serial_cold_calls_is_not_contention():
     """A loop's first call runs serially from the cold table; the next one,
     from the hot table (a call has just run), goes parallel and pays the
     team's wake-up, since a serial call does not keep the team awake.  Its
     time is not taken for contention."""
-    from breakeven import _fast
-
     p = eager_profile(threshold=1000, cold=10**9)  # lone calls: serial
-    _dispatch.reset(p)
-    be.sum(np.ones(10))  # the C path configured
-
-    def fail(*a, **k):
-        raise AssertionError("took the Python path")
-
-    monkeypatch.setattr(_dispatch, "run", fail)
+    testing.reset(p)
     x = np.ones(200_000)
+    testing.idle(-3600)
     for _ in range(5):  # hot calls: what a parallel call costs here
         be.sum(x)
-    try:
-        _fast.set_clock_scale(50.0)  # calls now look very slow
-        for _ in range(2 * _dispatch.BACKOFF_AFTER):
-            _dispatch._state.last_call = _dispatch._state.last_parallel = -1e9
+    with testing.clock_scale(50.0):  # calls now look very slow
+        for _ in range(2 * testing.BACKOFF_AFTER):
+            testing.idle(1e9)  # the team asleep, no call for long
             assert be.sum(x) == 200_000.0  # lone: serial, from the cold table
-            _dispatch._state.last_parallel = -1e9  # the team asleep
-            _fast.reset_peak()
+            assert be.explain(be.sum, x).table == "hot"  # a call just ran
+            testing.reset_peak()
             assert be.sum(x) == 200_000.0  # hot table: parallel, waking it
-            assert _fast.budget()[3] == 2
-        assert not _fast.backoff_state("sum", "float64")[0]
-    finally:
-        _fast.set_clock_scale(1.0)
+            assert testing.budget().peak == 2
+        assert not testing.backoff_state("sum")["backed_off"]
 
 
 @needs2
-def test_lone_calls_take_the_table_of_their_idle_time(monkeypatch):
+def test_lone_calls_take_the_table_of_their_idle_time():
     """Waking the team costs little after a short idle time and a lot after
     a long one (an idle virtual CPU descheduled by its host): a lone call is
     judged with the penalty measured for the longest idle time not longer
-    than its own, on the C path and in explain()."""
+    than its own, by the call and by explain()."""
     p = eager_profile(threshold=1000, cold=10**9)
     works = [2 ** k for k in range(10, 21)]
     rows = [(w, 1, 1e-9 * w) for w in works] + [(w, 2, 0.5e-9 * w) for w in works]
     p.set_table("sum", "float64", ((0, 1), (1000, 2)), ((0, 1),), rows)
     p.sleep_after_us = 10_000.0
     p.wake = ((10_000.0, 2, 20e-6), (30_000.0, 2, 5e-3))
-    _dispatch.reset(p)
-    be.sum(np.ones(10))  # the C path configured
+    testing.reset(p)
     x = np.ones(1 << 18)  # 262 us serial, 131 us parallel in the profile
-
-    def fail(*a, **k):
-        raise AssertionError("took the Python path")
-
-    monkeypatch.setattr(_dispatch, "run", fail)
     for idle, want in ((0.015, 2), (0.05, 1)):
-        now = time.monotonic()
-        _dispatch._state.last_call = _dispatch._state.last_parallel = now - idle
+        testing.idle(idle)
         d = be.explain(be.sum, x)
         assert d.threads == want and d.table == "cold", (idle, d)
-        now = time.monotonic()
-        _dispatch._state.last_call = _dispatch._state.last_parallel = now - idle
-        _dispatch._fast.reset_peak()
+        assert be.decide("sum", 1 << 18, idle=idle).threads == want
+        testing.idle(idle)
+        testing.reset_peak()
         assert be.sum(x) == float(1 << 18)
-        assert _dispatch._state.peak_in_flight == want
+        assert testing.budget().peak == want
 
 
 @needs2
@@ -476,9 +450,8 @@ def test_threads_and_section_validate():
 def test_state_is_restored_after_exceptions(eager):
     with pytest.raises(RuntimeError), be.threads(1), be.section():
         raise RuntimeError
-    assert _dispatch._state.free == CPUS
-    assert getattr(_dispatch._local, "caps", []) == []
-    assert getattr(_dispatch._local, "section", 0) == 0
+    assert testing.budget().free == CPUS
+    assert testing.thread_controls() == (0, 0, 0)
 
 
 @needs2
@@ -494,9 +467,9 @@ def test_threadpoolctl_openmp_limit_is_obeyed(eager):
 def test_omp_num_threads_1_gives_serial_decisions(tmp_path):
     code = textwrap.dedent("""
         import numpy as np, breakeven as be
-        from breakeven import _dispatch
+        from breakeven import testing
         from test_dispatch import eager_profile
-        _dispatch.reset(eager_profile())
+        testing.reset(eager_profile())
         d = be.explain(be.sum, np.ones(10**6))
         print(d.variant, d.threads)
     """)
@@ -532,22 +505,22 @@ def test_concurrent_callers_share_the_cores(eager):
         except Exception as exc:  # reported below
             errors.append(exc)
 
-    _dispatch._state.peak_in_flight = 0
+    testing.reset_peak()
     ts = [threading.Thread(target=worker) for _ in range(4)]
     for t in ts:
         t.start()
     for t in ts:
         t.join(120)
     assert not errors, errors
-    assert 2 <= _dispatch._state.peak_in_flight <= CPUS
-    assert _dispatch._state.free == CPUS and _dispatch._state.in_flight == 0
+    assert 2 <= testing.budget().peak <= CPUS
+    assert testing.budget().free == CPUS and testing.budget().in_flight == 0
 
 
 @needs2
 def test_section_reserves_cores(eager):
     x = np.ones(5000)
     with be.section():
-        assert _dispatch._state.free == 0
+        assert testing.budget().free == 0
         d = be.explain(be.sum, x)
         assert d.variant == "parallel" and "section" in d.reason
         seen = []
@@ -557,7 +530,7 @@ def test_section_reserves_cores(eager):
         assert seen == [5000.0]  # ran serially: no free core
         with be.section():  # nested
             assert be.sum(x) == 5000.0
-    assert _dispatch._state.free == CPUS
+    assert testing.budget().free == CPUS
 
 
 @needs2
@@ -587,28 +560,25 @@ def test_parallel_sized_serial_calls_hold_a_core(eager):
                 be.exp(x, out=o)
         done.set()
 
-    _dispatch._fast.reset_peak()
+    testing.reset_peak()
     t = threading.Thread(target=worker)
     t.start()
     seen = []
     while not done.is_set():
-        seen.append(_dispatch._state.in_flight)
+        seen.append(testing.budget().in_flight)
         be.exp(y, out=p)
     t.join()
     assert 1 in seen  # the serial call held its core
-    assert _dispatch._state.peak_in_flight <= CPUS
-    assert _dispatch._state.in_flight == 0 and _dispatch._state.free == CPUS
+    assert testing.budget().peak <= CPUS
+    assert testing.budget().in_flight == 0 and testing.budget().free == CPUS
     np.testing.assert_array_equal(o, be.exp(x))
 
 
 @pytest.fixture
 def fake_blas():
-    """A BLAS seen by the C path as functions that record what it does."""
+    """A BLAS seen by the core as functions that record what it does."""
     import ctypes
 
-    from breakeven import _fast
-
-    _dispatch._blas_controller()  # the real registration, done once
     state = {"threads": 4, "sets": []}
 
     @ctypes.CFUNCTYPE(ctypes.c_int)
@@ -621,58 +591,44 @@ def fake_blas():
         state["threads"] = n
 
     addr = [ctypes.cast(f, ctypes.c_void_p).value for f in (get, put)]
-    _fast.set_blas([tuple(addr)])
-    try:
+    with testing.blas_functions([tuple(addr)]):
         yield state
-    finally:
-        _fast.set_blas(_dispatch._blas_functions(_dispatch._blas_controller()))
-        assert _fast.blas_state()[1] == 0
 
 
 @needs2
-def test_nearest_parallel_in_c_caps_blas_only_when_needed(eager, fake_blas, rng):
-    from breakeven import _fast
-
+def test_nearest_in_parallel_caps_blas_only_when_needed(eager, fake_blas, rng):
     X, C = rng.standard_normal((3000, 16)), rng.standard_normal((32, 16))
     want = np.argmin(((X[:, None, :] - C[None]) ** 2).sum(-1), axis=1)
-
-    def no_python(*a):
-        raise AssertionError("the parallel call left the C path")
-
-    saved = _fast.slow_paths()["nearest"]
-    _fast.set_slow_paths(nearest=no_python)
-    try:
-        with be.threads(2, exact=True):
-            got = be.nearest(X, C)
-        assert fake_blas["sets"] == [1, 4]  # capped for the call, restored
-        np.testing.assert_array_equal(got, want)
-        fake_blas["sets"].clear()
-        fake_blas["threads"] = 1
-        with be.threads(2, exact=True):
-            be.nearest(X, C)
-        assert fake_blas["sets"] == []  # at one thread already: left alone
-        fake_blas["threads"] = 3
-        with be.section(), be.threads(2, exact=True):
-            np.testing.assert_array_equal(be.nearest(X, C), want)
-        assert fake_blas["sets"] == []  # the section capped it (threadpoolctl)
-    finally:
-        _fast.set_slow_paths(nearest=saved)
-    assert _dispatch._state.in_flight == 0 and _dispatch._state.free == CPUS
+    with be.threads(2, exact=True):
+        got = be.nearest(X, C)
+    assert fake_blas["sets"] == [1, 4]  # capped for the call, restored
+    np.testing.assert_array_equal(got, want)
+    fake_blas["sets"].clear()
+    fake_blas["threads"] = 1
+    with be.threads(2, exact=True):
+        be.nearest(X, C)
+    assert fake_blas["sets"] == []  # at one thread already: left alone
+    with be.threads(1):
+        be.nearest(X, C)
+    fake_blas["threads"] = 3
+    assert fake_blas["sets"] == []  # a serial call: BLAS left alone
+    with be.section(), be.threads(2, exact=True):
+        assert fake_blas["sets"] == [1]  # the section capped it, once
+        np.testing.assert_array_equal(be.nearest(X, C), want)
+        assert fake_blas["sets"] == [1]  # ... so the call did not
+    assert fake_blas["sets"] == [1, 3]  # and the section restored it
+    assert testing.budget().in_flight == 0 and testing.budget().free == CPUS
 
 
-def test_blas_the_c_path_cannot_cap_goes_through_python(eager, rng):
-    from breakeven import _fast
-
-    _dispatch._blas_controller()
+def test_a_blas_that_cannot_be_capped_is_left_alone(eager, rng):
     X, C = rng.standard_normal((3000, 16)), rng.standard_normal((32, 16))
-    _fast.set_blas(None)
-    try:
+    with testing.blas_functions([]):
         with be.threads(2, exact=True):
             got = be.nearest(X, C)
-        assert _dispatch._state.in_flight == 0
-        np.testing.assert_array_equal(got, be.nearest(X, C))
-    finally:
-        _fast.set_blas(_dispatch._blas_functions(_dispatch._blas_controller()))
+        with be.section():
+            np.testing.assert_array_equal(be.nearest(X, C), got)
+    assert testing.budget().in_flight == 0
+    np.testing.assert_array_equal(got, be.nearest(X, C))
 
 
 # ---------------------------------------------------------------------------
@@ -681,71 +637,48 @@ def test_blas_the_c_path_cannot_cap_goes_through_python(eager, rng):
 
 
 @needs2
-def test_feedback_backs_off_under_contention_and_recovers(eager, monkeypatch):
-    """Calls made to look slow (on both clocks: the C path's and the Python
-    path's) back the kernel off; probes find out when they are fast again."""
-    from breakeven import _fast
-
+def test_feedback_backs_off_under_contention_and_recovers(eager):
+    """Calls made to look slow back the kernel off; probes find out when
+    they are fast again."""
     x = np.ones(100_000)
-    real = time.perf_counter
-    state = {"factor": 1.0, "start": None}
-
-    def clock():  # the Python path's clock, stretched by `factor`
-        t = real()
-        if state["start"] is None:
-            state["start"] = t
-            return 0.0
-        d = (t - state["start"]) * state["factor"]
-        state["start"] = None
-        return d
-
-    def slowdown(factor):
-        state["factor"] = factor
-        _fast.set_clock_scale(factor)
-
-    monkeypatch.setattr(_dispatch, "_clock", clock)
-    try:
+    with testing.clock_scale(1.0) as slowdown:
         for _ in range(20):  # learn the uncontended speed
             be.sum(x)
         assert be.explain(be.sum, x).threads == CPUS
-        slowdown(20.0)  # now every parallel call looks 20x slower
-        for _ in range(_dispatch.BACKOFF_AFTER):
+        testing.clock_scale(20.0)  # now every parallel call looks 20x slower
+        for _ in range(testing.BACKOFF_AFTER):
             be.sum(x)
         d = be.explain(be.sum, x)
         assert d.threads < CPUS and "backed off" in d.reason
+        assert be.stats()["sum", "float64"].backoffs == 1
         # backed-off calls accumulate time until a probe is due: it fails
         # while the contention lasts, and the back-off stays
-        def due():  # pretend the backed-off calls have taken long enough
-            on, cap, spent, cost = _fast.backoff_state("sum", "float64")
-            _fast.add_spent("sum", "float64", _dispatch.PROBE_RATIO * cost)
-
-        due()
+        testing.make_probe_due("sum")
         assert be.explain(be.sum, x).threads == CPUS  # the probe
         be.sum(x)
         assert be.explain(be.sum, x).threads < CPUS
-        slowdown(1.0)  # contention gone: the next probe finds out
+        assert be.stats()["sum", "float64"].probes == 1
+        testing.clock_scale(1.0)  # contention gone: the next probe finds out
         for _ in range(3):  # (a probe that hits machine noise is retried later)
-            due()
+            testing.make_probe_due("sum")
             be.sum(x)
             if be.explain(be.sum, x).threads == CPUS:
                 break
         assert be.explain(be.sum, x).threads == CPUS
+        assert be.stats()["sum", "float64"].recoveries == 1
         # two extreme calls in a row are enough to back off
-        assert _fast.probe_ratio("sum", "float64") == _dispatch.PROBE_RATIO
-        slowdown(50.0)
+        assert testing.backoff_state("sum")["spacing"] == testing.PROBE_RATIO
+        testing.clock_scale(50.0)
         be.sum(x)
         assert be.explain(be.sum, x).threads == CPUS
         be.sum(x)
         assert be.explain(be.sum, x).threads < CPUS
         # ... and backing off again so soon after a probe lifted the back-off
         # (contention that comes and goes) spaces the probes twice as far
-        assert _fast.probe_ratio("sum", "float64") == 2 * _dispatch.PROBE_RATIO
-        due()  # what was enough before is half of what is needed now
-        be.sum(x)
-        assert be.explain(be.sum, x).threads < CPUS
-        assert _fast.backoff_state("sum", "float64")[0]
-    finally:
-        _fast.set_clock_scale(1.0)
+        assert testing.backoff_state("sum")["spacing"] == 2 * testing.PROBE_RATIO
+        state = testing.backoff_state("sum")
+        assert state["backed_off"] and state["cap"] == max(1, CPUS // 2)
+    assert slowdown is not None
 
 
 @needs2
@@ -753,8 +686,6 @@ def test_contention_is_judged_against_the_calibrated_times():
     """With the calibration's times in the profile, the very first calls,
     if contended, are recognised as slow: no uncontended call is needed to
     learn what normal is."""
-    from breakeven import _fast
-
     x = np.ones(100_000)
     p = eager_profile()
     k = be.KERNELS["sum"]
@@ -765,16 +696,34 @@ def test_contention_is_judged_against_the_calibrated_times():
     for d in ("float64", "float32"):
         p.set_table("sum", d, p.steps("sum", d), p.steps("sum", d, "cold"),
                     ((100_000, CPUS, per_call),))
-    _dispatch.reset(p)
-    _dispatch._state.last_parallel = time.monotonic()
-    try:
-        _fast.set_clock_scale(50.0)  # every call looks 50x slower
+    testing.reset(p)
+    testing.idle(-3600)
+    with testing.clock_scale(50.0):  # every call looks 50x slower
         be.sum(x)
         be.sum(x)
         d = be.explain(be.sum, x)
-        assert d.threads < CPUS and "backed off" in d.reason
-    finally:
-        _fast.set_clock_scale(1.0)
+    assert d.threads < CPUS and "backed off" in d.reason
+
+
+@needs2
+def test_rates_are_kept_per_thread_count(eager):
+    """A kernel's calls at another thread count (a cap, a section) do not
+    erase what it learnt of its full count: contention at full count is
+    still recognised after capped calls."""
+    x = np.ones(100_000)
+    with testing.simulated_cpus(4):
+        testing.reset(eager_profile(threads=4))
+        testing.idle(-3600)
+        for _ in range(10):
+            be.sum(x)  # learns the 4-thread speed (4 threads on 2 CPUs)
+        with be.threads(2):
+            for _ in range(10):
+                be.sum(x)  # 2 threads: another table of rates
+        with testing.clock_scale(50.0):
+            be.sum(x)
+            be.sum(x)
+        d = be.explain(be.sum, x)
+        assert d.threads == 2 and "backed off" in d.reason
 
 
 # ---------------------------------------------------------------------------
@@ -876,15 +825,17 @@ def test_user_kernel_end_to_end(user_kernel_dir, monkeypatch, tmp_path):
     out = np.empty_like(x)
     assert userkern.scale(x, out) is out
     np.testing.assert_array_equal(out, 3.0 * x + 1.0)
-    assert userkern.scale.kernel.name == "scale" and "scale" in be.KERNELS
+    # named after its module: name-spaced
+    assert userkern.scale.kernel.name == "userkern.scale"
+    assert be.KERNELS["userkern.scale"].call is userkern.scale
     # calibrate it, then dispatch from that profile
-    prof = be.calibrate(["scale"], budget=3, quick=True, progress=False,
+    prof = be.calibrate(["userkern.scale"], budget=3, quick=True, progress=False,
                         dtypes=("float64",))
-    assert ("scale", "float64") in prof.sweeps
-    _dispatch.reset(eager_profile())
-    _dispatch._state.last_parallel = time.monotonic() + 3600
+    assert ("userkern.scale", "float64") in prof.sweeps
+    testing.reset(eager_profile())
+    testing.idle(-3600)
     d = be.explain(userkern.scale, x, out)
-    assert d.kernel == "scale" and d.work == 50_000
+    assert d.kernel == "userkern.scale" and d.work == 50_000
     assert d.variant == ("parallel" if CPUS >= 2 else "serial")
     with be.threads(1):
         assert be.explain(userkern.scale, x, out).variant == "serial"
@@ -895,37 +846,42 @@ def test_user_kernel_end_to_end(user_kernel_dir, monkeypatch, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(user_kernel_dir)}
     path = tmp_path / "p.toml"
     r = subprocess.run([sys.executable, "-m", "breakeven", "calibrate", "--quick",
-                        "--budget", "3", "--module", "userkern", "--kernels", "scale",
+                        "--budget", "3", "--module", "userkern", "--kernels",
+                        "userkern.scale",
                         "--dtypes", "float64", "--output", str(path), "--no-progress"],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "scale" in r.stdout
-    be.KERNELS.pop("scale", None)
+    assert "userkern.scale" in r.stdout
+    be.KERNELS.pop("userkern.scale", None)
 
 
-def test_fast_path_skips_the_dispatcher(monkeypatch):
-    """Calls below the hot threshold run in C without entering Python-level
-    dispatch, and so do calls at a forced thread count."""
-    _dispatch.reset(eager_profile(threshold=10**12, cold=10**12 + 1))
-
-    def fail(*a, **k):
-        raise AssertionError("took the slow path")
-
-    monkeypatch.setattr(_dispatch, "run", fail)
-    x = np.linspace(0, 1, 100)
-    assert be.sum(x) == pytest.approx(50.0)
+def test_every_kernel_call_is_decided_and_counted_by_the_core():
+    """Each drop-in asks the core for every call its kernel computes (the
+    counters see each one), and not for the calls NumPy computes; a forced
+    thread count runs that many threads, from the budget."""
+    testing.reset(eager_profile(threshold=10**12, cold=10**12 + 1))
+    be.stats(reset=True)
+    x = np.linspace(0, 1, 5000)
+    assert be.sum(x) == pytest.approx(2500.0)
     assert be.dot(x, x) == pytest.approx(np.dot(x, x))
     np.testing.assert_allclose(be.exp(x), np.exp(x), rtol=1e-15)
     np.testing.assert_allclose(be.cumsum(x), np.cumsum(x), rtol=1e-12)
-    y = np.ones(100)
+    y = np.ones(5000)
     assert be.axpy(2, x, y) is y
     counts, edges = be.histogram(x, 7, (0.0, 1.0))
     np.testing.assert_array_equal(counts, np.histogram(x, 7, (0.0, 1.0))[0])
-    X, C = x.reshape(25, 4), x[:12].reshape(3, 4)
+    X, C = x[:400].reshape(100, 4), x[:12].reshape(3, 4)
     np.testing.assert_array_equal(be.nearest(X, C), np.argmin(
         ((X[:, None] - C[None]) ** 2).sum(-1), axis=1))
-    _dispatch._state.peak_in_flight = 0
+    st = be.stats()
+    for k in ("sum", "dot", "exp", "cumsum", "axpy", "histogram", "nearest"):
+        assert (st[k, "float64"].serial, st[k, "float64"].parallel) == (1, 0), k
+    be.sum([1.0, 2.0])  # NumPy's
+    be.sum(x[::2])  # NumPy's
+    assert be.stats()["sum", "float64"].serial == 1
+    testing.reset_peak()
     with be.threads(2, exact=True):
-        assert be.sum(x) == pytest.approx(50.0)
-    assert _dispatch._state.peak_in_flight == min(2, CPUS) if CPUS >= 2 else True
-    assert _dispatch._state.free == CPUS
+        assert be.sum(x) == pytest.approx(2500.0)
+    assert testing.budget().peak == min(2, CPUS) if CPUS >= 2 else True
+    assert testing.budget().free == CPUS
+    assert be.stats()["sum", "float64"].parallel == (1 if CPUS >= 2 else 0)

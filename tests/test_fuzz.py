@@ -37,7 +37,6 @@ import contextlib
 import json
 import math
 import os
-import time
 import warnings
 
 import numpy as np
@@ -47,7 +46,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import breakeven as be
-from breakeven import _dispatch, _fast
+from breakeven import testing
 from breakeven._profile import Profile, host_fingerprint
 
 CPUS = be.usable_cpus()
@@ -64,7 +63,7 @@ def record_examples():
         with open(log, "a") as f:
             f.write(json.dumps({"item": "fuzz examples",
                                 "count": EXAMPLES["count"]}) + "\n")
-    _dispatch.reset()
+    testing.reset()
 
 
 # ---------------------------------------------------------------------------
@@ -92,22 +91,20 @@ CONTROLS = [None, ("threads", 1), ("threads", 2), ("threads", 2**40),
 
 def set_state(state: str) -> None:
     if state == "embedded default":
-        _dispatch.reset()
+        testing.reset()
         return
-    _dispatch.reset(NEVER if state == "fast path only" else EAGER)
+    testing.reset(NEVER if state == "fast path only" else EAGER)
     if state == "eager hot":  # a call in a loop: the team is awake
-        _dispatch._state.last_parallel = time.monotonic() + 3600
+        testing.idle(-3600)
     else:
-        _dispatch._state.last_parallel = _dispatch._state.last_call = -1e9
+        testing.idle(1e9)
 
 
 def assert_clean_state() -> None:
     """No thread control, reservation or in-flight count left behind."""
-    usable, free, in_flight, _ = _fast.budget()
+    usable, free, in_flight, _ = testing.budget()
     assert (free, in_flight) == (usable, 0)
-    assert _fast.thread_controls() == (0, 0, 0)
-    assert not getattr(_dispatch._local, "caps", None)
-    assert not getattr(_dispatch._local, "section", 0)
+    assert testing.thread_controls() == (0, 0, 0)
 
 
 # ---------------------------------------------------------------------------
@@ -329,7 +326,7 @@ def run(state, ctl, body) -> None:
         body(ctl)
         assert_clean_state()
     finally:
-        _dispatch.reset()
+        testing.reset()
 
 
 FUZZ = settings(suppress_health_check=[HealthCheck.function_scoped_fixture,

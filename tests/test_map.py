@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 
 import breakeven as be
-from breakeven import _dispatch, _map
+from breakeven import _map, testing
 from breakeven._calibrate import measure_batch
 from breakeven._profile import Profile, ProfileWarning, host_fingerprint, load_profile
 
 
 @pytest.fixture(autouse=True)
 def fresh_dispatch():
-    _dispatch.reset()
+    testing.reset()
     yield
-    _dispatch.reset()
+    testing.reset()
 
 
 def synthetic(serial_ns, parallel_ns, overhead_us=0.2, start_s=1e-3, task_s=2e-5,
@@ -86,18 +86,17 @@ def test_bad_arguments():
 def test_cheap_items_run_one_after_another():
     """Calls that cost about their overhead (which holds the GIL) gain
     nothing from worker threads: inner."""
-    _dispatch.reset(synthetic(serial_ns=0.1, parallel_ns=0.05))
+    testing.reset(synthetic(serial_ns=0.1, parallel_ns=0.05))
     d = be.explain(be.map, be.sum, [np.ones(256)] * 10000)
     assert d.variant == "inner" and d.workers == 1
     assert "estimated" in d.reason and "synthetic" in d.reason
 
 
-def test_costly_serial_items_are_spread(monkeypatch):
+@testing.simulated_cpus(4)
+def test_costly_serial_items_are_spread():
     """Many items below the parallel threshold, each far costlier than its
     overhead: outer, every usable CPU a worker."""
-    monkeypatch.setattr(_map._threads, "max_threads", lambda: 4)
-    _dispatch.reset(synthetic(serial_ns=5, parallel_ns=4, threads=(2, 4)))
-    monkeypatch.setattr(_dispatch._state, "usable", 4)
+    testing.reset(synthetic(serial_ns=5, parallel_ns=4, threads=(2, 4)))
     d = be.explain(be.map, be.sum, [np.ones(2048)] * 5000)
     assert (d.variant, d.workers, d.threads) == ("outer", 4, 1)
     # ... unless n_jobs says otherwise
@@ -110,12 +109,13 @@ def test_costly_serial_items_are_spread(monkeypatch):
 
 
 def test_few_large_items_go_inner_when_parallel_kernels_scale():
-    _dispatch.reset(synthetic(serial_ns=1.0, parallel_ns=0.5, start_s=5e-3))
+    testing.reset(synthetic(serial_ns=1.0, parallel_ns=0.5, start_s=5e-3))
     d = be.explain(be.map, be.sum, [np.ones(2 ** 20)] * 2)
     assert d.variant == "inner"
 
 
-def test_mix_of_workers_and_threads(monkeypatch):
+@testing.simulated_cpus(4)
+def test_mix_of_workers_and_threads():
     """4 CPUs, kernels that scale to 2 threads but no further, 4 large
     items: 2 workers x 2 threads is estimated far better than one item after
     another on 4 threads, and no plan uses more threads than CPUs."""
@@ -124,9 +124,7 @@ def test_mix_of_workers_and_threads(monkeypatch):
     rows = [r for r in p.times("sum", "float64")]
     rows += [(w, 4, s) for w, t, s in rows if t == 2]  # 4 threads: no better
     p.set_table("sum", "float64", ((0, 1), (4096, 4)), ((0, 1), (4096, 4)), rows)
-    _dispatch.reset(p)
-    monkeypatch.setattr(_dispatch._state, "usable", 4)
-    monkeypatch.setattr(_map._threads, "max_threads", lambda: 4)
+    testing.reset(p)
     estimates = _map._plan(be.sum, [np.ones(2 ** 20)] * 4, None).estimates
     costs = {e[:3]: e[4] for e in estimates}
     # k workers x t threads never exceed the CPUs
@@ -139,7 +137,7 @@ def test_plans_are_reused_only_for_alike_batches_and_the_same_profile():
     """A batch of arrays like one planned before reuses its plan; arrays
     that differ in what a planner reads, or a new profile, are planned
     anew."""
-    _dispatch.reset(synthetic(serial_ns=0.1, parallel_ns=0.05))
+    testing.reset(synthetic(serial_ns=0.1, parallel_ns=0.05))
     first = _map._plan(be.sum, [np.ones(256)] * 1000, None)
     assert _map._plan(be.sum, [np.zeros(256)] * 1000, None) is first
     # strided views: NumPy computes them, whatever was planned for the rest
@@ -147,7 +145,7 @@ def test_plans_are_reused_only_for_alike_batches_and_the_same_profile():
     assert "NumPy" in _map._plan(be.sum, strided, None).reason
     assert _map._plan(be.sum, [np.ones(256, np.float32)] * 1000, None) is not first
     # another profile: planned from it
-    _dispatch.reset(synthetic(serial_ns=0.1, parallel_ns=0.05, start_s=2e-3))
+    testing.reset(synthetic(serial_ns=0.1, parallel_ns=0.05, start_s=2e-3))
     again = _map._plan(be.sum, [np.ones(256)] * 1000, None)
     assert again is not first and again.estimates != first.estimates
 
@@ -155,7 +153,7 @@ def test_plans_are_reused_only_for_alike_batches_and_the_same_profile():
 def test_uncalibrated_profile_runs_inner():
     p = synthetic(1, 1)
     p.batch = {}
-    _dispatch.reset(p)
+    testing.reset(p)
     d = be.explain(be.map, be.sum, [np.ones(10)] * 10)
     assert d.variant == "inner" and "not calibrated" in d.reason
 
@@ -165,9 +163,9 @@ def test_numpy_items_run_inner():
     assert d.variant == "inner" and "NumPy" in d.reason
 
 
-def test_parallel_config_threading_n_jobs_one_runs_inner(monkeypatch):
-    _dispatch.reset(synthetic(serial_ns=5, parallel_ns=4))
-    monkeypatch.setattr(_dispatch._state, "usable", 4)
+@testing.simulated_cpus(4)
+def test_parallel_config_threading_n_jobs_one_runs_inner():
+    testing.reset(synthetic(serial_ns=5, parallel_ns=4))
     with joblib.parallel_config(backend="threading", n_jobs=1):
         d = be.explain(be.map, be.sum, [np.ones(2048)] * 5000)
     assert d.variant == "inner"

@@ -26,7 +26,7 @@ import pytest
 from helpers import thread_control
 
 import breakeven as be
-from breakeven import _dispatch, _fast, _profile
+from breakeven import _profile, testing
 from breakeven._profile import FORMAT_VERSION, Profile, ProfileWarning, host_fingerprint
 
 CPUS = be.usable_cpus()
@@ -63,14 +63,14 @@ def profile_with(threshold: int, cold: int | None = None,
 
 
 def keep_hot() -> None:
-    _dispatch._state.last_parallel = time.monotonic() + 3600
+    testing.idle(-3600)
 
 
 @pytest.fixture(autouse=True)
 def fresh_dispatch():
-    _dispatch.reset()
+    testing.reset()
     yield
-    _dispatch.reset()
+    testing.reset()
 
 
 # ---------------------------------------------------------------------------
@@ -87,8 +87,7 @@ def test_huge_thread_counts_work_and_leave_no_cap(n, exact):
     with be.threads(n, exact=exact):
         assert be.sum(x) == 5000.0
         assert 1 <= be.explain(be.sum, x).threads <= be.usable_cpus()
-    assert not getattr(_dispatch._local, "caps", None)
-    assert _fast.thread_controls() == (0, 0, 0)
+    assert testing.thread_controls() == (0, 0, 0)
 
 
 @pytest.mark.parametrize("call", [
@@ -144,7 +143,7 @@ def test_empty_arrays_on_the_parallel_path_do_not_crash():
     did any empty array with a profile whose table goes parallel from 0."""
     setup = textwrap.dedent("""
         import contextlib
-        from breakeven import _dispatch
+        from breakeven import testing
         from breakeven._profile import Profile, host_fingerprint
         p = Profile(host_fingerprint(), {}, "now", None, "test")
         for k in be.KERNELS:
@@ -155,7 +154,7 @@ def test_empty_arrays_on_the_parallel_path_do_not_crash():
     calls = "\n".join(f"            r = {c}" for c in EMPTY_CALLS.values())
     code = (f"import numpy as np, breakeven as be\n{setup}\n"
             f"for i, ctx in enumerate(ways):\n"
-            f"    if i == 1:\n        _dispatch.reset(p)  # parallel from work 0\n"
+            f"    if i == 1:\n        testing.reset(p)  # parallel from work 0\n"
             f"    for dt in (np.float64, np.float32):\n"
             f"        x = np.zeros(0, dt)\n        with ctx():\n{calls}\n"
             f"            assert be.exp(np.zeros((2, 0, 0), dt)).shape == (2, 0, 0)\n"
@@ -325,18 +324,18 @@ def test_config_fault_through_dispatch(fault, private_profile, monkeypatch):
                 raise PermissionError(13, "Permission denied", str(self))
             return real(self, *a, **k)
         monkeypatch.setattr(Path, "read_text", refuse)
-    _profile._warned.clear()
+    testing.forget_warnings()
     rng = np.random.default_rng(5)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for _ in range(2):  # a reload meets the same problem: still one warning
-            _dispatch.reset()
+            testing.reset()
             dispatch_everything(rng)
-            source = _dispatch.profile().source
+            source = testing.profile().source
     ours = [str(w.message) for w in caught if issubclass(w.category, ProfileWarning)]
     if word is None:
         assert ours == [] and source == str(path)
-        assert _dispatch.profile().threshold("sum", "float64") == THR
+        assert testing.profile().threshold("sum", "float64") == THR
         return
     assert len(ours) == 1, ours
     assert str(path) in ours[0] and word in ours[0], ours[0]
@@ -371,7 +370,7 @@ def test_concurrent_mixed_calls_are_right_and_within_the_cores():
     serial bits, nothing deadlocks, and the OpenMP threads in flight (the
     core budget's instrumentation, sampled and peak) never exceed the
     usable CPUs."""
-    _dispatch.reset(profile_with(THR, nearest=THR))
+    testing.reset(profile_with(THR, nearest=THR))
     table = call_table(11)
     calls = scaled("CALLS_PER_THREAD", 150)
     errors, seen = [], {"max": 0}
@@ -379,7 +378,7 @@ def test_concurrent_mixed_calls_are_right_and_within_the_cores():
 
     def sampler():
         while not stop.is_set():
-            seen["max"] = max(seen["max"], _fast.budget()[2])
+            seen["max"] = max(seen["max"], testing.budget()[2])
             time.sleep(0.0002)
 
     def worker(seed):
@@ -396,7 +395,7 @@ def test_concurrent_mixed_calls_are_right_and_within_the_cores():
         except Exception as exc:  # reported below
             errors.append(repr(exc))
 
-    _fast.reset_peak()
+    testing.reset_peak()
     s = threading.Thread(target=sampler, daemon=True)
     s.start()
     try:
@@ -404,7 +403,7 @@ def test_concurrent_mixed_calls_are_right_and_within_the_cores():
     finally:
         stop.set()
         s.join(10)
-    usable, free, in_flight, peak = _fast.budget()
+    usable, free, in_flight, peak = testing.budget()
     assert not errors, errors[:5]
     assert 2 <= peak <= CPUS and seen["max"] <= CPUS
     assert (free, in_flight) == (usable, 0)
@@ -417,7 +416,7 @@ def test_calibration_while_others_dispatch(private_profile):
     others dispatch and a reader keeps loading the file: no crash, right
     results, and the file is never seen torn."""
     path = private_profile
-    _dispatch.reset(profile_with(THR, nearest=THR))
+    testing.reset(profile_with(THR, nearest=THR))
     profile_with(THR).save(path)  # the previous calibration
     table = call_table(12, sizes=(THR - 1, THR, 4 * THR))
     errors, reads = [], {"n": 0}
@@ -489,7 +488,7 @@ def child_checks(table, expect_serial: bool) -> int:
         with be.threads(2, exact=True):
             if not identical(call(), ref):
                 return 3
-    usable, free, in_flight, _ = _fast.budget()
+    usable, free, in_flight, _ = testing.budget()
     return 0 if (free, in_flight) == (usable, 0) else 6
 
 
@@ -507,11 +506,11 @@ def wait_exit(pid: int, timeout: float = 10.0) -> int:
 
 
 def parent_runs_parallel(table) -> None:
-    _fast.reset_peak()
+    testing.reset_peak()
     for _, _, _, call, ref in table:
         keep_hot()
         assert identical(call(), ref)
-    assert _fast.budget()[3] >= 2  # the parent's OpenMP team exists
+    assert testing.budget()[3] >= 2  # the parent's OpenMP team exists
 
 
 def _mp_child(table, expect_serial: bool) -> None:
@@ -522,12 +521,12 @@ def _spawned_child(seed, sizes, profile) -> None:
     """A fresh interpreter: parallel calls run parallel (within the usable
     CPUs) and right, within 10 s of the start."""
     start = time.monotonic()
-    _dispatch.reset(profile)
+    testing.reset(profile)
     table = call_table(seed, sizes)
     keep_hot()
-    _fast.reset_peak()
+    testing.reset_peak()
     code = child_checks(table, expect_serial=False)
-    if code == 0 and CPUS >= 2 and not 2 <= _fast.budget()[3] <= CPUS:
+    if code == 0 and CPUS >= 2 and not 2 <= testing.budget()[3] <= CPUS:
         code = 7
     if code == 0 and time.monotonic() - start > 10:
         code = 8
@@ -539,7 +538,7 @@ def test_forked_children_finish_their_calls():
     """os.fork and multiprocessing's fork, each after the parent ran parallel
     kernels: every child runs parallel-sized calls (serially, since libgomp
     does not survive fork), gets the right results and exits 0 within 10 s."""
-    _dispatch.reset(profile_with(THR, nearest=THR))
+    testing.reset(profile_with(THR, nearest=THR))
     table = call_table(21, sizes=CHILD_SIZES)
     n = scaled("FORKS", 4)
     for _ in range(n):
@@ -575,7 +574,7 @@ def test_spawned_children_run_parallel(method, monkeypatch):
     # in the session leaves OMP_NUM_THREADS=1 in os.environ)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     profile = profile_with(THR, nearest=THR)
-    _dispatch.reset(profile)
+    testing.reset(profile)
     sizes = (THR + 1, 4 * THR)
     n = scaled("SPAWNS", 2)
     ctx = multiprocessing.get_context(method)
@@ -599,13 +598,13 @@ def _loky_task(profile, seed):
     """In a loky worker: what dispatch decides and runs, and the limits."""
     from breakeven import _threads
 
-    _dispatch.reset(profile)
+    testing.reset(profile)
     keep_hot()
-    _fast.reset_peak()
+    testing.reset_peak()
     table = call_table(seed, sizes=(16 * THR,))
     right = all(identical(call(), ref) for _, _, _, call, ref in table)
     return (_threads.max_threads(), be.explain(be.sum, np.ones(16 * THR)).threads,
-            _fast.budget()[3], right)
+            testing.budget()[3], right)
 
 
 @needs2
@@ -746,7 +745,7 @@ def mixed_calls(n: int, rng) -> None:
 
 
 def test_rss_fds_and_threads_stay_flat_over_many_calls():
-    _dispatch.reset(profile_with(THR, nearest=THR))
+    testing.reset(profile_with(THR, nearest=THR))
     keep_hot()
     rng = np.random.default_rng(3)
     n = scaled("RESOURCE_CALLS", 30_000)
@@ -762,7 +761,7 @@ def test_rss_fds_and_threads_stay_flat_over_many_calls():
     assert rss1 - rss0 < 16 * 2**20, (rss0, rss1)
     assert fds1 == fds0 and thr1 == thr0
     assert objs1 - objs0 < 1000, (objs0, objs1)
-    usable, free, in_flight, _ = _fast.budget()
+    usable, free, in_flight, _ = testing.budget()
     assert (free, in_flight) == (usable, 0)
     log("resource calls", n, rss_growth_kib=(rss1 - rss0) // 1024,
         fd_growth=fds1 - fds0, thread_growth=thr1 - thr0,
@@ -787,7 +786,7 @@ def test_no_leaked_threads_or_state_after_section_and_threads():
     Python threads: no thread, core, cap or BLAS limit is left behind."""
     from threadpoolctl import threadpool_info
 
-    _dispatch.reset(profile_with(THR, nearest=THR))
+    testing.reset(profile_with(THR, nearest=THR))
     keep_hot()
     x = np.random.default_rng(4).standard_normal(4 * THR)
     be.sum(x)  # the OpenMP team exists from here on
@@ -813,13 +812,11 @@ def test_no_leaked_threads_or_state_after_section_and_threads():
 
     for i in range(rounds):
         body(i)
-    assert not getattr(_dispatch._local, "caps", None)
-    assert not getattr(_dispatch._local, "section", 0)
-    assert _fast.thread_controls() == (0, 0, 0)
+    assert testing.thread_controls() == (0, 0, 0)
 
     def short_lived(i):
         body(i)
-        assert _fast.thread_controls() == (0, 0, 0)
+        assert testing.thread_controls() == (0, 0, 0)
 
     errors = []
 
@@ -832,7 +829,7 @@ def test_no_leaked_threads_or_state_after_section_and_threads():
     for i in range(0, rounds, 4):
         run_threads([lambda i=i + k: guarded(i) for k in range(4)], timeout=120)
     assert not errors, errors[:3]
-    usable, free, in_flight, _ = _fast.budget()
+    usable, free, in_flight, _ = testing.budget()
     assert (free, in_flight) == (usable, 0)
     assert threading.active_count() == threads0
     # OpenMP teams of the Python threads that ended are gone too

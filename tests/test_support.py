@@ -1,5 +1,6 @@
 """CPU counting, the timing engine, the registry and the command line."""
 
+import dataclasses
 import itertools
 import json
 import os
@@ -12,7 +13,7 @@ import pytest
 
 import breakeven
 from breakeven import _cpu
-from breakeven._registry import KERNELS, Kernel, get_kernel, register
+from breakeven._registry import BUILTINS, KERNELS, Kernel, get_kernel, register
 from breakeven._timing import time_interleaved
 
 # ---------------------------------------------------------------------------
@@ -181,10 +182,21 @@ def test_register_adds_and_replaces():
     k = KERNELS["sum"]
     mine = Kernel("mysum", k.serial, k.parallel, k.reference, k.work, k.sample)
     try:
-        register(mine)
-        assert get_kernel("mysum") is mine
+        got = register(mine)
+        assert get_kernel("mysum") is got
+        assert got.slot >= len(BUILTINS) and got == dataclasses.replace(mine,
+                                                                        slot=got.slot)
+        again = register(dataclasses.replace(mine, uses_blas=True))
+        assert again.slot == got.slot and get_kernel("mysum").uses_blas
     finally:
         KERNELS.pop("mysum", None)
+
+
+@pytest.mark.parametrize("name", ["", "1abc", "my lib.relu", "a/b", 3])
+def test_register_refuses_bad_names(name):
+    k = KERNELS["sum"]
+    with pytest.raises(ValueError, match="kernel name"):
+        register(Kernel(name, k.serial, k.parallel, k.reference, k.work, k.sample))
 
 
 # ---------------------------------------------------------------------------

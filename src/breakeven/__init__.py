@@ -4,27 +4,39 @@ Drop-in functions (:func:`sum`, :func:`dot`, :func:`axpy`, :func:`exp`,
 :func:`cumsum`, :func:`histogram`, :func:`nearest`) run a serial or an OpenMP
 kernel, with as many threads as pay on this host, according to a profile that
 ``breakeven calibrate`` measures (:func:`load_profile`); :func:`explain` says
-why.  :func:`threads` and :func:`section` control the cores, and
-:func:`kernel` dispatches kernels of your own the same way; :func:`map`
-runs one of them over a batch of items, inner or outer parallel.
+why.  :func:`threads` and :func:`section` control the cores.  Kernels of
+other libraries dispatch through the same core: :func:`register` gives one a
+slot for the Cython API (``from breakeven cimport dispatch``),
+:func:`kernel` dispatches a serial/parallel pair, and :func:`decide` and
+:func:`grant` serve parallel code of any kind; :func:`stats` counts what
+the calls did.  :func:`map` runs a dispatched function over a batch of
+items, inner or outer parallel.
 """
 
 __version__ = "0.1.0"
 
-from breakeven._api import (  # noqa: E402
+from breakeven._api import explain, kernel, register  # noqa: E402
+from breakeven._calibrate import calibrate  # noqa: E402
+from breakeven._core import section, threads  # noqa: E402
+from breakeven._cpu import usable_cpus  # noqa: E402
+from breakeven._dispatch import (  # noqa: E402
+    Decision,
+    KernelStats,
+    Stats,
+    decide,
+    grant,
+    stats,
+    use_profile,
+)
+from breakeven._dropins import (  # noqa: E402
     axpy,
     cumsum,
     dot,
     exp,
-    explain,
     histogram,
-    kernel,
     nearest,
     sum,
 )
-from breakeven._calibrate import calibrate  # noqa: E402
-from breakeven._cpu import usable_cpus  # noqa: E402
-from breakeven._dispatch import Decision, section, threads  # noqa: E402
 from breakeven._map import map  # noqa: E402
 from breakeven._profile import Profile, ProfileWarning, load_profile  # noqa: E402
 from breakeven._registry import KERNELS, Kernel, get_kernel  # noqa: E402
@@ -33,23 +45,30 @@ __all__ = [
     "KERNELS",
     "Decision",
     "Kernel",
+    "KernelStats",
     "Profile",
     "ProfileWarning",
+    "Stats",
     "__version__",
     "axpy",
     "calibrate",
     "cumsum",
+    "decide",
     "dot",
     "exp",
     "explain",
     "get_kernel",
+    "grant",
     "histogram",
     "kernel",
     "load_profile",
     "map",
     "nearest",
+    "register",
     "section",
+    "stats",
     "sum",
     "threads",
     "usable_cpus",
+    "use_profile",
 ]

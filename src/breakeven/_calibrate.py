@@ -37,19 +37,31 @@ from pathlib import Path
 
 import numpy as np
 
-from breakeven._profile import Fingerprint, Profile, Steps, host_fingerprint, now_utc
+from breakeven._core import threads as _threads_control
+from breakeven._profile import Fingerprint, Profile, host_fingerprint, now_utc
 from breakeven._registry import KERNELS, Kernel
+from breakeven._steps import (
+    MARGIN,
+    Point,
+    choose_steps,
+    crossing,
+    merge,
+    with_penalty,
+)
 from breakeven._timing import time_interleaved
 
 __all__ = [
+    "MARGIN",
     "Point",
     "Settings",
     "calibrate",
     "choose_steps",
+    "crossing",
+    "merge",
     "thread_candidates",
+    "with_penalty",
 ]
 
-MARGIN = 0.05
 # A region this much slower than back to back had to wake its threads.
 WAKE_MIN = 20e-6
 # The share of the budget for the first sweep of every kernel; the rest is for
@@ -70,20 +82,6 @@ THIRD_PASS = 0.15
 SUSPECT = 0.25
 # Rounds of more looks at the sizes around each hot step, in what is left.
 POLISH_ROUNDS = 3
-
-
-@dataclass(frozen=True)
-class Point:
-    """One measured size: seconds per call for each thread count (1 = serial).
-
-    ``ambiguous`` marks a point where some parallel candidate won by the
-    margin in some batch pairs but not in enough of them to count; ``busy``
-    one measured while another process was on the cores (:class:`Probe`)."""
-
-    work: int
-    times: dict[int, float]
-    ambiguous: bool = False
-    busy: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,108 +124,6 @@ def thread_candidates(usable: int) -> list[int]:
 
 
 # ---------------------------------------------------------------------------
-# choosing a table from measured points
-# ---------------------------------------------------------------------------
-
-
-def choose_steps(points: Sequence[Point], margin: float = MARGIN) -> Steps:
-    """The monotone step table that loses least time on the measured points.
-
-    Each candidate's time is inflated by ``(1 + margin)`` per rank above
-    serial, so more threads win only by a margin.  Among tables whose thread
-    count never decreases with work, a dynamic programme picks the one with
-    the smallest total relative loss against each point's best candidate
-    (ties go to fewer threads).  A step starts between the first measured
-    work that uses it and the one before it that does not, where the gain
-    interpolated between the two crosses the margin (:func:`crossing`).
-    """
-    points = sorted(points, key=lambda p: p.work)
-    if not points:
-        return ((0, 1),)
-    cands = sorted({t for p in points for t in p.times})
-    if 1 not in cands:
-        raise ValueError("every point needs a serial (1 thread) time")
-    rank = {t: i for i, t in enumerate(cands)}
-    inf = math.inf
-
-    def losses(p: Point) -> list[float]:
-        eff = [p.times[t] * (1 + margin) ** rank[t] if t in p.times else inf
-               for t in cands]
-        best = min(eff)
-        return [e / best - 1 if best > 0 else (0.0 if e == best else inf)
-                for e in eff]
-
-    # cost[c]: least total loss of a monotone table ending with candidate c
-    cost = losses(points[0])
-    back: list[list[int]] = []
-    for p in points[1:]:
-        loss = losses(p)
-        new, arg = [], []
-        best_prev, best_idx = inf, 0
-        for c in range(len(cands)):
-            if cost[c] < best_prev:  # strict: ties keep fewer threads
-                best_prev, best_idx = cost[c], c
-            new.append(best_prev + loss[c])
-            arg.append(best_idx)
-        cost, back = new, back + [arg]
-    c = min(range(len(cands)), key=lambda i: (cost[i], i))
-    choice = [c]
-    for arg in reversed(back):
-        c = arg[c]
-        choice.append(c)
-    choice.reverse()
-    steps: list[tuple[int, int]] = [(0, cands[choice[0]])]
-    for prev, p, ci in zip(points, points[1:], choice[1:], strict=False):
-        if cands[ci] != steps[-1][1]:
-            mid = crossing(prev, p, steps[-1][1], cands[ci], rank, margin)
-            steps.append((max(mid, steps[-1][0] + 1), cands[ci]))
-    if steps[0][1] != 1 and len(points) > 0:
-        # below the smallest size measured, nothing is known: stay serial
-        steps = [(0, 1), (int(points[0].work), steps[0][1])] + steps[1:]
-    return tuple(steps)
-
-
-def crossing(a: Point, b: Point, low: int, high: int, rank: dict[int, int],
-             margin: float) -> int:
-    """Where, between the measured sizes ``a`` and ``b``, ``high`` threads
-    start to beat ``low`` threads by the margin.
-
-    The gain ``time(low) / time(high)`` (each time inflated by the margin per
-    thread rank) is interpolated linearly in log work and log gain between
-    the two sizes; if it does not cross 1 between them (noise), the
-    geometric mean of the two sizes.  Interpolating, rather than always
-    taking the midpoint, keeps a threshold from jumping a whole grid step
-    when the gain at one size moves by a few percent from run to run.
-    """
-    def log_gain(p: Point) -> float | None:
-        lo, hi = p.times.get(low), p.times.get(high)
-        if not lo or not hi or lo <= 0 or hi <= 0:
-            return None
-        return math.log(lo * (1 + margin) ** rank[low]) \
-            - math.log(hi * (1 + margin) ** rank[high])
-
-    la, lb = math.log(a.work), math.log(b.work)
-    ga, gb = log_gain(a), log_gain(b)
-    if ga is None or gb is None or not ga < 0 <= gb:
-        return int(round(math.exp((la + lb) / 2)))
-    return int(round(math.exp(la + (lb - la) * (-ga) / (gb - ga))))
-
-
-def merge(a: Point, b: Point) -> Point:
-    """Two measurements of one size: the faster time of each candidate
-    (interference only ever adds time, so the minimum is the cleaner)."""
-    return Point(a.work, {t: min(a.times[t], b.times.get(t, math.inf))
-                          for t in a.times}, a.ambiguous and b.ambiguous,
-                 a.busy and b.busy)
-
-
-def with_penalty(points: Iterable[Point], penalty: dict[int, float]) -> list[Point]:
-    """Points as a call that finds the team asleep would see them."""
-    return [Point(p.work, {t: s + (penalty.get(t, 0.0) if t > 1 else 0.0)
-                           for t, s in p.times.items()}) for p in points]
-
-
-# ---------------------------------------------------------------------------
 # measuring
 # ---------------------------------------------------------------------------
 
@@ -262,73 +158,6 @@ def paired_point(work: int, timings: dict[int, object], margin: float = MARGIN,
             ambiguous = ambiguous or wins >= 0.2
         times[t] = base * r
     return Point(int(work), times, ambiguous)
-
-
-def _through_dispatch(kernel: Kernel, dtype: str, work: int, args: tuple,
-                      threads: int) -> Callable[[], object]:
-    """A call of the parallel variant the way dispatch makes it (budget,
-    timing, BLAS cap for kernels that call BLAS), at a forced thread count:
-    dispatch's overhead is then inside the measured times."""
-    from breakeven import _dispatch
-
-    forced = [(threads, True)]
-    local = _dispatch._local
-
-    def call():
-        saved = getattr(local, "caps", None)
-        local.caps = forced
-        try:
-            return _dispatch.run(kernel, dtype, work, args)
-        finally:
-            local.caps = saved
-    return call
-
-
-def _dropin(name: str) -> Callable | None:
-    """The public call of a kernel that has a C dispatch path, taking the
-    kernel's arguments; None for the others."""
-    import breakeven as be
-
-    return {
-        "sum": lambda x: be.sum(x),
-        "dot": lambda x, y: be.dot(x, y),
-        "axpy": lambda a, x, y: be.axpy(a, x, y),
-        "exp": lambda x, out: be.exp(x, out=out),
-        "cumsum": lambda x, out: be.cumsum(x, out=out),
-        "histogram": lambda x, bins, lo, hi: be.histogram(x, bins, (lo, hi)),
-        "nearest": lambda X, C: be.nearest(X, C),
-    }.get(name) if KERNELS.get(name) is _builtin(name) else None
-
-
-def _builtin(name: str):
-    from breakeven import _registry
-
-    return _registry.BUILTINS.get(name)
-
-
-def _through_c_path(call: Callable, args: tuple, threads: int
-                    ) -> Callable[[], object]:
-    """A public call routed by the C path at a forced thread count (1 =
-    serial), exactly as dispatch runs it."""
-    from breakeven import _dispatch, _fast
-
-    forced = [(threads, True)]
-    local = _dispatch._local
-
-    def run():
-        # as inside breakeven.threads(threads, exact=True): the C path's
-        # controls and the Python path's caps both, so that a call the C path
-        # hands on (the first parallel nearest, before it knows the BLAS
-        # libraries it must cap) is forced the same way
-        saved = getattr(local, "caps", None)
-        local.caps = forced
-        _fast.set_thread_controls(threads, 0, 0)
-        try:
-            return call(*args)
-        finally:
-            _fast.set_thread_controls(0, 0, 0)
-            local.caps = saved
-    return run
 
 
 class Probe:
@@ -400,10 +229,9 @@ def measure_point(kernel: Kernel, dtype: np.dtype, work: int,
     """Time the serial variant and the parallel variant at each thread count
     on one input of about ``work``, interleaved, back to back (hot team).
 
-    Every candidate is called the way dispatch calls it, so dispatch's own
-    per-call cost is inside the numbers: through the C dispatch path for the
-    kernels that have one, else the serial kernel and the Python dispatcher
-    (core budget, timing, BLAS cap) at a forced thread count.
+    Every candidate is the kernel's public call (``kernel.call``) inside
+    ``threads(t, exact=True)``, so dispatch's own per-call cost is inside
+    the numbers, and one function body serves every thread count.
 
     A :class:`Probe` looks at the cores before and after: a measurement
     during which another process held one is made again (up to
@@ -438,17 +266,18 @@ def _measure_once(kernel: Kernel, dtype: np.dtype, work: int,
                   threads: Sequence[int], settings: Settings) -> Point:
     args = kernel.sample(work, dtype, np.random.default_rng(work))
     actual = int(kernel.work(*args))
-    public = _dropin(kernel.name)
-    cands: dict[str, Callable[[], object]] = {}
-    for t in threads:
-        if public is not None:
-            cands[str(t)] = _through_c_path(public, args, t)
-        elif t == 1:
-            cands["1"] = lambda: kernel.serial(*args)
-        else:
-            cands[str(t)] = _through_dispatch(kernel, dtype.name, actual, args, t)
-    timings = time_interleaved(cands, repeats=settings.repeats,
-                               min_batch_time=settings.min_batch_time)
+    call = kernel.call
+
+    def run():
+        return call(*args)
+
+    # The public call, as users make it (its dispatch is in the times), at
+    # each thread count forced the public way, batch by batch.
+    timings = time_interleaved(
+        {str(t): run for t in threads}, repeats=settings.repeats,
+        min_batch_time=settings.min_batch_time,
+        around={str(t): (lambda t=t: _threads_control(t, exact=True))
+                for t in threads})
     return paired_point(actual, {int(k): v for k, v in timings.items()},
                         settings.margin)
 
@@ -778,6 +607,12 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
     if unknown:
         raise ValueError(f"unknown kernel(s) {', '.join(unknown)}; known: "
                          f"{', '.join(KERNELS)}")
+    uncallable = [n for n in names if KERNELS[n].call is None]
+    if uncallable and kernels is not None:
+        raise ValueError(f"kernel(s) {', '.join(uncallable)} cannot be timed: "
+                         "register them with the function that runs them "
+                         "(breakeven.register(name, call, ...))")
+    names = [n for n in names if KERNELS[n].call is not None]
     dtypes = [np.dtype(d) for d in dtypes]
     usable = usable or usable_cpus()
     threads = thread_candidates(usable)
@@ -787,9 +622,9 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
     jobs = [(n, d) for n in names for d in dtypes if d in KERNELS[n].dtypes]
     bar = Progress(2 * len(jobs) + 2, enabled=progress)
 
-    from breakeven import _dispatch
+    from breakeven import _core
 
-    _dispatch._state.omp_started = True  # the team runs from here on (fork)
+    _core.note_omp_started()  # the team runs from here on (fork)
     _probes.clear()  # a new run: what is busy is learnt again
     measured = team(threads) if usable > 1 else ({}, None)
     penalty, sleep_after = measured[:2]

@@ -276,15 +276,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.profile:
         from breakeven._profile import load_profile
 
-        _dispatch.reset(load_profile(args.profile))
-    _dispatch.profile()  # loaded before the clock is read
-    if not args.cold:  # as a call in a loop finds it: the team just ran
-        import time
-
-        _dispatch._state.last_parallel = time.monotonic()
-    k = KERNELS[args.kernel]
-    d = _dispatch.decide(k.name, args.dtype, args.work, k.uses_blas, explain=True)
-    print(d)
+        _dispatch.use_profile(load_profile(args.profile))
+    profile = _dispatch.profile()
+    # as a call in a loop finds the team (awake), or as a lone call after
+    # the longest idle time the profile measured
+    idle = 0.0
+    if args.cold:
+        gaps = [g for g, _, _ in profile.wake] or [profile.sleep_after_us or 0]
+        idle = 2 * max(gaps) / 1e6 or 1.0
+    print(_dispatch.decide(args.kernel, args.work, args.dtype, idle=idle))
     return 0
 
 

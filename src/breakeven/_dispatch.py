@@ -1,53 +1,36 @@
-"""Dispatch: decide, per call, serial or parallel and with how many threads.
+"""Dispatch, the Python side: the profile in the core, and decisions in words.
 
-The decision for a call of kernel ``k`` on dtype ``d`` with work ``w``:
-
-1. a forked child whose parent had started OpenMP threads runs serially
-   (libgomp's thread pool does not survive ``fork``);
-2. ``threads(n, exact=True)`` in force: exactly ``n`` threads (clamped to the
-   usable CPUs); ``threads(1)``: serial;
-3. otherwise the profile's step for ``w``, from the hot table if the OpenMP
-   team ran within the calibrated sleep time (or a :func:`section` is open),
-   else from the cold table;
-4. clamped by the usable CPUs (affinity, cgroup quota), by
-   ``omp_get_max_threads()`` (``OMP_NUM_THREADS``, threadpoolctl and
-   joblib/loky limits), by ``threads(n)`` caps, and by the process-wide core
-   budget that concurrent callers share; serial inside a parallel region.
-
-A parallel call is timed (two clock reads).  When a kernel's parallel calls
-run much slower than they ran during calibration (another pool, such as
-BLAS, spinning on the cores), that kernel backs off to fewer threads, then
-probes again later so it recovers once the contention is gone.
-
-Most calls never reach this module: the C path in ``breakeven._fast``
-makes the serial decisions, the parallel ones from the hot and the cold
-tables, forced and capped thread counts and the back-off, and shares its
-core budget, clocks and back-off state with the code here, which handles
-the rest (the first call, lone calls of a backed-off kernel, kernels
-without a C path, the BLAS cap of BLAS other than OpenBLAS, explain()).
+Every decision is made by the dispatch core (:mod:`breakeven._core`, whose
+docstring states the rule), for the drop-ins, for kernels of other libraries
+through the Cython API and for :func:`decide`.  This module keeps what C
+should not do: loading the profile (at the first call) and giving each
+registered kernel its tables in the core, turning a decision into a
+:class:`Decision` and its reason into words, and the per-kernel counters
+into :func:`stats`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
-import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from breakeven import _fast, _threads
+import numpy as np
+
+from breakeven import _core, _registry
 from breakeven._profile import Profile, load_profile
+from breakeven._steps import cold_tables
 
-__all__ = ["Decision", "decide", "run", "section", "threads", "reset"]
-
-_BUILTIN_NAMES = ("sum", "dot", "axpy", "exp", "cumsum", "histogram", "nearest")
+__all__ = ["Decision", "KernelStats", "Stats", "decide", "grant", "profile",
+           "stats", "use_profile"]
 
 
 @dataclass(frozen=True)
 class Decision:
     """What dispatch chose for one call, and why.
 
-    Returned by :func:`breakeven.explain`; ``str()`` gives it in one line.
+    Returned by :func:`breakeven.explain` and :func:`breakeven.decide`;
+    ``str()`` gives it in one line.
 
     Parameters
     ----------
@@ -68,13 +51,14 @@ class Decision:
     table : str
         The step table that decided: "hot", "cold", "backoff" (fewer
         threads than the table gives, for contention), or "" (forced
-        threads, a forked child, or not decided from the profile).
+        threads, a forked child, no table, or not decided from the profile).
     workers : int
         Outer workers running the items (:func:`breakeven.map`; else 1).
 
     See Also
     --------
     explain : The decision for a call, without running it.
+    decide : The decision for a kernel and an amount of work.
 
     Examples
     --------
@@ -104,710 +88,408 @@ class Decision:
 
 
 # ---------------------------------------------------------------------------
-# process-wide state
+# the profile in the core
 # ---------------------------------------------------------------------------
 
-
-class _State:
-    """Per-process dispatch state.  The core budget, the clocks and the
-    back-off flags live in the C fast path (breakeven._fast), which makes
-    most decisions; this object reads and writes them through properties."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.profile: Profile | None = None
-        self.usable = _threads.usable_cpus()
-        self.omp_started = False
-        self.forked = False
-        self.feedback: dict[tuple[str, str], _Feedback] = {}
-        self.blas = None  # cached threadpoolctl controller, lazily
-        self.hot_min: dict[tuple[str, str], float] = {}
-        self.cold: dict[tuple[str, str], list] = {}
-
-    def profile_or_load(self) -> Profile:
-        return self.profile if self.profile is not None else profile()
-
-    # the core budget (shared with the C path)
-    @property
-    def free(self) -> int:
-        return _fast.budget()[1]
-
-    @property
-    def in_flight(self) -> int:
-        return _fast.budget()[2]
-
-    @property
-    def peak_in_flight(self) -> int:
-        return _fast.budget()[3]
-
-    @peak_in_flight.setter
-    def peak_in_flight(self, value) -> None:
-        _fast.reset_peak()
-
-    # the clocks (time.monotonic() values)
-    @property
-    def last_parallel(self) -> float:
-        return _fast.times()[0]
-
-    @last_parallel.setter
-    def last_parallel(self, value: float) -> None:
-        _fast.set_times(last_parallel=value)
-
-    @property
-    def last_call(self) -> float:
-        return _fast.times()[1]
-
-    @last_call.setter
-    def last_call(self, value: float) -> None:
-        _fast.set_times(last_call=value)
-
-
-_state = _State()
-_fast.reset_budget(_state.usable)
-_local = threading.local()
-# The clock that times parallel calls (replaced by tests).
-_clock = time.perf_counter
-
-
-def reset(profile: Profile | None = None) -> None:
-    """Forget the loaded profile and per-process state (tests, after a new
-    calibration).  ``profile`` replaces the profile instead of reloading."""
-    global _state
-    old = _state
-    _state = _State()
-    _state.profile = profile
-    _state.blas = old.blas
-    _state.omp_started = old.omp_started
-    _fast.reset_budget(_state.usable)
-    _fast.set_times(last_parallel=-1e9, last_call=-1e9)
-    _local.__dict__.clear()
-    _sync_fast()
-
-
-def _sync_fast() -> None:
-    """Tell the C fast path the hot thresholds of the profile in use (0, so
-    that every call comes here, until a profile is loaded)."""
-    p = _state.profile
-    if p is None:
-        _fast.unconfigure()
-        return
-    steps = {(k, d): p.steps(k, d, "hot") for k in p.tables for d in p.tables[k]}
-    _state.cold = {(k, d): cold_tables(p, k, d) for (k, d) in steps}
-    _fast.configure(steps, (p.sleep_after_us or 0) / 1e6, SLOW, SEVERE,
-                    BACKOFF_AFTER, _backoff_from_fast, PROBE_RATIO, _recover_from_fast,
-                    _state.cold)
-    for (k, d) in steps:
-        for work, threads, seconds in p.times(k, d, parallel_only=True):
-            _fast.seed_rate(k, d, threads, work, seconds / work)
-
-
-def cold_tables(p: Profile, kernel: str, dtype: str) -> list:
-    """``[(idle_seconds, steps), ...]``, shortest idle first: the table for a
-    lone call idle at least that long.  One per measured gap of the
-    profile's ``wake``, from the kernel's calibrated times with that gap's
-    wake-up penalty added to the parallel ones; the profile's cold table for
-    every lone call when it has no ``wake`` (or the kernel no times)."""
-    from breakeven._calibrate import MARGIN, Point, choose_steps, with_penalty
-
-    fallback = [((p.sleep_after_us or 0) / 1e6, p.steps(kernel, dtype, "cold"))]
-    rows = p.times(kernel, dtype)
-    if not p.wake or not rows:
-        return fallback
-    by_work: dict[int, dict[int, float]] = {}
-    for work, t, seconds in rows:
-        by_work.setdefault(work, {})[t] = seconds
-    points = [Point(w, ts) for w, ts in sorted(by_work.items()) if 1 in ts]
-    if not points:
-        return fallback
-    out = []
-    for gap in sorted({g for g, _, _ in p.wake}):
-        penalty = {t: s for g, t, s in p.wake if g == gap}
-        out.append((gap / 1e6, choose_steps(with_penalty(points, penalty), MARGIN)))
-    return out[:8]
-
-
-def _cold_steps(kernel: str, dtype: str, idle: float):
-    """The cold table for a lone call idle this many seconds."""
-    tables = _state.cold.get((kernel, dtype))
-    if not tables:
-        return None
-    chosen = tables[0][1]
-    for gap, steps in tables:
-        if idle >= gap:
-            chosen = steps
-    return chosen
-
-
-def _after_fork_in_child() -> None:
-    # Any parallel region in the parent (through dispatch, the C path or a
-    # calibration) leaves libgomp's pool in a state the child cannot use.
-    forked = _state.omp_started or _state.forked or _fast.times()[0] > -1e8
-    _state.lock = threading.Lock()
-    _state.forked = forked
-    _fast.reset_budget(_state.usable)
-    _fast.set_forked(forked)
-    _local.__dict__.clear()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+_lock = threading.RLock()
+_profile: Profile | None = None
 
 
 def profile() -> Profile:
-    """The profile dispatch uses (loaded on first use)."""
-    p = _state.profile
-    if p is None:
-        with _state.lock:
-            if _state.profile is None:
-                _state.profile = load_profile()
-            p = _state.profile
-        _sync_fast()
+    """The profile dispatch uses (loaded, and given to the core, on first
+    use)."""
+    p = _profile
+    if p is None or not _core.configured():
+        with _lock:
+            if _profile is None:
+                _set(load_profile())
+            elif not _core.configured():
+                _set(_profile)
+            p = _profile
     return p
 
 
-# ---------------------------------------------------------------------------
-# thread-local controls: threads() and section()
-# ---------------------------------------------------------------------------
-
-
-def _caps() -> list:
-    caps = getattr(_local, "caps", None)
-    if caps is None:
-        caps = _local.caps = []
-    return caps
-
-
-@contextlib.contextmanager
-def threads(n: int, *, exact: bool = False):
-    """Cap (or, with ``exact=True``, force) the threads of dispatched calls
-    made by this Python thread inside the block.
-
-    ``threads(1)`` forces serial.  Nestable: an inner cap cannot raise an
-    outer one (``exact`` forces regardless).  Thread-local.
+def use_profile(profile: Profile | None) -> None:
+    """Make dispatch use ``profile`` from now on.
 
     Parameters
     ----------
-    n : int
-        At least 1.
-    exact : bool
-        Force exactly ``n`` threads (clamped to the usable CPUs) whatever the
-        profile says: for benchmarks, tests and users who know better.
-
-    Returns
-    -------
-    context manager
-        For a ``with`` statement; ``as`` binds nothing.
-
-    Raises
-    ------
-    TypeError
-        If ``n`` is not an integer.
-    ValueError
-        If ``n`` is less than 1.
+    profile : Profile or None
+        A profile (from :func:`breakeven.load_profile` or
+        :func:`breakeven.calibrate`); ``None`` forgets the one in use, and
+        the next dispatched call loads the profile file again.  Either way
+        what dispatch learnt while running (contention back-offs, observed
+        rates) is forgotten.
 
     See Also
     --------
-    section : Reserve cores and cap BLAS for a block of calls.
-    explain : Shows the cap in a decision's reason.
+    load_profile, calibrate
 
     Examples
     --------
-    >>> import numpy as np, breakeven
-    >>> x = np.ones(10**7)
-    >>> with breakeven.threads(1):
-    ...     breakeven.explain(breakeven.sum, x).variant
-    'serial'
-    >>> with breakeven.threads(2, exact=True):  # clamped to the usable CPUs
-    ...     d = breakeven.explain(breakeven.sum, x)
-    >>> d.threads == min(2, breakeven.usable_cpus())
-    True
+    >>> import breakeven
+    >>> breakeven.use_profile(breakeven.load_profile("/nonexistent/profile.toml"))
+    >>> breakeven.explain(breakeven.sum, [1.0]).kernel
+    'sum'
+    >>> breakeven.use_profile(None)  # back to the profile file
     """
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"threads() takes an integer, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"threads() takes n >= 1, got {n}")
-    caps = _caps()
-    caps.append((n, exact))
-    _sync_thread_controls()
-    try:
-        yield
-    finally:
-        caps.pop()
-        _sync_thread_controls()
+    if profile is not None and not isinstance(profile, Profile):
+        raise TypeError(f"use_profile() takes a Profile or None, got "
+                        f"{type(profile).__name__}")
+    with _lock:
+        global _profile
+        _core.unconfigure()
+        _profile = None
+        if profile is not None:
+            _set(profile)
 
 
-def _sync_thread_controls() -> None:
-    """Give this thread's caps and section to the C path."""
-    exact, cap = 0, 0
-    for n, ex in getattr(_local, "caps", ()):
-        if ex:
-            exact = n
-        elif not cap or n < cap:
-            cap = n
-    # C ints: any count past the usable CPUs means the same (clamped there)
-    exact, cap = min(exact, 2**31 - 1), min(cap, 2**31 - 1)
-    _fast.set_thread_controls(exact, cap, getattr(_local, "section", 0))
+def _set(p: Profile) -> None:
+    """Give every registered kernel its tables from ``p`` (lock held)."""
+    global _profile
+    _core.unconfigure()
+    _profile = p
+    for k in list(_registry.KERNELS.values()):
+        _give_tables(p, k)
+    _core.configure((p.sleep_after_us or 0) / 1e6)
 
 
-@contextlib.contextmanager
-def section(n_threads: int | None = None):
-    """One extended parallel section: reserve cores and cap BLAS once for a
-    block of calls.
-
-    Inside, this thread's dispatched calls use the reserved cores without
-    touching the shared budget, are decided from the hot table (calls in a
-    loop find the team awake), and kernels that call BLAS skip their
-    per-call cap, since BLAS is held at one thread for the whole block: so a
-    loop of many calls pays for all of it once.  Other Python threads see the
-    reserved cores as taken.  Nestable.
-
-    Parameters
-    ----------
-    n_threads : int, optional
-        Cores to reserve (default: all usable CPUs, as far as free).
-
-    Returns
-    -------
-    context manager
-        For a ``with`` statement; ``as`` binds nothing.
-
-    Raises
-    ------
-    TypeError
-        If ``n_threads`` is neither an integer nor None.
-    ValueError
-        If ``n_threads`` is less than 1.
-
-    See Also
-    --------
-    threads : Cap or force the threads of a block of calls.
-
-    Examples
-    --------
-    >>> import numpy as np, breakeven
-    >>> x = np.linspace(0.0, 1.0, 100_000)
-    >>> with breakeven.section():
-    ...     for _ in range(10):
-    ...         y = breakeven.exp(x)
-    >>> bool(np.allclose(y, np.exp(x)))
-    True
-    """
-    if n_threads is not None and (isinstance(n_threads, bool)
-                                  or not isinstance(n_threads, int)):
-        raise TypeError("section() takes an integer or None")
-    if n_threads is not None and n_threads < 1:
-        raise ValueError(f"section() takes n_threads >= 1, got {n_threads}")
-    outer = getattr(_local, "section", 0)
-    if outer:  # nested: the outer section's reservation already applies
-        _local.section = outer
-        yield
-        return
-    want = _state.usable if n_threads is None else min(n_threads, _state.usable)
-    got = _fast.reserve(want)
-    try:
-        blas_limit = _blas_limiter()
-        _local.section = got
-        _sync_thread_controls()
-        with blas_limit:
-            yield
-    finally:
-        _local.section = 0
-        _sync_thread_controls()
-        _fast.release(got)
-
-
-def _blas_controller():
-    if _state.blas is None:
-        from threadpoolctl import ThreadpoolController
-
-        _state.blas = ThreadpoolController()
-        _fast.set_blas(_blas_functions(_state.blas))
-    return _state.blas
-
-
-def _blas_functions(ctl) -> list | None:
-    """The addresses of ``(get_num_threads, set_num_threads)`` of each BLAS
-    library the C path must cap around a parallel BLAS-calling kernel (it
-    calls them directly: a threadpoolctl round trip per call costs more than
-    the calls themselves), or None when one of them is not an OpenBLAS it
-    can cap, so that the Python path caps them through threadpoolctl.  An
-    OpenBLAS built on OpenMP needs no cap: inside the kernel's parallel
-    region its own region is nested, hence serial."""
-    import ctypes
-
-    pairs = []
-    try:
-        for lib in ctl.select(user_api="blas").lib_controllers:
-            if lib.internal_api != "openblas":
-                return None
-            if getattr(lib, "threading_layer", "") == "openmp":
-                continue
-            get = lib._get_symbol("openblas_get_num_threads")
-            put = lib._get_symbol("openblas_set_num_threads")
-            if get is None or put is None:
-                return None
-            pairs.append((ctypes.cast(get, ctypes.c_void_p).value,
-                          ctypes.cast(put, ctypes.c_void_p).value))
-    except Exception:  # another threadpoolctl: let it do the capping
-        return None
-    return pairs
-
-
-class _BlasCap:
-    """Caps the BLAS libraries to one thread and restores them: through the
-    cached controllers' own get/set calls (a microsecond or two), not a
-    threadpoolctl limit context (~10 us, it rescans state), and only for
-    libraries not at one thread already."""
-
-    __slots__ = ("libs", "restore")
-
-    def __init__(self, libs):
-        self.libs = libs
-        self.restore = []
-
-    def __enter__(self):
-        self.restore = []
-        for lib in self.libs:
-            n = lib.get_num_threads()
-            if n is not None and n != 1:
-                lib.set_num_threads(1)
-                self.restore.append((lib, n))
-        return self
-
-    def __exit__(self, *exc):
-        for lib, n in self.restore:
-            lib.set_num_threads(n)
-        self.restore = []
-        return False
-
-
-def _blas_limiter():
-    """A context capping BLAS to one thread while it is open."""
-    ctl = _blas_controller()
-    return _BlasCap(ctl.select(user_api="blas").lib_controllers)
-
-
-# ---------------------------------------------------------------------------
-# contention feedback
-# ---------------------------------------------------------------------------
-
-# A parallel call slower than SLOW x the best seen at its size counts as
-# contended; BACKOFF_AFTER such calls in a row (or two SEVERE x slower)
-# halve the kernel's threads.  While backed off, the kernel's calls are timed
-# too, and a probe at full threads runs once they have taken PROBE_RATIO x as
-# long as the last slow parallel call: under contention a probe costs as much
-# as the calls that caused the back-off, so probing is kept to about
-# 1/PROBE_RATIO of the kernel's time, however bad the contention.  A probe
-# that runs at normal speed lifts the back-off.
-SLOW = 3.0
-SEVERE = 10.0
-BACKOFF_AFTER = 4
-PROBE_RATIO = 20.0
-
-
-class _Feedback:
-    """Per kernel and dtype: the best seconds per unit of work seen for each
-    thread count and size, and the current back-off.  Updated without a
-    lock: a lost update only delays a back-off or a probe by one call."""
-
-    __slots__ = ("key", "best", "slow_streak", "severe_streak", "cap", "spent",
-                 "probe_cost")
-
-    def __init__(self, key: tuple[str, str] = ("", "")):
-        self.key = key
-        # (threads, log2 of work) -> best seconds per unit of work seen: the
-        # rate depends on the size (fixed costs weigh on small calls), so
-        # calls are compared with calls of about their own size.
-        self.best: dict[tuple[int, int], float] = {}
-        self.slow_streak = 0
-        self.severe_streak = 0
-        self.cap = 0  # 0: no back-off; else max threads
-        self.spent = 0.0  # seconds in backed-off calls since the last probe
-        self.probe_cost = 0.0  # what the last slow parallel call took
-
-    def observe(self, threads: int, work: int, seconds: float) -> None:
-        """A parallel call of ``threads`` threads took ``seconds``."""
-        rate = seconds / max(work, 1)
-        key = (threads, max(work, 1).bit_length())
-        best = self.best.get(key)
-        if best is None or rate < best:
-            self.best[key] = rate
-            best = rate
-        slow = rate > SLOW * best
-        if self.cap and threads > self.cap:  # this was a probe
-            if slow:
-                self.probe_cost = seconds
-            else:
-                self.cap = 0
-                _fast.set_backoff(*self.key, False)
-            self.spent = 0.0
-            return
-        if slow:
-            self.slow_streak += 1
-            self.severe_streak = self.severe_streak + 1 \
-                if rate > SEVERE * best else 0
-            if self.slow_streak >= BACKOFF_AFTER or self.severe_streak >= 2:
-                self.back_off(threads, seconds)
-        else:
-            self.slow_streak = self.severe_streak = 0
-
-    def back_off(self, threads: int, seconds: float) -> None:
-        self.cap = max(1, threads // 2)
-        self.slow_streak = self.severe_streak = 0
-        self.spent, self.probe_cost = 0.0, seconds
-        _fast.set_backoff(*self.key, True, self.cap, seconds)
-
-    def backed_off_call(self, seconds: float) -> None:
-        """A call run with fewer threads because of the back-off took this."""
-        self.spent += seconds
-        _fast.add_spent(*self.key, seconds)
-
-    def limit(self, threads: int) -> tuple[int, bool]:
-        """(threads allowed, whether this call is a probe)."""
-        if not self.cap or threads <= self.cap:
-            return threads, False
-        if self.spent >= _fast.probe_ratio(*self.key) * self.probe_cost:
-            return threads, True
-        return self.cap, False
-
-
-def _feedback(key: tuple[str, str]) -> _Feedback:
-    fb = _state.feedback.get(key)
-    if fb is None:
-        fb = _Feedback(key)
+def _give_tables(p: Profile, kernel: _registry.Kernel) -> None:
+    for d, name in enumerate(_core.DTYPES):
+        if name not in p.tables.get(kernel.name, {}):
+            _core.clear_table(kernel.slot, d)
+            continue
+        hot = p.steps(kernel.name, name, "hot")
+        cold = cold_tables(p.times(kernel.name, name), p.wake, p.sleep_after_us,
+                           p.steps(kernel.name, name, "cold"))
+        _core.set_table(kernel.slot, d, hot, cold)
         # The calibration's times are the uncontended yardstick: without
         # them the first calls seen would set it, contended or not.
-        prof = _state.profile
-        rows = prof.times(*key, parallel_only=True) if prof is not None else ()
-        for work, threads, seconds in rows:
-            fb.best[(threads, max(work, 1).bit_length())] = seconds / work
-        fb = _state.feedback.setdefault(key, fb)
-    return fb
+        for work, threads, seconds in p.times(kernel.name, name, parallel_only=True):
+            _core.seed_rate(kernel.slot, d, threads, work, seconds / max(work, 1))
 
 
-def _backoff_from_fast(kernel: str, dtype: str, threads: int, work: int,
-                       seconds: float, best_rate: float) -> None:
-    """The C path saw a run of slow parallel calls and backed the kernel
-    off (it times the backed-off calls and probes itself); record it here
-    too, for explain() and for calls that take the Python path."""
-    fb = _feedback((kernel, dtype))
-    key = (threads, max(work, 1).bit_length())
-    fb.best[key] = min(fb.best.get(key, best_rate), best_rate)
-    fb.back_off(threads, seconds)
+def _registered(kernel: _registry.Kernel) -> None:
+    """A kernel registered after the profile was loaded: its tables now."""
+    with _lock:
+        if _profile is not None and _core.configured():
+            _give_tables(_profile, kernel)
 
 
-def _recover_from_fast(kernel: str, dtype: str) -> None:
-    """A probe on the C path ran at normal speed: the back-off is over."""
-    fb = _state.feedback.get((kernel, dtype))
-    if fb is not None:
-        fb.cap = 0
-        fb.spent = 0.0
+def _load() -> None:
+    """The core's hook, called (with the GIL) by the first dispatched call."""
+    profile()
+
+
+def _blas_setters() -> list:
+    from breakeven._blas import thread_setters
+
+    return thread_setters()
+
+
+_registry._listeners.append(_registered)
+_core.set_hooks(load=_load, blas=_blas_setters)
 
 
 # ---------------------------------------------------------------------------
-# the decision
+# decisions
 # ---------------------------------------------------------------------------
 
 
-def decide(kernel: str, dtype: str, work: int, uses_blas: bool = False,
-           explain: bool = False) -> Decision:
-    """Choose serial or parallel for one call (see the module docstring).
-
-    With ``explain=True`` the reason is spelled out in full; otherwise it is
-    left short, to keep the hot path cheap.
-    """
-    variant, threads, work, reason, table = _decide(kernel, dtype, work, explain)
-    return Decision(variant, threads, work, reason, kernel, table)
+def _kernel(kernel) -> _registry.Kernel:
+    if isinstance(kernel, _registry.Kernel):
+        kernel = kernel.name
+    if not isinstance(kernel, str):
+        raise TypeError(f"kernel must be a kernel's name or a Kernel, got "
+                        f"{type(kernel).__name__}")
+    return _registry.get_kernel(kernel)
 
 
-def _decide(kernel: str, dtype: str, work: int, explain: bool
-            ) -> tuple[str, int, int, str, str]:
-    """(variant, threads, work, reason), and the table used: a tuple, since
-    a Decision costs a microsecond to build and this runs on every call past
-    the hot threshold."""
-    st = _state
-    caps = getattr(_local, "caps", None)
-    if st.forked:
-        return ("serial", 1, work, "in a forked child: OpenMP is not "
-                "fork-safe, so this process runs serially", "")
-    exact = 0
-    cap = st.usable
-    if caps:
-        for n, ex in caps:
-            if ex:
-                exact = n
-            elif n < cap:
-                cap = n
-    if exact:
-        t = min(exact, st.usable)
-        return ("parallel" if t > 1 else "serial", t, work,
-                f"threads({exact}, exact=True)", "")
-    prof = st.profile or profile()
-    in_section = getattr(_local, "section", 0)
-    # The hot table first: a call it keeps serial is decided without reading
-    # the clock (the cold table never goes parallel earlier than the hot one).
-    t = prof.threads_for(kernel, dtype, work, "hot")
-    state = "hot"
-    thr = None
-    if t > 1 and not in_section and sleeping():
-        state = "cold"
-        idle = time.monotonic() - max(_fast.times())
-        steps = _cold_steps(kernel, dtype, idle) or prof.steps(kernel, dtype, "cold")
-        t = 1
-        for work_min, threads_ in steps:
-            if work < work_min:
-                break
-            t = threads_
-        thr = next((w for w, n in steps if n > 1), None)
-    if t <= 1:
-        if not explain:
-            return ("serial", 1, work, "", state if t else "")
-        if state == "hot":
-            thr = prof.threshold(kernel, dtype, state)
-        if dtype not in prof.tables.get(kernel, {}):
-            return ("serial", 1, work, f"{kernel} {dtype} is not calibrated in "
-                    f"profile {prof.source} (run `breakeven calibrate`"
-                    f"{'' if kernel in _BUILTIN_NAMES else ' --module ...'})", state)
-        below = (f"work {work} < {thr}" if thr else
-                 "parallel never paid for this kernel")
-        extra = (" (a lone call: no dispatched call within the team's "
-                 f"{prof.sleep_after_us / 1e3:g} ms sleep time, so the OpenMP "
-                 "team would have to wake up; the table for this idle time)"
-                 if state == "cold" else "")
-        return ("serial", 1, work, f"{below} in the {state} table of "
-                f"profile {prof.source}{extra}", state)
-    if state == "hot":
-        thr = prof.threshold(kernel, dtype, state)
-    why = [f"work {work} >= {thr} in the {state} "
-           f"table of profile {prof.source}"] if explain else []
-    limit = min(st.usable, _threads.max_threads(), cap)
-    if limit < t:
-        t = limit
-        if explain:
-            why.append(f"capped at {limit} (usable CPUs {st.usable}, "
-                       f"omp_get_max_threads {_threads.max_threads()}, "
-                       f"threads() cap {cap})")
-    if _threads.in_parallel():
-        return ("serial", 1, work, "already inside a parallel region", "")
-    fb = st.feedback.get((kernel, dtype))
-    backed_off = False
-    if kernel in _fast.KERNEL_NAMES:  # the C path keeps this kernel's back-off
-        on, cap, spent, cost = _fast.backoff_state(kernel, dtype)
-        if on and t > cap:
-            if spent < _fast.probe_ratio(kernel, dtype) * cost:
-                t = cap
-                backed_off = True
-                if explain:
-                    why.append(f"backed off to {cap} threads: recent parallel "
-                               f"calls ran over {SLOW:g}x slower than their "
-                               "best (contention)")
-            elif fb is not None:
-                fb.cap = cap  # the Python path makes this probe: judge it
-    elif fb is not None and fb.cap:
-        t2, probe = fb.limit(t)
-        if t2 < t:
-            backed_off = True
-            if explain:
-                why.append(f"backed off to {t2} threads: recent parallel calls "
-                           f"ran over {SLOW:g}x slower than their best "
-                           "(contention)")
-        t = t2
-    if in_section:
-        t = min(t, in_section)
-        if explain:
-            why.append(f"inside a section holding {in_section} cores")
-    elif explain:
-        why.append(f"{_fast.budget()[1]} of {st.usable} CPUs free")
-    table = "backoff" if backed_off else state
-    if t <= 1:
-        return ("serial", 1, work, "; ".join(why) or "capped to 1", table)
-    return ("parallel", t, work, "; ".join(why), table)
+def _dtype_index(dtype) -> tuple[int, str]:
+    d = _core.dtype_index(dtype)
+    if d < 0:
+        raise ValueError(f"dispatch knows the dtypes {', '.join(_core.DTYPES)}; "
+                         f"got {dtype!r}")
+    return d, _core.DTYPES[d]
 
 
-def sleeping() -> bool:
-    """Whether this is a lone call: no call big enough to go parallel has run
-    within the OpenMP team's calibrated sleep time.
-
-    A call in a loop of such calls pays the team's wake-up at most once (the
-    first parallel call wakes it, and the next ones find it spinning), so it
-    is decided from the hot table even if the team is asleep right now; a
-    lone call pays the wake-up in full, and is decided from the cold table.
-    """
-    prof = _state.profile
-    sleep_us = prof.sleep_after_us if prof is not None else None
-    if not sleep_us:
-        return False
-    recent = max(_fast.times())
-    return (time.monotonic() - recent) * 1e6 > sleep_us
+def _work(work) -> int:
+    if isinstance(work, bool) or not isinstance(work, (int, np.integer)):
+        raise TypeError(f"work must be an integer, got {type(work).__name__}")
+    if work < 0:
+        raise ValueError(f"work must be >= 0, got {work}")
+    return min(int(work), 2**62)
 
 
-def _hot_threshold(key: tuple[str, str]) -> float:
-    """Smallest work the hot table sends parallel (cached per profile)."""
-    thr = _state.profile_or_load().threshold(*key, "hot")
-    value = float("inf") if thr is None else thr
-    _state.hot_min[key] = value
-    return value
+def decision(slot: int, d: int, work: int, idle: float | None = None) -> Decision:
+    """The core's decision for a call (a dry run), with its reason in words."""
+    p = profile()
+    threads, why = _core.decide(slot, d, work, idle)
+    name = _core.slot_name(slot)
+    dtype = _core.DTYPES[d]
+    return Decision("parallel" if threads > 1 else "serial", threads, work,
+                    _words(why, name, dtype, work, threads, p),
+                    name, _table(why, threads))
 
 
-def run(kernel, dtype: str, work: int, args: tuple, kwargs=None):
-    """Decide and run ``kernel`` (a :class:`~breakeven.Kernel`) on ``args``."""
-    # Fast path: below the hot threshold, with no threads(..., exact=True) in
-    # force, the call is serial whatever else holds: no Decision is built.
-    key = (kernel.name, dtype)
-    thr = _state.hot_min.get(key)
-    if thr is None:
-        thr = _hot_threshold(key)
-    if work < thr and not getattr(_local, "caps", None):
-        return kernel.serial(*args, **kwargs) if kwargs else kernel.serial(*args)
-    variant, threads, _, _, table = _decide(kernel.name, dtype, work, False)
-    if variant != "parallel":
-        if table == "backoff":  # timed: its time paces the next probe
-            t0 = _clock()
-            result = kernel.serial(*args, **(kwargs or {}))
-            _feedback(key).backed_off_call(_clock() - t0)
-        else:
-            result = kernel.serial(*args, **kwargs) if kwargs \
-                else kernel.serial(*args)
-        if table:
-            _fast.set_times(last_call=time.monotonic())
-        return result
-    return _run_parallel(kernel, dtype, work, args, threads, kwargs or {},
-                         table == "backoff")
+def _table(why: dict, threads: int) -> str:
+    if why["table"] not in ("hot", "cold"):
+        return ""
+    return "backoff" if why["backoff"] else why["table"]
 
 
-def _run_parallel(kernel, dtype: str, work: int, args: tuple, want: int,
-                  kwargs: dict, backed_off: bool = False):
-    st = _state
-    in_section = getattr(_local, "section", 0)
-    if in_section:  # the section holds the cores already
-        got = want
-        _fast.count_in_flight(got)
+def _words(why: dict, kernel: str, dtype: str, work: int, threads: int,
+           p: Profile) -> str:
+    table = why["table"]
+    if table == "forked":
+        return ("in a forked child: OpenMP is not fork-safe, so this process "
+                "runs serially")
+    parts = []
+    if table == "forced":
+        parts.append(f"threads({why['forced']}, exact=True)")
+    elif table == "none":
+        return (f"{kernel} {dtype} is not calibrated in profile {p.source} (run "
+                f"`breakeven calibrate`"
+                f"{'' if kernel in _registry.BUILTINS else ' --module ...'})")
     else:
-        got = _fast.take_threads(want)
-        if not got:  # the budget is spent by other callers
-            return kernel.serial(*args, **kwargs)
-    st.omp_started = True
-    prof = st.profile
-    sleep_us = prof.sleep_after_us if prof is not None else None
-    # A call that wakes a sleeping team pays the wake-up: it says nothing
-    # about contention, so it is not compared with the others.
-    cold_start = bool(sleep_us) and \
-        (time.monotonic() - _fast.times()[0]) * 1e6 > sleep_us
-    try:
-        blas = (_blas_limiter() if kernel.uses_blas and not in_section
-                else contextlib.nullcontext())
-        with blas:
-            t0 = _clock()
-            result = kernel.parallel(*args, got, **kwargs)
-            elapsed = _clock() - t0
-    finally:
-        _fast.set_times(last_parallel=time.monotonic())
-        if in_section:
-            _fast.count_in_flight(-got)
-        else:
-            _fast.give_threads(got)
-    fb = _feedback((kernel.name, dtype))
-    if backed_off:
-        fb.backed_off_call(elapsed)
-    elif not cold_start:
-        fb.observe(got, work, elapsed)
-    return result
+        thr = why["threshold"]
+        lone = (" (a lone call: no dispatched call within the team's "
+                f"{why['sleep_after'] * 1e3:g} ms sleep time, so the OpenMP team "
+                "would have to wake up; the table for this idle time)"
+                if table == "cold" else "")
+        if why["table_threads"] <= 1:
+            below = (f"work {work} < {thr}" if thr is not None
+                     else "parallel never paid for this kernel")
+            return f"{below} in the {table} table of profile {p.source}{lone}"
+        parts.append(f"work {work} >= {thr} in the {table} table of profile "
+                     f"{p.source}{lone}")
+        if why["cap"]:
+            parts.append(f"capped at {why['cap']} by threads({why['cap']})")
+        if why["backoff"]:
+            parts.append(f"backed off to {why['backoff']} threads: recent parallel "
+                         f"calls ran over {_core.SLOW:g}x slower than their best "
+                         "(contention)")
+        if why["probe"]:
+            parts.append("a probe at full threads of a kernel backed off for "
+                         "contention")
+    if why["limit"]:
+        parts.append(f"capped at {why['limit']} (usable CPUs {why['usable']}, "
+                     f"omp_get_max_threads {why['max_threads']})")
+    if why["nested"]:
+        parts.append("already inside a parallel region")
+    if why["section"]:
+        parts.append(f"inside a section holding {why['section']} cores")
+    elif why["budget"] or threads > 1:
+        parts.append(f"{max(why['free'], 0)} of {why['usable']} CPUs free")
+    return "; ".join(parts)
+
+
+def decide(kernel, work, dtype="float64", *, idle=None) -> Decision:
+    """How many threads dispatch gives a call of ``kernel`` with this much
+    work, and why: for parallel code of your own (Numba, numexpr, threads).
+
+    A dry run of the rule every dispatched call goes through: nothing is
+    taken from the core budget (:func:`grant` takes it).
+
+    Parameters
+    ----------
+    kernel : str or Kernel
+        A registered kernel's name (a built-in's, or one registered with
+        :func:`register`).
+    work : int
+        The call's work, in the kernel's units.
+    dtype : dtype-like
+        The dtype whose table applies.
+    idle : float, optional
+        Decide as a call after this many seconds without a parallel call (0:
+        a call in a loop, the team awake); default: as a call made now.
+
+    Returns
+    -------
+    Decision
+
+    Raises
+    ------
+    KeyError
+        For a kernel nobody registered.
+    TypeError, ValueError
+        For a work that is not a non-negative integer, or a dtype dispatch
+        does not know.
+
+    See Also
+    --------
+    grant : The same decision, with the cores held for a block.
+    explain : The decision for a call of a dispatched function.
+
+    Examples
+    --------
+    >>> import breakeven
+    >>> breakeven.decide("exp", 10).variant
+    'serial'
+    >>> d = breakeven.decide("exp", 10**8, idle=0)
+    >>> d.threads <= breakeven.usable_cpus()
+    True
+    """
+    k = _kernel(kernel)
+    d, _ = _dtype_index(dtype)
+    return decision(k.slot, d, _work(work), idle)
+
+
+def grant(kernel, work, dtype="float64"):
+    """Hold the threads dispatch grants a call for the block: parallel code
+    of your own runs with them, inside the core budget.
+
+    Parameters
+    ----------
+    kernel : str or Kernel
+        A registered kernel's name.
+    work : int
+        The call's work.
+    dtype : dtype-like
+        The dtype whose table applies.
+
+    Returns
+    -------
+    context manager
+        Its ``threads`` attribute is the count granted (1: run serially).
+        On exit the cores go back to the budget, and the block's duration
+        feeds the kernel's contention check.
+
+    See Also
+    --------
+    decide : The decision alone.
+    register : Register a kernel of your own first.
+
+    Examples
+    --------
+    >>> import numpy as np, breakeven
+    >>> x = np.ones(10**6)
+    >>> with breakeven.grant("sum", x.size) as g:
+    ...     total = float(breakeven.get_kernel("sum").parallel(x, g.threads)
+    ...                   if g.threads > 1 else x.sum())
+    >>> total
+    1000000.0
+    """
+    k = _kernel(kernel)
+    _dtype_index(dtype)
+    profile()
+    return _core.Grant(k.slot, np.dtype(dtype).num, _work(work))
+
+
+# ---------------------------------------------------------------------------
+# counters
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KernelStats:
+    """What one kernel's calls on one dtype did (see :func:`stats`).
+
+    Parameters
+    ----------
+    serial, parallel : int
+        Calls run serially and in parallel.
+    mean_threads : float
+        Threads of a parallel call, on average (0 if none).
+    most_threads : int
+        The most threads a call got.
+    backoffs, probes, recoveries : int
+        Back-offs for contention, probes at full threads while backed off,
+        and probes that ended a back-off.
+    parallel_seconds : float
+        Time in the parallel calls (each one timed).
+    serial_seconds : float
+        Time in the serial calls, estimated from the timed ones (one in 16
+        is timed; a clock read costs as much as a small call).
+    serial_timed : int
+        Serial calls timed.
+    backed_off : bool
+        Whether the kernel is backed off now.
+    """
+
+    serial: int
+    parallel: int
+    mean_threads: float
+    most_threads: int
+    backoffs: int
+    probes: int
+    recoveries: int
+    parallel_seconds: float
+    serial_seconds: float
+    serial_timed: int
+    backed_off: bool
+
+
+class Stats(Mapping):
+    """Per ``(kernel, dtype)``: a :class:`KernelStats`.  ``str()`` gives a
+    table."""
+
+    def __init__(self, rows: dict[tuple[str, str], KernelStats]):
+        self._rows = rows
+
+    def __getitem__(self, key: tuple[str, str]) -> KernelStats:
+        return self._rows[key]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __repr__(self) -> str:
+        return f"Stats({self._rows!r})"
+
+    def __str__(self) -> str:
+        head = ("kernel", "dtype", "serial", "parallel", "threads", "back-offs",
+                "probes", "parallel s", "serial s")
+        rows = [head] + [
+            (k, d, str(s.serial), str(s.parallel), f"{s.mean_threads:.1f}",
+             str(s.backoffs) + (" (now)" if s.backed_off else ""), str(s.probes),
+             f"{s.parallel_seconds:.3g}", f"~{s.serial_seconds:.3g}")
+            for (k, d), s in sorted(self._rows.items())]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))
+                 .rstrip() for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+
+def stats(reset: bool = False) -> Stats:
+    """What the dispatched calls of this process did, per kernel and dtype.
+
+    From counters the core keeps on every call (an atomic add or two; the
+    parallel calls' clock reads are there anyway).
+
+    Parameters
+    ----------
+    reset : bool
+        Start the counters again from zero.
+
+    Returns
+    -------
+    Stats
+        A mapping ``(kernel, dtype) -> KernelStats`` of the kernels called.
+
+    See Also
+    --------
+    explain : What a call would do.
+
+    Examples
+    --------
+    >>> import numpy as np, breakeven
+    >>> _ = breakeven.stats(reset=True)
+    >>> _ = breakeven.sum(np.ones(100))
+    >>> breakeven.stats()["sum", "float64"].serial
+    1
+    """
+    rows = {}
+    for r in _core.stats(reset):
+        par = r["parallel"]
+        timed = r["serial_timed"]
+        serial_s = (r["serial_seconds_timed"] * r["serial"] / timed if timed
+                    else 0.0)
+        rows[(_core.slot_name(r["slot"]), r["dtype"])] = KernelStats(
+            r["serial"], par, r["thread_sum"] / par if par else 0.0,
+            r["most_threads"], r["backoffs"], r["probes"], r["recoveries"],
+            r["parallel_seconds"], serial_s, timed, r["backed_off"])
+    return Stats(rows)

@@ -153,8 +153,9 @@ cdef tuple _count(cnp.ndarray x, Py_ssize_t bins, double lo, double hi, int nt,
     return counts_arr, edges_arr
 
 
-cdef tuple count(cnp.ndarray x, Py_ssize_t bins, double lo, double hi, int nt):
-    return _count(x, bins, lo, hi, nt, False)
+cdef tuple count(cnp.ndarray x, Py_ssize_t bins, double lo, double hi, int nt,
+                 bint in_dtype):
+    return _count(x, bins, lo, hi, nt, in_dtype)
 
 
 def histogram_serial(x, Py_ssize_t bins, double lo, double hi, *,

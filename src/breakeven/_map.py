@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import functools
 import itertools
 import math
 import operator
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from breakeven import _dispatch, _fast, _threads
+from breakeven import _api, _core, _dispatch, _dropins, _registry
 from breakeven._dispatch import Decision
 
 __all__ = ["map"]
@@ -79,19 +80,17 @@ class MapPlan:
 
 
 def _resolve(func):
-    """(planner, reference) of a dispatch function; ``reference`` is what a
-    worker process gets: a built-in's name, or the function itself."""
-    from breakeven import _api
-
-    planner = _api._PLANNERS.get(func)
-    if planner is not None:
-        return planner, func.__name__
-    planner = getattr(func, "_breakeven_planner", None)
-    if planner is None:
+    """(planner, reference) of a dispatch function: ``planner(*args)`` is
+    :func:`breakeven._api.plan` for it; ``reference`` is what a worker
+    process gets: a built-in's name, or the function itself."""
+    if func in _dropins.PLANNERS:
+        return functools.partial(_api.plan, func), func.__name__
+    if _registry.by_call(func) is None:
         raise TypeError(f"func must be a breakeven function (breakeven.sum, ...) "
-                        f"or a kernel registered with breakeven.kernel, got "
+                        f"or a kernel registered with breakeven.kernel or "
+                        f"breakeven.register, got "
                         f"{getattr(func, '__name__', type(func).__name__)!r}")
-    return planner, func
+    return functools.partial(_api.plan, func), func
 
 
 def _calls(func, items: list, starred: bool) -> list:
@@ -117,7 +116,7 @@ def _n_jobs(n_jobs, configured) -> int | None:
     if n == 0:
         raise ValueError("n_jobs == 0 has no meaning; use None, a positive count "
                          "or -1 for all CPUs")
-    return n if n > 0 else max(1, _dispatch._state.usable + 1 + n)
+    return n if n > 0 else max(1, _core.usable() + 1 + n)
 
 
 def _joblib_config():
@@ -280,8 +279,9 @@ def _plan(func, items: list, n_jobs) -> MapPlan:
                        "its own host's profile",
                        backend=backend_name, inner_limit=inner_limit)
     sample = _sample(items)
-    limit = min(_dispatch._state.usable, _threads.max_threads(),
-                *(n for n, _ in _dispatch._caps()))
+    exact, cap, _ = _core.thread_controls()
+    limit = min(_core.usable(), _core.max_threads(),
+                *(n for n in (exact, cap) if n))
     if inner_limit:
         limit = min(limit, inner_limit)
     max_workers = max_workers or limit
@@ -383,13 +383,13 @@ def _apply(func, items: list, threads: int | None, starred: bool):
         import breakeven
 
         func = getattr(breakeven, func)
-    _fast.reset_peak()
+    _core.reset_peak()
     if threads:
-        with _dispatch.threads(threads):
+        with _core.threads(threads):
             out = _calls(func, items, starred)
     else:
         out = _calls(func, items, starred)
-    _log.append((os.getpid(), _threads.max_threads(), _fast.budget()[3]))
+    _log.append((os.getpid(), _core.max_threads(), _core.budget()[3]))
     return out
 
 

@@ -669,6 +669,12 @@ def _warn_once(path: Path | str, reason: str) -> None:
                   "using the embedded default profile", ProfileWarning, stacklevel=3)
 
 
+def forget_warnings() -> None:
+    """Warn again about files already warned about (a new process would)."""
+    with _warned_lock:
+        _warned.clear()
+
+
 def _pick_host(hosts: dict[str, dict], fingerprint: Fingerprint) -> Profile | None:
     if fingerprint.key in hosts:
         return _host_from_dict(fingerprint.key, hosts[fingerprint.key],

@@ -1,42 +1,59 @@
-"""The kernel registry: one record per operation, with both its variants.
+"""The kernel registry: every kernel dispatch knows, by name and slot.
 
-A :class:`Kernel` says how to call the serial and the parallel variant, what
-NumPy computes the same thing with, how big a call is (``work``, the measure
-thresholds are expressed in), and how to make inputs of a given work for
-timing (``sample``).
+A :class:`Kernel` says how calibration calls it (``call``: the dispatched
+function, timed at forced thread counts), how big a call is (``work``, the
+measure thresholds are expressed in), how to make inputs of a given work
+(``sample``), and, where it has them, its serial and parallel variants and
+what NumPy computes the same thing with.  Registering a kernel gives it a
+slot in the dispatch core (:mod:`breakeven._core`); the seven built-ins are
+simply the first registered.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from breakeven import _elementwise, _histogram, _nearest, _reductions, _scan
+from breakeven import (
+    _core,
+    _dropins,
+    _elementwise,
+    _histogram,
+    _nearest,
+    _reductions,
+    _scan,
+)
 
 __all__ = ["Kernel", "KERNELS", "get_kernel", "register"]
 
 DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+# A kernel's name: a built-in's short name, or name-spaced ("mylib.relu").
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
 @dataclass(frozen=True)
 class Kernel:
-    """A serial/parallel pair and what is needed to time and check it.
+    """A kernel dispatch knows, and what is needed to time and check it.
 
-    :func:`breakeven.kernel` makes and registers one for a kernel of yours;
-    :func:`breakeven.get_kernel` returns a registered one.  The parameters
-    are also its attributes.
+    :func:`breakeven.register` and :func:`breakeven.kernel` make and
+    register one for a kernel of yours; :func:`breakeven.get_kernel` returns
+    a registered one.  The parameters are also its attributes.
 
     Parameters
     ----------
     name : str
-        The operation's name (``"sum"``).
-    serial : callable
-        ``serial(*args)``.
-    parallel : callable
-        ``parallel(*args, n_threads)``.
-    reference : callable
+        The kernel's name: ``"sum"`` for a built-in, name-spaced for others
+        (``"mylib.relu"``).
+    serial : callable or None
+        ``serial(*args)``: the serial variant, if the kernel has one of its
+        own.
+    parallel : callable or None
+        ``parallel(*args, n_threads)``: the parallel variant, if any.
+    reference : callable or None
         ``reference(*args)``: NumPy computing the same result.
     work : callable
         ``work(*args) -> int``: the size of a call (elements; ``n*m*d`` for
@@ -44,10 +61,17 @@ class Kernel:
     sample : callable
         ``sample(work, dtype, rng) -> tuple``: arguments of about that work.
     uses_blas : bool
-        Whether the kernel calls BLAS (its parallel variant needs BLAS capped
-        to one thread).
+        Whether the kernel calls BLAS (dispatch holds BLAS at one thread
+        while it runs in parallel).
     dtypes : tuple of numpy.dtype
-        The dtypes the kernel takes.
+        The dtypes the kernel takes (and calibration measures).
+    call : callable or None
+        ``call(*args)``: the dispatched function, as users call it with the
+        arguments ``sample`` makes; calibration times it under
+        :func:`breakeven.threads` ``(n, exact=True)``.
+    slot : int
+        Its number in the dispatch core (``-1`` until registered); the
+        ``kernel`` argument of ``begin()`` in the Cython API.
 
     See Also
     --------
@@ -73,6 +97,8 @@ class Kernel:
     sample: Callable[..., tuple]
     uses_blas: bool = False
     dtypes: tuple = DTYPES
+    call: Callable | None = None
+    slot: int = -1
 
 
 def _vec(work, dtype, rng, lo=-1.0, hi=1.0):
@@ -148,14 +174,37 @@ def _histogram_reference(x, bins, lo, hi):
 
 
 KERNELS: dict[str, Kernel] = {}
+# Called with each Kernel registered (dispatch gives it its tables).
+_listeners: list[Callable[[Kernel], None]] = []
 
 
 def register(kernel: Kernel) -> Kernel:
-    """Add a kernel to the registry (replacing one of the same name)."""
+    """Add a kernel to the registry, replacing one of the same name (which
+    keeps its slot), and return it with its slot."""
     if not isinstance(kernel, Kernel):
         raise TypeError(f"expected a Kernel, got {type(kernel).__name__}")
+    if not isinstance(kernel.name, str) or not NAME.match(kernel.name):
+        raise ValueError(f"a kernel name is letters, digits, '_', '.' and '-', "
+                         f"not starting with a digit: got {kernel.name!r}")
+    slot = _core.add_slot(kernel.name, bool(kernel.uses_blas))
+    kernel = dataclasses.replace(kernel, slot=slot)
     KERNELS[kernel.name] = kernel
+    for listener in _listeners:
+        listener(kernel)
     return kernel
+
+
+def by_slot(slot: int) -> Kernel | None:
+    """The registered kernel in this slot."""
+    return KERNELS.get(_core.slot_name(slot))
+
+
+def by_call(func) -> Kernel | None:
+    """The registered kernel whose dispatched function is ``func``."""
+    k = getattr(func, "kernel", None)
+    if isinstance(k, Kernel) and k.call is func:
+        return k
+    return next((k for k in KERNELS.values() if k.call is func), None)
 
 
 def get_kernel(name: str) -> Kernel:
@@ -197,22 +246,28 @@ def get_kernel(name: str) -> Kernel:
         raise KeyError(f"no kernel named {name!r}; known kernels: {known}") from None
 
 
-for _k in (
+_BUILTINS = (
     Kernel("sum", _reductions.sum_serial, _reductions.sum_parallel, np.sum,
-           _len_work, _sample_sum),
+           _len_work, _sample_sum, call=lambda x: _dropins.sum(x)),
     Kernel("dot", _reductions.dot_serial, _reductions.dot_parallel, np.dot,
-           _len_work, _sample_dot),
+           _len_work, _sample_dot, call=lambda x, y: _dropins.dot(x, y)),
     Kernel("axpy", _elementwise.axpy_serial, _elementwise.axpy_parallel,
-           _axpy_reference, lambda a, x, y: int(np.shape(x)[0]), _sample_axpy),
+           _axpy_reference, lambda a, x, y: int(np.shape(x)[0]), _sample_axpy,
+           call=lambda a, x, y: _dropins.axpy(a, x, y)),
     Kernel("exp", _elementwise.exp_serial, _elementwise.exp_parallel,
-           _exp_reference, _len_work, _sample_exp),
+           _exp_reference, _len_work, _sample_exp,
+           call=lambda x, out: _dropins.exp(x, out)),
     Kernel("cumsum", _scan.cumsum_serial, _scan.cumsum_parallel,
-           _cumsum_reference, _len_work, _sample_cumsum),
+           _cumsum_reference, _len_work, _sample_cumsum,
+           call=lambda x, out: _dropins.cumsum(x, out=out)),
     Kernel("histogram", _histogram.histogram_serial, _histogram.histogram_parallel,
-           _histogram_reference, _len_work, _sample_histogram),
+           _histogram_reference, _len_work, _sample_histogram,
+           call=lambda x, bins, lo, hi: _dropins.histogram(x, bins, (lo, hi))),
     Kernel("nearest", _nearest.nearest_serial, _nearest.nearest_parallel,
-           _nearest_reference, _nearest_work, _sample_nearest, uses_blas=True),
-):
+           _nearest_reference, _nearest_work, _sample_nearest, uses_blas=True,
+           call=lambda X, C: _dropins.nearest(X, C)),
+)
+for _k in _BUILTINS:
     register(_k)
 del _k
 # The built-ins as registered at import (a user kernel may take a name over).

@@ -1,6 +1,7 @@
 """Thread-count rules shared by every kernel, and OpenMP introspection."""
 from cython.parallel cimport parallel
 
+from breakeven._core cimport note_parallel
 from breakeven._openmp_helpers cimport (
     omp_get_max_threads,
     omp_get_num_threads,
@@ -31,6 +32,7 @@ cdef int check_threads(Py_ssize_t n_threads) except -1:
     """Validate ``n_threads`` and clamp it to [1, usable CPUs]."""
     if n_threads < 1:
         raise ValueError(f"n_threads must be a positive integer, got {n_threads}")
+    note_parallel()  # a kernel called directly: a forked child must stay serial
     return <int>(n_threads if n_threads < _usable else _usable)
 
 
@@ -54,6 +56,7 @@ def team_size(int n_threads):
     if n_threads < 1:
         raise ValueError(f"n_threads must be a positive integer, got {n_threads}")
     size[0] = 0
+    note_parallel()
     with nogil, parallel(num_threads=n_threads):
         if omp_get_thread_num() == 0:
             size[0] = omp_get_num_threads()

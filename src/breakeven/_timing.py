@@ -8,9 +8,11 @@ noise then hits every candidate alike instead of whichever ran last.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 __all__ = ["Timing", "time_interleaved"]
@@ -60,7 +62,9 @@ def _calls_per_batch(fn: Callable[[], object], min_batch_time: float,
 def time_interleaved(candidates: Mapping[str, Callable[[], object]], *,
                      repeats: int = 7, min_batch_time: float = 0.002,
                      clock: Callable[[], float] = time.perf_counter,
-                     max_calls: int = 1 << 20) -> dict[str, Timing]:
+                     max_calls: int = 1 << 20,
+                     around: Mapping[str, Callable[[], AbstractContextManager]]
+                     | None = None) -> dict[str, Timing]:
     """Time each candidate in ``repeats`` batches, interleaved.
 
     Parameters
@@ -76,6 +80,10 @@ def time_interleaved(candidates: Mapping[str, Callable[[], object]], *,
         The clock, injectable for tests.
     max_calls : int
         Upper bound on calls per batch.
+    around : mapping of str to callable, optional
+        For some candidates, a factory of a context manager entered around
+        each of their batches (outside the timed calls): a setting the
+        candidate runs under, such as ``breakeven.threads(n, exact=True)``.
 
     Returns
     -------
@@ -85,15 +93,25 @@ def time_interleaved(candidates: Mapping[str, Callable[[], object]], *,
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     names = list(candidates)
-    calls = {name: _calls_per_batch(candidates[name], min_batch_time, clock,
-                                    max_calls) for name in names}
+    around = around or {}
+
+    def setting(name):
+        make = around.get(name)
+        return make() if make is not None else contextlib.nullcontext()
+
+    calls = {}
+    for name in names:
+        with setting(name):
+            calls[name] = _calls_per_batch(candidates[name], min_batch_time, clock,
+                                           max_calls)
     samples: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         shift = r % len(names) if names else 0
         for name in names[shift:] + names[:shift]:
             fn, k = candidates[name], calls[name]
-            t0 = clock()
-            for _ in range(k):
-                fn()
-            samples[name].append((clock() - t0) / k)
+            with setting(name):
+                t0 = clock()
+                for _ in range(k):
+                    fn()
+                samples[name].append((clock() - t0) / k)
     return {name: Timing(tuple(s)) for name, s in samples.items()}

@@ -1,0 +1,195 @@
+"""Test hooks: documented ways to put dispatch in a known state.
+
+For the tests of breakeven and of libraries that dispatch through it: each
+hook drives the dispatch core through a public function, so a test written
+with them keeps working when the core's insides change.  Everything here is
+process-wide except :func:`thread_controls`; none of it is for production
+code.
+
+Examples
+--------
+>>> import numpy as np, breakeven
+>>> from breakeven import testing
+>>> with testing.simulated_cpus(64):
+...     d = breakeven.decide("exp", 10**9, idle=0)
+>>> d.threads <= 64
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from breakeven import _core, _dispatch, _registry
+from breakeven._profile import Profile
+from breakeven._profile import forget_warnings as _forget_warnings
+
+__all__ = ["Budget", "backoff_state", "blas_functions", "budget", "clock_scale",
+           "forget_warnings",
+           "hammer", "idle",
+           "make_probe_due", "profile", "reset", "reset_peak", "simulated_clock",
+           "simulated_cpus", "thread_controls"]
+
+
+class Budget(NamedTuple):
+    """The process's core budget: ``usable`` CPUs, ``free`` ones, threads
+    ``in_flight`` now, and the ``peak`` in flight since :func:`reset_peak`."""
+
+    usable: int
+    free: int
+    in_flight: int
+    peak: int
+
+
+def reset(profile: Profile | None = None) -> None:
+    """Dispatch as in a new process: ``profile`` in use (None: the profile
+    file, loaded at the next call), nothing learnt, the budget full, the
+    team's clocks cleared.  (A profile file already warned about is not
+    warned about again: :func:`forget_warnings`.)"""
+    _dispatch.use_profile(profile)
+    _core.set_usable(_core.usable())
+
+
+def profile() -> Profile:
+    """The profile dispatch uses (loading it if no call has yet)."""
+    return _dispatch.profile()
+
+
+def forget_warnings() -> None:
+    """A :class:`~breakeven.ProfileWarning` already given for a file and a
+    reason is given again (as in a new process)."""
+    _forget_warnings()
+
+
+def budget() -> Budget:
+    """The core budget now."""
+    return Budget(*_core.budget())
+
+
+def reset_peak() -> None:
+    """Start :attr:`Budget.peak` again from the threads in flight now."""
+    _core.reset_peak()
+
+
+def idle(seconds: float) -> None:
+    """Make the last parallel call have ended ``seconds`` ago: a lone call
+    after a long idle finds the team asleep (the cold table); a negative
+    value keeps the team counted as awake for that long (every call is then
+    decided from the hot table)."""
+    _core.set_idle(float(seconds))
+
+
+class clock_scale(contextlib.AbstractContextManager):  # noqa: N801 - a function
+    """Calls take ``factor`` times longer as the core times them, from now
+    on: a way to make a kernel look contended.  As a context manager, back
+    to 1 at the end of the block."""
+
+    def __init__(self, factor: float):
+        _core.set_clock_scale(float(factor))
+
+    def __exit__(self, *exc) -> None:
+        _core.set_clock_scale(1.0)
+
+
+class SimulatedClock:
+    """The core's clock while :func:`simulated_clock` is open."""
+
+    def __init__(self, start: float):
+        self.now = start
+        _core.simulate_clock(True, start)
+
+    def advance(self, seconds: float) -> float:
+        """Move the clock on by ``seconds``; returns the new time."""
+        self.now += seconds
+        _core.simulate_clock(True, self.now)
+        return self.now
+
+
+@contextlib.contextmanager
+def simulated_clock(start: float = 1000.0) -> Iterator[SimulatedClock]:
+    """The core's clock stands still at ``start`` seconds and moves only by
+    :meth:`SimulatedClock.advance`: calls, idle times and contention in
+    simulated time."""
+    clock = SimulatedClock(start)
+    try:
+        yield clock
+    finally:
+        _core.simulate_clock(False)
+
+
+@contextlib.contextmanager
+def simulated_cpus(n: int) -> Iterator[None]:
+    """Dispatch as on a host with ``n`` usable CPUs (and
+    ``omp_get_max_threads() == n``): decisions, the budget and caps; the
+    kernels themselves still run on the real CPUs."""
+    real = _core.usable()
+    _core.set_usable(n)
+    _core.simulate_max_threads(n)
+    try:
+        yield
+    finally:
+        _core.simulate_max_threads(0)
+        _core.set_usable(real)
+
+
+@contextlib.contextmanager
+def blas_functions(pairs) -> Iterator[None]:
+    """The core caps these BLAS "libraries" instead of the loaded ones:
+    ``(get_num_threads, set_num_threads)`` C function addresses (ctypes
+    callbacks will do), to watch what it sets.  The loaded libraries'
+    functions are looked up again afterwards."""
+    from breakeven._blas import thread_setters
+
+    _core.set_blas(pairs)
+    try:
+        yield
+    finally:
+        _core.set_blas(thread_setters())
+
+
+def thread_controls() -> tuple[int, int, int]:
+    """``(exact, cap, section)`` of the calling thread: the ``n`` of
+    ``threads(n, exact=True)`` and of ``threads(n)``, and the cores of an open
+    section (0 for none)."""
+    return _core.thread_controls()
+
+
+def _slot(kernel: str, dtype: str) -> tuple[int, int]:
+    d = _core.dtype_index(dtype)
+    if d < 0:
+        raise ValueError(f"unknown dtype {dtype!r}")
+    return _registry.get_kernel(kernel).slot, d
+
+
+def backoff_state(kernel: str, dtype: str = "float64") -> dict:
+    """A kernel's back-off: ``backed_off``, its thread ``cap``, the
+    ``spent`` seconds of backed-off calls since the last probe, the last slow
+    call's ``probe_cost`` and the probe ``spacing`` in force (a multiple of
+    ``PROBE_RATIO``)."""
+    on, cap, spent, cost, ratio = _core.backoff_state(*_slot(kernel, dtype))
+    return {"backed_off": on, "cap": cap, "spent": spent, "probe_cost": cost,
+            "spacing": ratio}
+
+
+def make_probe_due(kernel: str, dtype: str = "float64") -> None:
+    """Count the backed-off calls as long enough for a probe: the next call
+    of the kernel past its threshold runs at its full thread count."""
+    _core.make_probe_due(*_slot(kernel, dtype))
+
+
+def hammer(kernel: str, work: int, calls: int, dtype: str = "float64") -> int:
+    """``calls`` begin/end pairs of the Cython API without the GIL, as a
+    kernel's caller makes them (nothing runs in between); returns the most
+    threads any call got."""
+    import numpy as np
+
+    return _core.hammer(_registry.get_kernel(kernel).slot, np.dtype(dtype).num,
+                        int(work), int(calls))
+
+
+SLOW = _core.SLOW
+SEVERE = _core.SEVERE
+BACKOFF_AFTER = _core.BACKOFF_AFTER
+PROBE_RATIO = _core.PROBE_RATIO

@@ -90,9 +90,9 @@ def dropin(name, args):
 
 def stamp(versions: Mapping[str, str] | None = None) -> list[str]:
     """Header lines: date, host and its fingerprint, profile, versions."""
-    from breakeven import _dispatch
+    from breakeven import testing
 
-    prof = _dispatch.profile()
+    prof = testing.profile()
     fp = prof.fingerprint
     vers = {"breakeven": be.__version__, "numpy": np.__version__,
             "python": platform.python_version(), **(versions or {})}

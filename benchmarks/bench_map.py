@@ -30,7 +30,7 @@ from _common import emit
 from joblib import Parallel, delayed
 
 import breakeven as be
-from breakeven import _dispatch
+from breakeven import testing
 from breakeven._threads import usable_cpus
 from breakeven._timing import time_interleaved
 
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     ap.add_argument("--output")
     args = ap.parse_args(argv)
     workers = usable_cpus()
-    prof = _dispatch.profile()
+    prof = testing.profile()
     rng = np.random.default_rng(8)
     reps = 5 if args.quick else 21
     out = [

@@ -64,7 +64,7 @@ from _common import (
 )
 
 import breakeven as be
-from breakeven import _dispatch
+from breakeven import testing
 from breakeven._registry import KERNELS, NEAREST_D, NEAREST_M
 from breakeven._threads import usable_cpus
 from breakeven._timing import time_interleaved
@@ -442,7 +442,7 @@ def measure_cells(names, sizes, repeats, min_batch, peers, blas):
             with cell_candidates(name, args, peers, blas) as cands:
                 t = time_interleaved(cands, repeats=repeats,
                                      min_batch_time=min_batch)
-            d = _dispatch.decide(name, "float64", work, KERNELS[name].uses_blas)
+            d = be.decide(name, work)
             cells.append({"kernel": name, "label": label, "work": work, "t": t,
                           "decision": f"{d.variant} {d.threads}"
                           if d.variant == "parallel" else d.variant})
@@ -723,10 +723,9 @@ def contention_threads(lgs, calls, repeats, out, results):
         f"kernel at {n} threads in every Python thread (T x {n} OpenMP threads on "
         f"{n} cores), what each thread deciding alone would do. "
         "`threads(n, exact=True)` does not bypass the budget: it fixes the count "
-        "the dispatcher asks for, which the C path (`_route` in `_fast.pyx`) "
-        "still clamps to the free cores and the Python path takes through "
-        "`take_threads` (serial if fewer than 2 are free); only a direct call of "
-        "the kernel goes around it.\n")
+        "the dispatcher asks for, which the dispatch core (`breakeven._core`) "
+        "still takes from the core budget (fewer if fewer are free, serial if "
+        "fewer than 2 are); only a direct call of the kernel goes around it.\n")
     naive = "parallel kernel in every thread (no budget)"
     for T in (2, 4):
         with ThreadPoolExecutor(T) as pool:
@@ -780,7 +779,7 @@ def contention_joblib(lg, calls, repeats, out, results):
 
 def contention_idle(lgs, repeats, out, results):
     log("contention (e): idle gaps")
-    prof = _dispatch.profile()
+    prof = testing.profile()
     sleep_s = (prof.sleep_after_us or 10000) / 1e6
     gap = max(0.03, 3 * sleep_s)
     n = usable_cpus()
@@ -897,17 +896,17 @@ def plots(cells, plt, stem: Path) -> list[str]:
 
 def contention(quick, repeats, out, results, blas):
     """Every contention scenario once, each from a reset dispatch state."""
-    _dispatch.reset()
+    testing.reset()
     contention_alternating(quick, out, results)
-    _dispatch.reset()
+    testing.reset()
     contention_nearest([16, 22] if quick else [16, 20, 23],
                        repeats, out, results, blas)
-    _dispatch.reset()
+    testing.reset()
     contention_threads([20] if quick else [17, 20],
                        10 if quick else 20, repeats, out, results)
-    _dispatch.reset()
+    testing.reset()
     contention_joblib(18, 10 if quick else 20, repeats, out, results)
-    _dispatch.reset()
+    testing.reset()
     contention_idle([16] if quick else [16, 18], repeats, out, results)
 
 

@@ -35,6 +35,15 @@ def build() -> str:
         hosts = _profile._parse(src.read_text(), src)
         for key, data in sorted(hosts.items()):
             p = _profile._host_from_dict(key, data, f"{src}: hosts.{key}")
+            # the lone-call tables as dispatch reads them, one per idle time
+            # (a record made before calibration stored them: derived from
+            # its times and wake-up costs, as calibration derives them)
+            for k, per in p.tables.items():
+                for d, entry in per.items():
+                    p.set_table(k, d, entry["hot"], entry["cold"],
+                                entry.get("times"),
+                                [(gap * 1e6, steps)
+                                 for gap, steps in p.cold_tables(k, d)])
             profiles.append(p)
             rel = src.relative_to(HERE.parent)
             lines.append(f"#   {key}: {rel} ({p.fingerprint.cpu}, "

@@ -120,15 +120,20 @@ def mykernels_build(tmp_path_factory):
                "--target", str(target), str(EXAMPLE)]
         run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     else:
+        import breakeven
+
         build = tmp_path_factory.mktemp("mykernels-build")
+        # cythonize runs in this Python, which finds breakeven/dispatch.pxd on
+        # sys.path anyway; the include path says so (as meson.build does).
+        include = str(Path(breakeven.__file__).resolve().parent.parent)
         script = (
             "from setuptools import Extension, setup\n"
             "from Cython.Build import cythonize\n"
             "setup(ext_modules=cythonize([Extension('mykernels._logistic', "
             f"[{str(EXAMPLE / 'src/mykernels/_logistic.pyx')!r}], "
             "extra_compile_args=['-fopenmp', '-O2'], "
-            "extra_link_args=['-fopenmp'])], quiet=True, compiler_directives="
-            "{'language_level': 3, 'boundscheck': False, 'wraparound': False}), "
+            "extra_link_args=['-fopenmp'])], quiet=True, "
+            f"include_path=[{include!r}], build_dir={str(build)!r}), "
             f"script_args=['build_ext', '--build-lib', {str(target)!r}, "
             f"'--build-temp', {str(build)!r}])\n")
         run = subprocess.run([sys.executable, "-c", script], cwd=build,

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers import build_extension
 from threadpoolctl import threadpool_limits
 
 import breakeven as be
@@ -803,17 +804,8 @@ def scale(x, out):
 @pytest.fixture(scope="module")
 def user_kernel_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("userkern")
-    (d / "userkern_ext.pyx").write_text(USER_PYX)
     (d / "userkern.py").write_text(USER_MODULE)
-    setup = ("from setuptools import setup, Extension\n"
-             "from Cython.Build import cythonize\n"
-             "setup(ext_modules=cythonize([Extension('userkern_ext', "
-             "['userkern_ext.pyx'], extra_compile_args=['-fopenmp', '-O2'], "
-             "extra_link_args=['-fopenmp'])], quiet=True), "
-             "script_args=['build_ext', '--inplace'])\n")
-    r = subprocess.run([sys.executable, "-c", setup], cwd=d, capture_output=True,
-                       text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
+    build_extension(d, "userkern_ext", USER_PYX)
     return d
 
 

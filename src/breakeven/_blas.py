@@ -47,9 +47,11 @@ def thread_setters() -> list[tuple[int, int]]:
     An OpenBLAS built on OpenMP is left out: inside a kernel's parallel
     region its own region is nested, hence serial already.
     """
-    from threadpoolctl import threadpool_info  # loaded when BLAS is first capped
+    # Here, not at the top: the first time BLAS is capped, not at import
+    # (threadpoolctl scans the loaded libraries; _nearest loads SciPy's BLAS,
+    # which nearest calls and which must be loaded to be seen).
+    from threadpoolctl import threadpool_info
 
-    # the kernels' BLAS (nearest calls SciPy's) must be loaded to be seen
     import breakeven._nearest  # noqa: F401
 
     out = []

@@ -27,6 +27,7 @@ so the choosing logic is tested on synthetic cost curves.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import statistics
 import sys
@@ -37,17 +38,27 @@ from pathlib import Path
 
 import numpy as np
 
+from breakeven import _core, _elementwise
 from breakeven._core import threads as _threads_control
-from breakeven._profile import Fingerprint, Profile, host_fingerprint, now_utc
+from breakeven._profile import (
+    Fingerprint,
+    Profile,
+    atomic_write,
+    host_fingerprint,
+    locked,
+    now_utc,
+)
 from breakeven._registry import KERNELS, Kernel
 from breakeven._steps import (
     MARGIN,
     Point,
     choose_steps,
+    cold_tables,
     crossing,
     merge,
     with_penalty,
 )
+from breakeven._threads import team_size, usable_cpus
 from breakeven._timing import time_interleaved
 
 __all__ = [
@@ -173,8 +184,6 @@ class Probe:
     """
 
     def __init__(self, threads: int, per_thread: int = PROBE_WORK):
-        from breakeven import _elementwise
-
         self.threads = threads
         self._serial, self._parallel = (_elementwise.exp_serial,
                                         _elementwise.exp_parallel)
@@ -302,8 +311,6 @@ def measure_team(threads: Sequence[int], *,
     judges a lone call with the penalty of the longest gap not longer than
     its idle time.
     """
-    from breakeven._threads import team_size
-
     def region(t):
         t0 = clock()
         team_size(t)
@@ -595,8 +602,6 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
     >>> sorted(p.tables)
     ['exp']
     """
-    from breakeven._threads import usable_cpus
-
     settings = settings or (Settings.quick() if quick else Settings())
     if budget is not None:
         if not budget > 0:
@@ -621,8 +626,6 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
     start = clock()
     jobs = [(n, d) for n in names for d in dtypes if d in KERNELS[n].dtypes]
     bar = Progress(2 * len(jobs) + 2, enabled=progress)
-
-    from breakeven import _core
 
     _core.note_omp_started()  # the team runs from here on (fork)
     _probes.clear()  # a new run: what is busy is learnt again
@@ -703,7 +706,10 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
         # for contention; with the serial ones, map() estimates batches
         times = tuple((p.work, t, p.times[t]) for p in pts for t in sorted(p.times)
                       if p.times[t] > 0)
-        profile.set_table(name, dtype.name, hot, cold, times)
+        # the table of each measured idle time, as dispatch will use it
+        idle = cold_tables(times, profile.wake, sleep_after, cold, settings.margin)
+        profile.set_table(name, dtype.name, hot, cold, times,
+                          [(gap * 1e6, steps) for gap, steps in idle])
         profile.sweeps[(name, dtype.name)] = pts
     profile.team_penalty = penalty
     profile.elapsed = clock() - start
@@ -725,6 +731,7 @@ def measure_batch(usable: int, repeats: int = 7, tasks: int = 64) -> dict[str, f
     these with the kernels' times to choose between running a batch's items
     one after another and spreading them over threads.
     """
+    # joblib is needed by this measurement only: it costs tens of ms to import
     from joblib import Parallel, delayed
 
     def run(n: int) -> float:
@@ -771,12 +778,8 @@ def record(profile: Profile) -> dict:
 def save_record(profile: Profile, profile_path) -> Path:
     """Store this host's record in the sidecar JSON of the profile file
     (atomically, keeping other hosts' records)."""
-    import json
-
-    from breakeven._profile import _atomic_write, _locked
-
     target = sweeps_path(profile_path)
-    with _locked(target):
+    with locked(target):
         data = {}
         if target.exists():
             try:
@@ -786,14 +789,12 @@ def save_record(profile: Profile, profile_path) -> Path:
             except (OSError, ValueError):
                 data = {}
         data[profile.fingerprint.key] = record(profile)
-        _atomic_write(target, json.dumps(data, indent=1, sort_keys=True))
+        atomic_write(target, json.dumps(data, indent=1, sort_keys=True))
     return target
 
 
 def load_record(profile_path, key: str) -> dict | None:
     """This host's record from the sidecar JSON, or None."""
-    import json
-
     try:
         data = json.loads(sweeps_path(profile_path).read_text())
         rec = data.get(key) if isinstance(data, dict) else None

@@ -48,13 +48,26 @@ def _describe(steps) -> str:
     return text
 
 
+def _describe_cold(tables) -> str:
+    """The lone-call tables, one per idle time (what dispatch uses)."""
+    if len(tables) == 1:
+        return _describe(tables[0][1])
+    return "; ".join(f"{_idle(gap)}: {_describe(steps)}" for gap, steps in tables)
+
+
+def _idle(seconds: float) -> str:
+    return (f">={seconds * 1e3:g} ms" if seconds >= 1e-3
+            else f">={seconds * 1e6:g} us")
+
+
 def format_table(profile) -> str:
     """The profile's thresholds, one line per kernel and dtype."""
-    rows = [("kernel", "dtype", "hot: parallel from work", "cold: parallel from work")]
+    rows = [("kernel", "dtype", "hot: parallel from work",
+             "cold (lone call, by idle time): parallel from work")]
     for kname in sorted(profile.tables):
         for dname in sorted(profile.tables[kname], reverse=True):
             rows.append((kname, dname, _describe(profile.steps(kname, dname, "hot")),
-                         _describe(profile.steps(kname, dname, "cold"))))
+                         _describe_cold(profile.cold_tables(kname, dname))))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
              for r in rows]

@@ -684,9 +684,11 @@ cdef void _end(dispatch.Call *c) noexcept nogil:
         ns = <long long>((t_end - c.start) * _clock_scale)
         if c.flags & F_BLAS:
             _blas_restore()
+        # out of flight before the cores are free again: the count in
+        # flight never exceeds what was taken
+        add_int(&_in_flight, -t)
         if not (c.flags & F_SECTION):
             add_int(&_free, t)
-        add_int(&_in_flight, -t)
         st_ll(&_last_parallel, t_end)
         if e != NULL:
             add_ll(&e.ns_parallel, ns)
@@ -694,8 +696,8 @@ cdef void _end(dispatch.Call *c) noexcept nogil:
                 _observe(e, t, c.work, ns, c.flags, t_end)
     else:
         if c.flags & F_HELD:
-            add_int(&_free, 1)
             add_int(&_in_flight, -1)
+            add_int(&_free, 1)
         if c.flags & F_TIMED and e != NULL:
             ns = <long long>((now() - c.start) * _clock_scale)
             add_ll(&e.ns_serial, ns)
@@ -715,7 +717,10 @@ cdef int _rate_index(Entry *e, int t, bint make) noexcept nogil:
             return i
     if not make:
         return -1
-    for i in range(1, MAX_TC):
+    for i in range(MAX_TC):
+        if e.rate_threads[i] == 0:  # a free table
+            oldest = i
+            break
         if e.rate_used[i] < e.rate_used[oldest]:
             oldest = i
     e.rate_threads[oldest] = t
@@ -962,6 +967,7 @@ def seed_rate(int kernel, int d, int threads, Py_ssize_t work, double rate):
         return
     lock(&e.lock)
     i = _rate_index(e, threads, True)
+    e.rate_used[i] = now()
     e.best[i][b0] = rate
     e.seeded[i][b0] = b0
     for b in range(BUCKETS):
@@ -1082,9 +1088,14 @@ def set_clock_scale(double scale):
 
 def simulate_clock(bint on, double seconds=0.0):
     """Test hook: the core's clock reads ``seconds`` (and stays there until
-    set again) while ``on``; else CLOCK_MONOTONIC."""
+    set again) while ``on``; else CLOCK_MONOTONIC.  Switching between the
+    two forgets when the last calls ended (their times are of the other
+    clock)."""
     global sim_clock, sim_now
     st_ll(&sim_now, <long long>(seconds * 1e9))
+    if sim_clock != on:
+        st_ll(&_last_parallel, -(1LL << 62))
+        st_ll(&_last_call, -(1LL << 62))
     st_int(&sim_clock, on)
 
 

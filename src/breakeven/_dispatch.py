@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from breakeven import _core, _registry
+from breakeven._blas import thread_setters
 from breakeven._profile import Profile, load_profile
-from breakeven._steps import cold_tables
 
 __all__ = ["Decision", "KernelStats", "Stats", "decide", "grant", "profile",
            "stats", "use_profile"]
@@ -159,10 +159,8 @@ def _give_tables(p: Profile, kernel: _registry.Kernel) -> None:
         if name not in p.tables.get(kernel.name, {}):
             _core.clear_table(kernel.slot, d)
             continue
-        hot = p.steps(kernel.name, name, "hot")
-        cold = cold_tables(p.times(kernel.name, name), p.wake, p.sleep_after_us,
-                           p.steps(kernel.name, name, "cold"))
-        _core.set_table(kernel.slot, d, hot, cold)
+        _core.set_table(kernel.slot, d, p.steps(kernel.name, name, "hot"),
+                        p.cold_tables(kernel.name, name))
         # The calibration's times are the uncontended yardstick: without
         # them the first calls seen would set it, contended or not.
         for work, threads, seconds in p.times(kernel.name, name, parallel_only=True):
@@ -181,14 +179,8 @@ def _load() -> None:
     profile()
 
 
-def _blas_setters() -> list:
-    from breakeven._blas import thread_setters
-
-    return thread_setters()
-
-
 _registry._listeners.append(_registered)
-_core.set_hooks(load=_load, blas=_blas_setters)
+_core.set_hooks(load=_load, blas=thread_setters)
 
 
 # ---------------------------------------------------------------------------

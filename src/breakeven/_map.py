@@ -122,23 +122,14 @@ def _n_jobs(n_jobs, configured) -> int | None:
 def _joblib_config():
     """(backend name or None if the user chose none, its instance, n_jobs
     configured or None, inner_max_num_threads or None)."""
-    from joblib import parallel as jp
+    # joblib is imported by map() only: it costs tens of milliseconds
+    from joblib.parallel import get_active_backend
 
-    if getattr(jp._backend, "config", None) is None \
-            and getattr(jp, "DEFAULT_BACKEND", None) == "loky":
-        # nothing configured on this thread: what the code below finds, at a
-        # fraction of the cost (a backend is built per query)
-        return None, None, None, None
-    backend, n_jobs = jp.get_active_backend()
-    chosen = True
-    config = getattr(getattr(jp, "_backend", None), "config", None)
-    default = getattr(jp, "default_parallel_config", None)
-    if isinstance(config, dict) and isinstance(default, dict):
-        chosen = config.get("backend") is not default.get("backend")
-        if config.get("n_jobs") is default.get("n_jobs"):
-            n_jobs = None
-    else:  # another joblib: only a non-default backend counts as chosen
-        chosen = type(backend).__name__ != "LokyBackend"
+    backend, n_jobs = get_active_backend()
+    # A backend chosen with joblib.parallel_config lives in the config: the
+    # same object at every query; with none chosen, joblib builds its
+    # default anew each time.
+    chosen = get_active_backend()[0] is backend
     name = type(backend).__name__.removesuffix("Backend").lower()
     name = {"daskdistributed": "dask"}.get(name, name)
     return (name if chosen else None), backend, n_jobs, \
@@ -267,7 +258,7 @@ def _plan(func, items: list, n_jobs) -> MapPlan:
         if backend_name == "sequential" or max_workers == 1:
             return MapPlan("inner", 1, 0, 1, 0, name,
                            f"joblib backend {backend_name!r} with one worker")
-        from joblib import effective_n_jobs
+        from joblib import effective_n_jobs  # heavy: see _joblib_config
 
         workers = effective_n_jobs(max_workers if max_workers else -1)
         tasks = max(1, min(n, TASKS_PER_WORKER * workers))
@@ -379,10 +370,8 @@ def worker_log() -> list[tuple[int, int, int]]:
 def _apply(func, items: list, threads: int | None, starred: bool):
     """Run a batch in a worker: ``func`` (or the built-in of that name) on
     each item, with at most ``threads`` OpenMP threads per call."""
-    if isinstance(func, str):
-        import breakeven
-
-        func = getattr(breakeven, func)
+    if isinstance(func, str):  # a built-in, by name
+        func = getattr(_dropins, func)
     _core.reset_peak()
     if threads:
         with _core.threads(threads):
@@ -402,7 +391,7 @@ def _run(plan: MapPlan, func, items: list) -> list:
     starred = bool(items) and type(items[0]) is tuple
     if plan.mode == "inner":
         return _calls(func, items, starred)
-    from joblib import Parallel, delayed
+    from joblib import Parallel, delayed  # heavy: see _joblib_config
 
     if plan.mode == "backend":
         _, ref = _resolve(func)

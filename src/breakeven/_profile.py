@@ -34,6 +34,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from breakeven._registry import KERNELS
+from breakeven._steps import Steps, cold_tables
+from breakeven._threads import usable_cpus
+
 __all__ = [
     "FORMAT_VERSION",
     "Fingerprint",
@@ -48,6 +52,8 @@ __all__ = [
 
 FORMAT_VERSION = 1
 DTYPE_NAMES = ("float64", "float32")
+# What a kernel's entry for one dtype may hold (see Profile.set_table).
+ENTRY_KEYS = frozenset({"hot", "cold", "cold_idle", "times"})
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
@@ -122,10 +128,13 @@ def _cpu_model() -> str:
 
 def _library_info() -> tuple[str, str]:
     """(OpenMP runtime, BLAS description) as threadpoolctl sees them."""
+    # Here, not at the top: threadpoolctl scans the loaded libraries, and
+    # _nearest loads SciPy's BLAS; a process that never needs a fingerprint
+    # (no dispatched call) pays for neither.  The kernels' libraries must be
+    # loaded to be seen: the kernels link the OpenMP runtime; nearest calls
+    # SciPy's BLAS.
     from threadpoolctl import threadpool_info
 
-    # Load the modules whose libraries matter (the kernels link the OpenMP
-    # runtime; nearest calls SciPy's BLAS) before asking.
     import breakeven._nearest  # noqa: F401
 
     openmp, blas = [], []
@@ -148,8 +157,7 @@ def host_fingerprint(refresh: bool = False) -> Fingerprint:
     global _fingerprint_cache
     with _fingerprint_lock:
         if _fingerprint_cache is None or refresh:
-            from breakeven import __version__
-            from breakeven._threads import usable_cpus
+            from breakeven import __version__  # the package imports this module
 
             openmp, blas = _library_info()
             _fingerprint_cache = Fingerprint(
@@ -166,8 +174,6 @@ def host_fingerprint(refresh: bool = False) -> Fingerprint:
 # ---------------------------------------------------------------------------
 # the profile of one host
 # ---------------------------------------------------------------------------
-
-Steps = tuple[tuple[int, int], ...]
 
 
 @dataclass
@@ -310,17 +316,43 @@ class Profile:
         return None
 
     def set_table(self, kernel: str, dtype: str, hot: Steps, cold: Steps,
-                  times=None) -> None:
+                  times=None, cold_idle=None) -> None:
         """Set a kernel's step tables, and optionally the measured times
         ``((work, threads, seconds), ...)``: the parallel ones are what
         dispatch compares calls with to notice contention; the serial ones
         (``threads == 1``) and the parallel ones are what
-        :func:`breakeven.map` estimates a batch's cost from."""
+        :func:`breakeven.map` estimates a batch's cost from.  ``cold_idle``:
+        the cold table of each measured idle time, ``((idle_us, steps),
+        ...)`` (see :meth:`cold_tables`)."""
         entry = {"hot": _validate_steps(hot, f"{kernel}.{dtype}.hot"),
                  "cold": _validate_steps(cold, f"{kernel}.{dtype}.cold")}
         if times:
             entry["times"] = _validate_times(times, f"{kernel}.{dtype}.times")
+        if cold_idle:
+            entry["cold_idle"] = _validate_cold_idle(
+                cold_idle, f"{kernel}.{dtype}.cold_idle")
         self.tables.setdefault(kernel, {})[dtype] = entry
+
+    def cold_tables(self, kernel: str, dtype: str) -> list[tuple[float, Steps]]:
+        """The tables of lone calls: ``[(idle_seconds, steps), ...]``,
+        shortest idle first; a lone call idle at least that long uses that
+        table (the first one, below the shortest).  These are what dispatch
+        uses and ``breakeven show`` prints.
+
+        Calibration stores one per measured idle time (``cold_idle``); for a
+        profile without them they are derived from the kernel's times and
+        the team's wake-up costs as calibration derives them
+        (:func:`breakeven._steps.cold_tables`), or, without those, the
+        ``cold`` table for every lone call.
+        """
+        try:
+            stored = self.tables[kernel][dtype].get("cold_idle")
+        except KeyError:
+            return [((self.sleep_after_us or 0) / 1e6, ((0, 1),))]
+        if stored:
+            return [(gap / 1e6, steps) for gap, steps in stored]
+        return cold_tables(self.times(kernel, dtype), self.wake,
+                           self.sleep_after_us, self.steps(kernel, dtype, "cold"))
 
     def times(self, kernel: str, dtype: str, parallel_only: bool = False) -> tuple:
         """The calibrated ``(work, threads, seconds)`` of calls (serial ones
@@ -342,7 +374,7 @@ class Profile:
         """
         target = Path(path) if path is not None else default_profile_path()
         target.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(target):
+        with locked(target):
             hosts: dict[str, dict] = {}
             if target.exists():
                 try:
@@ -366,7 +398,7 @@ class Profile:
                 if "batch" in old and "batch" not in entry:
                     entry["batch"] = old["batch"]
             hosts[self.fingerprint.key] = entry
-            _atomic_write(target, _dumps(hosts))
+            atomic_write(target, _dumps(hosts))
         self.source = str(target)
         return target
 
@@ -398,6 +430,23 @@ def _validate_steps(steps, where: str) -> Steps:
     if out[0][0] != 0:
         raise ProfileError(f"{where}: the first step must start at work 0, "
                            f"got {out[0][0]}")
+    return tuple(out)
+
+
+def _validate_cold_idle(rows, where: str) -> tuple:
+    if not isinstance(rows, (list, tuple)) or not rows:
+        raise ProfileError(f"{where}: expected a non-empty list of "
+                           "[idle_us, steps]")
+    out = []
+    for i, row in enumerate(rows):
+        if (not isinstance(row, (list, tuple)) or len(row) != 2
+                or isinstance(row[0], bool) or not isinstance(row[0], (int, float))
+                or not row[0] >= 0):
+            raise ProfileError(f"{where}[{i}]: expected [idle_us, steps] with "
+                               f"idle_us >= 0, got {row!r}")
+        if out and row[0] <= out[-1][0]:
+            raise ProfileError(f"{where}: idle_us not increasing at {i}")
+        out.append((float(row[0]), _validate_steps(row[1], f"{where}[{i}]")))
     return tuple(out)
 
 
@@ -456,8 +505,6 @@ def _validate_wake(rows, where: str) -> tuple:
 
 
 def _host_from_dict(key: str, data, where: str) -> Profile:
-    from breakeven._registry import KERNELS
-
     if not isinstance(data, dict):
         raise ProfileError(f"{where}: expected a table")
     fp = data.get("fingerprint")
@@ -494,11 +541,12 @@ def _host_from_dict(key: str, data, where: str) -> Profile:
             if dname not in DTYPE_NAMES:
                 raise ProfileError(f"{where}.kernels.{kname}: unknown dtype {dname!r}")
             if not isinstance(states, dict) or not {"hot", "cold"} <= set(states) \
-                    or not set(states) <= {"hot", "cold", "times"}:
+                    or not set(states) <= ENTRY_KEYS:
                 raise ProfileError(f"{where}.kernels.{kname}.{dname}: expected "
-                                   "'hot' and 'cold' step tables (and 'times')")
+                                   "'hot' and 'cold' step tables (and 'times', "
+                                   "'cold_idle')")
             profile.set_table(kname, dname, states["hot"], states["cold"],
-                              states.get("times"))
+                              states.get("times"), states.get("cold_idle"))
     if key != fingerprint.key:
         raise ProfileError(f"{where}: the key does not match its fingerprint "
                            "(edited by hand?)")
@@ -587,7 +635,7 @@ def _dumps(hosts: dict[str, dict]) -> str:
                 states = host["kernels"][kname][dname]
                 lines.append(f"[hosts.{_toml_str(key)}.kernels.{_toml_str(kname)}."
                              f"{dname}]")
-                for state in ("hot", "cold", "times"):
+                for state in ("hot", "cold", "cold_idle", "times"):
                     if state in states:
                         lines.append(f"{state} = {_toml_value(states[state])}")
                 lines.append("")
@@ -600,7 +648,7 @@ def dumps(profiles: list[Profile]) -> str:
 
 
 @contextlib.contextmanager
-def _locked(target: Path):
+def locked(target: Path):
     lock_path = target.with_name(target.name + ".lock")
     with open(lock_path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -610,7 +658,7 @@ def _locked(target: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _atomic_write(target: Path, text: str) -> None:
+def atomic_write(target: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
                                suffix=".tmp")
     try:
@@ -651,7 +699,7 @@ def default_profile_path() -> Path:
     env = os.environ.get("BREAKEVEN_PROFILE")
     if env:
         return Path(env).expanduser()
-    from platformdirs import user_config_dir
+    from platformdirs import user_config_dir  # only when a file is looked for
 
     return Path(user_config_dir("breakeven")) / "profile.toml"
 

@@ -22,7 +22,10 @@ import contextlib
 from collections.abc import Iterator
 from typing import NamedTuple
 
+import numpy as np
+
 from breakeven import _core, _dispatch, _registry
+from breakeven._blas import thread_setters
 from breakeven._profile import Profile
 from breakeven._profile import forget_warnings as _forget_warnings
 
@@ -140,8 +143,6 @@ def blas_functions(pairs) -> Iterator[None]:
     ``(get_num_threads, set_num_threads)`` C function addresses (ctypes
     callbacks will do), to watch what it sets.  The loaded libraries'
     functions are looked up again afterwards."""
-    from breakeven._blas import thread_setters
-
     _core.set_blas(pairs)
     try:
         yield
@@ -183,8 +184,6 @@ def hammer(kernel: str, work: int, calls: int, dtype: str = "float64") -> int:
     """``calls`` begin/end pairs of the Cython API without the GIL, as a
     kernel's caller makes them (nothing runs in between); returns the most
     threads any call got."""
-    import numpy as np
-
     return _core.hammer(_registry.get_kernel(kernel).slot, np.dtype(dtype).num,
                         int(work), int(calls))
 

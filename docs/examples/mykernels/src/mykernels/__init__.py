@@ -1,30 +1,22 @@
-"""mykernels: a kernel of one's own, dispatched by breakeven."""
+"""mykernels: a kernel of one's own, whose threads breakeven decides.
+
+Importing it registers the kernel with breakeven as "mykernels.logistic"
+(when breakeven is installed; without it the kernel runs with a rule of its
+own).  Calibrate it with ``breakeven calibrate --module mykernels``.
+"""
 
 import numpy as np
 
-import breakeven
-from mykernels._logistic import logistic_parallel, logistic_serial
+from mykernels._logistic import DISPATCHED, logistic_into
 
-
-def _sample(work, dtype, rng):
-    """Arguments of about ``work`` elements, for calibration."""
-    x = rng.uniform(-10.0, 10.0, int(work)).astype(dtype)
-    return x, np.empty_like(x)
-
-
-@breakeven.kernel(
-    parallel=logistic_parallel,                  # (x, out, n_threads)
-    work=lambda x, out: x.shape[0],              # what thresholds count
-    sample=_sample,
-    reference=lambda x, out: np.divide(1.0, 1.0 + np.exp(-x), out=out),
-)
-def logistic_into(x, out):
-    """out[i] = 1 / (1 + exp(-x[i])); the serial variant."""
-    logistic_serial(x, out)
+__all__ = ["DISPATCHED", "logistic", "logistic_into"]
 
 
 def logistic(x):
-    """The logistic function of a float32/float64 array, element-wise."""
+    """The logistic function of an array, element-wise, in a new array.
+
+    float32 stays float32; anything else is computed in float64.
+    """
     x = np.ascontiguousarray(x)
     if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float64)

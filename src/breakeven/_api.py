@@ -151,9 +151,10 @@ def register(name: str, call: Callable | None = None, *, work: Callable,
     call : callable, optional
         The kernel as users call it, with the arguments ``sample`` makes;
         needed to calibrate it.
-    work : callable
+    work : callable or int
         ``work(*args) -> int``: the size of a call, in the unit thresholds
-        count (elements, or inner iterations of a loop nest).
+        count (elements, or inner iterations of a loop nest); or ``i``, an
+        int: the size of argument ``i`` (an array's ``size``), taken in C.
     sample : callable
         ``sample(work, dtype, rng) -> tuple``: arguments of about that work.
     dtypes : tuple of dtype-like
@@ -200,9 +201,9 @@ def register(name: str, call: Callable | None = None, *, work: Callable,
     >>> breakeven.explain(scale, np.ones(10), np.empty(10)).kernel
     'doc.scale'
     """
-    for what, f in (("work", work), ("sample", sample)):
-        if not callable(f):
-            raise TypeError(f"{what} must be callable, got {type(f).__name__}")
+    if not callable(sample):
+        raise TypeError(f"sample must be callable, got {type(sample).__name__}")
+    work = _kernelcall.work_function(work)  # a callable, or an argument's index
     try:
         dts = tuple(np.dtype(d) for d in dtypes)
     except TypeError as exc:
@@ -224,8 +225,10 @@ def kernel(*, parallel, work, sample, name=None, uses_blas=False, reference=None
     ----------
     parallel : callable
         ``parallel(*args, n_threads)``.
-    work : callable
-        ``work(*args) -> int``: the size of a call.
+    work : callable or int
+        ``work(*args) -> int``: the size of a call; or ``i``, an int: the
+        size of argument ``i``, taken in C (no Python call: the cheapest,
+        for kernels whose work is an array's number of elements).
     sample : callable
         ``sample(work, dtype, rng) -> tuple``: arguments of about that work,
         for calibration.
@@ -294,7 +297,7 @@ def kernel(*, parallel, work, sample, name=None, uses_blas=False, reference=None
         k = register(kname, None, work=work, sample=sample, dtypes=dtypes,
                      uses_blas=uses_blas, serial=serial, parallel=parallel,
                      reference=reference or serial)
-        dispatched = _kernelcall.make(serial, parallel, work, k.slot)
+        dispatched = _kernelcall.make(serial, parallel, k.work, k.slot)
         dispatched.__name__ = serial.__name__
         dispatched.__qualname__ = getattr(serial, "__qualname__", serial.__name__)
         dispatched.__module__ = serial.__module__

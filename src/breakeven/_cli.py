@@ -9,6 +9,23 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from breakeven import _dispatch
+from breakeven._calibrate import (
+    Settings,
+    calibrate,
+    load_record,
+    measure_point,
+    points_from_record,
+    save_record,
+    thread_candidates,
+)
+from breakeven._core import DTYPES
+from breakeven._profile import default_profile_path, host_fingerprint, load_profile
+from breakeven._registry import KERNELS
+from breakeven._threads import usable_cpus
+
 __all__ = ["main"]
 
 
@@ -17,8 +34,6 @@ class CLIError(Exception):
 
 
 def _kernel_names(text: str | None) -> list[str] | None:
-    from breakeven._registry import KERNELS
-
     if not text:
         return None
     names = [t.strip() for t in text.split(",") if t.strip()]
@@ -90,15 +105,12 @@ def _age(when: str) -> str:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from breakeven._calibrate import calibrate, save_record
-    from breakeven._profile import default_profile_path
-
     _import_modules(args.module)
     names = _kernel_names(args.kernels)
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
-    bad = [d for d in dtypes if d not in ("float64", "float32")]
+    bad = [d for d in dtypes if d not in DTYPES]
     if bad or not dtypes:
-        raise CLIError(f"--dtypes takes float64 and/or float32, got {args.dtypes!r}")
+        raise CLIError(f"--dtypes takes {', '.join(DTYPES)}; got {args.dtypes!r}")
     if args.budget is not None and not args.budget > 0:
         raise CLIError("--budget must be a positive number of seconds")
     target = Path(args.output) if args.output else default_profile_path()
@@ -136,8 +148,6 @@ def _batch_line(batch: dict) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from breakeven._profile import default_profile_path, host_fingerprint, load_profile
-
     path = Path(args.profile) if args.profile else default_profile_path()
     profile = load_profile(path)
     here = host_fingerprint()
@@ -175,10 +185,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from breakeven._calibrate import load_record, points_from_record
-    from breakeven._profile import default_profile_path, load_profile
-
-    try:
+    try:  # an optional dependency, for this command only
         import matplotlib
 
         matplotlib.use("Agg")
@@ -229,13 +236,6 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from breakeven._calibrate import Settings, measure_point, thread_candidates
-    from breakeven._profile import default_profile_path, load_profile
-    from breakeven._registry import KERNELS
-    from breakeven._threads import usable_cpus
-
     _import_modules(args.module)
     path = Path(args.profile) if args.profile else default_profile_path()
     profile = load_profile(path)
@@ -278,17 +278,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from breakeven import _dispatch
-    from breakeven._registry import KERNELS
-
     _import_modules(args.module)
     if args.kernel not in KERNELS:
         raise CLIError(f"unknown kernel {args.kernel!r}; known: {', '.join(KERNELS)}")
     if args.work < 0:
         raise CLIError("work must be >= 0")
     if args.profile:
-        from breakeven._profile import load_profile
-
         _dispatch.use_profile(load_profile(args.profile))
     profile = _dispatch.profile()
     # as a call in a loop finds the team (awake), or as a lone call after
@@ -347,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "this work, and why")
     p.add_argument("kernel")
     p.add_argument("work", type=int)
-    p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    p.add_argument("--dtype", choices=list(DTYPES), default="float64")
     p.add_argument("--cold", action="store_true",
                    help="as a lone call (default: as a call in a loop)")
     p.add_argument("--module", action="append", metavar="PKG.MOD")

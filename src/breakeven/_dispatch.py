@@ -147,7 +147,6 @@ def use_profile(profile: Profile | None) -> None:
 def _set(p: Profile) -> None:
     """Give every registered kernel its tables from ``p`` (lock held)."""
     global _profile
-    _core.unconfigure()
     _profile = p
     for k in list(_registry.KERNELS.values()):
         _give_tables(p, k)
@@ -240,9 +239,10 @@ def _words(why: dict, kernel: str, dtype: str, work: int, threads: int,
     if table == "forced":
         parts.append(f"threads({why['forced']}, exact=True)")
     elif table == "none":
+        how = ("breakeven calibrate" if kernel in _registry.BUILTINS
+               else "breakeven calibrate --module ...")
         return (f"{kernel} {dtype} is not calibrated in profile {p.source} (run "
-                f"`breakeven calibrate`"
-                f"{'' if kernel in _registry.BUILTINS else ' --module ...'})")
+                f"`{how}`)")
     else:
         thr = why["threshold"]
         lone = (" (a lone call: no dispatched call within the team's "
@@ -397,6 +397,19 @@ class KernelStats:
         Serial calls timed.
     backed_off : bool
         Whether the kernel is backed off now.
+
+    See Also
+    --------
+    stats : The counters of every kernel called.
+
+    Examples
+    --------
+    >>> import numpy as np, breakeven
+    >>> _ = breakeven.stats(reset=True)
+    >>> _ = breakeven.exp(np.ones(10))
+    >>> s = breakeven.stats()["exp", "float64"]
+    >>> s.serial + s.parallel
+    1
     """
 
     serial: int
@@ -414,7 +427,30 @@ class KernelStats:
 
 class Stats(Mapping):
     """Per ``(kernel, dtype)``: a :class:`KernelStats`.  ``str()`` gives a
-    table."""
+    table.
+
+    Parameters
+    ----------
+    rows : dict
+        ``{(kernel, dtype): KernelStats}``.
+
+    See Also
+    --------
+    stats : Makes one from the dispatch core's counters.
+
+    Examples
+    --------
+    >>> import numpy as np, breakeven
+    >>> _ = breakeven.stats(reset=True)
+    >>> _ = breakeven.sum(np.ones(10, dtype=np.float32))
+    >>> s = breakeven.stats()
+    >>> list(s)
+    [('sum', 'float32')]
+    >>> print(s)  # doctest: +ELLIPSIS
+    kernel  dtype    serial  parallel  threads  back-offs  probes  parallel s  serial s
+    ...
+    sum     float32  1       0         0.0      0          0       0           ~...
+    """
 
     def __init__(self, rows: dict[tuple[str, str], KernelStats]):
         self._rows = rows

@@ -28,7 +28,8 @@ cdef extern from *:
         vectorcallfunc vectorcall;
         PyObject *serial;
         PyObject *parallel;   /* NULL: the serial one runs at any count */
-        PyObject *work;
+        PyObject *work;       /* work(*args); NULL: the size of args[work_arg] */
+        Py_ssize_t work_arg;
         int kernel;
         PyObject *dict;
         PyObject *weakrefs;
@@ -37,9 +38,12 @@ cdef extern from *:
     static PyObject *be_kcall_reducer = NULL;
 
     /* A call's dtype (of its first ndarray argument; float64 if none) and
-       work (``work(*args)``); -1 with an exception set if work() fails. */
-    static int be_kcall_measure(PyObject *work_fn, PyObject *const *args,
-                                Py_ssize_t nargs, int *typenum, Py_ssize_t *work) {
+       work: ``work(*args)``, or with ``work`` NULL the size of argument
+       ``work_arg`` (an ndarray's size, else its len()); -1 with an
+       exception set if that fails. */
+    static int be_kcall_measure(PyObject *work_fn, Py_ssize_t work_arg,
+                                PyObject *const *args, Py_ssize_t nargs,
+                                int *typenum, Py_ssize_t *work) {
         Py_ssize_t i;
         PyObject *w;
         *typenum = BE_FLOAT64;
@@ -48,6 +52,19 @@ cdef extern from *:
                 *typenum = PyArray_TYPE((PyArrayObject *)args[i]);
                 break;
             }
+        }
+        if (work_fn == NULL) {
+            if (work_arg >= nargs) {
+                PyErr_Format(PyExc_TypeError, "the work is the size of argument "
+                             "%zd, but the call has %zd", work_arg, nargs);
+                return -1;
+            }
+            if (PyArray_Check(args[work_arg])) {
+                *work = PyArray_SIZE((PyArrayObject *)args[work_arg]);
+                return 0;
+            }
+            *work = PyObject_Length(args[work_arg]);
+            return *work < 0 ? -1 : 0;
         }
         w = PyObject_Vectorcall(work_fn, args, nargs, NULL);
         if (w == NULL)
@@ -71,7 +88,8 @@ cdef extern from *:
                             "a dispatched kernel takes positional arguments only");
             return NULL;
         }
-        if (be_kcall_measure(self->work, args, nargs, &typenum, &work) < 0)
+        if (be_kcall_measure(self->work, self->work_arg, args, nargs, &typenum,
+                             &work) < 0)
             return NULL;
         nt = be_begin(&call, self->kernel, typenum, work);
         if (nt <= 1 || self->parallel == NULL) {
@@ -185,7 +203,7 @@ cdef extern from *:
     }
 
     static PyObject *be_kcall_new(PyObject *serial, PyObject *parallel,
-                                  PyObject *work, int kernel) {
+                                  PyObject *work, Py_ssize_t work_arg, int kernel) {
         be_kcall *self = PyObject_GC_New(be_kcall, &be_kcall_type);
         if (self == NULL)
             return NULL;
@@ -194,8 +212,9 @@ cdef extern from *:
         self->serial = serial;
         Py_XINCREF(parallel);
         self->parallel = parallel;
-        Py_INCREF(work);
+        Py_XINCREF(work);
         self->work = work;
+        self->work_arg = work_arg;
         self->kernel = kernel;
         self->dict = NULL;
         self->weakrefs = NULL;
@@ -208,10 +227,11 @@ cdef extern from *:
         Py_XSETREF(be_kcall_reducer, f);
     }
     """
-    int be_kcall_measure(object work_fn, PyObject **args, Py_ssize_t nargs,
-                         int *typenum, Py_ssize_t *work) except -1
+    int be_kcall_measure(PyObject *work_fn, Py_ssize_t work_arg, PyObject **args,
+                         Py_ssize_t nargs, int *typenum, Py_ssize_t *work) except -1
     object be_kcall_type_ready()
-    object be_kcall_new(object serial, PyObject *parallel, object work, int kernel)
+    object be_kcall_new(object serial, PyObject *parallel, PyObject *work,
+                        Py_ssize_t work_arg, int kernel)
     void be_kcall_set_reducer(object f)
 
 
@@ -221,21 +241,61 @@ KernelCall = be_kcall_type_ready()
 def make(serial, parallel, work, int kernel):
     """A dispatched callable: ``serial(*args)`` or ``parallel(*args,
     n_threads)`` (``parallel`` None: ``serial`` whatever the count), as the
-    core decides for kernel slot ``kernel`` and work ``work(*args)``."""
-    if not callable(serial) or not callable(work) or (
-            parallel is not None and not callable(parallel)):
-        raise TypeError("serial, work (and parallel, if given) must be callable")
+    core decides for kernel slot ``kernel`` and the work of the call: see
+    :func:`measure`."""
+    if not callable(serial) or (parallel is not None and not callable(parallel)):
+        raise TypeError("serial (and parallel, if given) must be callable")
+    fn, arg = _work_spec(work)
     return be_kcall_new(serial, <PyObject *>parallel if parallel is not None
-                        else NULL, work, kernel)
+                        else NULL, <PyObject *>fn if fn is not None else NULL,
+                        arg, kernel)
+
+
+class ArgumentSize:
+    """``work`` given as an argument's index: the size of that argument (an
+    array's ``size``, else its ``len()``).  Callable like any ``work``;
+    the dispatched callable takes it in C, without calling it."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index):
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise TypeError(f"work must be callable, or the index of the argument "
+                            f"whose size is the work; got {index!r}")
+        self.index = index
+
+    def __call__(self, *args):
+        return measure(self, args)[1]
+
+    def __repr__(self):
+        return f"ArgumentSize({self.index})"
+
+
+def work_function(work):
+    """``work`` as the registry keeps it: a callable (an int becomes an
+    :class:`ArgumentSize`)."""
+    return work if callable(work) else ArgumentSize(work)
+
+
+def _work_spec(work):
+    """(callable or None, argument index) of a ``work``."""
+    if isinstance(work, ArgumentSize):
+        return None, work.index
+    if callable(work):
+        return work, -1
+    return None, ArgumentSize(work).index
 
 
 def measure(work, tuple args):
     """(NumPy type number, work) of a call with these arguments, as the
     dispatched callable measures them: the dtype of the first ndarray
-    argument (float64 if none) and ``work(*args)``."""
+    argument (float64 if none), and ``work(*args)`` or, for ``work`` an
+    int ``i``, the size of argument ``i``."""
     cdef int typenum
     cdef Py_ssize_t w
-    be_kcall_measure(work, <PyObject **>&(<PyTupleObject *>args).ob_item[0]
+    fn, arg = _work_spec(work)
+    be_kcall_measure(<PyObject *>fn if fn is not None else NULL, arg,
+                     <PyObject **>&(<PyTupleObject *>args).ob_item[0]
                      if len(args) else NULL, len(args), &typenum, &w)
     return typenum, w
 

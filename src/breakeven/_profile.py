@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from breakeven._core import DTYPES
 from breakeven._registry import KERNELS
 from breakeven._steps import Steps, cold_tables
 from breakeven._threads import usable_cpus
@@ -51,7 +52,8 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-DTYPE_NAMES = ("float64", "float32")
+# The dtypes a profile holds tables for: those the dispatch core keeps.
+DTYPE_NAMES = DTYPES
 # What a kernel's entry for one dtype may hold (see Profile.set_table).
 ENTRY_KEYS = frozenset({"hot", "cold", "cold_idle", "times"})
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")

@@ -7,14 +7,21 @@
 #
 #     be.import_breakeven()        # once, at module level (like import_array)
 #
+#     cdef inline double _relu(double v) noexcept nogil:
+#         return v if v > 0 else 0.0
+#
 #     def relu(const double[::1] x, double[::1] out):
 #         cdef be.Call call
 #         cdef Py_ssize_t i, n = x.shape[0]
 #         cdef int nt
 #         with nogil:
 #             nt = be.begin(&call, RELU, be.FLOAT64, n)
-#             for i in prange(n, num_threads=nt, use_threads_if=nt > 1):
-#                 out[i] = x[i] if x[i] > 0 else 0.0
+#             if nt > 1:
+#                 for i in prange(n, num_threads=nt):
+#                     out[i] = _relu(x[i])
+#             else:          # a plain loop: no OpenMP region for a serial call
+#                 for i in range(n):
+#                     out[i] = _relu(x[i])
 #             be.end(&call)
 #
 #     # the kernel's slot, from its registration (Python, at import)

@@ -32,6 +32,10 @@ cdef Py_ssize_t FALLBACK_PARALLEL_FROM = 100_000
 cdef int LOGISTIC = -1
 
 
+cdef inline floating _logistic(floating v) noexcept nogil:
+    return 1 / (1 + exp(-v))
+
+
 def logistic_into(const floating[::1] x, floating[::1] out):
     """out[i] = 1 / (1 + exp(-x[i])) for float64 or float32 x and out of the
     same length; breakeven decides the threads of each call."""
@@ -47,10 +51,15 @@ def logistic_into(const floating[::1] x, floating[::1] out):
                          be.FLOAT64 if floating is double else be.FLOAT32, n,
                          omp_get_max_threads() if n >= FALLBACK_PARALLEL_FROM
                          else 1)
-        # use_threads_if: a serial call opens no OpenMP region at all.
-        for i in prange(n, num_threads=nt, use_threads_if=nt > 1,
-                        schedule="static"):
-            out[i] = 1 / (1 + exp(-x[i]))
+        if nt > 1:
+            for i in prange(n, num_threads=nt, schedule="static"):
+                out[i] = _logistic(x[i])
+        else:
+            # A plain loop: a serial call opens no OpenMP region.  (prange's
+            # use_threads_if=False still opens one, of one thread, which
+            # costs about a microsecond: more than a small call's work.)
+            for i in range(n):
+                out[i] = _logistic(x[i])
         be.end(&call)  # after every begin_or(), on the same thread
 
 
@@ -60,20 +69,16 @@ def _sample(work, dtype, rng):
     return x, np.empty_like(x)
 
 
-def _work(x, out):
-    """The size of a call, in the unit thresholds count: elements."""
-    return len(x)
-
-
 # Registration, once per process at import: the name is name-spaced (the
 # profile keys the kernel's thresholds by it), ``logistic_into`` is the call
-# that calibration times at each thread count it forces, and the slot is
-# what begin_or() takes.  import_breakeven() looks up the dispatch core
+# that calibration times at each thread count it forces, the work of a call
+# is the size of its argument 0 (elements: the unit thresholds count), and
+# the slot is what begin_or() takes.  import_breakeven() looks up the dispatch core
 # (0 on success, -1 when breakeven cannot be imported or is of an
 # incompatible version); register only then.
 if breakeven is not None and be.import_breakeven() == 0:
     LOGISTIC = breakeven.register("mykernels.logistic", logistic_into,
-                                  work=_work, sample=_sample,
+                                  work=0, sample=_sample,
                                   dtypes=("float64", "float32")).slot
 
 # Whether breakeven dispatches the calls (else the fallback rule applies).

@@ -1,0 +1,178 @@
+"""Kernels of a user's own, compiled for the benchmarks (not a benchmark).
+
+``relu`` three ways, as a library would write it:
+
+- ``relu_serial`` / ``relu_parallel``: a serial and a ``prange`` variant for
+  ``@breakeven.kernel`` (float32 and float64, Cython's fused ``floating``,
+  as a library's kernels usually are; ``relu64_*`` the float64-only pair);
+- ``relu``: one body that asks the dispatch core for its threads through
+  the public Cython API (``from breakeven cimport dispatch``), its loop a
+  ``prange`` with ``use_threads_if``; ``relu_branch`` the same with its
+  serial calls in a plain loop (the body an inline function);
+
+and ``begin_end_ns``: the cost of one begin/end pair of that API, timed by a
+loop in C.  :func:`load` builds them once into ``build/bench-ext`` (the
+build reuses what is there) and returns the module, with the kernels
+registered under ``bench.*``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = ROOT / "build" / "bench-ext"
+
+PYX = '''
+# cython: language_level=3, boundscheck=False, wraparound=False
+from cython cimport floating
+from cython.parallel cimport prange
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+from breakeven cimport dispatch as be
+
+import numpy as np
+
+import breakeven
+
+if be.import_breakeven() != 0:
+    raise ImportError("breakeven's C API is not available")
+
+
+def relu_serial(const floating[::1] x, floating[::1] out):
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(x.shape[0]):
+            out[i] = x[i] if x[i] > 0 else 0
+
+
+def relu_parallel(const floating[::1] x, floating[::1] out, int n_threads):
+    cdef Py_ssize_t i
+    with nogil:
+        for i in prange(x.shape[0], num_threads=n_threads, schedule="static"):
+            out[i] = x[i] if x[i] > 0 else 0
+
+
+def relu64_serial(const double[::1] x, double[::1] out):
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(x.shape[0]):
+            out[i] = x[i] if x[i] > 0 else 0
+
+
+def relu64_parallel(const double[::1] x, double[::1] out, int n_threads):
+    cdef Py_ssize_t i
+    with nogil:
+        for i in prange(x.shape[0], num_threads=n_threads, schedule="static"):
+            out[i] = x[i] if x[i] > 0 else 0
+
+
+def relu(const floating[::1] x, floating[::1] out):
+    """One body: the core decides its threads."""
+    cdef be.Call call
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef int nt
+    with nogil:
+        nt = be.begin(&call, RELU, be.FLOAT64 if floating is double else be.FLOAT32,
+                      n)
+        for i in prange(n, num_threads=nt, use_threads_if=nt > 1,
+                        schedule="static"):
+            out[i] = x[i] if x[i] > 0 else 0
+        be.end(&call)
+
+
+cdef inline void _relu_at(const floating *x, floating *out,
+                          Py_ssize_t i) noexcept nogil:
+    out[i] = x[i] if x[i] > 0 else 0
+
+
+def relu_branch(const floating[::1] x, floating[::1] out):
+    """One body, its serial calls without an OpenMP region: the loop body
+    in one inline function, under prange or a plain loop."""
+    cdef be.Call call
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef int nt
+    with nogil:
+        nt = be.begin(&call, RELU_BRANCH,
+                      be.FLOAT64 if floating is double else be.FLOAT32, n)
+        if nt > 1:
+            for i in prange(n, num_threads=nt, schedule="static"):
+                _relu_at(&x[0], &out[0], i)
+        else:
+            for i in range(n):
+                _relu_at(&x[0], &out[0], i)
+        be.end(&call)
+
+
+def begin_end_ns(int kernel, Py_ssize_t work, long calls):
+    """Nanoseconds per begin/end pair, over ``calls`` pairs in a C loop."""
+    cdef be.Call call
+    cdef long i
+    cdef long sink = 0
+    cdef timespec t0, t1
+    with nogil:
+        clock_gettime(CLOCK_MONOTONIC, &t0)
+        for i in range(calls):
+            sink += be.begin(&call, kernel, be.FLOAT64, work)
+            be.end(&call)
+        clock_gettime(CLOCK_MONOTONIC, &t1)
+    return ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / calls
+
+
+def _sample(work, dtype, rng):
+    x = rng.standard_normal(int(work)).astype(dtype)
+    return x, np.empty_like(x)
+
+
+cdef int RELU = breakeven.register(
+    "bench.relu", relu, work=0, sample=_sample).slot
+cdef int RELU_BRANCH = breakeven.register(
+    "bench.relu_branch", relu_branch, work=0, sample=_sample).slot
+'''
+
+WRAPPER = '''
+"""The benchmark's kernels, registered."""
+import breakeven
+from bench_relu_ext import *  # noqa: F401,F403
+from bench_relu_ext import _sample, relu64_parallel, relu64_serial
+from bench_relu_ext import relu_parallel, relu_serial
+
+
+# the serial/parallel pairs, dispatched by the decorator: the work the size
+# of argument 0 (taken in C), or from a function of the arguments
+relu_pair = breakeven.kernel(parallel=relu_parallel, work=0, sample=_sample,
+                             name="bench.relu_pair")(relu_serial)
+relu64_pair = breakeven.kernel(parallel=relu64_parallel, work=0, sample=_sample,
+                               name="bench.relu64_pair",
+                               dtypes=("float64",))(relu64_serial)
+relu_pair_fn = breakeven.kernel(parallel=relu_parallel,
+                                work=lambda x, out: x.shape[0], sample=_sample,
+                                name="bench.relu_pair_fn")(relu_serial)
+'''
+
+
+def load():
+    """The kernels' module (built on first use)."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    pyx = BUILD / "bench_relu_ext.pyx"
+    if not pyx.exists() or pyx.read_text() != PYX or \
+            not list(BUILD.glob("bench_relu_ext*.so")):
+        pyx.write_text(PYX)
+        setup = ("from setuptools import setup, Extension\n"
+                 "from Cython.Build import cythonize\n"
+                 "setup(ext_modules=cythonize([Extension('bench_relu_ext', "
+                 "['bench_relu_ext.pyx'], extra_compile_args=['-fopenmp', '-O2'], "
+                 "extra_link_args=['-fopenmp'])], quiet=True), "
+                 "script_args=['build_ext', '--inplace'])\n")
+        r = subprocess.run([sys.executable, "-c", setup], cwd=BUILD,
+                           capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            raise RuntimeError("building the benchmark's kernels failed:\n"
+                               + r.stdout + r.stderr)
+    (BUILD / "bench_relu.py").write_text(WRAPPER)
+    if str(BUILD) not in sys.path:
+        sys.path.insert(0, str(BUILD))
+    return importlib.import_module("bench_relu")

@@ -13,7 +13,8 @@
 and ``begin_end_ns``: the cost of one begin/end pair of that API, timed by a
 loop in C.  :func:`load` builds them once into ``build/bench-ext`` (the
 build reuses what is there) and returns the module, with the kernels
-registered under ``bench.*``.
+registered under ``bench.*``; :func:`load_example` does the same for the
+example library of the docs (``docs/examples/mykernels``).
 """
 
 from __future__ import annotations
@@ -152,6 +153,44 @@ relu_pair_fn = breakeven.kernel(parallel=relu_parallel,
                                 work=lambda x, out: x.shape[0], sample=_sample,
                                 name="bench.relu_pair_fn")(relu_serial)
 '''
+
+
+EXAMPLE = ROOT / "docs" / "examples" / "mykernels"
+
+
+def load_example():
+    """The example library of the docs (``mykernels``), built with
+    setuptools into ``build/bench-ext/mykernels`` and imported."""
+    import shutil
+
+    target = BUILD / "example"
+    pkg = target / "mykernels"
+    src = EXAMPLE / "src" / "mykernels"
+    stale = not list(pkg.glob("_logistic*.so")) or any(
+        f.stat().st_mtime > min(p.stat().st_mtime for p in pkg.glob("_logistic*.so"))
+        for f in src.iterdir())
+    if stale:
+        tmp = BUILD / "example-build"
+        tmp.mkdir(parents=True, exist_ok=True)
+        script = (
+            "from setuptools import Extension, setup\n"
+            "from Cython.Build import cythonize\n"
+            "setup(ext_modules=cythonize([Extension('mykernels._logistic', "
+            f"[{str(src / '_logistic.pyx')!r}], "
+            "extra_compile_args=['-fopenmp', '-O2'], "
+            "extra_link_args=['-fopenmp'])], quiet=True, "
+            f"build_dir={str(tmp)!r}), "
+            f"script_args=['build_ext', '--build-lib', {str(target)!r}, "
+            f"'--build-temp', {str(tmp)!r}])\n")
+        r = subprocess.run([sys.executable, "-c", script], cwd=tmp,
+                           capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            raise RuntimeError("building the example library failed:\n"
+                               + r.stdout + r.stderr)
+    shutil.copy(src / "__init__.py", pkg / "__init__.py")
+    if str(target) not in sys.path:
+        sys.path.insert(0, str(target))
+    return importlib.import_module("mykernels")
 
 
 def load():

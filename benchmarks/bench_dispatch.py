@@ -1,9 +1,13 @@
 """Dispatch against fixed rules, in one run, interleaved.
 
-(a) The envelope: for every built-in over work 2^4..2^24, the dispatched
-    drop-in function against the serial kernel, the parallel kernel at all
-    usable CPUs, and a fixed grain size of 32768 (PyTorch's): each as a
-    ratio to min(serial, parallel) measured in the same batch rotation.
+(a) The envelope: for every built-in and the docs' example library's kernel
+    (``mykernels.logistic``, one prange body asking the Cython API; it is
+    calibrated first, in a short run, and added to the profile in use) over
+    work 2^4..2^24, the dispatched call against the serial kernel, the
+    parallel kernel at all usable CPUs, and a fixed grain size of 32768
+    (PyTorch's): each as a ratio to min(serial, parallel) measured in the
+    same batch rotation (for the one-body kernel, serial and parallel are
+    its call under ``threads(1, exact=True)`` and ``threads(n, exact=True)``).
     Every cell is measured in each of ``--runs`` runs (default 5) and shown
     as the median over them, beside each run's figure.
 (b) The alternating loop: a 200x200 ``A @ B`` and a 64k-element ``exp`` in a
@@ -11,9 +15,17 @@
     threads, against ``breakeven.exp`` left to itself (BLAS at its default);
     each batch after 150 ms idle, so none inherits another's spinning threads.
 (c) Overhead at n=16: ``breakeven.sum`` against a direct call of the serial
-    kernel and against ``np.sum``.
+    kernel and against ``np.sum``; a user's relu (``_userkernels``) through
+    ``@breakeven.kernel`` and as one body asking the Cython API, against a
+    direct call of its serial kernel; and the Cython API's begin/end pair
+    alone, timed by a loop in C.
+(d) The controls: ``with breakeven.threads(2):`` and ``with
+    breakeven.section():`` entered and left, beside a small call they may
+    wrap.
 
     python benchmarks/bench_dispatch.py [--quick] [--runs N] [--output FILE.md]
+
+The targets each figure is judged by are declared in ``TARGETS`` below.
 
 The decisions come from the profile dispatch would use (``breakeven show``);
 the header names it.
@@ -22,25 +34,55 @@ the header names it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import math
 import platform
 import sys
 import time
 
+import _userkernels
 import numpy as np
-from _common import Staged, add_runs_option, dropin, emit, runs_option
+from _common import (
+    Staged,
+    add_runs_option,
+    dropin,
+    emit,
+    fmt_ratio,
+    ratio_range,
+    runs_option,
+)
 from threadpoolctl import ThreadpoolController
 
 import breakeven as be
-from breakeven import _dispatch
-from breakeven._registry import KERNELS
+from breakeven import testing
+from breakeven._registry import BUILTINS, KERNELS
 from breakeven._threads import usable_cpus
 from breakeven._timing import time_interleaved
 
 GRAIN = 32768
 # idle seconds before each batch of the alternating loop (see alternating)
 SETTLE = 0.15
+# The example library's kernel, in the envelope beside the built-ins.
+EXAMPLE = "mykernels.logistic"
+
+# What each figure must meet (the summary says which do).
+TARGETS = {
+    "envelope max": 1.10,          # dispatched / min(serial, parallel)
+    "envelope geometric mean": 1.03,
+    "alternating loop": 1.20,      # breakeven.exp / best fixed configuration
+    "decorator n=16": 1.10,        # @breakeven.kernel relu / its serial kernel
+    "begin/end pair ns": 50.0,     # the Cython API's pair, in a C loop
+    # breakeven.sum of 16 elements / its serial kernel called from Python:
+    # 0.22 (114 / 526 ns) in the record of the dispatch this core replaced
+    "sum n=16 / kernel": 0.25,
+    "threads() us": 0.5,           # `with breakeven.threads(2): pass`
+    "section() us": 15.0,          # `with breakeven.section(): pass`
+}
+
+
+def _met(name: str, value: float) -> str:
+    return "met" if value <= TARGETS[name] else "NOT met"
 
 
 def envelope(sizes, repeats, out, runs=1):
@@ -48,8 +90,9 @@ def envelope(sizes, repeats, out, runs=1):
     the medians over the runs of its per-run ratios."""
     threads = usable_cpus()
     rng = np.random.default_rng(0)
+    names = [n for n in KERNELS if n in BUILTINS] + [EXAMPLE]
     cells = {}  # (name, lg) -> (args, work)
-    for name in KERNELS:
+    for name in names:
         for lg in sizes:
             args = KERNELS[name].sample(1 << lg, np.dtype("float64"), rng)
             cells[(name, lg)] = (args, KERNELS[name].work(*args))
@@ -58,12 +101,9 @@ def envelope(sizes, repeats, out, runs=1):
     with blas:
         for run in range(runs):
             for (name, lg), (args, _work) in cells.items():
-                k = KERNELS[name]
-                t = time_interleaved({
-                    "dispatched": dropin(name, args),
-                    "serial": lambda k=k, a=args: k.serial(*a),
-                    "parallel": lambda k=k, a=args: k.parallel(*a, threads),
-                }, repeats=repeats, min_batch_time=0.005)
+                cands, around = _candidates(name, args, threads)
+                t = time_interleaved(cands, around=around, repeats=repeats,
+                                     min_batch_time=0.005)
                 s = np.array(t["serial"].samples)
                 p = np.array(t["parallel"].samples)
                 best = np.minimum(s, p)
@@ -84,7 +124,7 @@ def envelope(sizes, repeats, out, runs=1):
         rs = per_run[(name, lg)]
         r_d, r_s, r_p = (float(np.median([r[i] for r in rs])) for i in range(3))
         r_g = r_p if work >= GRAIN else r_s
-        d = _dispatch.decide(name, "float64", work, KERNELS[name].uses_blas)
+        d = be.decide(name, work, idle=0)
         ratios.append(r_d)
         worst_single = max(worst_single, max(r[0] for r in rs))
         how = f"{d.variant} {d.threads}" if d.variant == "parallel" else d.variant
@@ -100,6 +140,38 @@ def envelope(sizes, repeats, out, runs=1):
                   f"{worst_single:.2f})." if runs > 1 else "."))
     out.append("")
     return max(ratios), gmean
+
+
+def _candidates(name, args, threads):
+    """(candidates, around) for one envelope cell: the dispatched call, and
+    the kernel serial and parallel at all usable CPUs."""
+    k = KERNELS[name]
+    if k.serial is not None:  # a built-in: its bare variants
+        return {"dispatched": dropin(name, args),
+                "serial": lambda k=k, a=args: k.serial(*a),
+                "parallel": lambda k=k, a=args: k.parallel(*a, threads)}, None
+    # one body: its call at the forced counts (dispatch's cost in all three)
+
+    def call(f=k.call, a=args):
+        return f(*a)
+
+    return ({"dispatched": call, "serial": call, "parallel": call},
+            {"serial": lambda: be.threads(1, exact=True),
+             "parallel": lambda: be.threads(threads, exact=True)})
+
+
+def calibrate_example(budget: float, out) -> None:
+    """Calibrate the example kernel here and add it to the profile in use
+    (as ``breakeven calibrate --module mykernels`` would)."""
+    _userkernels.load_example()
+    prof = testing.profile()
+    cal = be.calibrate([EXAMPLE], budget=budget, quick=True, progress=False,
+                       dtypes=["float64"])
+    merged = dataclasses.replace(prof, tables={**prof.tables, **cal.tables})
+    be.use_profile(merged)
+    out.append(f"- {EXAMPLE}: calibrated here first ({budget:g} s budget, "
+               f"{cal.elapsed:.1f} s): hot table "
+               f"{list(cal.steps(EXAMPLE, 'float64', 'hot'))}")
 
 
 def alternating(iters, repeats, out, details=None):
@@ -176,22 +248,78 @@ def _time(fn, n):
 
 
 def overhead(repeats, out):
+    """(c): the figures, as a dict."""
     from breakeven._reductions import sum_serial
 
+    m = _userkernels.load()
     x = np.random.default_rng(2).standard_normal(16)
-    t = time_interleaved({"breakeven.sum": lambda: be.sum(x),
-                          "sum_serial (kernel)": lambda: sum_serial(x),
-                          "np.sum": lambda: np.sum(x)}, repeats=repeats,
-                         min_batch_time=0.01)
-    base = t["sum_serial (kernel)"].median
+    o = np.empty_like(x)
+    t = time_interleaved({
+        "breakeven.sum": lambda: be.sum(x),
+        "sum_serial (kernel)": lambda: sum_serial(x),
+        "np.sum": lambda: np.sum(x),
+        "relu_serial (kernel, float32/float64)": lambda: m.relu_serial(x, o),
+        "@kernel relu, work=0": lambda: m.relu_pair(x, o),
+        "@kernel relu, work=lambda": lambda: m.relu_pair_fn(x, o),
+        "one body relu, plain serial loop": lambda: m.relu_branch(x, o),
+        "one body relu, use_threads_if": lambda: m.relu(x, o),
+        "relu64_serial (kernel, float64 only)": lambda: m.relu64_serial(x, o),
+        "@kernel relu64, work=0": lambda: m.relu64_pair(x, o),
+    }, repeats=repeats, min_batch_time=0.01)
+    base = {"breakeven.sum": "sum_serial (kernel)", "np.sum": "sum_serial (kernel)",
+            "@kernel relu64, work=0": "relu64_serial (kernel, float64 only)"}
     out.append("## (c) Overhead at n=16\n")
-    out.append("| call | median | vs kernel |")
+    out.append("| call | median | vs its kernel [min-max of batch ratios] |")
+    out.append("|---|---:|---:|")
+    ratios = {}
+    for name, v in t.items():
+        ref = base.get(name, "relu_serial (kernel, float32/float64)")
+        r = ratio_range(v, t[ref]) if ref != name and "(kernel" not in name \
+            else None
+        ratios[name] = r
+        out.append(f"| {name} | {v.median * 1e9:.0f} ns | "
+                   + (f"{fmt_ratio(r)} |" if r else "(the kernel) |"))
+    ns = [m.begin_end_ns(be.get_kernel("bench.relu").slot, 16, 2_000_000)
+          for _ in range(repeats)]
+    pair = float(np.median(ns))
+    out.append("")
+    out.append(f"The Cython API's begin/end pair alone (a call below its "
+               f"threshold, in a C loop): {pair:.1f} ns (median of {len(ns)} "
+               f"loops of 2,000,000; {min(ns):.1f}-{max(ns):.1f}).")
+    out.append("")
+    return {"sum n=16 ns": t["breakeven.sum"].median * 1e9,
+            "sum n=16 / kernel": ratios["breakeven.sum"][0],
+            "sum / np.sum": t["breakeven.sum"].median / t["np.sum"].median,
+            "decorator n=16": ratios["@kernel relu, work=0"][0],
+            "decorator64 n=16": ratios["@kernel relu64, work=0"][0],
+            "one body n=16": ratios["one body relu, plain serial loop"][0],
+            "begin/end pair ns": pair}
+
+
+def controls(repeats, out):
+    """(d): entering and leaving threads() and section()."""
+    x = np.ones(16)
+
+    def threads_block():
+        with be.threads(2):
+            pass
+
+    def section_block():
+        with be.section():
+            pass
+
+    t = time_interleaved({"with breakeven.threads(2): pass": threads_block,
+                          "with breakeven.section(): pass": section_block,
+                          "breakeven.sum of 16 elements": lambda: be.sum(x)},
+                         repeats=repeats, min_batch_time=0.01)
+    out.append("## (d) The controls, entered and left\n")
+    out.append("| block | median | min |")
     out.append("|---|---:|---:|")
     for name, v in t.items():
-        out.append(f"| {name} | {v.median * 1e9:.0f} ns | {v.median / base:.2f} |")
+        out.append(f"| {name} | {v.median * 1e6:.3f} us | {v.min * 1e6:.3f} us |")
     out.append("")
-    return t["breakeven.sum"].median / base, \
-        t["breakeven.sum"].median / t["np.sum"].median
+    return {"threads() us": t["with breakeven.threads(2): pass"].median * 1e6,
+            "section() us": t["with breakeven.section(): pass"].median * 1e6}
 
 
 def main(argv=None) -> int:
@@ -202,13 +330,16 @@ def main(argv=None) -> int:
                         "each figure is the median over the runs", 5)
     args = ap.parse_args(argv)
     runs = runs_option(ap, args, 5)
-    prof = _dispatch.profile()
     out = [
         "# Dispatch against fixed rules",
         "",
         f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
         f"- host: {platform.machine()}, {usable_cpus()} usable CPUs; breakeven "
         f"{be.__version__}, numpy {np.__version__}",
+    ]
+    calibrate_example(5.0 if args.quick else 15.0, out)
+    prof = testing.profile()
+    out += [
         f"- profile: {prof.source} (host {prof.fingerprint.key})",
         "- medians of interleaved batches; ratios are medians of batch-wise ratios",
         "",
@@ -226,13 +357,22 @@ def main(argv=None) -> int:
         out.append(f"breakeven.exp / best fixed configuration in each of {runs} "
                    "runs: " + ", ".join(f"{a:.2f}" for a in alts)
                    + f"; median {alt:.2f}.\n")
-    ov_kernel, ov_np = overhead(reps * 2, out)
+    figures = {"envelope max": mx, "envelope geometric mean": gm,
+               "alternating loop": alt}
+    figures.update(overhead(reps * 2, out))
+    figures.update(controls(reps * 2, out))
     out.append("## Summary\n")
-    out.append(f"- envelope: max {mx:.2f}, geometric mean {gm:.3f}")
-    out.append(f"- alternating loop: breakeven.exp / best fixed configuration "
-               f"{alt:.2f}" + (f" (median of {runs} runs)" if runs > 1 else ""))
-    out.append(f"- n=16 overhead: {ov_kernel:.2f}x the serial kernel, "
-               f"{ov_np:.2f}x np.sum")
+    out.append("| figure | measured | target | |")
+    out.append("|---|---:|---:|---|")
+    for name, target in TARGETS.items():
+        out.append(f"| {name} | {figures[name]:.3g} | <= {target:g} | "
+                   f"{_met(name, figures[name])} |")
+    out.append("")
+    out.append(f"- n=16: breakeven.sum {figures['sum n=16 ns']:.0f} ns, "
+               f"{figures['sum / np.sum']:.2f}x np.sum; a float64-only "
+               f"relu through @kernel {figures['decorator64 n=16']:.2f}x its "
+               f"kernel; one body (plain serial loop) "
+               f"{figures['one body n=16']:.2f}x the fused serial kernel")
     emit(out, args.output)
     return 0
 

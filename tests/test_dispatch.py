@@ -837,13 +837,28 @@ def test_user_kernel_end_to_end(user_kernel_dir, monkeypatch, tmp_path):
     # and through the command line, with --module
     env = {**os.environ, "PYTHONPATH": str(user_kernel_dir)}
     path = tmp_path / "p.toml"
+    full = Profile(host_fingerprint(), {}, "earlier", 10_000.0)
+    full.set_table("sum", "float64", ((0, 1), (12345, 2)), ((0, 1),))
+    full.save(path)
+    # --module alone: the kernels that module registers, and only them
     r = subprocess.run([sys.executable, "-m", "breakeven", "calibrate", "--quick",
-                        "--budget", "3", "--module", "userkern", "--kernels",
-                        "userkern.scale",
+                        "--budget", "3", "--module", "userkern",
                         "--dtypes", "float64", "--output", str(path), "--no-progress"],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "userkern.scale" in r.stdout
+    kernels = {ln.split()[0] for ln in r.stdout.splitlines()
+               if ln.split() and ln.split()[0] in be.KERNELS}
+    assert kernels == {"userkern.scale"}, r.stdout
+    # ... and the entries it did not measure are kept
+    saved = be.load_profile(path)
+    assert saved.steps("sum", "float64") == ((0, 1), (12345, 2))
+    assert ("userkern.scale" in saved.tables
+            and saved.method("userkern.scale", "float64") == "quick")
+    # a process without the module keeps and shows the entry, not loaded
+    r = subprocess.run([sys.executable, "-m", "breakeven", "show", "--profile",
+                        str(path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "ignoring" not in r.stderr, r.stderr
+    assert "userkern.scale (not loaded)" in r.stdout
     be.KERNELS.pop("userkern.scale", None)
 
 

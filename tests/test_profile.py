@@ -6,9 +6,11 @@ import os
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from breakeven import _profile
+import breakeven as be
+from breakeven import _profile, testing
 from breakeven._profile import (
     FORMAT_VERSION,
     Fingerprint,
@@ -32,9 +34,9 @@ def make(fp=HERE, thr=32768):
 
 @pytest.fixture(autouse=True)
 def fresh_warnings():
-    _profile._warned.clear()
+    testing.forget_warnings()
     yield
-    _profile._warned.clear()
+    testing.forget_warnings()
 
 
 def test_round_trip(tmp_path):
@@ -113,9 +115,9 @@ FAULTS = {
                             "[[0, 1], [1048576, 2], [2048, 4]]")), "increasing"),
     "threads < 1": (lambda p: p.write_text(
         good_text().replace("[32768, 2]", "[32768, 0]")), "threads"),
-    "unknown kernel": (lambda p: p.write_text(
-        good_text().replace('.kernels."sum"', '.kernels."frobnicate"')),
-        "unknown kernel"),
+    "not a kernel name": (lambda p: p.write_text(
+        good_text().replace('.kernels."sum"', '.kernels."9 sum"')),
+        "not a kernel name"),
     "future format": (lambda p: p.write_text(
         good_text().replace(f"format = {FORMAT_VERSION}", "format = 99")),
         "version 99"),
@@ -223,3 +225,70 @@ def test_set_table_validates():
         p.set_table("sum", "float64", ((0, 1), (10, 0)), ((0, 1),))
     with pytest.raises(_profile.ProfileError):
         p.set_table("sum", "float64", (), ((0, 1),))
+
+
+# ---------------------------------------------------------------------------
+# profiles that compose across libraries
+# ---------------------------------------------------------------------------
+
+
+def test_a_kernel_of_another_library_is_kept_not_fatal(tmp_path):
+    """A profile naming a kernel this process has not registered is used,
+    without a warning; the entry is kept when the file is written again,
+    and a kernel registered later picks up its entry."""
+    here = _profile.host_fingerprint()
+    p = make(here)
+    p.set_table("otherlib.relu", "float64", ((0, 1), (5000, 2)), ((0, 1),))
+    path = p.save(tmp_path / "profile.toml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ProfileWarning)
+        q = load_profile(path)
+        assert q.source == str(path)
+        assert q.steps("otherlib.relu", "float64") == ((0, 1), (5000, 2))
+        testing.reset(q)
+        testing.idle(-3600)
+        assert be.decide("sum", 10**6).threads == min(2, be.usable_cpus())
+    # a calibration of another kernel, saved over it, keeps the entry
+    r = Profile(here, {}, "later", 3000.0)
+    r.set_table("dot", "float64", ((0, 1), (7000, 2)), ((0, 1),))
+    r.save(path)
+    kept = load_profile(path)
+    assert kept.steps("otherlib.relu", "float64") == ((0, 1), (5000, 2))
+    assert kept.steps("dot", "float64") == ((0, 1), (7000, 2))
+    # the library is imported: its kernel takes its entry at registration
+    testing.reset(kept)
+    testing.idle(-3600)
+    try:
+        be.register("otherlib.relu", lambda x: x, work=0,
+                    sample=lambda w, d, rng: (np.ones(w, d),))
+        d = be.decide("otherlib.relu", 10**6)
+        assert d.threads == min(2, be.usable_cpus()), d
+        assert "5000" in d.reason
+    finally:
+        be.KERNELS.pop("otherlib.relu", None)
+
+
+def test_a_quick_calibration_does_not_replace_a_full_one(tmp_path):
+    here = _profile.host_fingerprint()
+    full = Profile(here, {}, "first", 3000.0)
+    full.set_table("sum", "float64", ((0, 1), (30000, 2)), ((0, 1),), method="full")
+    full.set_table("exp", "float64", ((0, 1), (3000, 2)), ((0, 1),), method="full")
+    path = full.save(tmp_path / "profile.toml")
+    quick = Profile(here, {}, "second", 3000.0)
+    quick.set_table("sum", "float64", ((0, 1),), ((0, 1),), method="quick")
+    quick.set_table("dot", "float64", ((0, 1), (9000, 2)), ((0, 1),),
+                    method="quick")
+    quick.save(path)
+    assert quick.kept == [("sum", "float64")]
+    p = load_profile(path)
+    assert p.steps("sum", "float64") == ((0, 1), (30000, 2))
+    assert p.method("sum", "float64") == "full"
+    assert p.method("dot", "float64") == "quick"  # nothing to keep: saved
+    quick.save(path, replace=True)
+    assert quick.kept == []
+    p = load_profile(path)
+    assert p.steps("sum", "float64") == ((0, 1),)
+    assert p.method("sum", "float64") == "quick"
+    assert p.steps("exp", "float64") == ((0, 1), (3000, 2))  # never measured: kept
+    with pytest.raises(_profile.ProfileError, match="method"):
+        quick.set_table("sum", "float64", ((0, 1),), ((0, 1),), method="fast")

@@ -709,7 +709,8 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
         # the table of each measured idle time, as dispatch will use it
         idle = cold_tables(times, profile.wake, sleep_after, cold, settings.margin)
         profile.set_table(name, dtype.name, hot, cold, times,
-                          [(gap * 1e6, steps) for gap, steps in idle])
+                          [(gap * 1e6, steps) for gap, steps in idle],
+                          "quick" if quick else "full")
         profile.sweeps[(name, dtype.name)] = pts
     profile.team_penalty = penalty
     profile.elapsed = clock() - start

@@ -44,13 +44,22 @@ def _kernel_names(text: str | None) -> list[str] | None:
     return names
 
 
-def _import_modules(modules: list[str] | None) -> None:
+def _import_modules(modules: list[str] | None) -> list[str]:
+    """Import the modules; the kernels they registered (those registered by
+    the import, and those whose call is defined in them), in order."""
+    before = set(KERNELS)
     for mod in modules or []:
         try:
             importlib.import_module(mod)
         except Exception as exc:  # any import failure is the user's to see
             raise CLIError(f"cannot import module {mod!r}: "
                            f"{type(exc).__name__}: {exc}") from None
+
+    def theirs(k) -> bool:
+        where = getattr(k.call, "__module__", None) or ""
+        return any(where == m or where.startswith(m + ".") for m in modules or [])
+
+    return [n for n, k in KERNELS.items() if n not in before or theirs(k)]
 
 
 def _describe(steps) -> str:
@@ -80,8 +89,11 @@ def format_table(profile) -> str:
     rows = [("kernel", "dtype", "hot: parallel from work",
              "cold (lone call, by idle time): parallel from work")]
     for kname in sorted(profile.tables):
+        # a kernel of a library this process has not imported: its entry is
+        # kept, and used by the processes that import it
+        shown = kname if kname in KERNELS else f"{kname} (not loaded)"
         for dname in sorted(profile.tables[kname], reverse=True):
-            rows.append((kname, dname, _describe(profile.steps(kname, dname, "hot")),
+            rows.append((shown, dname, _describe(profile.steps(kname, dname, "hot")),
                          _describe_cold(profile.cold_tables(kname, dname))))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
@@ -105,8 +117,14 @@ def _age(when: str) -> str:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    _import_modules(args.module)
+    registered = _import_modules(args.module)
     names = _kernel_names(args.kernels)
+    if names is None and args.module:
+        # --module alone: the kernels those modules register, and only them
+        if not registered:
+            raise CLIError(f"module(s) {', '.join(args.module)} registered no "
+                           "kernel; name them with --kernels")
+        names = registered
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     bad = [d for d in dtypes if d not in DTYPES]
     if bad or not dtypes:
@@ -117,7 +135,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     profile = calibrate(names, budget=args.budget, quick=args.quick,
                         progress=not args.no_progress, dtypes=dtypes)
     try:
-        path = profile.save(target)
+        path = profile.save(target, replace=args.replace)
         save_record(profile, path)
     except OSError as exc:
         raise CLIError(f"cannot write the profile to {target}: "
@@ -136,6 +154,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                   if profile.looked_thrice else "")
         print(f"{profile.busy_retries} size(s) measured again: another process "
               f"was on the cores{thrice}")
+    if profile.kept:
+        print("kept the full calibration of "
+              + ", ".join(f"{k} {d}" for k, d in profile.kept)
+              + " in the file (a --quick run replaces one only with --replace)")
     print(f"calibrated in {profile.elapsed:.1f} s; profile written to {path} "
           f"(host {profile.fingerprint.key})")
     return 0
@@ -148,6 +170,7 @@ def _batch_line(batch: dict) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    _import_modules(args.module)
     path = Path(args.profile) if args.profile else default_profile_path()
     profile = load_profile(path)
     here = host_fingerprint()
@@ -162,9 +185,11 @@ def cmd_show(args: argparse.Namespace) -> int:
             "calibrated_at": profile.calibrated_at,
             "sleep_after_us": profile.sleep_after_us,
             "batch": profile.batch,
-            "kernels": {k: {d: {s: [list(x) for x in st] for s, st in v.items()}
+            "kernels": {k: {d: {s: [list(x) for x in st] if isinstance(st, tuple)
+                                else st for s, st in v.items()}
                             for d, v in per.items()}
                         for k, per in profile.tables.items()},
+            "not_loaded": sorted(k for k in profile.tables if k not in KERNELS),
         }, indent=2))
         return 0
     print(f"profile:    {profile.source}")
@@ -319,10 +344,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="profile file (default: $BREAKEVEN_PROFILE or the user "
                         "config directory)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--replace", action="store_true",
+                   help="let a --quick run replace the entries of a full one")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("show", help="print the profile dispatch would use")
     p.add_argument("--json", action="store_true", help="as JSON")
+    p.add_argument("--module", action="append", metavar="PKG.MOD",
+                   help="import a module first, so the kernels it registers "
+                        "count as loaded (repeatable)")
     p.add_argument("--profile", metavar="PATH", help="profile file to read")
     p.set_defaults(func=cmd_show)
 

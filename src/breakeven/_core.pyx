@@ -232,32 +232,20 @@ ctypedef struct Steps:
     int threads[MAX_STEPS]
 
 ctypedef struct Entry:
-    # the tables (see the module docstring on concurrency)
+    # What every call reads or writes first, together in the first cache
+    # lines: a call below its threshold touches nothing else.
     int has_table
     double hot_min       # the smallest work the hot table sends parallel
-    Steps hot
-    int n_gaps
-    long long gap[MAX_GAPS]  # ns idle from which cold[g] applies
-    Steps cold[MAX_GAPS]
-    # the contention check, under `lock`
-    int lock
-    int rate_threads[MAX_TC]
-    long long rate_used[MAX_TC]
-    double best[MAX_TC][BUCKETS]      # best seconds per unit of work seen
-    signed char seeded[MAX_TC][BUCKETS]  # which size seeded each entry (-1: seen)
-    int slow_run
-    int severe_run
-    # the back-off: read by begin() without the lock
-    int backoff
+    long long n_serial   # counters (atomic)
+    long long n_parallel
+    int backoff          # the back-off: read by begin() without the lock
     int cap
     long long spent       # ns the backed-off calls took since the last probe
     long long probe_cost  # ns the last slow call took
     int ratio             # the probe spacing in force
     int probing
     long long recovered_at
-    # counters
-    long long n_serial
-    long long n_parallel
+    # the other counters
     long long thread_sum
     long long n_backoffs
     long long n_probes
@@ -266,6 +254,19 @@ ctypedef struct Entry:
     long long ns_serial
     long long n_serial_timed
     int most_threads
+    # the tables (see the module docstring on concurrency)
+    Steps hot
+    int n_gaps
+    long long gap[MAX_GAPS]  # ns idle from which cold[g] applies
+    Steps cold[MAX_GAPS]
+    # the contention check, under `lock`
+    int lock
+    int slow_run
+    int severe_run
+    int rate_threads[MAX_TC]
+    long long rate_used[MAX_TC]
+    double best[MAX_TC][BUCKETS]      # best seconds per unit of work seen
+    signed char seeded[MAX_TC][BUCKETS]  # which size seeded each entry (-1: seen)
 
 ctypedef struct Slot:
     int uses_blas

@@ -15,14 +15,14 @@ error, is NumPy's.
 cimport numpy as cnp
 
 from cpython.exc cimport PyErr_Clear, PyErr_Occurred
-from cpython.float cimport PyFloat_AsDouble, PyFloat_CheckExact
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_AsDouble, PyFloat_CheckExact
 from cpython.long cimport (
     PyLong_AsDouble,
     PyLong_AsLongLongAndOverflow,
     PyLong_CheckExact,
 )
 from cpython.list cimport PyList_CheckExact
-from cpython.tuple cimport PyTuple_CheckExact
+from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.math cimport fabs, isfinite
 
 from breakeven cimport dispatch
@@ -747,17 +747,15 @@ def _plan_cumsum(a, axis=None, dtype=None, out=None):
 # histogram
 # ---------------------------------------------------------------------------
 
-cdef inline bint _plain_number(object v) noexcept:
-    # exactly int or float: np.float64 subclasses float but is a strong type
-    return PyFloat_CheckExact(v) or PyLong_CheckExact(v)
-
-
 cdef int _range_number(object v, int t, double *out) noexcept:
     """A bound of ``range`` the kernel takes: a Python number, or, with
     float64 data, a NumPy real scalar (with float32 data it could promote:
     NumPy's); 0 if taken."""
-    if _plain_number(v):
-        out[0] = PyFloat_AsDouble(v) if PyFloat_CheckExact(v) else PyLong_AsDouble(v)
+    if PyFloat_CheckExact(v):
+        out[0] = PyFloat_AS_DOUBLE(v)
+        return 0
+    if PyLong_CheckExact(v):
+        out[0] = PyLong_AsDouble(v)  # an int too big for a double: NumPy's
     elif t == cnp.NPY_DOUBLE and (PyArray_IsScalar_Floating(v)
                                   or PyArray_IsScalar_Integer(v)):
         try:
@@ -812,10 +810,14 @@ cdef int _histogram_check(a, bins, range, density, weights, long long *nbins,
                     lo[0], hi[0] = lo[0] - 0.5, hi[0] + 0.5
             in_dtype[0] = True
     else:
-        if not ((PyTuple_CheckExact(range) or PyList_CheckExact(range))
-                and len(range) == 2):
-            return R_HIST_RANGE
-        if _range_number(range[0], t, lo) or _range_number(range[1], t, hi):
+        if PyTuple_CheckExact(range) and PyTuple_GET_SIZE(range) == 2:
+            if (_range_number(<object>PyTuple_GET_ITEM(range, 0), t, lo)
+                    or _range_number(<object>PyTuple_GET_ITEM(range, 1), t, hi)):
+                return R_HIST_RANGE
+        elif PyList_CheckExact(range) and len(range) == 2:
+            if _range_number(range[0], t, lo) or _range_number(range[1], t, hi):
+                return R_HIST_RANGE
+        else:
             return R_HIST_RANGE
         if not (isfinite(lo[0]) and isfinite(hi[0])) or lo[0] > hi[0]:
             return R_HIST_RANGE

@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 import tempfile
 import threading
 import tomllib
@@ -35,7 +34,7 @@ from importlib import resources
 from pathlib import Path
 
 from breakeven._core import DTYPES
-from breakeven._registry import KERNELS
+from breakeven._registry import NAME as KERNEL_NAME
 from breakeven._steps import Steps, cold_tables
 from breakeven._threads import usable_cpus
 
@@ -55,8 +54,9 @@ FORMAT_VERSION = 1
 # The dtypes a profile holds tables for: those the dispatch core keeps.
 DTYPE_NAMES = DTYPES
 # What a kernel's entry for one dtype may hold (see Profile.set_table).
-ENTRY_KEYS = frozenset({"hot", "cold", "cold_idle", "times"})
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+ENTRY_KEYS = frozenset({"hot", "cold", "cold_idle", "times", "method"})
+# How an entry's tables were made (Profile.set_table).
+METHODS = ("full", "quick", "learned")
 
 
 class ProfileError(ValueError):
@@ -69,7 +69,8 @@ class ProfileWarning(UserWarning):
     Issued once per file and reason, by :func:`breakeven.load_profile` and so
     at a process's first dispatched call; the message names the file and
     says why (not TOML, ill-typed, another format version, no entry for this
-    host, a kernel that is not registered).
+    host).  A kernel this process has not registered is not a reason: its
+    entry is kept for the processes that do.
 
     See Also
     --------
@@ -221,6 +222,9 @@ class Profile:
         sweeps it measured a third time for that reason);
         not stored in the profile file (the points go to
         ``profile.toml.sweeps.json``).
+    kept : list
+        ``(kernel, dtype)`` entries the last :meth:`save` kept of the file
+        instead of this profile's (a quick calibration's, over a full one).
 
     See Also
     --------
@@ -250,6 +254,8 @@ class Profile:
     elapsed: float | None = field(default=None, repr=False, compare=False)
     busy_retries: int = field(default=0, repr=False, compare=False)
     looked_thrice: list = field(default_factory=list, repr=False, compare=False)
+    # What the last save kept of the file instead of this profile's entries.
+    kept: list = field(default_factory=list, repr=False, compare=False)
 
     def steps(self, kernel: str, dtype: str, state: str = "hot") -> Steps:
         """The step table of a kernel and dtype.
@@ -318,14 +324,16 @@ class Profile:
         return None
 
     def set_table(self, kernel: str, dtype: str, hot: Steps, cold: Steps,
-                  times=None, cold_idle=None) -> None:
+                  times=None, cold_idle=None, method: str | None = None) -> None:
         """Set a kernel's step tables, and optionally the measured times
         ``((work, threads, seconds), ...)``: the parallel ones are what
         dispatch compares calls with to notice contention; the serial ones
         (``threads == 1``) and the parallel ones are what
         :func:`breakeven.map` estimates a batch's cost from.  ``cold_idle``:
         the cold table of each measured idle time, ``((idle_us, steps),
-        ...)`` (see :meth:`cold_tables`)."""
+        ...)`` (see :meth:`cold_tables`).  ``method``: how the tables were
+        made, ``"full"`` or ``"quick"`` (a calibration), or ``"learned"``
+        (from a process's calls)."""
         entry = {"hot": _validate_steps(hot, f"{kernel}.{dtype}.hot"),
                  "cold": _validate_steps(cold, f"{kernel}.{dtype}.cold")}
         if times:
@@ -333,7 +341,20 @@ class Profile:
         if cold_idle:
             entry["cold_idle"] = _validate_cold_idle(
                 cold_idle, f"{kernel}.{dtype}.cold_idle")
+        if method is not None:
+            if method not in METHODS:
+                raise ProfileError(f"{kernel}.{dtype}.method: one of "
+                                   f"{', '.join(METHODS)}, got {method!r}")
+            entry["method"] = method
         self.tables.setdefault(kernel, {})[dtype] = entry
+
+    def method(self, kernel: str, dtype: str) -> str | None:
+        """How a kernel's tables were made (see :meth:`set_table`); None if
+        it has none, ``"full"`` for tables that do not say."""
+        try:
+            return self.tables[kernel][dtype].get("method", "full")
+        except KeyError:
+            return None
 
     def cold_tables(self, kernel: str, dtype: str) -> list[tuple[float, Steps]]:
         """The tables of lone calls: ``[(idle_seconds, steps), ...]``,
@@ -365,15 +386,21 @@ class Profile:
             return ()
         return tuple(r for r in rows if r[1] > 1) if parallel_only else rows
 
-    def save(self, path: str | os.PathLike | None = None) -> Path:
+    def save(self, path: str | os.PathLike | None = None, *,
+             replace: bool = False) -> Path:
         """Write this profile into the file at ``path`` (default: see
         :func:`default_profile_path`), keeping other hosts' entries, and the
         tables of this host's entry for kernels and dtypes this profile does
         not have (a calibration of some kernels keeps the others').
 
+        An entry of a quick calibration (``method == "quick"``) does not
+        replace one of a full calibration unless ``replace`` is true; the
+        entries kept so are listed in :attr:`kept` afterwards.
+
         The write is atomic and serialised with other writers by a lock file
         beside the profile.  Returns the path written.
         """
+        self.kept = []
         target = Path(path) if path is not None else default_profile_path()
         target.parent.mkdir(parents=True, exist_ok=True)
         with locked(target):
@@ -392,11 +419,17 @@ class Profile:
             old = hosts.get(self.fingerprint.key)
             if isinstance(old, dict):
                 # a partial calibration (--kernels, --dtypes) keeps the
-                # tables it did not measure
+                # tables it did not measure, and a quick one the full ones
                 for kname, per in old.get("kernels", {}).items():
                     for dname, states in per.items():
-                        entry["kernels"].setdefault(kname, {}) \
-                            .setdefault(dname, states)
+                        mine = entry["kernels"].setdefault(kname, {})
+                        new_entry = mine.get(dname)
+                        if new_entry is None:
+                            mine[dname] = states
+                        elif (not replace and new_entry.get("method") == "quick"
+                              and states.get("method", "full") == "full"):
+                            mine[dname] = states
+                            self.kept.append((kname, dname))
                 if "batch" in old and "batch" not in entry:
                     entry["batch"] = old["batch"]
             hosts[self.fingerprint.key] = entry
@@ -533,10 +566,11 @@ def _host_from_dict(key: str, data, where: str) -> Profile:
     profile.batch = _validate_batch(data.get("batch", {}), f"{where}.batch")
     profile.wake = _validate_wake(data.get("wake", []), f"{where}.wake")
     for kname, per_dtype in kernels.items():
-        if kname not in KERNELS:
-            raise ProfileError(f"{where}.kernels: unknown kernel {kname!r} (known: "
-                               f"{', '.join(sorted(KERNELS))}; a kernel of your "
-                               "own must be registered before the profile loads)")
+        # A kernel of a library this process has not imported is kept (and
+        # saved again) all the same; dispatch uses the entries of the
+        # kernels registered, when they are.
+        if not isinstance(kname, str) or not KERNEL_NAME.match(kname):
+            raise ProfileError(f"{where}.kernels: {kname!r} is not a kernel name")
         if not isinstance(per_dtype, dict):
             raise ProfileError(f"{where}.kernels.{kname}: expected a table")
         for dname, states in per_dtype.items():
@@ -548,7 +582,8 @@ def _host_from_dict(key: str, data, where: str) -> Profile:
                                    "'hot' and 'cold' step tables (and 'times', "
                                    "'cold_idle')")
             profile.set_table(kname, dname, states["hot"], states["cold"],
-                              states.get("times"), states.get("cold_idle"))
+                              states.get("times"), states.get("cold_idle"),
+                              states.get("method"))
     if key != fingerprint.key:
         raise ProfileError(f"{where}: the key does not match its fingerprint "
                            "(edited by hand?)")
@@ -605,8 +640,8 @@ def _host_to_dict(p: Profile) -> dict:
         d["batch"] = dict(p.batch)
     if p.wake:
         d["wake"] = [list(r) for r in p.wake]
-    d["kernels"] = {k: {dt: {s: [list(row) for row in steps]
-                             for s, steps in states.items()}
+    d["kernels"] = {k: {dt: {s: v if isinstance(v, str) else [list(r) for r in v]
+                             for s, v in states.items()}
                         for dt, states in per.items()}
                     for k, per in p.tables.items()}
     return d
@@ -637,7 +672,7 @@ def _dumps(hosts: dict[str, dict]) -> str:
                 states = host["kernels"][kname][dname]
                 lines.append(f"[hosts.{_toml_str(key)}.kernels.{_toml_str(kname)}."
                              f"{dname}]")
-                for state in ("hot", "cold", "cold_idle", "times"):
+                for state in ("method", "hot", "cold", "cold_idle", "times"):
                     if state in states:
                         lines.append(f"{state} = {_toml_value(states[state])}")
                 lines.append("")

@@ -1,8 +1,11 @@
 """Profiles: TOML round trip, every way a file can be wrong, concurrent
 writers, and the embedded default."""
 
+import dataclasses
 import multiprocessing
 import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -292,3 +295,108 @@ def test_a_quick_calibration_does_not_replace_a_full_one(tmp_path):
     assert p.steps("exp", "float64") == ((0, 1), (3000, 2))  # never measured: kept
     with pytest.raises(_profile.ProfileError, match="method"):
         quick.set_table("sum", "float64", ((0, 1),), ((0, 1),), method="fast")
+
+
+# ---------------------------------------------------------------------------
+# a fingerprint that survives upgrades
+# ---------------------------------------------------------------------------
+
+
+def test_an_upgrade_of_the_libraries_leaves_the_calibration_stale_not_lost(tmp_path):
+    here = _profile.host_fingerprint()
+    older = dataclasses.replace(here, numpy="1.26.0", blas="openblas 0.3.20",
+                                breakeven="0.0.9")
+    assert older.key == here.key  # the same host
+    path = make(older).save(tmp_path / "profile.toml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ProfileWarning)
+        p = load_profile(path)
+    assert p.source == str(path)  # used, not the embedded default
+    assert p.threshold("sum", "float64") == 32768
+    assert any(s.startswith("numpy 1.26.0 -> ") for s in p.stale)
+    assert any(s.startswith("breakeven 0.0.9 -> ") for s in p.stale)
+    r = subprocess.run([sys.executable, "-m", "breakeven", "show", "--profile",
+                        str(path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    stale = [ln for ln in r.stdout.splitlines() if ln.startswith("stale:")]
+    assert len(stale) == 1 and "numpy 1.26.0" in stale[0]
+    assert "breakeven calibrate" in stale[0]
+    # up to date: not stale
+    make(here).save(path)
+    assert load_profile(path).stale == []
+
+
+@pytest.mark.parametrize("field,value", [("cpu", "Another CPU"), ("usable_cpus", 96),
+                                         ("openmp", "libomp"),
+                                         ("wait_policy", "passive"),
+                                         ("spin", "GOMP_SPINCOUNT=0")])
+def test_another_host_is_not_this_one(tmp_path, field, value):
+    here = _profile.host_fingerprint()
+    other = dataclasses.replace(here, **{field: value})
+    assert other.key != here.key
+    path = make(other).save(tmp_path / "profile.toml")
+    with pytest.warns(ProfileWarning, match="no calibration for this host"):
+        p = load_profile(path)
+    assert p.source == "embedded default"
+
+
+def test_the_spin_settings_are_in_the_fingerprint(monkeypatch):
+    monkeypatch.setenv("GOMP_SPINCOUNT", "1000")
+    fp = _profile.host_fingerprint(refresh=True)
+    try:
+        assert fp.spin == "GOMP_SPINCOUNT=1000"
+    finally:
+        monkeypatch.delenv("GOMP_SPINCOUNT")
+        _profile.host_fingerprint(refresh=True)
+
+
+FORMAT_1 = """format = 1
+
+[hosts."{key}"]
+calibrated_at = "2026-11-01T00:00:00+00:00"
+sleep_after_us = 10000.0
+
+[hosts."{key}".fingerprint]
+cpu = "{cpu}"
+usable_cpus = {cpus}
+openmp = "{openmp}"
+wait_policy = "{wait}"
+blas = "openblas 0.3.0"
+breakeven = "0.0.1"
+
+[hosts."{key}".kernels."sum".float64]
+hot = [[0, 1], [4242, 2]]
+cold = [[0, 1]]
+"""
+
+
+def test_a_profile_of_the_previous_format_is_read_with_one_message(tmp_path):
+    here = _profile.host_fingerprint()
+    fp = {"cpu": here.cpu, "usable_cpus": here.usable_cpus, "openmp": here.openmp,
+          "wait_policy": here.wait_policy, "blas": "openblas 0.3.0",
+          "breakeven": "0.0.1"}
+    text = FORMAT_1.format(key=_profile._legacy_key(fp), cpu=here.cpu,
+                           cpus=here.usable_cpus, openmp=here.openmp,
+                           wait=here.wait_policy)
+    path = tmp_path / "profile.toml"
+    path.write_text(text)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        p = load_profile(path)
+        load_profile(path)  # the same message is not repeated
+    notes = [str(w.message) for w in caught if issubclass(w.category, ProfileWarning)]
+    assert len(notes) == 1 and "format 1" in notes[0] and "ignoring" not in notes[0]
+    assert p.source == str(path) and p.threshold("sum", "float64") == 4242
+    assert "breakeven 0.0.1 -> " + here.breakeven in p.stale
+    # the next save writes the current format, the entry kept
+    q = Profile(here, {}, "now", 10000.0)
+    q.set_table("dot", "float64", ((0, 1), (777, 2)), ((0, 1),))
+    q.save(path)
+    assert path.read_text().count(f"format = {FORMAT_VERSION}") == 1
+    again = load_profile(path)
+    assert again.threshold("sum", "float64") == 4242
+    assert again.threshold("dot", "float64") == 777
+    # a format-1 key that does not match its fingerprint is still refused
+    path.write_text(text.replace(_profile._legacy_key(fp), "0123456789abcdef"))
+    with pytest.warns(ProfileWarning, match="key does not match"):
+        assert load_profile(path).source == "embedded default"

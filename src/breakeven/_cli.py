@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -200,6 +202,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     else:
         print(f"this host:  no calibration for this host ({here.key}) in {path}; "
               "using the embedded default (run `breakeven calibrate`)")
+    stale = _stale_line(profile)
+    if stale:
+        print(stale)
     print(f"calibrated: {profile.calibrated_at or 'unknown'} "
           f"({_age(profile.calibrated_at)})")
     if profile.batch:
@@ -260,10 +265,23 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stale_line(profile) -> str:
+    """What changed since the calibration, and the one thing to do; "" if
+    nothing did."""
+    if not profile.stale:
+        return ""
+    return (f"stale:      calibrated with other libraries "
+            f"({'; '.join(profile.stale)}); still used: run `breakeven "
+            "calibrate` to measure with these")
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     _import_modules(args.module)
     path = Path(args.profile) if args.profile else default_profile_path()
     profile = load_profile(path)
+    stale = _stale_line(profile)
+    if stale:
+        print(stale)
     names = _kernel_names(args.kernels) or sorted(profile.tables)
     settings = Settings(repeats=7, min_batch_time=0.003)
     cands = thread_candidates(usable_cpus())
@@ -391,3 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("breakeven: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`breakeven show | head`)
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - until exit
+        return 0

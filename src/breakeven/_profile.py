@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from breakeven._core import DTYPES
 from breakeven._registry import NAME as KERNEL_NAME
 from breakeven._steps import Steps, cold_tables
@@ -50,7 +52,10 @@ __all__ = [
     "load_profile",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# The versions this one reads: 1 is converted (Fingerprint: key of the host's
+# fields only; spin settings and NumPy's version added).
+READS = (1, 2)
 # The dtypes a profile holds tables for: those the dispatch core keeps.
 DTYPE_NAMES = DTYPES
 # What a kernel's entry for one dtype may hold (see Profile.set_table).
@@ -94,8 +99,18 @@ class ProfileWarning(UserWarning):
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """What a calibration's figures depend on.  Two hosts with the same
-    fingerprint can share a profile."""
+    """What a calibration's figures depend on.
+
+    Two kinds of field.  The host's own (``cpu``, ``usable_cpus``,
+    ``openmp`` runtime, its ``wait_policy`` and ``spin`` settings) decide
+    what a parallel region costs: a calibration of another is not this
+    host's, and :attr:`key`, which finds a host's entry in a profile file,
+    is made of them alone.  The libraries' (``blas``, ``numpy``,
+    ``breakeven`` versions) may move a threshold a little: a calibration
+    made with others is still used, and called stale (:meth:`stale`), so
+    that an upgrade does not silently turn a calibrated host into an
+    uncalibrated one.
+    """
 
     cpu: str
     usable_cpus: int
@@ -103,22 +118,44 @@ class Fingerprint:
     wait_policy: str
     blas: str
     breakeven: str
+    spin: str = "default"
+    numpy: str = ""
+
+    HOST = ("cpu", "usable_cpus", "openmp", "wait_policy", "spin")
+    LIBRARIES = ("blas", "numpy", "breakeven")
 
     @property
     def key(self) -> str:
-        """A short stable identifier of this fingerprint."""
-        text = json.dumps(self.as_dict(), sort_keys=True)
+        """A short stable identifier of the host's fields."""
+        d = self.as_dict()
+        text = json.dumps({k: d[k] for k in self.HOST}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def as_dict(self) -> dict:
         return {"cpu": self.cpu, "usable_cpus": self.usable_cpus,
                 "openmp": self.openmp, "wait_policy": self.wait_policy,
-                "blas": self.blas, "breakeven": self.breakeven}
+                "spin": self.spin, "blas": self.blas, "numpy": self.numpy,
+                "breakeven": self.breakeven}
 
     def differences(self, other: Fingerprint) -> list[str]:
         """Human-readable fields in which ``other`` differs from this one."""
         a, b = self.as_dict(), other.as_dict()
         return [f"{k} {b[k]!r} (this host: {a[k]!r})" for k in a if a[k] != b[k]]
+
+    def stale(self, now: Fingerprint) -> list[str]:
+        """The libraries that changed since a calibration with this
+        fingerprint, ``now`` being the host's: ``["numpy 2.3.0 -> 2.4.6",
+        ...]`` (empty: not stale)."""
+        a, b = self.as_dict(), now.as_dict()
+        return [f"{k} {a[k] or 'unknown'} -> {b[k] or 'unknown'}"
+                for k in self.LIBRARIES if a[k] != b[k]]
+
+
+def _legacy_key(fp: dict) -> str:
+    """The key of a host in a profile of format 1: of every field it had."""
+    old = ("cpu", "usable_cpus", "openmp", "wait_policy", "blas", "breakeven")
+    text = json.dumps({k: fp[k] for k in old}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _cpu_model() -> str:
@@ -155,6 +192,16 @@ _fingerprint_cache: Fingerprint | None = None
 _fingerprint_lock = threading.Lock()
 
 
+# The OpenMP runtimes' settings of how long idle threads spin before they
+# sleep: they change what waking the team costs (libgomp, LLVM/Intel).
+SPIN_VARIABLES = ("GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+
+
+def _spin_settings() -> str:
+    set_ = [f"{v}={os.environ[v]}" for v in SPIN_VARIABLES if v in os.environ]
+    return ";".join(set_) or "default"
+
+
 def host_fingerprint(refresh: bool = False) -> Fingerprint:
     """This host's fingerprint (cached; ``refresh=True`` recomputes it)."""
     global _fingerprint_cache
@@ -170,6 +217,8 @@ def host_fingerprint(refresh: bool = False) -> Fingerprint:
                 wait_policy=os.environ.get("OMP_WAIT_POLICY", "default").lower(),
                 blas=blas,
                 breakeven=__version__,
+                spin=_spin_settings(),
+                numpy=np.__version__,
             )
         return _fingerprint_cache
 
@@ -225,6 +274,10 @@ class Profile:
     kept : list
         ``(kernel, dtype)`` entries the last :meth:`save` kept of the file
         instead of this profile's (a quick calibration's, over a full one).
+    stale : list
+        What changed since the calibration, when this host's entry was made
+        with other libraries: ``["numpy 2.3.0 -> 2.4.6", ...]``; the entry is
+        used all the same (empty: up to date).
 
     See Also
     --------
@@ -256,6 +309,8 @@ class Profile:
     looked_thrice: list = field(default_factory=list, repr=False, compare=False)
     # What the last save kept of the file instead of this profile's entries.
     kept: list = field(default_factory=list, repr=False, compare=False)
+    # The libraries that changed since the calibration (Fingerprint.stale).
+    stale: list = field(default_factory=list, repr=False, compare=False)
 
     def steps(self, kernel: str, dtype: str, state: str = "hot") -> Steps:
         """The step table of a kernel and dtype.
@@ -546,7 +601,7 @@ def _host_from_dict(key: str, data, where: str) -> Profile:
     if not isinstance(fp, dict):
         raise ProfileError(f"{where}: missing [fingerprint] table")
     types = {"cpu": str, "usable_cpus": int, "openmp": str, "wait_policy": str,
-             "blas": str, "breakeven": str}
+             "blas": str, "breakeven": str, "spin": str, "numpy": str}
     for name, typ in types.items():
         if not isinstance(fp.get(name), typ) or isinstance(fp.get(name), bool):
             raise ProfileError(f"{where}.fingerprint.{name}: expected {typ.__name__}, "
@@ -590,8 +645,11 @@ def _host_from_dict(key: str, data, where: str) -> Profile:
     return profile
 
 
-def _parse(text: str, path: Path | str) -> dict[str, dict]:
-    """Parse and validate a profile file; returns its raw host tables."""
+def _parse(text: str, path: Path | str, notes: list | None = None
+           ) -> dict[str, dict]:
+    """Parse and validate a profile file; returns its raw host tables, in
+    the current format.  A file of an older format this version reads is
+    converted (``notes`` receives a sentence saying so)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -599,15 +657,51 @@ def _parse(text: str, path: Path | str) -> dict[str, dict]:
     fmt = data.get("format")
     if not isinstance(fmt, int) or isinstance(fmt, bool):
         raise ProfileError("missing or non-integer 'format' version")
-    if fmt != FORMAT_VERSION:
+    if fmt not in READS:
         raise ProfileError(f"format version {fmt} is not supported (this breakeven "
-                           f"reads version {FORMAT_VERSION})")
+                           f"reads versions {', '.join(map(str, READS))})")
     hosts = data.get("hosts", {})
     if not isinstance(hosts, dict):
         raise ProfileError("'hosts' must be a table")
+    if fmt == 1:
+        hosts = _from_format_1(hosts)
+        if notes is not None and hosts:
+            notes.append(f"it is of format 1, read as format {FORMAT_VERSION} "
+                         "(a BLAS or breakeven upgrade now leaves a calibration "
+                         "in use, marked stale); the next save writes format "
+                         f"{FORMAT_VERSION}")
     for key, host in hosts.items():
         _host_from_dict(key, host, f"hosts.{key}")
     return hosts
+
+
+def _from_format_1(hosts: dict) -> dict:
+    """Format 1's hosts: keyed by a hash of every fingerprint field, and
+    without the spin settings and NumPy's version.  Re-keyed by the host's
+    fields (the key check of format 1 kept)."""
+    out = {}
+    for key, data in hosts.items():
+        fp = data.get("fingerprint") if isinstance(data, dict) else None
+        if not isinstance(fp, dict):
+            out[key] = data  # the validation says what is wrong
+            continue
+        fp = {**fp, "spin": fp.get("spin", "default"), "numpy": fp.get("numpy", "")}
+        try:
+            legacy = _legacy_key(fp)
+        except (KeyError, TypeError):
+            out[key] = data
+            continue
+        if key != legacy:
+            raise ProfileError(f"hosts.{key}: the key does not match its "
+                               "fingerprint (edited by hand?)")
+        data = {**data, "fingerprint": fp}
+        try:
+            new_key = Fingerprint(**fp).key
+        except TypeError:
+            out[key] = data
+            continue
+        out[new_key] = data
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -730,6 +824,10 @@ def atomic_write(target: Path, text: str) -> None:
 # ---------------------------------------------------------------------------
 
 
+# breakeven's own default: the built-ins' tables on the reference hosts.
+EMBEDDED = resources.files("breakeven").joinpath("data/default_profile.toml")
+
+
 def default_profile_path() -> Path:
     """``$BREAKEVEN_PROFILE`` if set, else ``profile.toml`` in the user's
     config directory (platformdirs)."""
@@ -760,38 +858,75 @@ def forget_warnings() -> None:
         _warned.clear()
 
 
+def _note_once(path: Path | str, sentence: str) -> None:
+    """A profile used, with something to say about it (once per file)."""
+    with _warned_lock:
+        if (str(path), sentence) in _warned:
+            return
+        _warned.add((str(path), sentence))
+    warnings.warn(f"breakeven: profile {path}: {sentence}", ProfileWarning,
+                  stacklevel=3)
+
+
 def _pick_host(hosts: dict[str, dict], fingerprint: Fingerprint) -> Profile | None:
     if fingerprint.key in hosts:
-        return _host_from_dict(fingerprint.key, hosts[fingerprint.key],
-                               f"hosts.{fingerprint.key}")
+        p = _host_from_dict(fingerprint.key, hosts[fingerprint.key],
+                            f"hosts.{fingerprint.key}")
+        p.stale = p.fingerprint.stale(fingerprint)
+        return p
     return None
+
+
+def similar_host(profiles: list[Profile], fingerprint: Fingerprint) -> Profile | None:
+    """The entry a host without a calibration of its own borrows from a set
+    of reference hosts (an embedded or a library's default): its own, else
+    one of the same CPU model and CPU count, else of the same CPU count,
+    else the first; None if there is none."""
+    if not profiles:
+        return None
+    for same in (lambda p: p.fingerprint.key == fingerprint.key,
+                 lambda p: (p.fingerprint.cpu, p.fingerprint.usable_cpus)
+                 == (fingerprint.cpu, fingerprint.usable_cpus),
+                 lambda p: p.fingerprint.usable_cpus == fingerprint.usable_cpus):
+        chosen = next((p for p in profiles if same(p)), None)
+        if chosen is not None:
+            return chosen
+    return profiles[0]
+
+
+def read_defaults(source, fingerprint: Fingerprint | None = None,
+                  name: str = "default") -> Profile | None:
+    """A default profile file (the embedded one, or a library's): the entry
+    for this host or a similar one (:func:`similar_host`), its ``source``
+    naming the file; None if it has none.  Raises ProfileError or OSError
+    if the file cannot be used."""
+    fingerprint = fingerprint or host_fingerprint()
+    text = source.read_text()
+    hosts = _parse(text, str(source))
+    chosen = similar_host([_host_from_dict(k, h, f"hosts.{k}")
+                           for k, h in sorted(hosts.items())], fingerprint)
+    if chosen is not None:
+        chosen.source = name
+        chosen.stale = chosen.fingerprint.stale(fingerprint)
+    return chosen
 
 
 def embedded_profile(fingerprint: Fingerprint | None = None) -> Profile:
     """The default profile shipped in the package.
 
     It holds the calibrations of reference hosts (see ``calibration/`` in
-    the source tree); this host gets the entry with its own fingerprint if
-    there is one, else the reference entry with the same usable CPU count,
-    else the first.  Its fingerprint stays the reference host's.
+    the source tree); this host gets the entry of a similar host
+    (:func:`similar_host`).  Its fingerprint stays the reference host's.
     """
     fingerprint = fingerprint or host_fingerprint()
     try:
-        text = resources.files("breakeven").joinpath("data/default_profile.toml") \
-            .read_text()
-        hosts = _parse(text, "embedded default")
-        profiles = [_host_from_dict(k, h, f"hosts.{k}")
-                    for k, h in sorted(hosts.items())]
+        chosen = read_defaults(EMBEDDED, fingerprint, "embedded default")
     except (OSError, ProfileError) as exc:  # a broken install: stay serial
         warnings.warn(f"breakeven: the embedded default profile is unusable ({exc}); "
                       "every call runs serially", ProfileWarning, stacklevel=2)
-        profiles = []
-    if not profiles:
+        chosen = None
+    if chosen is None:
         return Profile(fingerprint, {}, "", None, "embedded default (empty)")
-    chosen = next((p for p in profiles if p.fingerprint.key == fingerprint.key),
-                  None) or next((p for p in profiles if p.fingerprint.usable_cpus
-                                 == fingerprint.usable_cpus), profiles[0])
-    chosen.source = "embedded default"
     return chosen
 
 
@@ -847,7 +982,10 @@ def load_profile(path: str | os.PathLike | None = None, *,
             raise ProfileError("permission denied") from None
         except UnicodeDecodeError:
             raise ProfileError("not a text file") from None
-        hosts = _parse(text, target)
+        notes: list[str] = []
+        hosts = _parse(text, target, notes)
+        for note in notes:
+            _note_once(target, note)
         profile = _pick_host(hosts, fingerprint)
         if profile is None:
             others = [_host_from_dict(k, h, f"hosts.{k}") for k, h in hosts.items()]

@@ -415,8 +415,9 @@ def test_team_measurement_on_a_fake_clock():
         state["gap"] = None
         return state["now"]
 
-    penalty, sleep_after, wake = cal.measure_team([1, 2], sleep=sleep, clock=clock,
-                                                  trials=3)
+    penalty, sleep_after, wake, hot = cal.measure_team([1, 2], sleep=sleep,
+                                                       clock=clock, trials=3)
+    assert hot == {2: pytest.approx(1e-6)}  # back to back: the team's start
     assert penalty[2] == pytest.approx(7e-3 - 1e-6)
     assert sleep_after == 10_000.0
     # from the sleep time on, the penalty of every gap, for dispatch

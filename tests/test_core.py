@@ -175,11 +175,17 @@ def test_back_off_and_recovery_at_each_thread_count(n):
             calls += 1
             assert calls < 1000
         assert calls == testing.PROBE_RATIO * 5
-        # the probe runs at full speed: the back-off is lifted
-        assert call(1e-3, clock) == full
-        assert not testing.backoff_state("sum")["backed_off"]
+        # the probe runs at full speed: the back-off is lifted.  (After
+        # backed-off calls run serially, the first probe may have to wake
+        # the team: it is not judged, and the next call probes again.)
+        probes = 0
+        while testing.backoff_state("sum")["backed_off"]:
+            assert call(1e-3, clock) == full
+            probes += 1
+            assert probes <= 2
+        assert probes == (2 if full // 2 == 1 else 1)
         st = be.stats()["sum", "float64"]
-        assert (st.backoffs, st.probes, st.recoveries) == (1, 1, 1)
+        assert (st.backoffs, st.probes, st.recoveries) == (1, probes, 1)
         # contention that comes straight back: probes twice as far apart
         clock.advance(0.5)
         testing.idle(-3600)

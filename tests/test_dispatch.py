@@ -321,8 +321,10 @@ def test_explain_reasons(eager):
     del eager.tables["exp"]
     testing.reset(eager)  # the core holds the tables of the profile given it
     testing.idle(-3600)
-    d = be.explain(be.exp, np.ones(10**6))
-    assert d.variant == "serial" and "exp float64 is not calibrated" in d.reason
+    d = be.explain(be.exp, np.ones(10**6))  # not calibrated here: its default
+    assert d.source == "default" and "embedded default" in d.reason
+    d = be.explain(be.sum, np.ones(10**6))
+    assert d.source == "calibrated" and "test profile" in d.reason
     d = be.explain(be.sum, np.ones(10))
     assert d.variant == "serial" and "work 10 < 1000" in d.reason
     assert "hot table" in d.reason and "test profile" in d.reason

@@ -25,6 +25,7 @@ from breakeven._dispatch import (  # noqa: E402
     Stats,
     decide,
     grant,
+    save_learned,
     stats,
     use_profile,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "map",
     "nearest",
     "register",
+    "save_learned",
     "section",
     "stats",
     "sum",

@@ -131,7 +131,7 @@ def register(name: str, call: Callable | None = None, *, work: Callable,
              sample: Callable, dtypes=("float64", "float32"),
              uses_blas: bool = False, serial: Callable | None = None,
              parallel: Callable | None = None,
-             reference: Callable | None = None) -> Kernel:
+             reference: Callable | None = None, defaults=None) -> Kernel:
     """Register a kernel of your own, so that dispatch decides its threads.
 
     For a kernel that asks dispatch itself: a Cython function that brackets
@@ -165,6 +165,12 @@ def register(name: str, call: Callable | None = None, *, work: Callable,
     serial, parallel, reference : callable, optional
         The kernel's variants and a NumPy reference, if it has them (for
         tests and benchmarks).
+    defaults : path-like or importlib.resources.abc.Traversable, optional
+        A profile file your library ships (``breakeven calibrate --module
+        mylib --output ...`` on your reference hosts): where this host has
+        not calibrated the kernel, dispatch uses the file's entry for a
+        similar host (the same CPU model and CPU count, else the same CPU
+        count), else its own estimate, refined from the calls.
 
     Returns
     -------
@@ -209,11 +215,11 @@ def register(name: str, call: Callable | None = None, *, work: Callable,
     except TypeError as exc:
         raise TypeError(f"dtypes must name NumPy dtypes: {exc}") from None
     return _registry.register(Kernel(name, serial, parallel, reference, work, sample,
-                                     bool(uses_blas), dts, call))
+                                     bool(uses_blas), dts, call, defaults=defaults))
 
 
 def kernel(*, parallel, work, sample, name=None, uses_blas=False, reference=None,
-           dtypes=("float64", "float32")):
+           dtypes=("float64", "float32"), defaults=None):
     """Register a serial/parallel pair of your own and dispatch it.
 
     Decorates the serial variant; the returned function dispatches like the
@@ -241,6 +247,8 @@ def kernel(*, parallel, work, sample, name=None, uses_blas=False, reference=None
         A NumPy implementation, for tests and benchmarks.
     dtypes : tuple of str
         Dtypes to calibrate.
+    defaults : path-like, optional
+        Your library's default profile file (see :func:`register`).
 
     Returns
     -------
@@ -296,7 +304,7 @@ def kernel(*, parallel, work, sample, name=None, uses_blas=False, reference=None
         kname = name or f"{serial.__module__}.{serial.__name__}"
         k = register(kname, None, work=work, sample=sample, dtypes=dtypes,
                      uses_blas=uses_blas, serial=serial, parallel=parallel,
-                     reference=reference or serial)
+                     reference=reference or serial, defaults=defaults)
         dispatched = _kernelcall.make(serial, parallel, k.work, k.slot)
         dispatched.__name__ = serial.__name__
         dispatched.__qualname__ = getattr(serial, "__qualname__", serial.__name__)

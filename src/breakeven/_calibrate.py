@@ -300,7 +300,9 @@ def measure_team(threads: Sequence[int], *,
     awake.
 
     Opens an empty parallel region back to back (hot) and after idle gaps
-    (cold).  Returns ``(penalty, sleep_after_us, wake)``: ``penalty[t]`` is the
+    (cold).  Returns ``(penalty, sleep_after_us, wake, hot)``: ``hot[t]`` is
+    the median seconds of a region of ``t`` threads back to back;
+    ``penalty[t]`` is the
     median extra seconds a region of ``t`` threads costs after the longest
     gap; ``sleep_after_us`` the shortest gap after which the region costs
     ``WAKE_MIN`` more than back to back: the threads had to be woken (None
@@ -317,6 +319,7 @@ def measure_team(threads: Sequence[int], *,
         return clock() - t0
 
     penalty: dict[int, float] = {}
+    hots: dict[int, float] = {}
     sleep_after = None
     per_gap: list[tuple[float, int, float]] = []
     for t in threads:
@@ -324,7 +327,7 @@ def measure_team(threads: Sequence[int], *,
             continue
         for _ in range(50):
             region(t)
-        hot = float(np.median([region(t) for _ in range(200)]))
+        hot = hots[t] = float(np.median([region(t) for _ in range(200)]))
         costs = []
         for gap in gaps_ms:
             samples = []
@@ -344,7 +347,7 @@ def measure_team(threads: Sequence[int], *,
                     break
     wake = tuple(r for r in per_gap if sleep_after is not None
                  and r[0] >= sleep_after)
-    return penalty, sleep_after, wake
+    return penalty, sleep_after, wake, hots
 
 
 # ---------------------------------------------------------------------------
@@ -540,8 +543,8 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
               quick: bool = False, progress: bool = True, *,
               dtypes: Iterable[str] = ("float64", "float32"),
               settings: Settings | None = None, measure: Measure | None = None,
-              team: Callable[[Sequence[int]], tuple[dict[int, float], float | None]]
-              | None = None, usable: int | None = None,
+              team: Callable[[Sequence[int]], tuple] | None = None,
+              usable: int | None = None,
               fingerprint: Fingerprint | None = None,
               clock: Callable[[], float] = time.perf_counter,
               batch: Callable[[int], dict[str, float]] | None = None) -> Profile:
@@ -635,6 +638,8 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
     profile = Profile(fingerprint or host_fingerprint(), {}, now_utc(), sleep_after)
     if len(measured) > 2:
         profile.wake = tuple(measured[2])
+    if len(measured) > 3:
+        profile.team_hot = dict(measured[3])
     if usable > 1:
         profile.batch = (batch or measure_batch)(usable)
     bar.step("joblib overhead")

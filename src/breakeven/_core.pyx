@@ -185,10 +185,13 @@ cdef enum:
     N_DTYPES = 6
     N_TYPENUMS = 32  # NumPy type numbers mapped to dtype indices
     MAX_BLAS = 8
+    RING = 8         # the estimate's recent measurements per size and choice
     SAMPLE_EVERY = 16  # one serial call in this many is timed
 
 # call flags (dispatch.Call.flags)
 cdef enum:
+    F_EXPLORE = 256    # the estimate's other choice, to measure it
+    F_NOT_HOT = 512    # not back to back with the last parallel call
     F_HELD = 1         # holds a core of the budget while it runs serially
     F_COLD = 2         # found the team asleep: its time includes the wake-up
     F_TIMED = 4        # timed serial call
@@ -205,6 +208,34 @@ cdef enum:
     T_COLD = 2
     T_FORCED = 3    # threads(n, exact=True)
     T_FORKED = 4
+    T_ESTIMATE = 5  # no table: the model, from the kernel's serial rate
+    T_LEARNED = 6   # no table: both choices measured at this size
+
+# The estimate (a kernel without a table): a parallel call of t threads is
+# taken to cost serial / (t * EFFICIENCY) + the team's hot start; a call
+# timed serially teaches the serial rate, a parallel one the parallel rate,
+# per log2 size, and once a size has both (twice each), the medians of the
+# last calls of each decide.  At most one call in EXPLORE_EVERY tries the
+# other choice while it has fewer than EXPLORE_UNTIL measurements at that
+# size (then one in EXPLORE_LATER), and only where the model puts it at
+# most EXPLORE_LOSS times as slow: exploring costs at most
+# (EXPLORE_LOSS - 1) / EXPLORE_EVERY of the time, for a while.
+EFFICIENCY = 0.9
+EXPLORE_EVERY = 32
+EXPLORE_LOSS = 2.0
+cdef double C_EFFICIENCY = EFFICIENCY
+cdef long long C_EXPLORE_EVERY = EXPLORE_EVERY
+cdef double C_EXPLORE_LOSS = EXPLORE_LOSS
+cdef double C_MARGIN = 0.05  # as calibration's (breakeven._steps.MARGIN)
+# Once a size's other choice has this many measurements, it is explored
+# once in EXPLORE_LATER calls only (what the calls meet can change: a size
+# called among others meets cold caches, the same size in a loop warm ones).
+cdef int EXPLORE_UNTIL = 8
+cdef long long EXPLORE_LATER = 256
+# In estimate mode serial calls of at least this much work are all timed
+# (smaller ones one in ESTIMATE_SAMPLE): they teach the serial rate.
+cdef Py_ssize_t ESTIMATE_TIME_ALL = 4096
+cdef long long ESTIMATE_SAMPLE = 4
 
 SLOW = 3.0
 SEVERE = 10.0
@@ -217,6 +248,12 @@ cdef int C_PROBE_RATIO = PROBE_RATIO
 # Backing off again within this long of a probe that lifted a back-off
 # (contention that comes and goes) doubles the probe spacing, up to 64 x.
 cdef long long RELAPSE_NS = 2000000000
+# A parallel call this long (ns) after the last one is not judged for
+# contention: it may have woken the team (see _decide).
+cdef long long UNJUDGED_AFTER = 1000000
+# A parallel call starting this long (ns) after the last one ended does not
+# teach the estimate its parallel rate (see _decide).
+cdef long long HOT_GAP = 100000
 cdef int MAX_RATIO = 64 * PROBE_RATIO
 
 DTYPES = ("float64", "float32", "int64", "int32", "complex128", "complex64")
@@ -254,6 +291,12 @@ ctypedef struct Entry:
     long long ns_serial
     long long n_serial_timed
     int most_threads
+    long long n_explored
+    # no table: the estimate, refined by the calls (see _estimated)
+    int estimate
+    long long explore
+    int explore_left      # calls of explore_size still to run in parallel
+    int explore_size
     # the tables (see the module docstring on concurrency)
     Steps hot
     int n_gaps
@@ -267,6 +310,17 @@ ctypedef struct Entry:
     long long rate_used[MAX_TC]
     double best[MAX_TC][BUCKETS]      # best seconds per unit of work seen
     signed char seeded[MAX_TC][BUCKETS]  # which size seeded each entry (-1: seen)
+    # the estimate's measurements, per log2 size: seconds per unit of work
+    # of the last RING calls run serially and at the host's full count, their
+    # medians (0: none yet), how many calls measured them (at most 100), and
+    # what they decided (0: not yet, 1: serial, 2: parallel)
+    float ser_ring[BUCKETS][RING]
+    float par_ring[BUCKETS][RING]
+    double ser_rate[BUCKETS]
+    double par_rate[BUCKETS]
+    signed char ser_n[BUCKETS]
+    signed char par_n[BUCKETS]
+    signed char learned[BUCKETS]
 
 ctypedef struct Slot:
     int uses_blas
@@ -289,6 +343,12 @@ cdef long long _sleep_after = 0  # ns idle after which the team sleeps (0: never
 cdef long long _last_parallel = -(1LL << 62)  # ns, end of the last parallel call
 cdef long long _last_call = -(1LL << 62)      # ns, of the last call past a threshold
 cdef double _clock_scale = 1.0
+# The host's team costs, for the estimate: a hot region's start (ns) and the
+# wake-up after each measured idle time (ns from, ns cost).
+cdef double _team_hot_ns = 2000.0
+cdef int _n_wake = 0
+cdef long long _wake_gap[MAX_GAPS]
+cdef double _wake_cost[MAX_GAPS]
 cdef object _load_hook = None   # loads the profile at the first call
 cdef object _blas_hook = None   # finds the BLAS thread setters
 
@@ -342,6 +402,12 @@ cdef inline int _dtype_index(int typenum) noexcept nogil:
 
 cdef inline int _max_threads() noexcept nogil:
     return _sim_max if _sim_max > 0 else omp_get_max_threads()
+
+
+cdef inline int _full_count() noexcept nogil:
+    """The most threads a call may get here: the estimate's count."""
+    cdef int m = _max_threads()
+    return m if m < _usable else _usable
 
 
 # ---------------------------------------------------------------------------
@@ -467,6 +533,9 @@ ctypedef struct Why:
     int free            # cores free in the budget
     bint budget         # the budget lowered it
     bint held           # would hold a core while running serially
+    bint explore        # the estimate's other choice
+    double serial_ns    # the estimate's predicted serial time (0: none)
+    double parallel_ns  # ... and parallel time
 
 
 cdef inline int _lookup(const Steps *s, Py_ssize_t work) noexcept nogil:
@@ -496,6 +565,138 @@ cdef enum:
     M_IDLE = 3     # ... as a lone call after `idle` ns
 
 
+cdef inline double _serial_rate(const Entry *e, int b) noexcept nogil:
+    """The serial seconds per unit of work the model takes at log2 size b:
+    the best of two or more calls at this size; else the best of any
+    smaller size measured twice or more (a first call is often slowed by
+    cold caches and first touches of memory, and a rate per unit seldom
+    falls as the size grows: this errs towards serial, and the serial calls
+    it makes measure the size); else the best of the 4 sizes above measured
+    twice; 0 if none (the call then runs serially, and is timed)."""
+    cdef int i
+    cdef double r = 0
+    if e.ser_n[b] >= 2:
+        return e.ser_rate[b]
+    for i in range(b):
+        if e.ser_n[i] >= 2 and (r == 0 or e.ser_rate[i] < r):
+            r = e.ser_rate[i]
+    if r > 0:
+        return r
+    for i in range(b + 1, b + 5 if b + 5 < BUCKETS else BUCKETS):
+        if e.ser_n[i] >= 2 and (r == 0 or e.ser_rate[i] < r):
+            r = e.ser_rate[i]
+    return r
+
+
+cdef inline double _wake_ns(long long idle) noexcept nogil:
+    """What waking the team costs after ``idle`` ns (the longest measured
+    idle time not longer than it)."""
+    cdef int i
+    cdef double cost = _wake_cost[0] if _n_wake > 0 else 0
+    for i in range(1, _n_wake):
+        if idle >= _wake_gap[i]:
+            cost = _wake_cost[i]
+    return cost
+
+
+cdef int _estimated(Entry *e, Py_ssize_t work, int full, bint lone, long long idle,
+                    dispatch.Call *c, Why *why, bint real) noexcept nogil:
+    """The threads of a call of a kernel without a table: what its calls
+    taught (both choices measured at this size), else the model from its
+    serial rate and the team's costs; 1 without a serial rate yet.  A real
+    call may explore the other choice (see EXPLORE_EVERY)."""
+    cdef int b = _bucket(work), t
+    cdef signed char learned = e.learned[b]
+    cdef double rs, rp, ts, tp, wake = _wake_ns(idle) if lone else 0
+    if full < 2:
+        return 1
+    rs = _serial_rate(e, b)
+    rp = e.par_rate[b] if e.par_n[b] >= 2 else 0  # one call may be an outlier
+    ts = rs * work * 1e9
+    tp = rp * work * 1e9 if rp > 0 else ts / (full * C_EFFICIENCY) + _team_hot_ns
+    tp += wake
+    if why != NULL:
+        why.table = T_LEARNED if learned and not lone else T_ESTIMATE
+        why.serial_ns = ts
+        why.parallel_ns = tp if rs > 0 or rp > 0 else 0
+    if rs <= 0:
+        return 1  # nothing known yet: serially, and the call is timed
+    if learned and not lone:
+        return _explore(e, b, full if learned == 2 else 1, full, ts, tp, c, why,
+                        real)
+    t = full if tp * (1 + C_MARGIN) < ts else 1
+    return _explore(e, b, t, full, ts, tp, c, why, real and not lone)
+
+
+cdef int _explore(Entry *e, int b, int t, int full, double ts, double tp,
+                  dispatch.Call *c, Why *why, bint real) noexcept nogil:
+    """The decision ``t``, or once in EXPLORE_EVERY calls the other choice
+    (once in EXPLORE_LATER when it has been measured EXPLORE_UNTIL times at
+    this size), where it is, by the model (serial time ``ts``; a parallel
+    one of ``ts`` / (count x EFFICIENCY) + the team's start), at most
+    EXPLORE_LOSS times as slow.  (By the model, not by what was measured:
+    a measurement may be an outlier, or out of date, and must be measured
+    again.)"""
+    cdef double model_tp = ts / (full * C_EFFICIENCY) + _team_hot_ns
+    cdef long long n, every
+    if not real or ts <= 0:
+        return t
+    if t == 1 and e.explore_left > 0 and e.explore_size == b:
+        # the second call of a parallel exploration: the first one woke
+        # the team (and is not measured); this one finds it awake
+        e.explore_left -= 1
+        c.flags |= F_EXPLORE
+        if why != NULL:
+            why.explore = True
+        return full
+    if (ts if t > 1 else model_tp) > C_EXPLORE_LOSS * (model_tp if t > 1 else ts):
+        return t
+    n = add_ll(&e.explore, 1)
+    every = (C_EXPLORE_EVERY if (e.par_n[b] if t == 1 else e.ser_n[b]) < EXPLORE_UNTIL
+             else EXPLORE_LATER)
+    if n % every != every - 1:
+        return t
+    c.flags |= F_EXPLORE
+    if why != NULL:
+        why.explore = True
+    if t == 1:
+        e.explore_size = b
+        e.explore_left = 1
+    return 1 if t > 1 else full
+
+
+cdef inline void _teach(float (*ring)[RING], double *rate, signed char *count,
+                        Entry *e, Py_ssize_t work, long long ns) noexcept nogil:
+    """A measured call: its rate among the last RING at its size, and
+    their median (under e.lock).  A median, not the best: the best of one
+    choice's calls is often a lucky one (a boosted clock, a warm cache), and
+    the two choices must be compared alike."""
+    cdef int b = _bucket(work), n, i, j
+    cdef float v[RING]
+    cdef float x
+    n = count[b]
+    ring[b][n % RING] = <float>(ns * 1e-9 / work)
+    if count[b] < 100:
+        count[b] += 1
+    n = count[b] if count[b] < RING else RING
+    for i in range(n):  # insertion sort of at most RING values
+        x = ring[b][i]
+        j = i
+        while j > 0 and v[j - 1] > x:
+            v[j] = v[j - 1]
+            j -= 1
+        v[j] = x
+    rate[b] = v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
+    _learn(e, b)
+
+
+cdef inline void _learn(Entry *e, int b) noexcept nogil:
+    """Both choices measured at log2 size b, twice each at least: their
+    medians decide it (under e.lock)."""
+    if e.ser_n[b] >= 2 and e.par_n[b] >= 2:
+        e.learned[b] = 2 if e.par_rate[b] * (1 + C_MARGIN) < e.ser_rate[b] else 1
+
+
 cdef int _decide(Slot *s, Entry *e, Py_ssize_t work, dispatch.Call *c, Why *why,
                  int mode, long long idle) noexcept nogil:
     """The rule (module docstring).  With mode M_CALL it takes the cores it
@@ -519,13 +720,23 @@ cdef int _decide(Slot *s, Entry *e, Py_ssize_t work, dispatch.Call *c, Why *why,
         if real:
             t_now = now()
     else:
-        if e == NULL or not e.has_table:
+        if e == NULL:
             return 1
-        if why != NULL:
-            why.table = T_HOT
-            why.threshold = e.hot_min
-        if work < e.hot_min:
+        if not e.has_table and not e.estimate:
             return 1
+        if e.has_table:
+            if why != NULL:
+                why.table = T_HOT
+                why.threshold = e.hot_min
+            if work < e.hot_min:
+                return 1
+        else:
+            # the estimate, first as a call in a loop: a serial decision
+            # needs no clock (a lone call is judged below)
+            limit = _full_count()
+            t = _estimated(e, work, limit, False, 0, c, why, real)
+            if t < 2:
+                return 1
         if real or mode == M_DRY:
             t_now = now()
         if not tl_section and _sleep_after > 0 and mode != M_HOT:
@@ -537,7 +748,16 @@ cdef int _decide(Slot *s, Entry *e, Py_ssize_t work, dispatch.Call *c, Why *why,
                     recent = ld_ll(&_last_call)
                 idle = t_now - recent
                 lone = idle > _sleep_after
-        if lone and e.n_gaps > 0:
+        if not e.has_table:
+            steps = NULL
+            if lone:  # the team would have to wake up: judged with its cost
+                c.flags &= ~F_EXPLORE
+                if why != NULL:
+                    why.idle = idle
+                t = _estimated(e, work, limit, True, idle, c, why, False)
+                if t < 2:
+                    return 1
+        elif lone and e.n_gaps > 0:
             for i in range(1, e.n_gaps if e.n_gaps <= MAX_GAPS else MAX_GAPS):
                 if idle >= e.gap[i]:
                     g = i
@@ -550,7 +770,8 @@ cdef int _decide(Slot *s, Entry *e, Py_ssize_t work, dispatch.Call *c, Why *why,
         else:
             lone = False
             steps = &e.hot
-        t = _lookup(steps, work)
+        if steps != NULL:
+            t = _lookup(steps, work)
         if why != NULL:
             why.table_threads = t
         if tl_cap and t > tl_cap:
@@ -612,11 +833,20 @@ cdef int _decide(Slot *s, Entry *e, Py_ssize_t work, dispatch.Call *c, Why *why,
         return 1
     if real:
         max_int(&_peak, add_int(&_in_flight, t) + t)
-        # A call that finds the team asleep pays its wake-up: a lone call,
-        # but also the second call of a loop whose first ran serially from
-        # the cold table.  Its time says nothing of contention.
-        if lone or (_sleep_after > 0 and t_now - ld_ll(&_last_parallel) > _sleep_after):
+        # A call that may find the team asleep may pay its wake-up: a lone
+        # call, but also the first parallel call after serial ones (the
+        # second call of a loop whose first ran serially from the cold
+        # table, a probe after backed-off calls).  The runtime may put its
+        # threads to sleep well before the calibrated sleep time, when the
+        # wake-up was still too small to count: a millisecond without a
+        # parallel region is enough.  Its time says nothing of contention.
+        if lone or t_now - ld_ll(&_last_parallel) > (
+                _sleep_after if 0 < _sleep_after < UNJUDGED_AFTER else UNJUDGED_AFTER):
             c.flags |= F_COLD
+        if t_now - ld_ll(&_last_parallel) > HOT_GAP:
+            # the team may have begun to doze: no measure of the parallel
+            # rate for the estimate, which compares calls in a loop
+            c.flags |= F_NOT_HOT
         st_int(&omp_started, 1)
         if s.uses_blas and not tl_section:
             _blas_cap()
@@ -654,9 +884,17 @@ cdef int _begin(dispatch.Call *c, int kernel, int typenum,
             max_int(&e.most_threads, t)
         else:
             n = add_ll(&e.n_serial, 1)
-            if not (c.flags & F_TIMED) and n % SAMPLE_EVERY == 0:
+            if c.flags & F_TIMED:
+                pass
+            elif (n % SAMPLE_EVERY == 0 or (e.estimate and (
+                    work >= ESTIMATE_TIME_ALL or c.flags & F_EXPLORE
+                    or n % ESTIMATE_SAMPLE == 0))):
+                # a sample for stats(); an estimated kernel's serial calls
+                # teach it its serial rate
                 c.flags |= F_TIMED
                 c.start = now()
+        if c.flags & F_EXPLORE:
+            add_ll(&e.n_explored, 1)
     return t
 
 
@@ -705,6 +943,11 @@ cdef void _end(dispatch.Call *c) noexcept nogil:
             add_ll(&e.n_serial_timed, 1)
             if c.flags & F_BACKED_OFF:
                 add_ll(&e.spent, ns)
+            # the estimate learns from the calls it decides, not forced ones
+            if (e.estimate and c.work > 0 and not (c.flags & F_FORCED)
+                    and trylock(&e.lock)):
+                _teach(e.ser_ring, e.ser_rate, e.ser_n, e, c.work, ns)
+                unlock(&e.lock)
     c.flags = 0
     c.kernel = -1
 
@@ -740,6 +983,9 @@ cdef void _observe(Entry *e, int t, Py_ssize_t work, long long ns, int flags,
         return  # another call is updating it: skip this observation
     i = _rate_index(e, t, True)
     e.rate_used[i] = t_end
+    if (e.estimate and not (flags & (F_BACKED_OFF | F_FORCED | F_NOT_HOT))
+            and t >= _full_count()):
+        _teach(e.par_ring, e.par_rate, e.par_n, e, work, ns)
     rate = ns * 1e-9 / (work if work > 0 else 1)
     best = e.best[i][b]
     if best == 0 or rate < best:
@@ -921,6 +1167,44 @@ cdef void _fill(Steps *s, table) except *:
     s.n = len(table)
 
 
+def set_estimate(int kernel, int d):
+    """No table for this kernel and dtype: the estimate decides, and learns
+    from the calls (see EFFICIENCY)."""
+    cdef Entry *e = _entry_of(kernel, d)
+    e.has_table = 0
+    e.estimate = 1
+
+
+def set_team(double hot_s, wake=()):
+    """The host's team costs, for the estimate: a hot region's start, and
+    ``[(idle_seconds, wake_seconds), ...]`` (shortest idle first)."""
+    global _team_hot_ns, _n_wake
+    cdef int i
+    wake = sorted(wake)[:MAX_GAPS]
+    _team_hot_ns = hot_s * 1e9
+    _n_wake = 0
+    for i, (gap, cost) in enumerate(wake):
+        _wake_gap[i] = <long long>(gap * 1e9)
+        _wake_cost[i] = cost * 1e9
+    _n_wake = len(wake)
+
+
+def team():
+    """(hot start seconds, [(idle seconds, wake seconds), ...])."""
+    return _team_hot_ns / 1e9, [(_wake_gap[i] / 1e9, _wake_cost[i] / 1e9)
+                                for i in range(_n_wake)]
+
+
+def estimate_state(int kernel, int d):
+    """Per log2 size with anything measured: (size bucket, serial seconds per
+    unit, parallel seconds per unit, decided: 0 no, 1 serial, 2 parallel,
+    serial calls measured, parallel calls measured; counts stop at 100)."""
+    cdef Entry *e = _entry_of(kernel, d)
+    cdef int b
+    return [(b, e.ser_rate[b], e.par_rate[b], e.learned[b], e.ser_n[b], e.par_n[b])
+            for b in range(BUCKETS) if e.ser_rate[b] > 0 or e.par_rate[b] > 0]
+
+
 def set_table(int kernel, int d, hot, cold):
     """A kernel's tables for dtype index ``d``: ``hot`` steps
     ``((work_min, threads), ...)`` and ``cold`` tables ``[(idle_seconds,
@@ -928,6 +1212,7 @@ def set_table(int kernel, int d, hot, cold):
     cdef Entry *e = _entry_of(kernel, d)
     cdef int g
     e.has_table = 0
+    e.estimate = 0
     _fill(&e.hot, hot)
     cold = list(cold)[:MAX_GAPS] or [(0.0, hot)]
     for g, (gap, steps) in enumerate(cold):
@@ -939,8 +1224,11 @@ def set_table(int kernel, int d, hot, cold):
 
 
 def clear_table(int kernel, int d):
-    """No table for this kernel and dtype: its calls run serially."""
-    _entry_of(kernel, d).has_table = 0
+    """No table for this kernel and dtype, and no estimate: its calls run
+    serially."""
+    cdef Entry *e = _entry_of(kernel, d)
+    e.has_table = 0
+    e.estimate = 0
 
 
 def tables(int kernel, int d):
@@ -1169,12 +1457,15 @@ def stats(bint reset=False):
                 "serial_seconds_timed": e.ns_serial / 1e9,
                 "serial_timed": e.n_serial_timed,
                 "backed_off": bool(e.backoff), "cap": e.cap,
+                "estimate": bool(e.estimate), "explored": e.n_explored,
+                "learned": sum(1 for b in range(BUCKETS) if e.learned[b]),
             })
             if reset:
                 e.n_serial = e.n_parallel = e.thread_sum = 0
                 e.n_backoffs = e.n_probes = e.n_recoveries = 0
                 e.ns_parallel = e.ns_serial = e.n_serial_timed = 0
                 e.most_threads = 0
+                e.n_explored = 0
     return out
 
 
@@ -1204,7 +1495,10 @@ def decide(int kernel, int d, Py_ssize_t work, idle=None):
     c.flags = 0
     t = _decide(s, e, work, &c, &why, mode, idle_ns)
     return t, {
-        "table": ("none", "hot", "cold", "forced", "forked")[why.table],
+        "table": ("none", "hot", "cold", "forced", "forked", "estimate",
+                  "learned")[why.table],
+        "explore": bool(why.explore), "serial_ns": why.serial_ns,
+        "parallel_ns": why.parallel_ns,
         "gap": why.gap, "idle": why.idle / 1e9,
         "threshold": None if why.threshold == INFINITY else int(why.threshold),
         "table_threads": why.table_threads, "cap": why.cap,

@@ -11,7 +11,11 @@ into :func:`stats`.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
 import threading
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -19,10 +23,19 @@ import numpy as np
 
 from breakeven import _core, _registry
 from breakeven._blas import thread_setters
-from breakeven._profile import Profile, load_profile
+from breakeven._profile import (
+    Profile,
+    ProfileError,
+    ProfileWarning,
+    host_fingerprint,
+    load_profile,
+    now_utc,
+    read_defaults,
+)
+from breakeven._threads import region_seconds
 
 __all__ = ["Decision", "KernelStats", "Stats", "decide", "grant", "profile",
-           "stats", "use_profile"]
+           "save_learned", "stats", "use_profile"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,13 @@ class Decision:
         threads, a forked child, no table, or not decided from the profile).
     workers : int
         Outer workers running the items (:func:`breakeven.map`; else 1).
+    source : str
+        Where the decision came from: ``"calibrated"`` (this host's
+        profile), ``"default"`` (the kernel's library default for a similar
+        host; breakeven's embedded default for the built-ins),
+        ``"estimate"`` (no table: the model, from the kernel's own calls),
+        ``"learned"`` (no table: both choices measured at this size by this
+        process's calls), or ``""`` (forced threads, a forked child, NumPy).
 
     See Also
     --------
@@ -79,6 +99,7 @@ class Decision:
     # "backoff": fewer threads than the table says, for contention
     table: str = ""
     workers: int = 1
+    source: str = ""
 
     def __str__(self) -> str:
         t = f" with {self.threads} threads" if self.variant == "parallel" else ""
@@ -140,30 +161,130 @@ def use_profile(profile: Profile | None) -> None:
         global _profile
         _core.unconfigure()
         _profile = None
+        _defaults_cache.clear()
         if profile is not None:
             _set(profile)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the tables of a kernel's calls on a dtype come from:
+    ``"calibrated"`` on this host, ``"default"`` (its library's tables for a
+    similar host: breakeven's embedded default for the built-ins), or
+    ``"estimate"`` (none: the model, refined from the calls); ``profile``
+    holds the tables (None for the estimate)."""
+
+    kind: str
+    profile: Profile | None = None
+
+    def words(self) -> str:
+        if self.profile is None:
+            return "no table: estimated from its calls"
+        return f"profile {self.profile.source}"
+
+
+_defaults_cache: dict[str, Profile | None] = {}
+
+
+def _default_file(path, owner: str) -> Profile | None:
+    """A default profile file's entry for this host, or a similar one
+    (cached until the profile in use changes); a file that cannot be used is
+    warned about, naming it, and gives None."""
+    key = str(path)
+    if key not in _defaults_cache:
+        name = ("embedded default" if path == _registry.EMBEDDED_DEFAULT
+                else f"default {key}")
+        try:
+            _defaults_cache[key] = read_defaults(path, name=name)
+        except (OSError, ProfileError) as exc:
+            warnings.warn(f"breakeven: ignoring the default profile {key} of "
+                          f"{owner}: {exc}", ProfileWarning, stacklevel=2)
+            _defaults_cache[key] = None
+    return _defaults_cache[key]
+
+
+def _defaults(kernel: _registry.Kernel) -> Profile | None:
+    """The kernel's library default for this host, or None."""
+    if kernel.defaults is None:
+        return None
+    return _default_file(kernel.defaults, kernel.name)
+
+
+def source(kernel: _registry.Kernel, dtype: str, p: Profile | None = None) -> Source:
+    """Where dispatch takes a kernel's tables for a dtype from, in order:
+    this host's calibration (the profile in use), the kernel's library
+    default for a similar host, the estimate."""
+    p = p if p is not None else profile()
+    if dtype in p.tables.get(kernel.name, {}):
+        embedded = p.source.startswith("embedded default")
+        return Source("default" if embedded else "calibrated", p)
+    d = _defaults(kernel)
+    if d is not None and dtype in d.tables.get(kernel.name, {}):
+        return Source("default", d)
+    return Source("estimate")
+
+
+_sources: dict[tuple[int, int], Source] = {}
 
 
 def _set(p: Profile) -> None:
     """Give every registered kernel its tables from ``p`` (lock held)."""
     global _profile
     _profile = p
+    _sources.clear()
     for k in list(_registry.KERNELS.values()):
         _give_tables(p, k)
-    _core.configure((p.sleep_after_us or 0) / 1e6)
+    _core.configure((_host(p).sleep_after_us or 0) / 1e6)
+
+
+def _host(p: Profile) -> Profile:
+    """The profile whose host figures apply (sleep time, wake-up costs):
+    ``p``'s, or the embedded default's when ``p`` has none."""
+    if p.sleep_after_us is not None or p.wake:
+        return p
+    return _default_file(_registry.EMBEDDED_DEFAULT, "breakeven") or p
 
 
 def _give_tables(p: Profile, kernel: _registry.Kernel) -> None:
+    dtypes = {dt.name for dt in kernel.dtypes}
     for d, name in enumerate(_core.DTYPES):
-        if name not in p.tables.get(kernel.name, {}):
-            _core.clear_table(kernel.slot, d)
+        src = source(kernel, name, p)
+        _sources[(kernel.slot, d)] = src
+        if src.profile is None:
+            if name in dtypes:
+                _team(p)
+                _core.set_estimate(kernel.slot, d)
+            else:
+                _core.clear_table(kernel.slot, d)
             continue
-        _core.set_table(kernel.slot, d, p.steps(kernel.name, name, "hot"),
-                        p.cold_tables(kernel.name, name))
+        q = src.profile
+        _core.set_table(kernel.slot, d, q.steps(kernel.name, name, "hot"),
+                        q.cold_tables(kernel.name, name))
         # The calibration's times are the uncontended yardstick: without
         # them the first calls seen would set it, contended or not.
-        for work, threads, seconds in p.times(kernel.name, name, parallel_only=True):
+        for work, threads, seconds in q.times(kernel.name, name, parallel_only=True):
             _core.seed_rate(kernel.slot, d, threads, work, seconds / max(work, 1))
+
+
+_team_known: list[Profile] = []
+
+
+def _team(p: Profile) -> None:
+    """The host's team costs in the core, for the estimate: a hot region's
+    start from the profile, or measured now (well under a millisecond, once
+    per process and profile); the wake-up costs from the profile's host
+    figures."""
+    if _team_known and _team_known[0] is p:
+        return
+    full = min(_core.usable(), _core.max_threads())
+    hot = p.team_hot.get(full)
+    if hot is None:
+        hot = region_seconds(full) if full > 1 else 0.0
+    host = _host(p)
+    most = max((t for _, t, _ in host.wake), default=0)
+    wake = [(gap / 1e6, seconds) for gap, t, seconds in host.wake if t == most]
+    _core.set_team(hot, wake)
+    _team_known[:] = [p]
 
 
 def _registered(kernel: _registry.Kernel) -> None:
@@ -180,6 +301,87 @@ def _load() -> None:
 
 _registry._listeners.append(_registered)
 _core.set_hooks(load=_load, blas=thread_setters)
+
+
+# ---------------------------------------------------------------------------
+# what the estimate learnt, kept
+# ---------------------------------------------------------------------------
+
+
+def learned_profile() -> Profile:
+    """What this process's calls taught the estimate, as a profile of this
+    host: for each kernel and dtype without a table that measured both
+    choices at some sizes, a hot table parallel from the smallest size from
+    which every size measured went parallel (serial if none did), marked
+    ``method = "learned"``; lone calls serial."""
+    out = Profile(host_fingerprint(), {}, now_utc(), None, "learned")
+    full = min(_core.usable(), _core.max_threads())
+    for (slot, d), src in list(_sources.items()):
+        if src.kind != "estimate":
+            continue
+        decided = [(b, learned) for b, _, _, learned, _, _
+                   in _core.estimate_state(slot, d) if learned]
+        if not decided:
+            continue
+        start = None
+        for b, learned in reversed(decided):
+            if learned != 2:
+                break
+            start = b
+        hot = ((0, 1),) if start is None or full < 2 else \
+            ((0, 1), (1 << max(start - 1, 0), full))
+        out.set_table(_core.slot_name(slot), _core.DTYPES[d], hot, ((0, 1),),
+                      method="learned")
+    return out
+
+
+def save_learned(path=None) -> Profile:
+    """Write what the estimate learnt into the profile file.
+
+    For each kernel and dtype without a table whose calls measured both
+    choices at some sizes: a table parallel from the smallest size from
+    which every size measured went parallel, marked ``method =
+    "learned"``.  Written under the file's lock; an entry of a calibration
+    is never replaced.  ``BREAKEVEN_SAVE_LEARNED=1`` in the environment
+    does this at the process's exit.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        The profile file (default: :func:`breakeven.load_profile`'s).
+
+    Returns
+    -------
+    Profile
+        What was written; its ``kept`` lists the entries the file kept
+        instead (calibrated ones).
+
+    See Also
+    --------
+    stats : ``source == "learned"`` marks the kernels concerned.
+    calibrate : Measure a kernel properly.
+
+    Examples
+    --------
+    >>> import breakeven
+    >>> p = breakeven.save_learned("/tmp/learned-example.toml")
+    >>> all(p.method(k, d) == "learned" for k in p.tables for d in p.tables[k])
+    True
+    """
+    p = learned_profile()
+    if p.tables:
+        p.save(path)
+    return p
+
+
+def _save_learned_at_exit() -> None:
+    with contextlib.suppress(Exception):  # never fail a process at exit
+        save_learned()
+
+
+# Opt-in: BREAKEVEN_SAVE_LEARNED=1 writes the learned tables back at exit.
+if os.environ.get("BREAKEVEN_SAVE_LEARNED", "") not in ("", "0"):
+    atexit.register(_save_learned_at_exit)
 
 
 # ---------------------------------------------------------------------------
@@ -218,43 +420,70 @@ def decision(slot: int, d: int, work: int, idle: float | None = None) -> Decisio
     threads, why = _core.decide(slot, d, work, idle)
     name = _core.slot_name(slot)
     dtype = _core.DTYPES[d]
+    src = _sources.get((slot, d), Source("estimate"))
+    kind = {"estimate": "estimate", "learned": "learned"}.get(why["table"], src.kind)
+    if why["table"] in ("forced", "forked"):
+        kind = ""
     return Decision("parallel" if threads > 1 else "serial", threads, work,
-                    _words(why, name, dtype, work, threads, p),
-                    name, _table(why, threads))
+                    _words(why, name, dtype, work, threads, p, src),
+                    name, _table(why, threads), source=kind)
 
 
 def _table(why: dict, threads: int) -> str:
-    if why["table"] not in ("hot", "cold"):
+    if why["table"] not in ("hot", "cold", "estimate", "learned"):
         return ""
-    return "backoff" if why["backoff"] else why["table"]
+    if why["backoff"]:
+        return "backoff"
+    return why["table"] if why["table"] in ("hot", "cold") else ""
+
+
+def _us(ns: float) -> str:
+    return f"{ns / 1e3:.3g} us"
 
 
 def _words(why: dict, kernel: str, dtype: str, work: int, threads: int,
-           p: Profile) -> str:
+           p: Profile, src: Source) -> str:
     table = why["table"]
     if table == "forked":
         return ("in a forked child: OpenMP is not fork-safe, so this process "
                 "runs serially")
     parts = []
+    lone = (" (a lone call: no dispatched call within the team's "
+            f"{why['sleep_after'] * 1e3:g} ms sleep time, so the OpenMP team "
+            "would have to wake up)")
     if table == "forced":
         parts.append(f"threads({why['forced']}, exact=True)")
     elif table == "none":
         how = ("breakeven calibrate" if kernel in _registry.BUILTINS
                else "breakeven calibrate --module ...")
-        return (f"{kernel} {dtype} is not calibrated in profile {p.source} (run "
-                f"`{how}`)")
+        return (f"{kernel} {dtype} is not calibrated in profile {p.source} and "
+                f"has no default (run `{how}`)")
+    elif table == "learned":
+        parts.append(f"{'parallel' if why['table_threads'] > 1 else 'serial'} "
+                     "measured faster at this size, by this process's calls "
+                     "(learned; no table)")
+    elif table == "estimate":
+        if not why["serial_ns"]:
+            return ("no table, and too few serial calls of this size timed "
+                    "yet to estimate from: serial (this call is timed)")
+        est = (f"estimated from its calls: serial {_us(why['serial_ns'])}, "
+               f"parallel {_us(why['parallel_ns'])} (no table)"
+               + (lone if why["idle"] else ""))
+        if why["explore"]:
+            est += "; trying the other choice, to measure it"
+        if threads <= 1 and not why["explore"]:
+            return est
+        parts.append(est)
     else:
         thr = why["threshold"]
-        lone = (" (a lone call: no dispatched call within the team's "
-                f"{why['sleep_after'] * 1e3:g} ms sleep time, so the OpenMP team "
-                "would have to wake up; the table for this idle time)"
-                if table == "cold" else "")
+        cold = lone[:-1] + "; the table for this idle time)" if table == "cold" else ""
         if why["table_threads"] <= 1:
             below = (f"work {work} < {thr}" if thr is not None
                      else "parallel never paid for this kernel")
-            return f"{below} in the {table} table of profile {p.source}{lone}"
-        parts.append(f"work {work} >= {thr} in the {table} table of profile "
-                     f"{p.source}{lone}")
+            return f"{below} in the {table} table of {src.words()}{cold}"
+        parts.append(f"work {work} >= {thr} in the {table} table of "
+                     f"{src.words()}{cold}")
+    if table not in ("forced",):
         if why["cap"]:
             parts.append(f"capped at {why['cap']} by threads({why['cap']})")
         if why["backoff"]:
@@ -397,6 +626,14 @@ class KernelStats:
         Serial calls timed.
     backed_off : bool
         Whether the kernel is backed off now.
+    source : str
+        Where its decisions come from now: ``"calibrated"``, ``"default"``,
+        ``"estimate"`` or ``"learned"`` (an estimate that has measured both
+        choices at some sizes; see :attr:`Decision.source`).
+    learned : int
+        Sizes (powers of two) at which both choices have been measured.
+    explored : int
+        Calls that ran the estimate's other choice, to measure it.
 
     See Also
     --------
@@ -423,6 +660,9 @@ class KernelStats:
     serial_seconds: float
     serial_timed: int
     backed_off: bool
+    source: str = ""
+    learned: int = 0
+    explored: int = 0
 
 
 class Stats(Mapping):
@@ -447,9 +687,9 @@ class Stats(Mapping):
     >>> list(s)
     [('sum', 'float32')]
     >>> print(s)  # doctest: +ELLIPSIS
-    kernel  dtype    serial  parallel  threads  back-offs  probes  parallel s  serial s
+    kernel  dtype    source   serial  parallel  threads  back-offs  probes  ...
     ...
-    sum     float32  1       0         0.0      0          0       0           ~...
+    sum     float32  default  1       0         0.0      0          0       ...
     """
 
     def __init__(self, rows: dict[tuple[str, str], KernelStats]):
@@ -468,10 +708,10 @@ class Stats(Mapping):
         return f"Stats({self._rows!r})"
 
     def __str__(self) -> str:
-        head = ("kernel", "dtype", "serial", "parallel", "threads", "back-offs",
-                "probes", "parallel s", "serial s")
+        head = ("kernel", "dtype", "source", "serial", "parallel", "threads",
+                "back-offs", "probes", "parallel s", "serial s")
         rows = [head] + [
-            (k, d, str(s.serial), str(s.parallel), f"{s.mean_threads:.1f}",
+            (k, d, s.source, str(s.serial), str(s.parallel), f"{s.mean_threads:.1f}",
              str(s.backoffs) + (" (now)" if s.backed_off else ""), str(s.probes),
              f"{s.parallel_seconds:.3g}", f"~{s.serial_seconds:.3g}")
             for (k, d), s in sorted(self._rows.items())]
@@ -516,8 +756,13 @@ def stats(reset: bool = False) -> Stats:
         timed = r["serial_timed"]
         serial_s = (r["serial_seconds_timed"] * r["serial"] / timed if timed
                     else 0.0)
+        src = _sources.get((r["slot"], _core.DTYPES.index(r["dtype"])))
+        kind = src.kind if src is not None else ""
+        if r["estimate"] and r["learned"]:
+            kind = "learned"
         rows[(_core.slot_name(r["slot"]), r["dtype"])] = KernelStats(
             r["serial"], par, r["thread_sum"] / par if par else 0.0,
             r["most_threads"], r["backoffs"], r["probes"], r["recoveries"],
-            r["parallel_seconds"], serial_s, timed, r["backed_off"])
+            r["parallel_seconds"], serial_s, timed, r["backed_off"], kind,
+            r["learned"], r["explored"])
     return Stats(rows)

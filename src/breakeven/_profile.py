@@ -30,12 +30,12 @@ import threading
 import tomllib
 import warnings
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from breakeven._core import DTYPES
+from breakeven._registry import EMBEDDED_DEFAULT
 from breakeven._registry import NAME as KERNEL_NAME
 from breakeven._steps import Steps, cold_tables
 from breakeven._threads import usable_cpus
@@ -264,6 +264,10 @@ class Profile:
         sleep time on; dispatch derives a cold table for each gap from the
         kernels' ``times``.  Empty if not measured (the ``cold`` tables,
         for the longest gap, then apply to every lone call).
+    team_hot : dict
+        ``{threads: seconds}``: what an empty parallel region of that many
+        threads costs with the team awake (back to back).  Dispatch's
+        estimate for a kernel without tables starts from it.
     sweeps, team_penalty, elapsed, busy_retries, looked_thrice
         What a calibration measured (its points, the OpenMP team's wake-up
         penalty per thread count, its duration in seconds, how many sizes it
@@ -301,6 +305,7 @@ class Profile:
     source: str = "memory"
     batch: dict[str, float] = field(default_factory=dict)
     wake: tuple = ()
+    team_hot: dict = field(default_factory=dict)
     # Not stored in the profile file: what a calibration measured.
     sweeps: dict = field(default_factory=dict, repr=False, compare=False)
     team_penalty: dict = field(default_factory=dict, repr=False, compare=False)
@@ -449,7 +454,8 @@ class Profile:
         not have (a calibration of some kernels keeps the others').
 
         An entry of a quick calibration (``method == "quick"``) does not
-        replace one of a full calibration unless ``replace`` is true; the
+        replace one of a full calibration unless ``replace`` is true, and a
+        learned one (``"learned"``) never replaces a calibration; the
         entries kept so are listed in :attr:`kept` afterwards.
 
         The write is atomic and serialised with other writers by a lock file
@@ -479,10 +485,14 @@ class Profile:
                     for dname, states in per.items():
                         mine = entry["kernels"].setdefault(kname, {})
                         new_entry = mine.get(dname)
+                        old_method = states.get("method", "full")
                         if new_entry is None:
                             mine[dname] = states
-                        elif (not replace and new_entry.get("method") == "quick"
-                              and states.get("method", "full") == "full"):
+                        elif (new_entry.get("method") == "learned"
+                              and old_method in ("full", "quick")) or (
+                                not replace and new_entry.get("method") == "quick"
+                                and old_method == "full"):
+                            # learned tables never replace a calibration
                             mine[dname] = states
                             self.kept.append((kname, dname))
                 if "batch" in old and "batch" not in entry:
@@ -577,6 +587,21 @@ def _validate_batch(batch, where: str) -> dict[str, float]:
     return out
 
 
+def _validate_team_hot(rows, where: str) -> dict[int, float]:
+    if not isinstance(rows, (list, tuple)):
+        raise ProfileError(f"{where}: expected a list of [threads, seconds]")
+    out = {}
+    for i, row in enumerate(rows):
+        if (not isinstance(row, (list, tuple)) or len(row) != 2
+                or isinstance(row[0], bool) or not isinstance(row[0], int)
+                or isinstance(row[1], bool) or not isinstance(row[1], (int, float))
+                or not row[0] >= 2 or not 0 <= row[1] < 1):
+            raise ProfileError(f"{where}[{i}]: expected [threads >= 2, seconds in "
+                               f"[0, 1)], got {row!r}")
+        out[int(row[0])] = float(row[1])
+    return out
+
+
 def _validate_wake(rows, where: str) -> tuple:
     if not isinstance(rows, (list, tuple)):
         raise ProfileError(f"{where}: expected a list of [gap_us, threads, seconds]")
@@ -620,6 +645,8 @@ def _host_from_dict(key: str, data, where: str) -> Profile:
     profile = Profile(fingerprint, {}, when, None if sleep is None else float(sleep))
     profile.batch = _validate_batch(data.get("batch", {}), f"{where}.batch")
     profile.wake = _validate_wake(data.get("wake", []), f"{where}.wake")
+    profile.team_hot = _validate_team_hot(data.get("team_hot", []),
+                                          f"{where}.team_hot")
     for kname, per_dtype in kernels.items():
         # A kernel of a library this process has not imported is kept (and
         # saved again) all the same; dispatch uses the entries of the
@@ -734,6 +761,8 @@ def _host_to_dict(p: Profile) -> dict:
         d["batch"] = dict(p.batch)
     if p.wake:
         d["wake"] = [list(r) for r in p.wake]
+    if p.team_hot:
+        d["team_hot"] = [[t, s] for t, s in sorted(p.team_hot.items())]
     d["kernels"] = {k: {dt: {s: v if isinstance(v, str) else [list(r) for r in v]
                              for s, v in states.items()}
                         for dt, states in per.items()}
@@ -748,7 +777,7 @@ def _dumps(hosts: dict[str, dict]) -> str:
     for key in sorted(hosts):
         host = hosts[key]
         lines.append(f"[hosts.{_toml_str(key)}]")
-        for name in ("calibrated_at", "sleep_after_us", "wake"):
+        for name in ("calibrated_at", "sleep_after_us", "wake", "team_hot"):
             if name in host:
                 lines.append(f"{name} = {_toml_value(host[name])}")
         lines.append("")
@@ -824,8 +853,7 @@ def atomic_write(target: Path, text: str) -> None:
 # ---------------------------------------------------------------------------
 
 
-# breakeven's own default: the built-ins' tables on the reference hosts.
-EMBEDDED = resources.files("breakeven").joinpath("data/default_profile.toml")
+EMBEDDED = EMBEDDED_DEFAULT  # the embedded default profile file
 
 
 def default_profile_path() -> Path:

@@ -12,9 +12,11 @@ simply the first registered.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 
 import numpy as np
 
@@ -33,6 +35,8 @@ __all__ = ["Kernel", "KERNELS", "get_kernel", "register"]
 DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 # A kernel's name: a built-in's short name, or name-spaced ("mylib.relu").
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+# The built-ins' defaults: their tables on breakeven's reference hosts.
+EMBEDDED_DEFAULT = resources.files("breakeven").joinpath("data/default_profile.toml")
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,10 @@ class Kernel:
     slot : int
         Its number in the dispatch core (``-1`` until registered); the
         ``kernel`` argument of ``begin()`` in the Cython API.
+    defaults : path-like or None
+        A profile file the kernel's library ships, with the kernel's tables
+        on the library's reference hosts: used on a host that has not
+        calibrated the kernel, from the entry of a similar host.
 
     See Also
     --------
@@ -99,6 +107,7 @@ class Kernel:
     dtypes: tuple = DTYPES
     call: Callable | None = None
     slot: int = -1
+    defaults: os.PathLike | object | None = None
 
 
 def _vec(work, dtype, rng, lo=-1.0, hi=1.0):
@@ -246,7 +255,7 @@ def get_kernel(name: str) -> Kernel:
         raise KeyError(f"no kernel named {name!r}; known kernels: {known}") from None
 
 
-_BUILTINS = (
+_BUILTINS = tuple(dataclasses.replace(k, defaults=EMBEDDED_DEFAULT) for k in (
     Kernel("sum", _reductions.sum_serial, _reductions.sum_parallel, np.sum,
            _len_work, _sample_sum, call=lambda x: _dropins.sum(x)),
     Kernel("dot", _reductions.dot_serial, _reductions.dot_parallel, np.dot,
@@ -266,7 +275,7 @@ _BUILTINS = (
     Kernel("nearest", _nearest.nearest_serial, _nearest.nearest_parallel,
            _nearest_reference, _nearest_work, _sample_nearest, uses_blas=True,
            call=lambda X, C: _dropins.nearest(X, C)),
-)
+))
 for _k in _BUILTINS:
     register(_k)
 del _k

@@ -9,6 +9,10 @@ from breakeven._openmp_helpers cimport (
     omp_in_parallel,
 )
 
+import time
+
+import numpy as np
+
 from breakeven._cpu import usable_cpus as _usable_cpus
 
 # Usable CPUs (affinity and cgroup quota), read once: kernels clamp to it on
@@ -61,3 +65,21 @@ def team_size(int n_threads):
         if omp_get_thread_num() == 0:
             size[0] = omp_get_num_threads()
     return size[0]
+
+
+def region_seconds(int n_threads, int repeats=200):
+    """The median time of an empty parallel region of ``n_threads`` threads
+    opened back to back (the team hot): what a parallel call pays at least.
+    Well under a millisecond in all."""
+    cdef int _i
+    if n_threads < 1 or repeats < 1:
+        raise ValueError("n_threads and repeats must be positive")
+    clock = time.perf_counter
+    for _i in range(20):  # the team made and spinning
+        team_size(n_threads)
+    samples = []
+    for _i in range(repeats):
+        t0 = clock()
+        team_size(n_threads)
+        samples.append(clock() - t0)
+    return float(np.median(samples))

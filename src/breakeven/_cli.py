@@ -86,18 +86,38 @@ def _idle(seconds: float) -> str:
             else f">={seconds * 1e6:g} us")
 
 
-def format_table(profile) -> str:
-    """The profile's thresholds, one line per kernel and dtype."""
-    rows = [("kernel", "dtype", "hot: parallel from work",
-             "cold (lone call, by idle time): parallel from work")]
-    for kname in sorted(profile.tables):
+def format_table(profile, *, composed: bool = False) -> str:
+    """The thresholds, one line per kernel and dtype: the profile's own, or,
+    ``composed``, what dispatch uses with it (for each registered kernel its
+    entry in the profile, else its library's default, else the estimate from
+    its calls), with the source of each."""
+    head = ["kernel", "dtype", "hot: parallel from work",
+            "cold (lone call, by idle time): parallel from work"]
+    if composed:
+        head.insert(2, "from")
+    rows = [tuple(head)]
+    names = sorted(set(profile.tables) | (set(KERNELS) if composed else set()))
+    for kname in names:
         # a kernel of a library this process has not imported: its entry is
         # kept, and used by the processes that import it
         shown = kname if kname in KERNELS else f"{kname} (not loaded)"
-        for dname in sorted(profile.tables[kname], reverse=True):
-            rows.append((shown, dname, _describe(profile.steps(kname, dname, "hot")),
-                         _describe_cold(profile.cold_tables(kname, dname))))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        dtypes = set(profile.tables.get(kname, {}))
+        if composed and kname in KERNELS:
+            dtypes |= {dt.name for dt in KERNELS[kname].dtypes}
+        for dname in sorted(dtypes, reverse=True):
+            src = (_dispatch.source(KERNELS[kname], dname, profile)
+                   if composed and kname in KERNELS else None)
+            held = src.profile if src is not None else profile
+            if held is None:
+                row = [shown, dname, "estimated from its calls", ""]
+            else:
+                row = [shown, dname, _describe(held.steps(kname, dname, "hot")),
+                       _describe_cold(held.cold_tables(kname, dname))]
+            if composed:
+                row.insert(2, src.kind if src is not None else "profile")
+            rows.append(tuple(row))
+    n = len(head)
+    widths = [max(len(r[i]) for r in rows) for i in range(n)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
              for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -210,7 +230,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     if profile.batch:
         print(_batch_line(profile.batch))
     print()
-    print(format_table(profile))
+    # what dispatch uses: for each kernel, this host's entry, else its
+    # library's default for a similar host, else its estimate
+    print(format_table(profile, composed=True))
     return 0
 
 

@@ -15,10 +15,11 @@
     threads, against ``breakeven.exp`` left to itself (BLAS at its default);
     each batch after 150 ms idle, so none inherits another's spinning threads.
 (c) Overhead at n=16: ``breakeven.sum`` against a direct call of the serial
-    kernel and against ``np.sum``; a user's relu (``_userkernels``) through
-    ``@breakeven.kernel`` and as one body asking the Cython API, against a
-    direct call of its serial kernel; and the Cython API's begin/end pair
-    alone, timed by a loop in C.
+    kernel and against ``np.sum``; a user's relu (``_userkernels``, calibrated
+    first) through ``@breakeven.kernel`` and as one body asking the Cython
+    API, against a direct call of its serial kernel; and the Cython API's
+    begin/end pair alone, timed by a loop in C (and for a kernel without a
+    table, decided by the estimate).
 (d) The controls: ``with breakeven.threads(2):`` and ``with
     breakeven.section():`` entered and left, beside a small call they may
     wrap.
@@ -160,17 +161,21 @@ def _candidates(name, args, threads):
              "parallel": lambda: be.threads(threads, exact=True)})
 
 
-def calibrate_example(budget: float, out) -> None:
-    """Calibrate the example kernel here and add it to the profile in use
-    (as ``breakeven calibrate --module mykernels`` would)."""
+def calibrate_kernels(budget: float, out) -> None:
+    """Calibrate the kernels of other libraries measured here (the example
+    library's, the user's relu of (c)) and add them to the profile in use,
+    as ``breakeven calibrate --module ...`` would: they are measured with
+    tables, as the built-ins are."""
     _userkernels.load_example()
+    _userkernels.load()
+    names = [EXAMPLE] + [n for n in KERNELS if n.startswith("bench.")]
     prof = testing.profile()
-    cal = be.calibrate([EXAMPLE], budget=budget, quick=True, progress=False,
+    cal = be.calibrate(names, budget=budget, quick=True, progress=False,
                        dtypes=["float64"])
     merged = dataclasses.replace(prof, tables={**prof.tables, **cal.tables})
     be.use_profile(merged)
-    out.append(f"- {EXAMPLE}: calibrated here first ({budget:g} s budget, "
-               f"{cal.elapsed:.1f} s): hot table "
+    out.append(f"- {', '.join(names)}: calibrated here first ({budget:g} s "
+               f"budget, {cal.elapsed:.1f} s); {EXAMPLE}'s hot table "
                f"{list(cal.steps(EXAMPLE, 'float64', 'hot'))}")
 
 
@@ -282,10 +287,17 @@ def overhead(repeats, out):
     ns = [m.begin_end_ns(be.get_kernel("bench.relu").slot, 16, 2_000_000)
           for _ in range(repeats)]
     pair = float(np.median(ns))
+    # the same for a kernel without a table: the estimate decides each call
+    be.register("bench.estimated", m.relu, work=0, sample=be.get_kernel(
+        "bench.relu").sample)
+    est = [m.begin_end_ns(be.get_kernel("bench.estimated").slot, 16, 2_000_000)
+           for _ in range(repeats)]
     out.append("")
     out.append(f"The Cython API's begin/end pair alone (a call below its "
                f"threshold, in a C loop): {pair:.1f} ns (median of {len(ns)} "
-               f"loops of 2,000,000; {min(ns):.1f}-{max(ns):.1f}).")
+               f"loops of 2,000,000; {min(ns):.1f}-{max(ns):.1f}); for a kernel "
+               f"with no table, decided by the estimate: {np.median(est):.1f} ns "
+               f"({min(est):.1f}-{max(est):.1f}).")
     out.append("")
     return {"sum n=16 ns": t["breakeven.sum"].median * 1e9,
             "sum n=16 / kernel": ratios["breakeven.sum"][0],
@@ -337,7 +349,7 @@ def main(argv=None) -> int:
         f"- host: {platform.machine()}, {usable_cpus()} usable CPUs; breakeven "
         f"{be.__version__}, numpy {np.__version__}",
     ]
-    calibrate_example(5.0 if args.quick else 15.0, out)
+    calibrate_kernels(10.0 if args.quick else 30.0, out)
     prof = testing.profile()
     out += [
         f"- profile: {prof.source} (host {prof.fingerprint.key})",

@@ -15,7 +15,8 @@ work 2^4..2^24, interleaved:
   library has without breakeven.
 
 Each is a ratio to min(serial, parallel) measured in the same batch
-rotation; serial and parallel are the kernel's call under
+rotation (the decisions shown are the last run's, at its end); serial and
+parallel are the kernel's call under
 ``threads(1, exact=True)`` and ``threads(n, exact=True)`` (forced calls do
 not teach the estimate).  Every figure is the median over ``--runs`` runs
 (default 3), each from a fresh start (nothing learnt).
@@ -173,12 +174,15 @@ def main(argv=None) -> int:
                         for i in range(4)) for key in per_run[0][0]}
     decisions = per_run[-1][1]
     out.append("| kernel | work | after warm-up | after learning | always serial "
-               "| always parallel | decision after warm-up | after learning |")
-    out.append("|---|---:|---:|---:|---:|---:|---|---|")
+               "| always parallel | decision after warm-up | after learning "
+               "| after warm-up / learning, each run |")
+    out.append("|---|---:|---:|---:|---:|---:|---|---|---|")
     for (name, lg), (w, le, s, p) in cells.items():
         first, last = decisions[(name, lg)]
+        each = ", ".join(f"{r[0][(name, lg)][0]:.2f}/{r[0][(name, lg)][1]:.2f}"
+                         for r in per_run)
         out.append(f"| {name} | {1 << lg} | {w:.2f} | {le:.2f} | {s:.2f} | "
-                   f"{p:.2f} | {_how(first)} | {_how(last)} |")
+                   f"{p:.2f} | {_how(first)} | {_how(last)} | {each} |")
     out.append("")
 
     def stats(i):

@@ -659,8 +659,12 @@ def test_feedback_backs_off_under_contention_and_recovers(eager):
         testing.make_probe_due("sum")
         assert be.explain(be.sum, x).threads == CPUS  # the probe
         be.sum(x)
+        # (a probe a millisecond or more after the last parallel call may
+        # have had to wake the team: not judged, the next call probes again)
+        if be.explain(be.sum, x).threads == CPUS:
+            be.sum(x)
         assert be.explain(be.sum, x).threads < CPUS
-        assert be.stats()["sum", "float64"].probes == 1
+        assert 1 <= be.stats()["sum", "float64"].probes <= 2
         testing.clock_scale(1.0)  # contention gone: the next probe finds out
         for _ in range(3):  # (a probe that hits machine noise is retried later)
             testing.make_probe_due("sum")

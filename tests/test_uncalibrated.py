@@ -144,7 +144,7 @@ def test_a_library_default_for_a_similar_host_is_used(tmp_path):
     path = library_default(tmp_path, 7777, ref)
     try:
         be.register("lib.kernel", lambda x: x, work=0, sample=sample,
-                    dtypes=("float64",), defaults=path)
+                    dtypes=("float64",), defaults=str(path))  # a str will do
         testing.reset(Profile(here, {}, "now", 10_000.0, "host profile"))
         testing.idle(-3600)
         d = be.decide("lib.kernel", 10**6)

@@ -232,8 +232,10 @@ cdef double C_MARGIN = 0.05  # as calibration's (breakeven._steps.MARGIN)
 # called among others meets cold caches, the same size in a loop warm ones).
 cdef int EXPLORE_UNTIL = 8
 cdef long long EXPLORE_LATER = 256
-# In estimate mode serial calls of at least this much work are all timed
-# (smaller ones one in ESTIMATE_SAMPLE): they teach the serial rate.
+# In estimate mode a size's serial calls are all timed until EXPLORE_UNTIL
+# of them are; then, of at least ESTIMATE_TIME_ALL work, one in
+# ESTIMATE_SAMPLE, and smaller ones one in SAMPLE_EVERY (a clock read costs
+# as much as a small call): they keep the serial rate up to date.
 cdef Py_ssize_t ESTIMATE_TIME_ALL = 4096
 cdef long long ESTIMATE_SAMPLE = 4
 
@@ -887,8 +889,8 @@ cdef int _begin(dispatch.Call *c, int kernel, int typenum,
             if c.flags & F_TIMED:
                 pass
             elif (n % SAMPLE_EVERY == 0 or (e.estimate and (
-                    work >= ESTIMATE_TIME_ALL or c.flags & F_EXPLORE
-                    or n % ESTIMATE_SAMPLE == 0))):
+                    c.flags & F_EXPLORE or e.ser_n[_bucket(work)] < EXPLORE_UNTIL
+                    or (work >= ESTIMATE_TIME_ALL and n % ESTIMATE_SAMPLE == 0)))):
                 # a sample for stats(); an estimated kernel's serial calls
                 # teach it its serial rate
                 c.flags |= F_TIMED

@@ -929,6 +929,8 @@ def read_defaults(source, fingerprint: Fingerprint | None = None,
     naming the file; None if it has none.  Raises ProfileError or OSError
     if the file cannot be used."""
     fingerprint = fingerprint or host_fingerprint()
+    if isinstance(source, (str, os.PathLike)):
+        source = Path(source)
     text = source.read_text()
     hosts = _parse(text, str(source))
     chosen = similar_host([_host_from_dict(k, h, f"hosts.{k}")

@@ -227,6 +227,17 @@ def exp_job(mode: str, lg: int, calls: int) -> float:
     return float(o[0])
 
 
+def targets_table(figures: Mapping[str, float], targets: Mapping[str, float]
+                  ) -> list[str]:
+    """The summary of a benchmark: each target's figure, and whether it is
+    met (at most the target)."""
+    out = ["## Summary\n", "| figure | measured | target | |", "|---|---:|---:|---|"]
+    for name, target in targets.items():
+        met = "met" if figures[name] <= target else "NOT met"
+        out.append(f"| {name} | {figures[name]:.3g} | <= {target:g} | {met} |")
+    return out + [""]
+
+
 def emit(lines: list[str], path: str | None) -> None:
     """Print a report and, if a path is given, write it there."""
     text = "\n".join(lines) + "\n"

@@ -158,35 +158,43 @@ relu_pair_fn = breakeven.kernel(parallel=relu_parallel,
 EXAMPLE = ROOT / "docs" / "examples" / "mykernels"
 
 
+def _build(module: str, pyx: Path, build_lib: Path, what: str) -> None:
+    """Compile ``pyx`` into the extension ``module`` under ``build_lib``
+    with setuptools and OpenMP, as a user's build would (cythonize finds
+    breakeven's .pxd on sys.path)."""
+    tmp = BUILD / f"{module}-build"
+    tmp.mkdir(parents=True, exist_ok=True)
+    script = (
+        "from setuptools import Extension, setup\n"
+        "from Cython.Build import cythonize\n"
+        f"setup(ext_modules=cythonize([Extension({module!r}, [{str(pyx)!r}], "
+        "extra_compile_args=['-fopenmp', '-O2'], "
+        "extra_link_args=['-fopenmp'])], quiet=True, "
+        f"build_dir={str(tmp)!r}), "
+        f"script_args=['build_ext', '--build-lib', {str(build_lib)!r}, "
+        f"'--build-temp', {str(tmp)!r}])\n")
+    r = subprocess.run([sys.executable, "-c", script], cwd=tmp,
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError(f"building {what} failed:\n" + r.stdout + r.stderr)
+
+
+def _stale(built: list[Path], sources) -> bool:
+    return not built or any(f.stat().st_mtime > min(b.stat().st_mtime for b in built)
+                            for f in sources)
+
+
 def load_example():
     """The example library of the docs (``mykernels``), built with
-    setuptools into ``build/bench-ext/mykernels`` and imported."""
+    setuptools into ``build/bench-ext/example`` and imported."""
     import shutil
 
     target = BUILD / "example"
     pkg = target / "mykernels"
     src = EXAMPLE / "src" / "mykernels"
-    stale = not list(pkg.glob("_logistic*.so")) or any(
-        f.stat().st_mtime > min(p.stat().st_mtime for p in pkg.glob("_logistic*.so"))
-        for f in src.iterdir())
-    if stale:
-        tmp = BUILD / "example-build"
-        tmp.mkdir(parents=True, exist_ok=True)
-        script = (
-            "from setuptools import Extension, setup\n"
-            "from Cython.Build import cythonize\n"
-            "setup(ext_modules=cythonize([Extension('mykernels._logistic', "
-            f"[{str(src / '_logistic.pyx')!r}], "
-            "extra_compile_args=['-fopenmp', '-O2'], "
-            "extra_link_args=['-fopenmp'])], quiet=True, "
-            f"build_dir={str(tmp)!r}), "
-            f"script_args=['build_ext', '--build-lib', {str(target)!r}, "
-            f"'--build-temp', {str(tmp)!r}])\n")
-        r = subprocess.run([sys.executable, "-c", script], cwd=tmp,
-                           capture_output=True, text=True, timeout=600)
-        if r.returncode != 0:
-            raise RuntimeError("building the example library failed:\n"
-                               + r.stdout + r.stderr)
+    if _stale(list(pkg.glob("_logistic*.so")), src.iterdir()):
+        _build("mykernels._logistic", src / "_logistic.pyx", target,
+               "the example library")
     shutil.copy(src / "__init__.py", pkg / "__init__.py")
     if str(target) not in sys.path:
         sys.path.insert(0, str(target))
@@ -197,20 +205,10 @@ def load():
     """The kernels' module (built on first use)."""
     BUILD.mkdir(parents=True, exist_ok=True)
     pyx = BUILD / "bench_relu_ext.pyx"
-    if not pyx.exists() or pyx.read_text() != PYX or \
-            not list(BUILD.glob("bench_relu_ext*.so")):
+    if not pyx.exists() or pyx.read_text() != PYX:
         pyx.write_text(PYX)
-        setup = ("from setuptools import setup, Extension\n"
-                 "from Cython.Build import cythonize\n"
-                 "setup(ext_modules=cythonize([Extension('bench_relu_ext', "
-                 "['bench_relu_ext.pyx'], extra_compile_args=['-fopenmp', '-O2'], "
-                 "extra_link_args=['-fopenmp'])], quiet=True), "
-                 "script_args=['build_ext', '--inplace'])\n")
-        r = subprocess.run([sys.executable, "-c", setup], cwd=BUILD,
-                           capture_output=True, text=True, timeout=600)
-        if r.returncode != 0:
-            raise RuntimeError("building the benchmark's kernels failed:\n"
-                               + r.stdout + r.stderr)
+    if _stale(list(BUILD.glob("bench_relu_ext*.so")), [pyx]):
+        _build("bench_relu_ext", pyx, BUILD, "the benchmark's kernels")
     (BUILD / "bench_relu.py").write_text(WRAPPER)
     if str(BUILD) not in sys.path:
         sys.path.insert(0, str(BUILD))

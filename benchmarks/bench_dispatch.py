@@ -52,6 +52,7 @@ from _common import (
     fmt_ratio,
     ratio_range,
     runs_option,
+    targets_table,
 )
 from threadpoolctl import ThreadpoolController
 
@@ -81,9 +82,6 @@ TARGETS = {
     "section() us": 15.0,          # `with breakeven.section(): pass`
 }
 
-
-def _met(name: str, value: float) -> str:
-    return "met" if value <= TARGETS[name] else "NOT met"
 
 
 def envelope(sizes, repeats, out, runs=1):
@@ -373,13 +371,7 @@ def main(argv=None) -> int:
                "alternating loop": alt}
     figures.update(overhead(reps * 2, out))
     figures.update(controls(reps * 2, out))
-    out.append("## Summary\n")
-    out.append("| figure | measured | target | |")
-    out.append("|---|---:|---:|---|")
-    for name, target in TARGETS.items():
-        out.append(f"| {name} | {figures[name]:.3g} | <= {target:g} | "
-                   f"{_met(name, figures[name])} |")
-    out.append("")
+    out += targets_table(figures, TARGETS)
     out.append(f"- n=16: breakeven.sum {figures['sum n=16 ns']:.0f} ns, "
                f"{figures['sum / np.sum']:.2f}x np.sum; a float64-only "
                f"relu through @kernel {figures['decorator64 n=16']:.2f}x its "

@@ -33,7 +33,7 @@ import sys
 
 import _userkernels
 import numpy as np
-from _common import add_runs_option, emit, runs_option, stamp
+from _common import add_runs_option, emit, runs_option, stamp, targets_table
 from threadpoolctl import ThreadpoolController
 
 import breakeven as be
@@ -192,13 +192,7 @@ def main(argv=None) -> int:
     figures = {"after warm-up, max": stats(0)[0],
                "after warm-up, geometric mean": stats(0)[1],
                "after learning, max": stats(1)[0]}
-    out.append("## Summary\n")
-    out.append("| figure | measured | target | |")
-    out.append("|---|---:|---:|---|")
-    for name, target in TARGETS.items():
-        met = "met" if figures[name] <= target else "NOT met"
-        out.append(f"| {name} | {figures[name]:.3g} | <= {target:g} | {met} |")
-    out.append("")
+    out += targets_table(figures, TARGETS)
     out.append("Beside them, the choices without breakeven, over the same cells: "
                f"always serial max {stats(2)[0]:.2f}, geometric mean "
                f"{stats(2)[1]:.2f}; always parallel max {stats(3)[0]:.2f}, "

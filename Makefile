@@ -59,6 +59,9 @@ bench: $(VENV)/.bench-installed
 	    --output benchmarks/results/peers.md
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_map.py \
 	    --output benchmarks/results/map.md
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_zero_config.py \
+	    --output benchmarks/results/zero_config.md
+	$(PY) benchmarks/bench_import.py --output benchmarks/results/import.md
 
 bench-quick: $(VENV)/.bench-installed
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_peers.py --quick \

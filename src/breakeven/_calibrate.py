@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -751,6 +750,7 @@ def measure_batch(usable: int, repeats: int = 7, tasks: int = 64) -> dict[str, f
     for _ in range(repeats):
         few.append(run(usable))
         many.append(run(tasks))
+    import statistics  # milliseconds of import: only when calibrating
     start, full = statistics.median(few), statistics.median(many)
     return {"start_s": start, "task_s": max(full - start, 0.0) / (tasks - usable)}
 

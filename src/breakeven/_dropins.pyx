@@ -56,8 +56,6 @@ import numpy as np
 
 from breakeven import _core
 from breakeven._errors import fp_error
-from breakeven._nearest import nearest_parallel as _nearest_parallel
-from breakeven._nearest import nearest_serial as _nearest_serial
 
 cnp.import_array()
 if dispatch.import_breakeven() != 0:
@@ -979,13 +977,27 @@ def nearest(X, C):
     if _nearest_check(X, C, &p) != OK:
         return _nearest_numpy(X, C)
     X, C = _aligned(X), _aligned(C)
+    kernels = _nearest_kernels()
     nt = dispatch.begin(&call, p.kernel, p.typenum, p.work)
     try:
         if nt <= 1:
-            return _nearest_serial(X, C)
-        return _nearest_parallel(X, C, nt)
+            return kernels.nearest_serial(X, C)
+        return kernels.nearest_parallel(X, C, nt)
     finally:
         dispatch.end(&call)
+
+
+cdef object _nearest_module = None
+
+
+cdef object _nearest_kernels():
+    """breakeven._nearest, imported at the first call: it loads SciPy (for
+    its BLAS), which a process that never calls nearest need not import."""
+    global _nearest_module
+    if _nearest_module is None:
+        import breakeven._nearest as module
+        _nearest_module = module
+    return _nearest_module
 
 
 def _plan_nearest(X, C):

@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import fcntl
-import hashlib
 import json
 import os
 import platform
-import tempfile
 import threading
 import tomllib
 import warnings
@@ -38,7 +35,7 @@ from breakeven._core import DTYPES
 from breakeven._registry import EMBEDDED_DEFAULT
 from breakeven._registry import NAME as KERNEL_NAME
 from breakeven._steps import Steps, cold_tables
-from breakeven._threads import usable_cpus
+from breakeven._threads import OPENMP_RUNTIME, usable_cpus
 
 __all__ = [
     "FORMAT_VERSION",
@@ -129,7 +126,7 @@ class Fingerprint:
         """A short stable identifier of the host's fields."""
         d = self.as_dict()
         text = json.dumps({k: d[k] for k in self.HOST}, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return _digest(text)
 
     def as_dict(self) -> dict:
         return {"cpu": self.cpu, "usable_cpus": self.usable_cpus,
@@ -151,11 +148,16 @@ class Fingerprint:
                 for k in self.LIBRARIES if a[k] != b[k]]
 
 
+def _digest(text: str) -> str:
+    import hashlib  # milliseconds of import: only when a key is computed
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _legacy_key(fp: dict) -> str:
     """The key of a host in a profile of format 1: of every field it had."""
     old = ("cpu", "usable_cpus", "openmp", "wait_policy", "blas", "breakeven")
     text = json.dumps({k: fp[k] for k in old}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return _digest(text)
 
 
 def _cpu_model() -> str:
@@ -166,29 +168,23 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def _library_info() -> tuple[str, str]:
-    """(OpenMP runtime, BLAS description) as threadpoolctl sees them."""
+def _blas_info() -> str:
+    """The BLAS libraries as threadpoolctl sees them."""
     # Here, not at the top: threadpoolctl scans the loaded libraries, and
-    # _nearest loads SciPy's BLAS; a process that never needs a fingerprint
-    # (no dispatched call) pays for neither.  The kernels' libraries must be
-    # loaded to be seen: the kernels link the OpenMP runtime; nearest calls
-    # SciPy's BLAS.
+    # _nearest loads SciPy (for its BLAS, which must be loaded to be seen).
+    # Only a fingerprint with the libraries' versions needs them: the host
+    # key does not, so a process that only dispatches pays for neither.
     from threadpoolctl import threadpool_info
 
     import breakeven._nearest  # noqa: F401
 
-    openmp, blas = [], []
-    for lib in threadpool_info():
-        if lib.get("user_api") == "openmp":
-            openmp.append(str(lib.get("prefix")))
-        elif lib.get("user_api") == "blas":
-            blas.append(f"{lib.get('internal_api')} {lib.get('version')} "
-                        f"{lib.get('architecture')} {lib.get('threading_layer')}")
-    return (",".join(sorted(set(openmp))) or "unknown",
-            "; ".join(sorted(set(blas))) or "none")
+    blas = [f"{lib.get('internal_api')} {lib.get('version')} "
+            f"{lib.get('architecture')} {lib.get('threading_layer')}"
+            for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    return "; ".join(sorted(set(blas))) or "none"
 
 
-_fingerprint_cache: Fingerprint | None = None
+_fingerprint_cache: dict[bool, Fingerprint] = {}
 _fingerprint_lock = threading.Lock()
 
 
@@ -202,25 +198,33 @@ def _spin_settings() -> str:
     return ";".join(set_) or "default"
 
 
-def host_fingerprint(refresh: bool = False) -> Fingerprint:
-    """This host's fingerprint (cached; ``refresh=True`` recomputes it)."""
-    global _fingerprint_cache
+def host_fingerprint(refresh: bool = False, *, libraries: bool = True
+                     ) -> Fingerprint:
+    """This host's fingerprint (cached; ``refresh=True`` recomputes it).
+
+    ``libraries=False`` leaves the BLAS libraries out (``blas == ""``): the
+    key, which finds the host's entry, does not depend on them, and looking
+    them up imports threadpoolctl and SciPy.
+    """
     with _fingerprint_lock:
-        if _fingerprint_cache is None or refresh:
+        if refresh:
+            _fingerprint_cache.clear()
+        fp = _fingerprint_cache.get(libraries)
+        if fp is None:
             from breakeven import __version__  # the package imports this module
 
-            openmp, blas = _library_info()
-            _fingerprint_cache = Fingerprint(
+            fp = Fingerprint(
                 cpu=_cpu_model(),
                 usable_cpus=usable_cpus(),
-                openmp=openmp,
+                openmp=OPENMP_RUNTIME,
                 wait_policy=os.environ.get("OMP_WAIT_POLICY", "default").lower(),
-                blas=blas,
+                blas=_blas_info() if libraries else "",
                 breakeven=__version__,
                 spin=_spin_settings(),
                 numpy=np.__version__,
             )
-        return _fingerprint_cache
+            _fingerprint_cache[libraries] = fp
+        return fp
 
 
 # ---------------------------------------------------------------------------
@@ -314,8 +318,21 @@ class Profile:
     looked_thrice: list = field(default_factory=list, repr=False, compare=False)
     # What the last save kept of the file instead of this profile's entries.
     kept: list = field(default_factory=list, repr=False, compare=False)
-    # The libraries that changed since the calibration (Fingerprint.stale).
-    stale: list = field(default_factory=list, repr=False, compare=False)
+    # The host now, to tell what changed since the calibration (see stale).
+    stale_against: Fingerprint | None = field(default=None, repr=False,
+                                              compare=False)
+
+    @property
+    def stale(self) -> list[str]:
+        """What changed since the calibration, when this host's entry was
+        made with other libraries: ``["numpy 2.3.0 -> 2.4.6", ...]`` (empty:
+        up to date, or not a profile read for a host)."""
+        now = self.stale_against
+        if now is None:
+            return []
+        if not now.blas:  # looked up without the libraries: look them up now
+            now = host_fingerprint()
+        return self.fingerprint.stale(now)
 
     def steps(self, kernel: str, dtype: str, state: str = "hot") -> Steps:
         """The step table of a kernel and dtype.
@@ -807,18 +824,40 @@ def dumps(profiles: list[Profile]) -> str:
     return _dumps({p.fingerprint.key: _host_to_dict(p) for p in profiles})
 
 
+def _hold(lock, held: bool) -> None:
+    """Take (``held=True``, blocking) or release the exclusive lock of an
+    open lock file: the one place that knows how each OS locks a file."""
+    if os.name == "nt":
+        import msvcrt
+        lock.seek(0)  # both calls lock the file's first byte
+        if not held:
+            msvcrt.locking(lock.fileno(), msvcrt.LK_UNLCK, 1)
+            return
+        while True:  # LK_LOCK gives up after ten seconds: wait on
+            try:
+                msvcrt.locking(lock.fileno(), msvcrt.LK_LOCK, 1)
+                return
+            except OSError:
+                continue
+    import fcntl
+    fcntl.flock(lock, fcntl.LOCK_EX if held else fcntl.LOCK_UN)
+
+
 @contextlib.contextmanager
 def locked(target: Path):
+    """Hold the lock of ``target`` (its ``.lock`` file beside it) between
+    processes, on any OS."""
     lock_path = target.with_name(target.name + ".lock")
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with open(lock_path, "a+") as lock:
+        _hold(lock, True)
         try:
             yield
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            _hold(lock, False)
 
 
 def atomic_write(target: Path, text: str) -> None:
+    import tempfile
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
                                suffix=".tmp")
     try:
@@ -900,7 +939,7 @@ def _pick_host(hosts: dict[str, dict], fingerprint: Fingerprint) -> Profile | No
     if fingerprint.key in hosts:
         p = _host_from_dict(fingerprint.key, hosts[fingerprint.key],
                             f"hosts.{fingerprint.key}")
-        p.stale = p.fingerprint.stale(fingerprint)
+        p.stale_against = fingerprint
         return p
     return None
 
@@ -928,7 +967,7 @@ def read_defaults(source, fingerprint: Fingerprint | None = None,
     for this host or a similar one (:func:`similar_host`), its ``source``
     naming the file; None if it has none.  Raises ProfileError or OSError
     if the file cannot be used."""
-    fingerprint = fingerprint or host_fingerprint()
+    fingerprint = fingerprint or host_fingerprint(libraries=False)
     if isinstance(source, (str, os.PathLike)):
         source = Path(source)
     text = source.read_text()
@@ -937,7 +976,7 @@ def read_defaults(source, fingerprint: Fingerprint | None = None,
                            for k, h in sorted(hosts.items())], fingerprint)
     if chosen is not None:
         chosen.source = name
-        chosen.stale = chosen.fingerprint.stale(fingerprint)
+        chosen.stale_against = fingerprint
     return chosen
 
 
@@ -948,7 +987,7 @@ def embedded_profile(fingerprint: Fingerprint | None = None) -> Profile:
     the source tree); this host gets the entry of a similar host
     (:func:`similar_host`).  Its fingerprint stays the reference host's.
     """
-    fingerprint = fingerprint or host_fingerprint()
+    fingerprint = fingerprint or host_fingerprint(libraries=False)
     try:
         chosen = read_defaults(EMBEDDED, fingerprint, "embedded default")
     except (OSError, ProfileError) as exc:  # a broken install: stay serial
@@ -999,7 +1038,7 @@ def load_profile(path: str | os.PathLike | None = None, *,
     >>> p.threshold("sum", "float64", "hot") > 0
     True
     """
-    fingerprint = fingerprint or host_fingerprint()
+    fingerprint = fingerprint or host_fingerprint(libraries=False)
     target = Path(path) if path is not None else default_profile_path()
     try:
         if not target.exists():

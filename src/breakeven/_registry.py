@@ -12,11 +12,12 @@ simply the first registered.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
@@ -25,7 +26,6 @@ from breakeven import (
     _dropins,
     _elementwise,
     _histogram,
-    _nearest,
     _reductions,
     _scan,
 )
@@ -36,7 +36,9 @@ DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 # A kernel's name: a built-in's short name, or name-spaced ("mylib.relu").
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 # The built-ins' defaults: their tables on breakeven's reference hosts.
-EMBEDDED_DEFAULT = resources.files("breakeven").joinpath("data/default_profile.toml")
+# A plain path: the package holds compiled extensions, so it is always
+# installed as files (importlib.resources would cost milliseconds of import).
+EMBEDDED_DEFAULT = Path(__file__).with_name("data") / "default_profile.toml"
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,22 @@ def _sample_histogram(work, dtype, rng):
 # nearest: samples have this many centres and features; work = n * m * d.
 NEAREST_M = 32
 NEAREST_D = 16
+
+
+class _Later:
+    """A kernel variant of a module imported at its first call (nearest's:
+    its module loads SciPy, for SciPy's BLAS)."""
+
+    def __init__(self, module: str, name: str):
+        self.module, self.name, self.function = module, name, None
+
+    def __call__(self, *args):
+        if self.function is None:
+            self.function = getattr(importlib.import_module(self.module), self.name)
+        return self.function(*args)
+
+    def __repr__(self) -> str:
+        return f"<{self.module}.{self.name}>"
 
 
 def _sample_nearest(work, dtype, rng):
@@ -272,7 +290,8 @@ _BUILTINS = tuple(dataclasses.replace(k, defaults=EMBEDDED_DEFAULT) for k in (
     Kernel("histogram", _histogram.histogram_serial, _histogram.histogram_parallel,
            _histogram_reference, _len_work, _sample_histogram,
            call=lambda x, bins, lo, hi: _dropins.histogram(x, bins, (lo, hi))),
-    Kernel("nearest", _nearest.nearest_serial, _nearest.nearest_parallel,
+    Kernel("nearest", _Later("breakeven._nearest", "nearest_serial"),
+           _Later("breakeven._nearest", "nearest_parallel"),
            _nearest_reference, _nearest_work, _sample_nearest, uses_blas=True,
            call=lambda X, C: _dropins.nearest(X, C)),
 ))

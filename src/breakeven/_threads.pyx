@@ -13,6 +13,27 @@ import time
 
 import numpy as np
 
+cdef extern from *:
+    """
+    /* The OpenMP runtime the kernels were built for: the one the compiler
+       links (threadpoolctl's names of their libraries). */
+    #if defined(__INTEL_LLVM_COMPILER) || defined(__INTEL_COMPILER)
+    #define BE_OPENMP_RUNTIME "libiomp"
+    #elif defined(__clang__)
+    #define BE_OPENMP_RUNTIME "libomp"
+    #elif defined(_MSC_VER)
+    #define BE_OPENMP_RUNTIME "vcomp"
+    #elif defined(__GNUC__)
+    #define BE_OPENMP_RUNTIME "libgomp"
+    #else
+    #define BE_OPENMP_RUNTIME "unknown"
+    #endif
+    """
+    const char *BE_OPENMP_RUNTIME
+
+# The OpenMP runtime of this build (part of a host's fingerprint).
+OPENMP_RUNTIME = BE_OPENMP_RUNTIME.decode()
+
 from breakeven._cpu import usable_cpus as _usable_cpus
 
 # Usable CPUs (affinity and cgroup quota), read once: kernels clamp to it on

@@ -9,7 +9,6 @@ noise then hits every candidate alike instead of whichever ran last.
 from __future__ import annotations
 
 import contextlib
-import statistics
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
@@ -26,6 +25,7 @@ class Timing:
 
     @property
     def median(self) -> float:
+        import statistics  # milliseconds of import: only when timing
         return statistics.median(self.samples)
 
     @property

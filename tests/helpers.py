@@ -5,6 +5,7 @@ import contextlib
 import numpy as np
 
 import breakeven as be
+from breakeven._profile import Profile, host_fingerprint
 
 
 def ulp_distance(a, b):
@@ -50,3 +51,22 @@ def build_extension(directory, name: str, source: str) -> None:
     r = subprocess.run([sys.executable, "-c", setup], cwd=directory,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def ladder(n: int) -> tuple:
+    """Steps 1 -> 2 -> 4 -> ... -> n threads, a decade of work apart."""
+    steps, t, work = [(0, 1)], 2, 1000
+    while t < n:
+        steps.append((work, t))
+        t, work = 2 * t, work * 10
+    if n > 1:
+        steps.append((work, n))
+    return tuple(steps)
+
+
+def ladder_profile(n: int, times=None, sleep_us=None) -> Profile:
+    p = Profile(host_fingerprint(), {}, "now", sleep_us, "ladder profile")
+    for k in be.KERNELS:
+        for d in ("float64", "float32"):
+            p.set_table(k, d, ladder(n), ladder(n), times)
+    return p

@@ -9,7 +9,7 @@ import threading
 
 import numpy as np
 import pytest
-from helpers import build_extension
+from helpers import build_extension, ladder, ladder_profile
 
 import breakeven as be
 from breakeven import testing
@@ -17,25 +17,6 @@ from breakeven._profile import Profile, host_fingerprint
 
 CPU_COUNTS = [1, 2, 3, 8, 64]
 CPUS = be.usable_cpus()
-
-
-def ladder(n: int) -> tuple:
-    """Steps 1 -> 2 -> 4 -> ... -> n threads, a decade of work apart."""
-    steps, t, work = [(0, 1)], 2, 1000
-    while t < n:
-        steps.append((work, t))
-        t, work = 2 * t, work * 10
-    if n > 1:
-        steps.append((work, n))
-    return tuple(steps)
-
-
-def ladder_profile(n: int, times=None, sleep_us=None) -> Profile:
-    p = Profile(host_fingerprint(), {}, "now", sleep_us, "ladder profile")
-    for k in be.KERNELS:
-        for d in ("float64", "float32"):
-            p.set_table(k, d, ladder(n), ladder(n), times)
-    return p
 
 
 @pytest.fixture(autouse=True)

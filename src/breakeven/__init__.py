@@ -38,6 +38,7 @@ from breakeven._dropins import (  # noqa: E402
     nearest,
     sum,
 )
+from breakeven._info import show_versions  # noqa: E402
 from breakeven._map import map  # noqa: E402
 from breakeven._profile import Profile, ProfileWarning, load_profile  # noqa: E402
 from breakeven._registry import KERNELS, Kernel, get_kernel  # noqa: E402
@@ -68,9 +69,16 @@ __all__ = [
     "register",
     "save_learned",
     "section",
+    "show_versions",
     "stats",
     "sum",
     "threads",
     "usable_cpus",
     "use_profile",
 ]
+
+# threadpoolctl's threadpool_info() lists breakeven, threadpool_limits() caps
+# it (registered now if threadpoolctl is imported, else when it is).
+from breakeven import _threadpool  # noqa: E402
+
+_threadpool.install()

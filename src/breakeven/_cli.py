@@ -364,11 +364,32 @@ def cmd_explain(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------
 
 
+def _version() -> str:
+    from breakeven import __version__
+
+    return __version__
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from breakeven._info import format_info, info
+
+    sections = info()
+    print(json.dumps(sections, indent=2) if args.json else format_info(sections))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="breakeven",
         description="Calibrated serial/parallel dispatch for NumPy kernels.")
+    parser.add_argument("--version", action="version",
+                        version=f"breakeven {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="print what a bug report needs: host, "
+                                    "OpenMP, BLAS, profile, versions")
+    p.add_argument("--json", action="store_true", help="as JSON")
+    p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("calibrate", help="measure this host and write its profile")
     p.add_argument("--quick", action="store_true",

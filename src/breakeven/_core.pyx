@@ -17,8 +17,8 @@ for :func:`breakeven.decide`, and, as a dry run, for
    longest measured idle time not longer than this one's;
 4. capped by ``threads(n)``; a kernel backed off for contention gets its
    reduced count (or, when a probe is due, its full count);
-5. clamped by the usable CPUs and ``omp_get_max_threads()``; serial inside
-   an OpenMP region;
+5. clamped by the usable CPUs, ``omp_get_max_threads()`` and a limit set
+   through threadpoolctl; serial inside an OpenMP region;
 6. within an open ``section()``, at most its cores; else taken from the
    process's core budget (fewer if fewer are free);
 7. fewer than 2: serial; a call past its threshold that runs serially still
@@ -107,6 +107,22 @@ cdef extern from *:
         return __atomic_load_n(p, __ATOMIC_ACQUIRE);
     }
 
+    /* The process-wide thread limit that threadpoolctl sets through
+       breakeven's controller (breakeven/_threadpool.py), which finds this
+       module by these two exported symbols; 0 = no limit. */
+    #if defined(_WIN32)
+    #define BE_EXPORT __declspec(dllexport)
+    #else
+    #define BE_EXPORT __attribute__((visibility("default")))
+    #endif
+    static int be_pool_limit = 0;
+    BE_EXPORT int breakeven_get_thread_limit(void) {
+        return __atomic_load_n(&be_pool_limit, __ATOMIC_RELAXED);
+    }
+    BE_EXPORT void breakeven_set_thread_limit(int n) {
+        __atomic_store_n(&be_pool_limit, n > 0 ? n : 0, __ATOMIC_RELAXED);
+    }
+
     /* threads() and section() of the calling thread */
     static __thread int be_tl_exact = 0;    /* threads(n, exact=True): n */
     static __thread int be_tl_cap = 0;      /* threads(n): n; 0 = none */
@@ -162,6 +178,8 @@ cdef extern from *:
     void *load_ptr "be_load_ptr"(void **p) noexcept nogil
     void **_slots "be_slots"
     int _n_slots "be_n_slots"
+    int pool_limit "breakeven_get_thread_limit"() noexcept nogil
+    void set_pool_limit "breakeven_set_thread_limit"(int n) noexcept nogil
     int tl_exact "be_tl_exact"
     int tl_cap "be_tl_cap"
     int tl_section "be_tl_section"
@@ -403,7 +421,11 @@ cdef inline int _dtype_index(int typenum) noexcept nogil:
 
 
 cdef inline int _max_threads() noexcept nogil:
-    return _sim_max if _sim_max > 0 else omp_get_max_threads()
+    """omp_get_max_threads() (or simulated), lowered to the limit set
+    through threadpoolctl if there is one."""
+    cdef int m = _sim_max if _sim_max > 0 else omp_get_max_threads()
+    cdef int p = pool_limit()
+    return p if 0 < p < m else m
 
 
 cdef inline int _full_count() noexcept nogil:
@@ -530,6 +552,7 @@ ctypedef struct Why:
     bint probe
     int limit           # min(usable, omp_get_max_threads()) if it lowered it
     int max_threads     # omp_get_max_threads() seen
+    int pool_limit      # threadpoolctl's limit (0: none)
     bint nested         # inside an OpenMP region
     int section         # cores of the caller's open section (0: none)
     int free            # cores free in the budget
@@ -792,7 +815,8 @@ cdef int _decide(Slot *s, Entry *e, Py_ssize_t work, dispatch.Call *c, Why *why,
                     why.backoff = t
     limit = _max_threads()
     if why != NULL:
-        why.max_threads = limit
+        why.max_threads = _sim_max if _sim_max > 0 else omp_get_max_threads()
+        why.pool_limit = pool_limit()
     if _usable < limit:
         limit = _usable
     if t > limit:
@@ -1351,7 +1375,8 @@ def usable():
 
 
 def max_threads():
-    """``omp_get_max_threads()`` as the core sees it (or simulated)."""
+    """The most threads a call may use as OpenMP allows: ``omp_get_max_threads()``
+    (or simulated), lowered to a limit set through threadpoolctl."""
     return _max_threads()
 
 
@@ -1505,7 +1530,8 @@ def decide(int kernel, int d, Py_ssize_t work, idle=None):
         "threshold": None if why.threshold == INFINITY else int(why.threshold),
         "table_threads": why.table_threads, "cap": why.cap,
         "backoff": why.backoff, "probe": bool(why.probe),
-        "limit": why.limit, "max_threads": why.max_threads, "usable": _usable,
+        "limit": why.limit, "max_threads": why.max_threads,
+        "pool_limit": why.pool_limit, "usable": _usable,
         "nested": bool(why.nested), "section": why.section, "free": why.free,
         "budget": bool(why.budget), "held": bool(why.held),
         "forced": tl_exact, "sleep_after": _sleep_after / 1e9,

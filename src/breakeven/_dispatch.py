@@ -130,6 +130,20 @@ def profile() -> Profile:
     return p
 
 
+def profile_words(stale: bool = True) -> str:
+    """The profile in use, in a few words: its file and when it was
+    calibrated, or that this host has none.  ``stale=False`` leaves out what
+    changed since (which looks the BLAS libraries up through threadpoolctl:
+    not from inside threadpoolctl)."""
+    p = profile()
+    if p.source.startswith("embedded default"):
+        return (f"{p.source} (this host is not calibrated: run "
+                "`breakeven calibrate`)")
+    changed = p.stale if stale else []
+    tail = f"; stale: {', '.join(changed)}" if changed else ""
+    return f"{p.source} (calibrated {p.calibrated_at or 'at an unknown time'}{tail})"
+
+
 def use_profile(profile: Profile | None) -> None:
     """Make dispatch use ``profile`` from now on.
 
@@ -494,8 +508,10 @@ def _words(why: dict, kernel: str, dtype: str, work: int, threads: int,
             parts.append("a probe at full threads of a kernel backed off for "
                          "contention")
     if why["limit"]:
+        pool = (f", threadpoolctl limit {why['pool_limit']}"
+                if why["pool_limit"] else "")
         parts.append(f"capped at {why['limit']} (usable CPUs {why['usable']}, "
-                     f"omp_get_max_threads {why['max_threads']})")
+                     f"omp_get_max_threads {why['max_threads']}{pool})")
     if why["nested"]:
         parts.append("already inside a parallel region")
     if why["section"]:

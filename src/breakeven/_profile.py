@@ -185,7 +185,9 @@ def _blas_info() -> str:
 
 
 _fingerprint_cache: dict[bool, Fingerprint] = {}
-_fingerprint_lock = threading.Lock()
+# Reentrant: the full fingerprint scans the libraries through threadpoolctl,
+# which asks breakeven's controller for the profile, which needs the key.
+_fingerprint_lock = threading.RLock()
 
 
 # The OpenMP runtimes' settings of how long idle threads spin before they

@@ -1,0 +1,141 @@
+"""What a bug report needs: ``breakeven info`` and :func:`show_versions`."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["info", "show_versions"]
+
+# The packages breakeven runs with (dependencies, then optional ones).
+PACKAGES = ("numpy", "scipy", "threadpoolctl", "joblib", "platformdirs",
+            "dask", "distributed", "matplotlib", "Cython")
+# The environment variables that change what dispatch does.
+ENVIRONMENT = ("BREAKEVEN_PROFILE", "BREAKEVEN_SAVE_LEARNED", "OMP_NUM_THREADS",
+               "OMP_WAIT_POLICY", "OMP_PROC_BIND", "OMP_PLACES",
+               "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OPENBLAS_NUM_THREADS",
+               "MKL_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def _version(package: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _cpus() -> str:
+    from breakeven._cpu import cgroup_cpu_limit, usable_cpus
+
+    parts = [f"os.cpu_count {os.cpu_count()}"]
+    if hasattr(os, "sched_getaffinity"):
+        parts.append(f"affinity {len(os.sched_getaffinity(0))}")
+    quota = cgroup_cpu_limit()
+    parts.append(f"cgroup quota {quota:g}" if quota is not None
+                 else "no cgroup quota")
+    return f"{usable_cpus()} usable ({', '.join(parts)})"
+
+
+def info() -> dict[str, dict[str, str]]:
+    """What a bug report needs, by section: the package and Python, the
+    host and its usable CPUs, the OpenMP runtime and its settings, the BLAS
+    libraries and their threads, the profile in use and its freshness, the
+    environment variables that matter and the packages' versions.
+
+    Returns
+    -------
+    dict
+        ``{section: {field: text}}``, in the order :func:`show_versions`
+        prints them.
+    """
+    import platform
+
+    import breakeven
+    from breakeven import _core, _dispatch
+    from breakeven._profile import default_profile_path, host_fingerprint
+    from breakeven._threads import OPENMP_RUNTIME
+
+    fp = host_fingerprint()  # with the BLAS libraries (imports threadpoolctl)
+    from threadpoolctl import threadpool_info
+
+    pools = threadpool_info()
+    out: dict[str, dict[str, str]] = {}
+    out["breakeven"] = {
+        "version": breakeven.__version__,
+        "location": os.path.dirname(breakeven.__file__),
+        "python": f"{platform.python_version()} "
+                  f"({platform.python_implementation()}, {sys.executable})",
+        "platform": platform.platform(),
+    }
+    out["host"] = {
+        "cpu": fp.cpu,
+        "CPUs": _cpus(),
+        "fingerprint": fp.key,
+    }
+    if OPENMP_RUNTIME == "none":
+        runtime = "none: built without OpenMP, every kernel runs serially"
+    else:
+        runtime = f"{OPENMP_RUNTIME} (built with OpenMP)"
+    limit = next((p["num_threads"] for p in pools
+                  if p.get("user_api") == "breakeven"), None)
+    out["openmp"] = {
+        "runtime": runtime,
+        "max threads": f"omp_get_max_threads() {_core.max_threads()}",
+        "wait policy": fp.wait_policy,
+        "spin": fp.spin,
+        "breakeven limit": ("none" if limit is None or limit >= _core.usable()
+                            else str(limit)) + " (threadpoolctl)",
+    }
+    for p in pools:
+        if p.get("user_api") == "openmp":
+            out["openmp"][f"loaded {p['internal_api']}"] = (
+                f"{p['num_threads']} threads, {p['filepath']}")
+    out["blas"] = {
+        f"{p['internal_api']} {p.get('version')}":
+            f"{p['num_threads']} threads ({p.get('architecture')}, "
+            f"{p.get('threading_layer')}), {p['filepath']}"
+        for p in pools if p.get("user_api") == "blas"} or {"none": "loaded"}
+    path = default_profile_path()
+    out["profile"] = {
+        "file": f"{path} ({'exists' if path.exists() else 'does not exist'})",
+        "in use": _dispatch.profile_words(),
+    }
+    out["environment"] = {v: os.environ[v] for v in ENVIRONMENT
+                          if v in os.environ} or {"(none set)": ""}
+    out["packages"] = {p: _version(p) for p in PACKAGES}
+    return out
+
+
+def format_info(sections: dict[str, dict[str, str]]) -> str:
+    """``info()`` as the text ``breakeven info`` prints."""
+    width = max(len(k) for fields in sections.values() for k in fields)
+    lines = []
+    for name, fields in sections.items():
+        lines.append(f"{name}:")
+        lines += [f"  {k:<{width}}  {v}".rstrip() for k, v in fields.items()]
+    return "\n".join(lines)
+
+
+def show_versions() -> None:
+    """Print what a bug report about breakeven needs.
+
+    The host and its usable CPUs, the OpenMP runtime and its wait and spin
+    settings, the BLAS libraries and their threads, the profile in use and
+    whether it is stale, the environment variables that change dispatch,
+    and the versions of Python and of the packages breakeven uses.  The same
+    as ``breakeven info`` at the command line.
+
+    See Also
+    --------
+    threadpoolctl.threadpool_info : The thread pools (breakeven's among them).
+
+    Examples
+    --------
+    >>> import breakeven
+    >>> breakeven.show_versions()  # doctest: +ELLIPSIS
+    breakeven:
+      version ...
+    """
+    print(format_info(info()))

@@ -8,15 +8,18 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 # Re-install only when something that goes into the wheel changed.
-SOURCES := $(shell find src -type f -not -name '*.pyc') meson.build pyproject.toml
+SOURCES := $(shell find src -type f -not -name '*.pyc') meson.build meson.options pyproject.toml
 
-.PHONY: all install test calibrate bench bench-quick docs fuzz reliability lint clean help
+.PHONY: all install test test-no-openmp test-matrix calibrate bench bench-quick docs fuzz \
+        reliability lint clean help
 
 all: test
 
 help:
 	@echo "make calibrate  build, install into $(VENV), calibrate this host, write its profile"
 	@echo "make test       build, install into $(VENV) and run the test suite"
+	@echo "make test-no-openmp  the suite on a build without OpenMP (every kernel serial)"
+	@echo "make test-matrix  the suite on every Python 3.11+ found, oldest and newest NumPy"
 	@echo "make bench      serial/parallel/NumPy benchmark tables (benchmarks/)"
 	@echo "make bench-quick  the side-by-side benchmark on a few sizes (smoke run)"
 	@echo "make docs       the Sphinx site in build/docs/html (warnings are errors)"
@@ -37,6 +40,26 @@ install: $(VENV)/.installed
 
 test: install
 	$(PY) -m pytest -q
+
+# The build without OpenMP (meson option openmp=disabled), in a venv of its
+# own; the suite holds it to what was asked (BREAKEVEN_EXPECT_OPENMP).
+NOOMP := .venv-no-openmp
+$(NOOMP)/.installed: $(SOURCES)
+	$(PYTHON) -m venv $(NOOMP)
+	$(NOOMP)/bin/python -m pip --disable-pip-version-check install --quiet --upgrade pip
+	$(NOOMP)/bin/python -m pip --disable-pip-version-check install \
+	    -Csetup-args=-Dopenmp=disabled ".[test]"
+	@touch $@
+
+# tests/ only: the guides' examples in docs/ show an OpenMP build's decisions.
+test-no-openmp: $(NOOMP)/.installed
+	BREAKEVEN_EXPECT_OPENMP=disabled $(NOOMP)/bin/python -m pytest -q -p no:cacheprovider tests
+
+# Every Python from the lowest supported to 3.13 that this machine has, each
+# with the oldest NumPy it can install that the package claims, and the
+# newest; the table goes to build/matrix.md.
+test-matrix:
+	$(PYTHON) tools/matrix.py --output build/matrix.md
 
 calibrate: install
 	$(VENV)/bin/breakeven calibrate
@@ -78,9 +101,9 @@ reliability: install
 	$(PY) reliability/run.py --output reliability/report.md
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks tools
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/cython-lint src/breakeven
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(NOOMP) build dist .pytest_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

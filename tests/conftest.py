@@ -1,6 +1,19 @@
 import numpy as np
 import pytest
 
+from breakeven._threads import NO_OPENMP, OPENMP
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``openmp`` need parallel kernels: in a build without
+    OpenMP they are skipped (and counted as such); every other test runs."""
+    if OPENMP:
+        return
+    skip = pytest.mark.skip(reason=NO_OPENMP)
+    for item in items:
+        if "openmp" in item.keywords:
+            item.add_marker(skip)
+
 
 @pytest.fixture(autouse=True)
 def private_profile(tmp_path_factory, monkeypatch):

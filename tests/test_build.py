@@ -1,7 +1,9 @@
 """The build really is parallel, and the kernels really release the GIL."""
 
 import importlib
+import os
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 
 import breakeven
-from breakeven import _threads
+from breakeven import _build, _threads
 from breakeven._registry import KERNELS
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "breakeven"
@@ -25,22 +27,67 @@ def test_sources_found():
     assert len(PRANGE_SOURCES) >= 6, PRANGE_SOURCES
 
 
+# The OpenMP build a run expects: `make test` the default ("enabled"),
+# `make test-no-openmp` "disabled".
+EXPECTED = os.environ.get("BREAKEVEN_EXPECT_OPENMP", "enabled")
+
+
+def test_build_is_the_one_asked_for():
+    assert _build.OPENMP_OPTION == EXPECTED
+    if EXPECTED == "enabled":
+        assert _threads.OPENMP and _threads.OPENMP_RUNTIME != "none"
+    elif EXPECTED == "disabled":
+        assert not _threads.OPENMP and _threads.OPENMP_RUNTIME == "none"
+
+
 @pytest.mark.parametrize("pyx", PRANGE_SOURCES, ids=lambda p: p.name)
-def test_every_prange_module_is_linked_with_openmp(pyx):
+def test_every_prange_module_is_linked_as_the_build_says(pyx):
     """Without OpenMP, Cython compiles prange into a serial loop and the
     module references no GOMP_* (libgomp) or __kmpc_* (LLVM/Intel) entry
-    point at all: a silent serial build."""
+    point at all.  An OpenMP build must not hold such a silent serial
+    module; a build without OpenMP must say so (OPENMP_RUNTIME "none")."""
     module = importlib.import_module(f"breakeven.{pyx.stem}")
     binary = Path(module.__file__).read_bytes()
-    assert re.search(rb"GOMP_parallel|__kmpc_fork_call", binary), (
-        f"{module.__file__} was built without OpenMP")
+    linked = re.search(rb"GOMP_parallel|__kmpc_fork_call", binary) is not None
+    assert linked == _threads.OPENMP, (
+        f"{module.__file__}: linked with OpenMP {linked}, but the build says "
+        f"OPENMP_RUNTIME {_threads.OPENMP_RUNTIME!r}")
 
 
-def test_meson_requires_openmp():
+def test_openmp_is_the_default_build():
+    """meson.options: OpenMP 'enabled' by default, so a plain build without
+    it fails instead of turning silently serial."""
+    options = (SRC.parents[1] / "meson.options").read_text()
+    assert re.search(r"option\(\s*'openmp'\s*,\s*type\s*:\s*'feature'\s*,\s*"
+                     r"value\s*:\s*'enabled'", options)
     meson = (SRC.parents[1] / "meson.build").read_text()
-    assert re.search(r"dependency\(\s*'openmp'\s*,\s*required\s*:\s*true\s*\)", meson)
+    assert re.search(r"dependency\(\s*'openmp'\s*,\s*required\s*:\s*"
+                     r"get_option\('openmp'\)\s*\)", meson)
 
 
+def test_without_openmp_every_call_is_serial_and_says_why():
+    if _threads.OPENMP:
+        pytest.skip("this build has OpenMP: make test-no-openmp checks this")
+    x = np.ones(1 << 22)
+    d = breakeven.explain(breakeven.sum, x)
+    assert d.threads == 1 and d.reason == _threads.NO_OPENMP
+    assert breakeven.sum(x) == x.size
+    with pytest.raises(RuntimeError, match="nothing to calibrate"):
+        breakeven.calibrate(["sum"], budget=0.1, quick=True, progress=False)
+    cli = [sys.executable, "-m", "breakeven"]
+    out = subprocess.run([*cli, "calibrate", "--quick"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "nothing to calibrate" in out
+    assert not Path(os.environ["BREAKEVEN_PROFILE"]).exists()
+    out = subprocess.run([*cli, "show"], capture_output=True, text=True,
+                         check=True).stdout
+    assert f"openmp:     none: {_threads.NO_OPENMP}" in out
+    out = subprocess.run([*cli, "info"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "built without OpenMP" in out
+
+
+@pytest.mark.openmp
 @pytest.mark.skipif(breakeven.usable_cpus() < 2, reason="Requires at least 2 CPUs")
 def test_team_has_more_than_one_thread():
     assert _threads.team_size(2) == 2
@@ -53,6 +100,7 @@ def test_team_size_rejects_non_positive():
         _threads.team_size(0)
 
 
+@pytest.mark.openmp
 @pytest.mark.skipif(breakeven.usable_cpus() < 2, reason="Requires at least 2 CPUs")
 def test_parallel_kernel_uses_several_threads():
     """CPU time above wall time during a parallel call: more than one thread

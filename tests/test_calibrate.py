@@ -491,6 +491,7 @@ def test_paired_point_needs_a_consistent_win():
     assert cal.paired_point(10, {1: serial, 2: steady}).times[2] == pytest.approx(0.81)
 
 
+@pytest.mark.openmp
 def test_real_quick_calibration_of_one_kernel(tmp_path):
     """Smoke test: the real measuring path, one kernel, a tight budget."""
     p = cal.calibrate(["sum"], quick=True, budget=2.0, progress=False,

@@ -43,6 +43,7 @@ def test_step_tables_with_several_thread_counts(n):
             assert f"usable CPUs {n}" in d.reason
 
 
+@pytest.mark.openmp
 @pytest.mark.parametrize("n", CPU_COUNTS)
 def test_caps_and_forced_counts(n):
     with testing.simulated_cpus(n):
@@ -334,6 +335,7 @@ def test_hammer_from_a_prange_of_its_own(coretest_module):
     assert testing.budget()[:3] == (CPUS, CPUS, 0)
 
 
+@pytest.mark.openmp
 @pytest.mark.skipif(CPUS < 2, reason="Requires at least 2 CPUs")
 def test_a_one_body_kernel_is_dispatched_and_calibrated(coretest_module):
     mod = coretest_module

@@ -225,6 +225,7 @@ def test_histogram_with_more_bins_than_memory_raises_numpys_error(bins, paths):
         be.histogram(x, bins, (0.0, 1.0))
 
 
+@pytest.mark.openmp
 @needs2
 def test_histogram_too_small_to_split_takes_no_cores(rng):
     """An input one thread counts whatever the thread count (at most the
@@ -314,6 +315,7 @@ def test_nearest(paths):
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.openmp
 def test_explain_reasons(eager):
     d = be.explain(be.sum, [1.0, 2.0])
     assert d.variant == "numpy" and "not a contiguous" in d.reason
@@ -337,6 +339,7 @@ def test_explain_reasons(eager):
     assert "sum" in str(be.explain(be.sum, np.ones(5000)))
 
 
+@pytest.mark.openmp
 def test_lone_calls_use_the_cold_table():
     p = eager_profile(threshold=1000, cold=100_000)
     testing.reset(p)
@@ -350,6 +353,7 @@ def test_lone_calls_use_the_cold_table():
         ("parallel" if CPUS >= 2 else "serial")
 
 
+@pytest.mark.openmp
 def test_lone_calls_are_decided_from_the_cold_table_and_not_contention():
     """A lone call (the team asleep) takes the cold table, and its time,
     which includes waking the team, is not taken for contention."""
@@ -371,6 +375,7 @@ def test_lone_calls_are_decided_from_the_cold_table_and_not_contention():
     assert be.stats()["sum", "float64"].backoffs == 0
 
 
+@pytest.mark.openmp
 @needs2
 def test_the_call_that_wakes_the_team_after_serial_cold_calls_is_not_contention():
     """A loop's first call runs serially from the cold table; the next one,
@@ -394,6 +399,7 @@ def test_the_call_that_wakes_the_team_after_serial_cold_calls_is_not_contention(
         assert not testing.backoff_state("sum")["backed_off"]
 
 
+@pytest.mark.openmp
 @needs2
 def test_lone_calls_take_the_table_of_their_idle_time():
     """Waking the team costs little after a short idle time and a lot after
@@ -419,6 +425,7 @@ def test_lone_calls_take_the_table_of_their_idle_time():
         assert testing.budget().peak == want
 
 
+@pytest.mark.openmp
 @needs2
 def test_threads_caps_nest_and_are_thread_local(eager):
     x = np.ones(5000)
@@ -457,6 +464,7 @@ def test_state_is_restored_after_exceptions(eager):
     assert testing.thread_controls() == (0, 0, 0)
 
 
+@pytest.mark.openmp
 @needs2
 def test_threadpoolctl_openmp_limit_is_obeyed(eager):
     x = np.ones(5000)
@@ -519,6 +527,7 @@ def test_concurrent_callers_share_the_cores(eager):
     assert testing.budget().free == CPUS and testing.budget().in_flight == 0
 
 
+@pytest.mark.openmp
 @needs2
 def test_section_reserves_cores(eager):
     x = np.ones(5000)
@@ -598,6 +607,7 @@ def fake_blas():
         yield state
 
 
+@pytest.mark.openmp
 @needs2
 def test_nearest_in_parallel_caps_blas_only_when_needed(eager, fake_blas, rng):
     X, C = rng.standard_normal((3000, 16)), rng.standard_normal((32, 16))
@@ -639,6 +649,7 @@ def test_a_blas_that_cannot_be_capped_is_left_alone(eager, rng):
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.openmp
 @needs2
 def test_feedback_backs_off_under_contention_and_recovers(eager):
     """Calls made to look slow back the kernel off; probes find out when
@@ -688,6 +699,7 @@ def test_feedback_backs_off_under_contention_and_recovers(eager):
     assert slowdown is not None
 
 
+@pytest.mark.openmp
 @needs2
 def test_contention_is_judged_against_the_calibrated_times():
     """With the calibration's times in the profile, the very first calls,
@@ -738,6 +750,7 @@ def test_rates_are_kept_per_thread_count(eager):
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.openmp
 @needs2
 def test_forked_child_finishes_its_calls(eager):
     x = rng.standard_normal(1 << 20)
@@ -815,6 +828,7 @@ def user_kernel_dir(tmp_path_factory):
     return d
 
 
+@pytest.mark.openmp
 def test_user_kernel_end_to_end(user_kernel_dir, monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(user_kernel_dir))
     import userkern
@@ -868,6 +882,7 @@ def test_user_kernel_end_to_end(user_kernel_dir, monkeypatch, tmp_path):
     be.KERNELS.pop("userkern.scale", None)
 
 
+@pytest.mark.openmp
 def test_every_kernel_call_is_decided_and_counted_by_the_core():
     """Each drop-in asks the core for every call its kernel computes (the
     counters see each one), and not for the calls NumPy computes; a forced

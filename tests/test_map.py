@@ -83,6 +83,7 @@ def test_bad_arguments():
         be.map(be.dot, [(np.ones(2),)])
 
 
+@pytest.mark.openmp
 def test_cheap_items_run_one_after_another():
     """Calls that cost about their overhead (which holds the GIL) gain
     nothing from worker threads: inner."""
@@ -133,6 +134,7 @@ def test_mix_of_workers_and_threads():
     assert math.isclose(costs[("mixed", 2, 2)], costs[("outer", 4, 1)], rel_tol=0.5)
 
 
+@pytest.mark.openmp
 def test_plans_are_reused_only_for_alike_batches_and_the_same_profile():
     """A batch of arrays like one planned before reuses its plan; arrays
     that differ in what a planner reads, or a new profile, are planned
@@ -150,6 +152,7 @@ def test_plans_are_reused_only_for_alike_batches_and_the_same_profile():
     assert again is not first and again.estimates != first.estimates
 
 
+@pytest.mark.openmp
 def test_uncalibrated_profile_runs_inner():
     p = synthetic(1, 1)
     p.batch = {}

@@ -215,6 +215,7 @@ def test_default_path_follows_the_environment(monkeypatch, tmp_path):
     assert _profile.default_profile_path() == expected
 
 
+@pytest.mark.openmp
 def test_host_fingerprint_describes_this_host():
     fp = _profile.host_fingerprint()
     assert fp.usable_cpus >= 1 and fp.cpu and fp.breakeven
@@ -235,6 +236,7 @@ def test_set_table_validates():
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.openmp
 def test_a_kernel_of_another_library_is_kept_not_fatal(tmp_path):
     """A profile naming a kernel this process has not registered is used,
     without a warning; the entry is kept when the file is written again,

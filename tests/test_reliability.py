@@ -364,6 +364,7 @@ def run_threads(targets, timeout: float) -> None:
     assert not stuck, f"{len(stuck)} thread(s) still running after {timeout} s"
 
 
+@pytest.mark.openmp
 @needs2
 def test_concurrent_mixed_calls_are_right_and_within_the_cores():
     """8 Python threads x N mixed calls over every kernel, dtype and size
@@ -411,6 +412,7 @@ def test_concurrent_mixed_calls_are_right_and_within_the_cores():
     log("concurrent calls checked", 8 * calls, max_in_flight=max(peak, seen["max"]))
 
 
+@pytest.mark.openmp
 @needs2
 def test_calibration_while_others_dispatch(private_profile):
     """One thread calibrates and saves (the real measuring path) while
@@ -534,6 +536,7 @@ def _spawned_child(seed, sizes, profile) -> None:
     sys.exit(code)
 
 
+@pytest.mark.openmp
 @needs2
 def test_forked_children_finish_their_calls():
     """os.fork and multiprocessing's fork, each after the parent ran parallel
@@ -565,6 +568,7 @@ def test_forked_children_finish_their_calls():
     log("fork trials passed", 2 * n, os_fork=n, multiprocessing_fork=n)
 
 
+@pytest.mark.openmp
 @needs2
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
 def test_spawned_children_run_parallel(method, monkeypatch):
@@ -608,6 +612,7 @@ def _loky_task(profile, seed):
             testing.budget()[3], right)
 
 
+@pytest.mark.openmp
 @needs2
 @pytest.mark.parametrize("n_jobs,inner", [(2, None), (2, 1), (2, 2)])
 def test_loky_worker_limits_are_obeyed(n_jobs, inner):
@@ -658,6 +663,7 @@ def whole_profile(path: Path) -> dict:
     return hosts
 
 
+@pytest.mark.openmp
 def test_kill_9_during_calibration_never_leaves_a_partial_profile(tmp_path):
     """kill -9 at random points of `breakeven calibrate`: the previous profile
     is intact, or the new one is whole."""
@@ -686,6 +692,7 @@ def test_kill_9_during_calibration_never_leaves_a_partial_profile(tmp_path):
         leftover_temp_files=leftovers, **outcome)
 
 
+@pytest.mark.openmp
 def test_two_calibrations_at_once_leave_one_whole_profile(tmp_path):
     path = tmp_path / "profile.toml"
     procs = [subprocess.Popen(calibrate_command(path), stdout=subprocess.DEVNULL,

@@ -210,6 +210,7 @@ def run_cli(*args, env=None):
                           env={**os.environ, **(env or {})})
 
 
+@pytest.mark.openmp
 def test_cli_calibrate_show_plot_check(tmp_path):
     path = tmp_path / "p.toml"
     r = run_cli("calibrate", "--quick", "--kernels", "sum,exp", "--dtypes", "float64",

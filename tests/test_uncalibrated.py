@@ -137,6 +137,7 @@ def library_default(tmp_path, threshold, fingerprint):
     return p.save(tmp_path / "lib-defaults.toml")
 
 
+@pytest.mark.openmp
 def test_a_library_default_for_a_similar_host_is_used(tmp_path):
     here = host_fingerprint()
     # the library's reference host: the same kind of host, other libraries
@@ -188,6 +189,7 @@ def test_a_default_of_another_kind_of_host_is_a_last_resort(tmp_path):
         be.KERNELS.pop("lib.other", None)
 
 
+@pytest.mark.openmp
 def test_the_built_ins_fall_back_to_the_embedded_default(tmp_path):
     """A host calibrated for some kernels only: the others take breakeven's
     embedded default, not the estimate."""

@@ -57,7 +57,7 @@ from breakeven._steps import (
     merge,
     with_penalty,
 )
-from breakeven._threads import team_size, usable_cpus
+from breakeven._threads import NO_OPENMP, OPENMP, team_size, usable_cpus
 from breakeven._timing import time_interleaved
 
 __all__ = [
@@ -577,6 +577,10 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
     ------
     ValueError
         For an unknown kernel name or a budget that is not positive.
+    RuntimeError
+        In a build without OpenMP (``breakeven info`` says which build this
+        is): every kernel runs serially, so there is nothing to measure
+        (a ``measure`` of your own still runs).
 
     See Also
     --------
@@ -621,6 +625,8 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
                          "(breakeven.register(name, call, ...))")
     names = [n for n in names if KERNELS[n].call is not None]
     dtypes = [np.dtype(d) for d in dtypes]
+    if measure is None and not OPENMP:
+        raise RuntimeError(f"{NO_OPENMP}, so there is nothing to calibrate")
     usable = usable or usable_cpus()
     threads = thread_candidates(usable)
     measure = measure or measure_point

@@ -26,7 +26,7 @@ from breakeven._calibrate import (
 from breakeven._core import DTYPES
 from breakeven._profile import default_profile_path, host_fingerprint, load_profile
 from breakeven._registry import KERNELS
-from breakeven._threads import usable_cpus
+from breakeven._threads import NO_OPENMP, OPENMP, usable_cpus
 
 __all__ = ["main"]
 
@@ -153,6 +153,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise CLIError(f"--dtypes takes {', '.join(DTYPES)}; got {args.dtypes!r}")
     if args.budget is not None and not args.budget > 0:
         raise CLIError("--budget must be a positive number of seconds")
+    if not OPENMP:  # the arguments checked first: a typo is still an error
+        print(f"{NO_OPENMP}, so there is nothing to calibrate; no profile "
+              "written")
+        return 0
     target = Path(args.output) if args.output else default_profile_path()
     profile = calibrate(names, budget=args.budget, quick=args.quick,
                         progress=not args.no_progress, dtypes=dtypes)
@@ -212,6 +216,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                             for d, v in per.items()}
                         for k, per in profile.tables.items()},
             "not_loaded": sorted(k for k in profile.tables if k not in KERNELS),
+            "openmp": OPENMP,
         }, indent=2))
         return 0
     print(f"profile:    {profile.source}")
@@ -225,6 +230,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     stale = _stale_line(profile)
     if stale:
         print(stale)
+    if not OPENMP:
+        print(f"openmp:     none: {NO_OPENMP}; the tables below are not used")
     print(f"calibrated: {profile.calibrated_at or 'unknown'} "
           f"({_age(profile.calibrated_at)})")
     if profile.batch:

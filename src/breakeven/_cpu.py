@@ -88,8 +88,9 @@ def usable_cpus() -> int:
     """
     try:
         n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        n = os.cpu_count() or 1
+    except (AttributeError, OSError):  # macOS, Windows: no affinity call
+        # (Python 3.13's process_cpu_count follows affinity where it can)
+        n = getattr(os, "process_cpu_count", os.cpu_count)() or 1
     quota = cgroup_cpu_limit()
     if quota is not None:
         n = min(n, math.ceil(quota))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from breakeven import _core, _registry
+from breakeven import _core, _registry, _threads
 from breakeven._blas import thread_setters
 from breakeven._profile import (
     Profile,
@@ -458,6 +458,8 @@ def _us(ns: float) -> str:
 def _words(why: dict, kernel: str, dtype: str, work: int, threads: int,
            p: Profile, src: Source) -> str:
     table = why["table"]
+    if not _threads.OPENMP and _core.max_threads() <= 1:
+        return _threads.NO_OPENMP  # (a simulated host still gets its words)
     if table == "forked":
         return ("in a forked child: OpenMP is not fork-safe, so this process "
                 "runs serially")

@@ -16,8 +16,11 @@ import numpy as np
 cdef extern from *:
     """
     /* The OpenMP runtime the kernels were built for: the one the compiler
-       links (threadpoolctl's names of their libraries). */
-    #if defined(__INTEL_LLVM_COMPILER) || defined(__INTEL_COMPILER)
+       links (threadpoolctl's names of their libraries); "none" for a build
+       without OpenMP, whose prange loops are serial. */
+    #if !defined(_OPENMP)
+    #define BE_OPENMP_RUNTIME "none"
+    #elif defined(__INTEL_LLVM_COMPILER) || defined(__INTEL_COMPILER)
     #define BE_OPENMP_RUNTIME "libiomp"
     #elif defined(__clang__)
     #define BE_OPENMP_RUNTIME "libomp"
@@ -33,6 +36,10 @@ cdef extern from *:
 
 # The OpenMP runtime of this build (part of a host's fingerprint).
 OPENMP_RUNTIME = BE_OPENMP_RUNTIME.decode()
+# Whether the kernels can run in parallel at all, and how breakeven says
+# that they cannot (explain, show, info, calibrate).
+OPENMP = OPENMP_RUNTIME != "none"
+NO_OPENMP = "breakeven was built without OpenMP: every kernel runs serially"
 
 from breakeven._cpu import usable_cpus as _usable_cpus
 

@@ -57,9 +57,9 @@ test-no-openmp: $(NOOMP)/.installed
 
 # Every Python from the lowest supported to 3.13 that this machine has, each
 # with the oldest NumPy it can install that the package claims, and the
-# newest; the table goes to build/matrix.md.
+# newest; the table goes to tools/matrix.md (committed).
 test-matrix:
-	$(PYTHON) tools/matrix.py --output build/matrix.md
+	$(PYTHON) tools/matrix.py --output tools/matrix.md
 
 calibrate: install
 	$(VENV)/bin/breakeven calibrate

@@ -53,3 +53,21 @@ def test_feature_loads_its_dependency_on_first_use(code, needed):
     # silently skipped its import would pass the two tests above.
     loaded = _loaded_after(f"import numpy as np, breakeven\n{code}")
     assert needed in loaded
+
+
+def test_imports_and_dispatches_without_posix_only_modules():
+    # As on Windows: no fcntl, no affinity call.  The import, a call and the
+    # profile lock (a save) must not need them.
+    code = (
+        "import sys, os\n"
+        "for m in ('fcntl', 'termios', 'resource', 'pwd', 'grp'):\n"
+        "    sys.modules[m] = None\n"
+        "del os.sched_getaffinity\n"
+        "import numpy as np, breakeven\n"
+        "assert breakeven.usable_cpus() >= 1\n"
+        "assert breakeven.sum(np.ones(16)) == 16.0\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True)
+    assert out.returncode == 0 and out.stdout.split() == ["ok"], out.stderr

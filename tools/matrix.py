@@ -7,7 +7,7 @@ built and installed into it by pip (as ``make test`` does), NumPy pinned,
 and the suite run.  The floors come from pyproject.toml (``requires-python``,
 the ``numpy>=`` dependency), the Pythons from PATH and pyenv.
 
-    python tools/matrix.py [--output build/matrix.md] [--python 3.12 ...]
+    python tools/matrix.py [--output tools/matrix.md] [--python 3.12 ...]
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def cell(python: str, minor: int, which: str, floor: str, log) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--output", type=Path, default=ROOT / "build" / "matrix.md")
+    ap.add_argument("--output", type=Path, default=ROOT / "tools" / "matrix.md")
     ap.add_argument("--python", action="append",
                     help="only these versions (3.12, ...); default: all found")
     args = ap.parse_args(argv)

@@ -284,10 +284,9 @@ class Profile:
     kept : list
         ``(kernel, dtype)`` entries the last :meth:`save` kept of the file
         instead of this profile's (a quick calibration's, over a full one).
-    stale : list
-        What changed since the calibration, when this host's entry was made
-        with other libraries: ``["numpy 2.3.0 -> 2.4.6", ...]``; the entry is
-        used all the same (empty: up to date).
+    stale_against : Fingerprint, optional
+        The host this entry was loaded for, set by :func:`load_profile`: the
+        libraries :attr:`stale` compares the entry's with (None: not stale).
 
     See Also
     --------

@@ -597,8 +597,7 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
 
     Examples
     --------
-    A tiny run of one kernel and dtype (a full run took 34 to 42 seconds
-    on the two-CPU reference host):
+    A tiny run of one kernel and dtype (a full run takes tens of seconds):
 
     >>> import breakeven
     >>> p = breakeven.calibrate(["exp"], budget=0.5, quick=True,

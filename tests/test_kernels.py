@@ -175,7 +175,11 @@ def test_histogram_near_every_edge(dtype, bins, lo, hi, rng):
     the bin estimate."""
     try:
         ref_counts, ref_edges = np.histogram(np.zeros(0, dtype), bins, (lo, hi))
+        # NumPy before 2.1 returns repeated edges instead of raising
+        degenerate = bool(np.any(ref_edges[:-1] >= ref_edges[1:]))
     except ValueError:  # too many bins for float32's resolution: as NumPy
+        degenerate = True
+    if degenerate:
         with pytest.raises(ValueError, match="Too many bins"):
             _histogram.histogram_serial(np.zeros(1, dtype), bins, lo, hi)
         return

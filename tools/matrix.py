@@ -40,9 +40,11 @@ def floors() -> tuple[tuple[int, int], str]:
 
 
 def find_python(minor: int) -> str | None:
-    """python3.<minor> on PATH, else pyenv's newest 3.<minor>."""
+    """python3.<minor> on PATH if it runs (a pyenv shim of a version not
+    selected does not), else pyenv's newest 3.<minor>."""
     found = shutil.which(f"python3.{minor}")
-    if found:
+    if found and subprocess.run([found, "-c", "pass"], capture_output=True,
+                                check=False).returncode == 0:
         return found
     root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
     candidates = sorted(root.glob(f"3.{minor}.*/bin/python3.{minor}"),

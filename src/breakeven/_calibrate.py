@@ -39,6 +39,8 @@ import numpy as np
 
 from breakeven import _core, _elementwise
 from breakeven._core import threads as _threads_control
+from breakeven._cpu import Topology
+from breakeven._cpu import topology as _host_topology
 from breakeven._profile import (
     Fingerprint,
     Profile,
@@ -112,25 +114,46 @@ class Settings:
         return cls(max_work=1 << 22, factor=2, repeats=5, min_batch_time=0.001,
                    settle=2, budget=9.0)  # 10 s with start-up and saving
 
-    def works(self) -> list[int]:
+    # On a host of many CPUs, the sizes where the last thread counts pay (and
+    # the data outgrows all their caches) lie further up: the sweep goes on
+    # to this many elements per usable CPU, up to ``most_work``.
+    work_per_cpu: int = 1 << 18
+    most_work: int = 1 << 26
+
+    def works(self, usable: int = 1) -> list[int]:
+        """The sizes a sweep measures on a host of ``usable`` CPUs."""
+        top = max(self.max_work, min(self.most_work, self.work_per_cpu * usable))
         out, w = [], self.min_work
-        while w <= self.max_work:
+        while w <= top:
             out.append(w)
             w *= self.factor
         return out
 
 
-def thread_candidates(usable: int) -> list[int]:
-    """1 (serial), then 2, 4, 8, ... below ``usable``, then ``usable``."""
+def thread_candidates(usable: int, topology: Topology | None = None) -> list[int]:
+    """The thread counts a calibration times: 1 (serial), 2, 4, 8, ... below
+    ``usable``, and ``usable``; with a ``topology``, also the physical cores
+    and one NUMA node's CPUs and cores (where memory-bound kernels stop
+    scaling, often between two powers of two).
+
+    Examples
+    --------
+    >>> from breakeven._cpu import Topology
+    >>> thread_candidates(8)
+    [1, 2, 4, 8]
+    >>> thread_candidates(384, Topology(384, 192, 192, 96))
+    [1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 384]
+    """
     if usable < 1:
         raise ValueError(f"usable CPUs must be >= 1, got {usable}")
-    out, t = [1], 2
+    out, t = {1}, 2
     while t < usable:
-        out.append(t)
+        out.add(t)
         t *= 2
-    if usable > 1:
-        out.append(usable)
-    return out
+    out.add(usable)
+    if topology is not None:
+        out.update(n for n in topology[1:] if 1 < n < usable)
+    return sorted(out)
 
 
 # ---------------------------------------------------------------------------
@@ -142,7 +165,9 @@ Measure = Callable[[Kernel, np.dtype, int, Sequence[int], Settings], Point]
 
 def paired_point(work: int, timings: dict[int, object], margin: float = MARGIN,
                  consistency: float = 0.6) -> Point:
-    """A Point from interleaved timings, judged batch pair by batch pair.
+    """A Point from interleaved timings, judged batch pair by batch pair
+    (against serial; without a serial candidate, against the fewest threads
+    timed).
 
     Batches of different candidates that ran next to each other saw the same
     machine, so each candidate's time is taken as the serial median times
@@ -153,12 +178,13 @@ def paired_point(work: int, timings: dict[int, object], margin: float = MARGIN,
     parallel kernel actually splits its input, both variants run the same
     serial code, and only noise tells them apart).
     """
-    serial = np.asarray(timings[1].samples)
+    ref = 1 if 1 in timings else min(timings)  # serial, or the fewest timed
+    serial = np.asarray(timings[ref].samples)
     base = float(np.median(serial))
-    times = {1: base}
+    times = {ref: base}
     ambiguous = False
     for t, tm in timings.items():
-        if t == 1:
+        if t == ref:
             continue
         ratio = np.asarray(tm.samples) / serial
         r = float(np.median(ratio))
@@ -290,9 +316,18 @@ def _measure_once(kernel: Kernel, dtype: np.dtype, work: int,
                         settings.margin)
 
 
+# measure_team: idle gaps (ms) after which a region is timed, trials of each,
+# and regions back to back before (warm-up) and for the hot time.
+TEAM_GAPS_MS = (0.05, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+TEAM_TRIALS = 5
+TEAM_WARMUP, TEAM_HOT = 50, 200
+# at most this many thread counts have their wake-up measured
+TEAM_COUNTS = 4
+
+
 def measure_team(threads: Sequence[int], *,
-                 gaps_ms=(0.05, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0),
-                 trials: int = 5, sleep=time.sleep,
+                 gaps_ms=TEAM_GAPS_MS,
+                 trials: int = TEAM_TRIALS, sleep=time.sleep,
                  clock=time.perf_counter) -> tuple[dict[int, float], float | None,
                                                     tuple]:
     """The wake-up penalty of each thread count, and how long the team stays
@@ -324,9 +359,9 @@ def measure_team(threads: Sequence[int], *,
     for t in threads:
         if t == 1:
             continue
-        for _ in range(50):
+        for _ in range(TEAM_WARMUP):
             region(t)
-        hot = hots[t] = float(np.median([region(t) for _ in range(200)]))
+        hot = hots[t] = float(np.median([region(t) for _ in range(TEAM_HOT)]))
         costs = []
         for gap in gaps_ms:
             samples = []
@@ -347,6 +382,59 @@ def measure_team(threads: Sequence[int], *,
     wake = tuple(r for r in per_gap if sleep_after is not None
                  and r[0] >= sleep_after)
     return penalty, sleep_after, wake, hots
+
+
+def team_counts(threads: Sequence[int], most: int = TEAM_COUNTS) -> list[int]:
+    """The thread counts whose wake-up is measured: all of them on a small
+    host; on a large one (every count takes most of a second, for its idle
+    gaps) the smallest and the largest parallel counts and a few between,
+    spread evenly in log scale, the rest interpolated
+    (:func:`team_interpolated`).
+
+    >>> team_counts([1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 384])
+    [2, 16, 96, 384]
+    """
+    par = sorted(t for t in threads if t > 1)
+    if len(par) <= most:
+        return par
+    idx = {round(i * (len(par) - 1) / (most - 1)) for i in range(most)}
+    return [par[i] for i in sorted(idx)]
+
+
+def _between(x: int, known: dict[int, float]) -> float:
+    """Linear interpolation in the thread count (flat beyond the ends)."""
+    ks = sorted(known)
+    if x <= ks[0]:
+        return known[ks[0]]
+    for lo, hi in zip(ks, ks[1:], strict=False):
+        if x <= hi:
+            return known[lo] + (known[hi] - known[lo]) * (x - lo) / (hi - lo)
+    return known[ks[-1]]
+
+
+def team_interpolated(threads: Sequence[int], measured: tuple) -> tuple:
+    """``measured`` (what :func:`measure_team` returns for
+    :func:`team_counts`) completed for every parallel count of ``threads``:
+    the wake-up penalty, each gap's wake-up and the hot region time of a
+    count not measured are interpolated linearly between the counts either
+    side (both grow about linearly with the threads to wake or join)."""
+    measured = tuple(measured)
+    penalty = dict(measured[0])
+    par = [t for t in threads if t > 1]
+    if not penalty or all(t in penalty for t in par):
+        return measured
+    out = list(measured)
+    out[0] = {t: penalty[t] if t in penalty else _between(t, penalty) for t in par}
+    if len(measured) > 2:
+        rows = []
+        for gap in sorted({g for g, _, _ in measured[2]}):
+            at = {t: s for g, t, s in measured[2] if g == gap}
+            rows += [(gap, t, at[t] if t in at else _between(t, at)) for t in par]
+        out[2] = tuple(rows)
+    if len(measured) > 3 and measured[3]:
+        hot = dict(measured[3])
+        out[3] = {t: hot[t] if t in hot else _between(t, hot) for t in par}
+    return tuple(out)
 
 
 # ---------------------------------------------------------------------------
@@ -379,12 +467,76 @@ class Progress:
         self.stream.flush()
 
 
+# Serial this many times slower than the best is no longer timed.
+SERIAL_BEHIND = 8.0
+
+
+def _serial_behind(p: Point) -> bool:
+    return p.times[1] > SERIAL_BEHIND * min(p.times.values())
+
+
+def _retime(p: Point) -> list[int]:
+    """The candidates to time again at ``p``'s size: those timed there."""
+    return sorted(t for t in p.times if t > 1 or not _serial_behind(p))
+
+
+def worth_timing(threads: Sequence[int], hot: dict[int, float] | None,
+                 points: Sequence[Point], work: int) -> list[int]:
+    """The candidates worth timing at ``work``, after ``points`` (the sizes
+    measured so far, in increasing order).
+
+    A call never gets faster with more work, so a count whose last time
+    (or, not yet timed, an empty region of it: ``hot``) exceeds twice the
+    serial time expected here (the last serial time, scaled with the work)
+    cannot win yet; and a count slower than four times the best at the last
+    size it was timed, where more threads won, only falls further behind.
+    And the best count moves little from one size to the next (about with
+    the square root of the work, where the team's fork and join is what
+    parallel pays), so only the counts from one below to two above the
+    last size's best are timed, and the most threads (whose wins settle a
+    sweep).  Serial, once slower than ``SERIAL_BEHIND`` times the best, is
+    not timed again (:func:`sweep` scales its last time with the work).
+    On a many-core host this leaves most counts out at every size.
+    """
+    if not points:
+        return list(threads)
+    last = points[-1]
+    order = sorted(threads)
+    at = order.index(min(last.times, key=lambda c: (last.times[c], c)))
+    near = set(order[max(0, at - 1):at + 3]) | {1, order[-1]}
+    if _serial_behind(last):
+        # a count fewer than the fewest timed there takes its place
+        near.add(order[max(0, at - 1)])
+    serial = last.times[1] * work / last.work
+    latest: dict[int, Point] = {}
+    for p in points:
+        for t in p.times:
+            latest[t] = p
+    keep = []
+    for t in threads:
+        if t not in near or (t == 1 and _serial_behind(last)):
+            continue
+        p = latest.get(t)
+        if t > 1 and p is None and hot and hot.get(t, 0.0) >= 2 * serial:
+            continue
+        if t > 1 and p is not None:
+            fastest = min(p.times, key=lambda c: (p.times[c], c))
+            if p.times[t] >= 2 * serial or (
+                    t < fastest and p.times[t] > 4 * p.times[fastest]):
+                continue
+        keep.append(t)
+    return keep
+
+
 def sweep(kernel: Kernel, dtype: np.dtype, threads: Sequence[int],
           settings: Settings, measure: Measure, deadline: float,
           clock: Callable[[], float] = time.perf_counter,
-          penalty: dict[int, float] | None = None) -> list[Point]:
+          penalty: dict[int, float] | None = None,
+          hot: dict[int, float] | None = None, end: float = math.inf) -> list[Point]:
     """Measure sizes in increasing order until settled, the largest size,
-    or the deadline (at least two points are always measured).
+    or the deadline (at least two points are always measured).  Each size
+    times the candidates :func:`worth_timing` keeps, judged by the serial
+    time of the size before (``hot``: an empty region's time per count).
 
     Settled means: the most threads beat serial by the margin at
     ``settings.settle`` sizes in a row, even with the wake-up ``penalty``
@@ -395,27 +547,35 @@ def sweep(kernel: Kernel, dtype: np.dtype, threads: Sequence[int],
     most = max(threads)
     extra = (penalty or {}).get(most, 0.0)
     streak = 0
-    works = settings.works()
+    works = settings.works(max(threads))
     # Warm-up: the first calls of a kernel pay for first touches (pages,
     # BLAS buffers, the team's creation); they must not count.
     measure(kernel, dtype, works[0], threads, settings)
     for work in works:
         if len(points) >= 2 and clock() >= deadline:
             break
-        p = measure(kernel, dtype, work, threads, settings)
+        if len(points) >= 2 and clock() + 2 * _cost(points[-1], settings) >= end:
+            break  # the next size (twice the work) would overrun the run
+        cands = worth_timing(threads, hot, points, work)
+        p = measure(kernel, dtype, work, cands, settings)
         if points and p.work <= points[-1].work:
             continue  # the kernel's inputs cannot be that small: same work
         for _ in range(2):  # a noise burst: look again before deciding
             if not p.ambiguous or clock() >= deadline:
                 break
-            p = measure(kernel, dtype, work, threads, settings)
+            p = measure(kernel, dtype, work, cands, settings)
+        if 1 not in p.times:  # serial far behind: its time scales with work
+            last = points[-1]
+            p = dataclasses.replace(
+                p, times={1: last.times[1] * p.work / last.work, **p.times})
         points.append(p)
         if most > 1:
             streak = streak + 1 if _clear_win(p, most, settings.margin, extra) \
                 else 0
             if streak >= settings.settle:
                 break
-    return refine(kernel, dtype, threads, settings, measure, points, penalty)
+    return refine(kernel, dtype, threads, settings, measure, points, penalty,
+                  end, clock)
 
 
 def _clear_win(p: Point, most: int, margin: float, extra: float = 0.0) -> bool:
@@ -426,15 +586,25 @@ def _clear_win(p: Point, most: int, margin: float, extra: float = 0.0) -> bool:
 
 
 def _cost(p: Point, settings: Settings) -> float:
-    """About what measuring ``p``'s size again takes."""
-    return settings.repeats * sum(max(settings.min_batch_time, s)
-                                  for s in p.times.values())
+    """About what measuring ``p``'s size again takes (a batch is as many
+    whole calls as reach ``min_batch_time``; 10% more for the rest)."""
+    return 1.1 * settings.repeats * sum(
+        math.ceil(settings.min_batch_time / p.times[t]) * p.times[t]
+        if p.times[t] > 0 else settings.min_batch_time for t in _retime(p))
+
+
+def _fits(p: Point, settings: Settings, clock: Callable[[], float],
+          deadline: float) -> bool:
+    """Measuring ``p``'s size again ends before ``deadline``, even if it is
+    measured again for interference (``RETRIES`` times)."""
+    return clock() + (1 + RETRIES) * _cost(p, settings) < deadline
 
 
 def second_pass(kernel: Kernel, dtype: np.dtype, threads: Sequence[int],
                 settings: Settings, measure: Measure, points: list[Point],
                 deadline: float, clock: Callable[[], float] = time.perf_counter,
-                penalty: dict[int, float] | None = None) -> list[Point]:
+                penalty: dict[int, float] | None = None,
+                end: float = math.inf) -> list[Point]:
     """Measure a sweep's sizes once more, smallest first, and keep each
     size's faster times (:func:`merge`), then :func:`refine`.
 
@@ -450,15 +620,16 @@ def second_pass(kernel: Kernel, dtype: np.dtype, threads: Sequence[int],
         return points
     out = list(points)
     most, streak = max(threads), 0
-    measure(kernel, dtype, out[0].work, threads, settings)  # warm-up
+    measure(kernel, dtype, out[0].work, _retime(out[0]), settings)  # warm-up
     for i, p in enumerate(out):
-        if clock() + _cost(p, settings) >= deadline:
+        if not _fits(p, settings, clock, deadline):
             break
-        out[i] = q = merge(p, measure(kernel, dtype, p.work, threads, settings))
+        out[i] = q = merge(p, measure(kernel, dtype, p.work, _retime(p), settings))
         streak = streak + 1 if _clear_win(q, most, settings.margin) else 0
         if streak >= settings.settle:
             break
-    return refine(kernel, dtype, threads, settings, measure, out, penalty)
+    return refine(kernel, dtype, threads, settings, measure, out, penalty, end,
+                  clock)
 
 
 def polish(kernel: Kernel, dtype: np.dtype, threads: Sequence[int],
@@ -475,9 +646,9 @@ def polish(kernel: Kernel, dtype: np.dtype, threads: Sequence[int],
     for i, p in enumerate(out):
         if not any(w / 4 <= p.work <= w * 4 for w, _ in steps):
             continue
-        if clock() + _cost(p, settings) >= deadline:
+        if not _fits(p, settings, clock, deadline):
             break
-        out[i] = merge(p, measure(kernel, dtype, p.work, threads, settings))
+        out[i] = merge(p, measure(kernel, dtype, p.work, _retime(p), settings))
     return out
 
 
@@ -510,13 +681,14 @@ def reversals(points: Sequence[Point], margin: float) -> list[int]:
 
 def refine(kernel: Kernel, dtype: np.dtype, threads: Sequence[int],
            settings: Settings, measure: Measure, points: list[Point],
-           penalty: dict[int, float] | None = None) -> list[Point]:
+           penalty: dict[int, float] | None = None, end: float = math.inf,
+           clock: Callable[[], float] = time.perf_counter) -> list[Point]:
     """Measure the sizes on both sides of each chosen step once more, and
     the sizes where fewer threads won than at a smaller size
     (:func:`reversals`), and merge: a burst of interference during the
     sweep (another process on the cores) can make several sizes in a row
     look serial, and would otherwise push a threshold far up, or remove it.
-    Costs a few points per sweep."""
+    Costs a few points per sweep; none that would end after ``end``."""
     if len(points) < 2 or max(threads) == 1:
         return points
     out = list(points)
@@ -532,8 +704,10 @@ def refine(kernel: Kernel, dtype: np.dtype, threads: Sequence[int],
         if not again:
             break
         for i in sorted(again):
-            out[i] = merge(out[i], measure(kernel, dtype, out[i].work, threads,
-                                           settings))
+            if not _fits(out[i], settings, clock, end):  # the run's budget
+                return out
+            out[i] = merge(out[i], measure(kernel, dtype, out[i].work,
+                                           _retime(out[i]), settings))
         done |= again
     return out
 
@@ -546,7 +720,8 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
               usable: int | None = None,
               fingerprint: Fingerprint | None = None,
               clock: Callable[[], float] = time.perf_counter,
-              batch: Callable[[int], dict[str, float]] | None = None) -> Profile:
+              batch: Callable[[int], dict[str, float]] | None = None,
+              topology: Topology | None = None) -> Profile:
     """Calibrate kernels on this host and return the profile (not saved).
 
     Parameters
@@ -561,11 +736,14 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
         Show a progress bar on stderr.
     dtypes : iterable of str
         Which dtypes to calibrate.
-    settings, measure, team, usable, fingerprint, clock, batch
-        Overrides, chiefly for tests: the sweep settings, the function that
-        times one size, the function that measures the team's wake-up
-        penalty, the usable CPU count, the host fingerprint, the clock and
-        the function that measures joblib's overhead (:func:`measure_batch`).
+    settings, measure, team, usable, fingerprint, clock, batch, topology
+        Overrides, chiefly for tests and simulated hosts: the sweep
+        settings, the function that times one size, the function that
+        measures the team's wake-up penalty, the usable CPU count, the host
+        fingerprint, the clock, the function that measures joblib's
+        overhead (:func:`measure_batch`) and the cores and NUMA nodes
+        (:func:`thread_candidates`; with ``usable`` given and no topology,
+        powers of two only).
 
     Returns
     -------
@@ -626,17 +804,21 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
     dtypes = [np.dtype(d) for d in dtypes]
     if measure is None and not OPENMP:
         raise RuntimeError(f"{NO_OPENMP}, so there is nothing to calibrate")
-    usable = usable or usable_cpus()
-    threads = thread_candidates(usable)
+    if topology is None and usable is None:
+        topology = _host_topology()
+    usable = usable or (topology.cpus if topology else usable_cpus())
+    threads = thread_candidates(usable, topology)
     measure = measure or measure_point
     team = team or measure_team
     start = clock()
+    end = start + settings.budget
     jobs = [(n, d) for n in names for d in dtypes if d in KERNELS[n].dtypes]
     bar = Progress(2 * len(jobs) + 2, enabled=progress)
 
     _core.note_omp_started()  # the team runs from here on (fork)
     _probes.clear()  # a new run: what is busy is learnt again
-    measured = team(threads) if usable > 1 else ({}, None)
+    measured = (team_interpolated(threads, team(team_counts(threads)))
+                if usable > 1 else ({}, None))
     penalty, sleep_after = measured[:2]
     bar.step("OpenMP team wake-up")
     profile = Profile(fingerprint or host_fingerprint(), {}, now_utc(), sleep_after)
@@ -657,7 +839,7 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
         share = max(remaining / (len(jobs) - i), first_budget / len(jobs) / 2)
         deadline = min(clock() + share, start + settings.budget)
         pts = sweep(KERNELS[name], dtype, threads, settings, measure, deadline,
-                    clock, penalty)
+                    clock, penalty, profile.team_hot, end)
         if usable > 1 and best_gain(pts) < 1 + 4 * settings.margin \
                 and clock() < deadline:
             # Parallel paid little or never: true of some kernels, but also
@@ -669,7 +851,8 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
             first = {p.work: p for p in pts}
             pts = [merge(p, first[p.work]) if p.work in first else p
                    for p in sweep(KERNELS[name], dtype, threads, settings,
-                                  measure, deadline, clock, penalty)]
+                                  measure, deadline, clock, penalty,
+                                  profile.team_hot, end)]
         swept.append(pts)
         bar.step(f"{name} {dtype.name}")
     second_budget = settings.budget * (1 - THIRD_PASS)
@@ -677,7 +860,7 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
         remaining = second_budget - (clock() - start)
         deadline = clock() + max(0.0, remaining) / (len(jobs) - i)
         swept[i] = second_pass(KERNELS[name], dtype, threads, settings, measure,
-                               swept[i], deadline, clock, penalty)
+                               swept[i], deadline, clock, penalty, end)
         bar.step(f"{name} {dtype.name}, again")
     # A third look, in what is left of the budget, at the sweeps whose sizes
     # were still measured busy in both passes (the cores taken for seconds),
@@ -695,7 +878,7 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
             probe.wait(min(1.0, (deadline - clock()) / 4))
         name, dtype = jobs[i]
         swept[i] = second_pass(KERNELS[name], dtype, threads, settings, measure,
-                               swept[i], deadline, clock, penalty)
+                               swept[i], deadline, clock, penalty, end)
         profile.looked_thrice.append(f"{name} {dtype.name}")
     # What is left of the budget goes to more looks at the sizes that place
     # each hot step: a threshold then rests on three or more measurements,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import NamedTuple
 
-__all__ = ["usable_cpus", "cgroup_cpu_limit"]
+__all__ = ["Topology", "cgroup_cpu_limit", "topology", "usable_cpus"]
 
 
 def _read(path: Path) -> str | None:
@@ -95,3 +96,51 @@ def usable_cpus() -> int:
     if quota is not None:
         n = min(n, math.ceil(quota))
     return max(1, n)
+
+
+class Topology(NamedTuple):
+    """The usable CPUs as calibration sees them: ``cpus`` in all, on
+    ``cores`` physical cores, ``node_cpus`` and ``node_cores`` of them in the
+    largest NUMA node (all of them on a one-node host)."""
+
+    cpus: int
+    cores: int
+    node_cpus: int
+    node_cores: int
+
+
+def _cpu_list(text: str | None) -> set[int]:
+    """``"0-3,8,10-11"`` as a set of CPU numbers (empty if unreadable)."""
+    out: set[int] = set()
+    for part in (text or "").split(","):
+        lo, _, hi = part.strip().partition("-")
+        try:
+            out.update(range(int(lo), int(hi or lo) + 1))
+        except ValueError:
+            return set()
+    return out
+
+
+def topology(sysfs: str | os.PathLike = "/sys/devices/system") -> Topology:
+    """Physical cores and NUMA nodes among the usable CPUs (Linux sysfs; on
+    other systems, or where sysfs says nothing, every CPU counts as a core of
+    one node).  The path is a parameter so that tests can use a fake tree."""
+    n = usable_cpus()
+    try:
+        mine = set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return Topology(n, n, n, n)
+    root = Path(sysfs)
+    core_of = {}
+    for cpu in mine:
+        top = root / "cpu" / f"cpu{cpu}" / "topology"
+        pkg, core = _read(top / "physical_package_id"), _read(top / "core_id")
+        core_of[cpu] = (pkg, core) if pkg is not None and core is not None else cpu
+    nodes = [_cpu_list(_read(d / "cpulist")) & mine
+             for d in sorted(root.glob("node/node[0-9]*"))]
+    nodes = [s for s in nodes if s] or [mine]
+    big = max(nodes, key=len)
+    # a cgroup quota below the mask caps every count (threads, not places)
+    cores = min(n, len(set(core_of.values())))
+    return Topology(n, cores, min(n, len(big)),
+                    min(cores, len({core_of[c] for c in big})))

@@ -29,11 +29,11 @@ from breakeven._blas import thread_setters
 from breakeven._profile import Profile
 from breakeven._profile import forget_warnings as _forget_warnings
 
-__all__ = ["Budget", "backoff_state", "blas_functions", "budget", "clock_scale",
-           "forget_warnings",
-           "hammer", "idle",
-           "make_probe_due", "profile", "reset", "reset_peak", "simulated_clock",
-           "simulated_cpus", "thread_controls"]
+__all__ = ["HOSTS", "KERNEL_MODELS", "Budget", "KernelModel", "SimulatedHost",
+           "Simulation", "backoff_state", "blas_functions", "budget",
+           "clock_scale", "fixed_rules", "forget_warnings", "hammer", "idle",
+           "make_probe_due", "profile", "regret", "reset", "reset_peak",
+           "simulated_clock", "simulated_cpus", "table_rule", "thread_controls"]
 
 
 class Budget(NamedTuple):
@@ -193,3 +193,17 @@ SEVERE = _core.SEVERE
 BACKOFF_AFTER = _core.BACKOFF_AFTER
 PROBE_RATIO = _core.PROBE_RATIO
 EXPLORE_EVERY = _core.EXPLORE_EVERY
+
+
+# Simulated hosts (a cost model of many-core machines): for calibration
+# through its overrides, and for dispatch through the hooks above.
+from breakeven._simhost import (  # noqa: E402
+    HOSTS,
+    KERNEL_MODELS,
+    KernelModel,
+    SimulatedHost,
+    Simulation,
+    fixed_rules,
+    regret,
+    table_rule,
+)

@@ -1,0 +1,380 @@
+"""Simulated hosts: what a parallel call costs on a many-core machine.
+
+A cost model, not a measurement: a call of ``w`` elements on ``t`` threads
+costs its fixed part, the team's fork and join, and the larger of its
+compute time and its memory time (a roofline), where
+
+- threads take one physical core each, filling one last-level cache group
+  and one NUMA node after another (``OMP_PROC_BIND=close``), and SMT
+  siblings only once every core has a thread, each adding ``smt_gain`` of a
+  core to compute and nothing to bandwidth;
+- data that fits the last-level caches of the groups in use streams from
+  cache at ``cache_gbs`` per core (all of it up to half their size, a
+  falling share up to one and a half times it); the rest streams from
+  memory at ``core_gbs`` per core (``remote`` of that from another node),
+  at most ``node_gbs`` in all: NumPy arrays are first touched by one
+  thread, so all their pages sit on one node;
+- fork and join cost ``a + b log2 t + c t`` microseconds, ``numa_fork``
+  more per further node; a team idle longer than ``sleep_after_ms`` must be
+  woken (``w0 + w1 (t - 1)`` microseconds, ``deep_idle_us`` more once the
+  CPUs have idled ``deep_idle_ms``);
+- measurements carry noise (``noise``, a log-normal factor per batch),
+  bursts (a batch slowed by half to three times, with probability
+  ``burst``) and interference (another process holding half the CPUs for
+  a whole measured size, with probability ``busy``): a thread that shares
+  its core runs at half speed, and a call waits for its slowest thread.
+
+:class:`Simulation` plugs a host into :func:`breakeven.calibrate` through
+its ``measure``, ``team``, ``batch``, ``clock`` and ``topology`` overrides,
+in simulated time; the dispatch tests drive the core's test hooks
+(:mod:`breakeven.testing`) with :meth:`SimulatedHost.time`.
+
+The presets' figures are orders of magnitude from published measurements,
+not from machines measured here: STREAM triad results and the memory
+channels of each processor (e.g. AnandTech's EPYC and Xeon reviews, which
+report single-thread and full-socket STREAM), and the EPCC OpenMP
+micro-benchmarks' ``PARALLEL`` overhead for GCC's libgomp (Bull et al.;
+Iwainsky et al., "How Many Threads will be too Many?", Euro-Par 2015),
+which grows with the team from about a microsecond to tens of
+microseconds at hundreds of threads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from breakeven import _calibrate
+from breakeven._cpu import Topology
+from breakeven._profile import host_fingerprint
+from breakeven._steps import Point, merge, threads_for
+
+__all__ = ["HOSTS", "KERNEL_MODELS", "KernelModel", "SimulatedHost", "Simulation",
+           "fixed_rules", "regret", "table_rule"]
+
+
+@dataclass(frozen=True)
+class KernelModel:
+    """What a kernel's call costs, per element of work on one core.
+
+    Parameters
+    ----------
+    kind : {"memory", "compute", "blas"}
+        The class it stands for in reports.
+    ns : float
+        Compute nanoseconds per element (float64; float32 takes ``f32`` of it).
+    bytes : float
+        Bytes moved per element (float64; float32 half).
+    call_us : float
+        The fixed cost of any call (argument checks, allocations).
+    per_thread_us : float
+        Serial cost per thread of a parallel call (merging private results).
+    parallel_us : float
+        Fixed extra cost of a parallel call (BLAS capped and restored).
+    passes : float
+        How many times the parallel variant goes over the data (a two-pass
+        scan: 2).
+    f32 : float
+        float32's share of float64's compute time.
+    """
+
+    kind: str
+    ns: float
+    bytes: float
+    call_us: float = 0.4
+    per_thread_us: float = 0.0
+    parallel_us: float = 0.0
+    passes: float = 1.0
+    f32: float = 0.6
+
+    def per_element(self, dtype) -> tuple[float, float]:
+        """``(ns, bytes)`` per element for ``dtype``."""
+        if np.dtype(dtype).itemsize <= 4:
+            return self.ns * self.f32, self.bytes / 2
+        return self.ns, self.bytes
+
+
+# The built-ins, as the model sees them (orders of magnitude of their serial
+# rates on a current x86 core).
+KERNEL_MODELS: dict[str, KernelModel] = {
+    "sum": KernelModel("memory", 0.1, 8, per_thread_us=0.02),
+    "dot": KernelModel("memory", 0.12, 16, per_thread_us=0.02),
+    "axpy": KernelModel("memory", 0.12, 24),
+    "exp": KernelModel("compute", 1.2, 16),
+    "cumsum": KernelModel("memory", 0.4, 16, passes=2),
+    "histogram": KernelModel("compute", 1.5, 8, per_thread_us=0.3),
+    "nearest": KernelModel("blas", 0.02, 0.05, call_us=3.0, per_thread_us=1.5,
+                           parallel_us=1.0),
+}
+
+
+class _Place(NamedTuple):
+    cores: int       # threads on a core of their own
+    smt: int         # threads on a core's second (third...) hardware thread
+    nodes: int       # NUMA nodes in use
+    local: int       # cores on the data's node
+    groups: int      # last-level cache groups in use
+
+
+@dataclass(frozen=True)
+class SimulatedHost:
+    """A machine described by a few figures (module docstring)."""
+
+    name: str
+    cores_per_node: int
+    nodes: int = 1
+    smt: int = 1
+    llc_group: int = 8           # cores sharing one last-level cache
+    llc_mb: float = 32.0         # that cache
+    core_gbs: float = 20.0       # one core streaming from memory
+    node_gbs: float = 100.0      # one node's memory, all its cores streaming
+    remote: float = 0.6          # another node's core: this share of core_gbs
+    cache_gbs: float = 80.0      # one core streaming from its caches
+    smt_gain: float = 0.25
+    fork_us: tuple[float, float, float] = (0.5, 0.25, 0.08)
+    numa_fork: float = 0.5
+    wake_us: tuple[float, float] = (3.0, 0.5)
+    sleep_after_ms: float = 0.3
+    deep_idle_us: float = 100.0
+    deep_idle_ms: float = 10.0
+    noise: float = 0.03
+    burst: float = 0.02
+    busy: float = 0.03
+    source: str = ""
+
+    @property
+    def cores(self) -> int:
+        return self.cores_per_node * self.nodes
+
+    @property
+    def cpus(self) -> int:
+        return self.cores * self.smt
+
+    def topology(self) -> Topology:
+        return Topology(self.cpus, self.cores, self.cores_per_node * self.smt,
+                        self.cores_per_node)
+
+    def _place(self, t: int) -> _Place:
+        cores = min(t, self.cores)
+        nodes = -(-cores // self.cores_per_node)
+        return _Place(cores, t - cores, nodes, min(cores, self.cores_per_node),
+                      -(-cores // self.llc_group))
+
+    def fork_join(self, t: int) -> float:
+        """Seconds a region of ``t`` threads costs with the team hot."""
+        if t < 2:
+            return 0.0
+        t = min(t, self.cpus)
+        a, b, c = self.fork_us
+        return (a + b * math.log2(t) + c * t) * 1e-6 * (
+            1 + self.numa_fork * (self._place(t).nodes - 1))
+
+    def wake(self, t: int, idle: float) -> float:
+        """Extra seconds a region of ``t`` threads pays after ``idle`` seconds
+        with no parallel region."""
+        if t < 2 or idle * 1e3 < self.sleep_after_ms:
+            return 0.0
+        w0, w1 = self.wake_us
+        deep = self.deep_idle_us if idle * 1e3 >= self.deep_idle_ms else 0.0
+        return (w0 + w1 * (min(t, self.cpus) - 1) + deep) * 1e-6
+
+    def time(self, model: KernelModel, work: int, t: int, dtype="float64", *,
+             idle: float = 0.0, taken: int = 0) -> float:
+        """Seconds one call takes: ``work`` elements on ``t`` threads, after
+        ``idle`` seconds with no parallel region, while another process
+        keeps ``taken`` CPUs busy."""
+        t = max(1, min(int(t), self.cpus))
+        ns, nbytes = model.per_element(dtype)
+        p = self._place(t)
+        passes = model.passes if t > 1 else 1.0
+        compute = work * ns * passes * 1e-9 / (p.cores + self.smt_gain * p.smt)
+        # the share of the data the caches in use keep between calls: all of
+        # it up to half their size, none from one and a half times it
+        data = work * nbytes
+        cached = min(1.0, max(0.0, 1.5 - data / (self.llc_mb * 1e6 * p.groups)))
+        memory = min(self.node_gbs, p.local * self.core_gbs
+                     + (p.cores - p.local) * self.core_gbs * self.remote)
+        body = max(compute, data * passes * 1e-9 * (
+            cached / (p.cores * self.cache_gbs) + (1 - cached) / memory))
+        if taken and t + taken > self.cpus:
+            # some threads share a core with the other process: half speed,
+            # and the call waits for its slowest thread
+            body *= math.ceil((t + taken) / self.cpus)
+        total = model.call_us * 1e-6 + body
+        if t > 1:
+            total += (self.fork_join(t) + self.wake(t, idle)
+                      + (model.per_thread_us * t + model.parallel_us) * 1e-6)
+        return total
+
+    def best(self, model: KernelModel, work: int, dtype="float64") -> tuple[int, float]:
+        """The fastest thread count for a hot call, and its time."""
+        best_t, best_s = 1, self.time(model, work, 1, dtype)
+        for t in range(2, self.cpus + 1):
+            s = self.time(model, work, t, dtype)
+            if s < best_s:
+                best_t, best_s = t, s
+        return best_t, best_s
+
+
+def _host(name, cores_per_node, nodes, smt, source, **kw) -> SimulatedHost:
+    return SimulatedHost(name, cores_per_node, nodes, smt, source=source, **kw)
+
+
+HOSTS: dict[str, SimulatedHost] = {h.name: h for h in (
+    _host("laptop-8", 8, 1, 2, "8-core laptop chip, dual-channel LPDDR5: "
+          "~60 GB/s STREAM, ~25 GB/s one core; one 16 MB L3",
+          llc_group=8, llc_mb=16, core_gbs=25, node_gbs=60,
+          fork_us=(0.4, 0.2, 0.06), deep_idle_us=200, noise=0.04, burst=0.03),
+    _host("desktop-16", 16, 1, 2, "16-core desktop chip (two 8-core dies), "
+          "dual-channel DDR5: ~65 GB/s STREAM, ~35 GB/s one core",
+          llc_group=8, llc_mb=32, core_gbs=35, node_gbs=65),
+    _host("workstation-64", 64, 1, 2, "64-core workstation chip (eight 8-core "
+          "dies), 8-channel DDR4-3200: ~150 GB/s STREAM, ~20 GB/s one core",
+          llc_group=8, llc_mb=32, core_gbs=20, node_gbs=150),
+    _host("server-128", 64, 2, 1, "two 64-core server sockets, SMT off, "
+          "8-channel DDR4-3200 each: ~170 GB/s STREAM per socket",
+          llc_group=8, llc_mb=32, core_gbs=22, node_gbs=170),
+    _host("server-192", 96, 2, 2, "two 96-core server sockets, 12-channel "
+          "DDR5-4800 each: ~370 GB/s STREAM per socket, ~30 GB/s one core",
+          llc_group=8, llc_mb=32, core_gbs=30, node_gbs=370),
+)}
+
+
+class _Samples(NamedTuple):
+    samples: tuple[float, ...]
+
+
+class Simulation:
+    """One host in simulated time, for :func:`breakeven.calibrate`.
+
+    ``clock`` reads the simulated seconds; ``measure``, ``team`` and
+    ``batch`` stand for the real measurements and move the clock on by what
+    they would take on the host (a batch of calls at least
+    ``min_batch_time`` long for every candidate and repeat; the team's
+    regions and idle gaps; joblib's runs).  A size measured while another
+    process held the CPUs is measured again, up to twice, keeping the faster
+    times, as the real probe does.
+
+    Parameters
+    ----------
+    host : SimulatedHost
+    models : dict of str to KernelModel, optional
+        By kernel name; default :data:`KERNEL_MODELS`.
+    seed : int
+        Of the noise.
+    """
+
+    def __init__(self, host: SimulatedHost,
+                 models: dict[str, KernelModel] | None = None, seed: int = 0):
+        self.host = host
+        self.models = dict(KERNEL_MODELS if models is None else models)
+        self.rng = np.random.default_rng(seed)
+        self.now = 0.0
+        self.points = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def measure(self, kernel, dtype, work: int, threads: Sequence[int],
+                settings) -> Point:
+        model = self.models[kernel.name]
+        point, busy = self._once(model, dtype, int(work), threads, settings)
+        for _ in range(_calibrate.RETRIES if busy else 0):
+            self.now += _calibrate.WAIT / 2
+            again, busy = self._once(model, dtype, int(work), threads, settings)
+            point = merge(point, again)
+            if not busy:
+                break
+        return point
+
+    def _once(self, model, dtype, work, threads, settings) -> tuple[Point, bool]:
+        host, rng = self.host, self.rng
+        self.points += 1
+        taken = host.cpus // 2 if rng.random() < host.busy else 0
+        samples: dict[int, list[float]] = {t: [] for t in threads}
+        for _ in range(settings.repeats):
+            for t in threads:
+                s = host.time(model, work, t, dtype, taken=taken)
+                calls = max(1, math.ceil(settings.min_batch_time / s))
+                self.now += calls * s + 2e-6
+                s *= math.exp(rng.normal(0.0, host.noise))
+                if rng.random() < host.burst:
+                    s *= 1.5 + 1.5 * rng.random()
+                samples[t].append(s)
+        timings = {t: _Samples(tuple(v)) for t, v in samples.items()}
+        return _calibrate.paired_point(work, timings, settings.margin), taken > 0
+
+    def team(self, threads: Sequence[int]):
+        c = _calibrate
+        host = self.host
+        penalty, hots, rows = {}, {}, []
+        sleep_after = None
+        for t in threads:
+            if t == 1:
+                continue
+            hot = hots[t] = host.fork_join(t)
+            self.now += (c.TEAM_WARMUP + c.TEAM_HOT) * hot
+            for gap in c.TEAM_GAPS_MS:
+                extra = host.wake(t, gap / 1e3)
+                self.now += c.TEAM_TRIALS * (gap / 1e3 + 2 * hot + extra)
+                rows.append((gap * 1e3, t, extra))
+                if t == max(threads) and sleep_after is None and extra > c.WAKE_MIN:
+                    sleep_after = gap * 1e3
+            penalty[t] = host.wake(t, c.TEAM_GAPS_MS[-1] / 1e3)
+        wake = tuple(r for r in rows
+                     if sleep_after is not None and r[0] >= sleep_after)
+        return penalty, sleep_after, wake, hots
+
+    def batch(self, usable: int) -> dict[str, float]:
+        start, task = 30e-6 + 4e-6 * usable, 8e-6
+        self.now += 8 * (2 * start + 64 * task)
+        return {"start_s": start, "task_s": task}
+
+    def calibrate(self, kernels: Iterable[str] | None = None, *,
+                  dtypes: Iterable[str] = ("float64", "float32"),
+                  budget: float | None = None, quick: bool = False):
+        """:func:`breakeven.calibrate` on this host; ``profile.elapsed`` is
+        in simulated seconds."""
+        fp = dataclasses.replace(host_fingerprint(), cpu=f"simulated {self.host.name}",
+                                 usable_cpus=self.host.cpus)
+        names = list(self.models) if kernels is None else list(kernels)
+        return _calibrate.calibrate(names, budget, quick, progress=False, dtypes=dtypes,
+                         measure=self.measure, team=self.team, batch=self.batch,
+                         usable=self.host.cpus, topology=self.host.topology(),
+                         fingerprint=fp, clock=self.clock)
+
+
+def regret(host: SimulatedHost, model: KernelModel,
+           rule: Callable[[int], int], dtype="float64",
+           works: Sequence[int] | None = None) -> tuple[float, float]:
+    """``(integrated, max)`` regret of a rule (work -> threads) against the
+    model's best thread count at each work: the mean and the largest of
+    ``time(rule) / time(best) - 1`` over ``works`` (default 2^8..2^26, four
+    sizes per octave, each weighted alike)."""
+    if works is None:
+        works = [int(round(2 ** (e / 4))) for e in range(32, 105)]
+    ratios = [host.time(model, w, rule(w), dtype) / host.best(model, w, dtype)[1]
+              for w in works]
+    return float(np.mean(ratios)) - 1, max(ratios) - 1
+
+
+def table_rule(steps) -> Callable[[int], int]:
+    """A step table as a rule."""
+    return lambda w: threads_for(steps, w)
+
+
+def fixed_rules(host: SimulatedHost) -> dict[str, Callable[[int], int]]:
+    """What others do, as rules: every CPU always (scikit-learn's OpenMP
+    default, OpenMP's own), every physical core always, and PyTorch's
+    ``parallel_for`` (serial below a grain of 32768 elements, else one
+    thread per grain up to the physical cores)."""
+    return {
+        "all CPUs": lambda w: host.cpus,
+        "all cores": lambda w: host.cores,
+        "grain 32768": lambda w: 1 if w < 32768 else min(host.cores, -(-w // 32768)),
+    }

@@ -10,7 +10,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 # Re-install only when something that goes into the wheel changed.
 SOURCES := $(shell find src -type f -not -name '*.pyc') meson.build meson.options pyproject.toml
 
-.PHONY: all install test test-no-openmp test-matrix calibrate bench bench-quick docs fuzz \
+.PHONY: all install test test-no-openmp test-matrix calibrate bench bench-quick bench-simulated docs fuzz \
         reliability lint clean help
 
 all: test
@@ -22,6 +22,7 @@ help:
 	@echo "make test-matrix  the suite on every Python 3.11+ found, oldest and newest NumPy"
 	@echo "make bench      serial/parallel/NumPy benchmark tables (benchmarks/)"
 	@echo "make bench-quick  the side-by-side benchmark on a few sizes (smoke run)"
+	@echo "make bench-simulated  calibration on simulated 8- to 192-core hosts (seconds)"
 	@echo "make docs       the Sphinx site in build/docs/html (warnings are errors)"
 	@echo "make fuzz       the property-based tests with at least 10,000 examples"
 	@echo "make reliability  fuzzing, faults, concurrency, fork and kill trials -> reliability/report.md"
@@ -107,3 +108,8 @@ lint: install
 clean:
 	rm -rf $(VENV) $(NOOMP) build dist .pytest_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Calibration on simulated many-core hosts, in simulated time (a cost model).
+bench-simulated: install
+	$(PY) benchmarks/bench_simulated.py --output benchmarks/results/simulated.md \
+	    --plot benchmarks/results/simulated.png

@@ -741,6 +741,7 @@ def test_rates_are_kept_per_thread_count(eager):
             for _ in range(10):
                 be.sum(x)  # 2 threads: another table of rates
         with testing.clock_scale(50.0):
+            be.sum(x)  # wakes the 2 threads the capped calls let sleep: unjudged
             be.sum(x)
             be.sum(x)
         d = be.explain(be.sum, x)

@@ -218,6 +218,7 @@ cdef enum:
     F_SECTION = 32     # cores of the caller's section, not of the budget
     F_BLAS = 64        # capped BLAS, to restore
     F_FORCED = 128     # threads(n, exact=True)
+    F_CALLER = 1024    # counted among the callers sharing the cores
 
 # what decided (Why.table)
 cdef enum:
@@ -362,6 +363,17 @@ cdef int _configured = 0       # the profile's tables are loaded
 cdef long long _sleep_after = 0  # ns idle after which the team sleeps (0: never)
 cdef long long _last_parallel = -(1LL << 62)  # ns, end of the last parallel call
 cdef long long _last_call = -(1LL << 62)      # ns, of the last call past a threshold
+# Calls in progress that wanted several threads (outside sections): each is
+# a caller the cores are shared among.
+cdef int _callers = 0
+# The end (ns) and width of the last parallel call of each bit length of its
+# thread count: the threads of the widest one within the sleep time are
+# awake, the rest of the pool has gone to sleep.
+cdef long long _wide_end[32]
+cdef int _wide_n[32]
+# ns of the last call held to the awake part of the team: a call soon after
+# it is in a loop, and wakes the rest (once) instead
+cdef long long _held_back = -(1LL << 62)
 cdef double _clock_scale = 1.0
 # The host's team costs, for the estimate: a hot region's start (ns) and the
 # wake-up after each measured idle time (ns from, ns cost).
@@ -561,6 +573,36 @@ ctypedef struct Why:
     bint explore        # the estimate's other choice
     double serial_ns    # the estimate's predicted serial time (0: none)
     double parallel_ns  # ... and parallel time
+    int share           # lowered to this fair share of the CPUs (0: not)
+    int callers         # ... among this many callers
+    int awake           # held to the awake part of the team, this wide (0: not)
+
+
+cdef inline int _bits(int t) noexcept nogil:
+    cdef int k = 0
+    while t > 1 and k < 31:
+        t >>= 1
+        k += 1
+    return k
+
+
+cdef inline int _awake(long long t_now, int want, long long *since) noexcept nogil:
+    """The threads of the team still awake (the widest parallel call that
+    ended within the sleep time; 1 if none), and in ``since`` when a call of
+    at least ``want`` threads last ended."""
+    cdef int k, n, awake = 1
+    cdef long long end
+    since[0] = -(1LL << 62)
+    for k in range(1, _bits(_usable) + 2):
+        n = ld_int(&_wide_n[k])
+        if n < 2:
+            continue
+        end = ld_ll(&_wide_end[k])
+        if t_now - end <= _sleep_after and n > awake:
+            awake = n
+        if n >= want and end > since[0]:
+            since[0] = end
+    return awake
 
 
 cdef inline int _lookup(const Steps *s, Py_ssize_t work) noexcept nogil:
@@ -726,8 +768,8 @@ cdef int _decide(Slot *s, Entry *e, Py_ssize_t work, dispatch.Call *c, Why *why,
                  int mode, long long idle) noexcept nogil:
     """The rule (module docstring).  With mode M_CALL it takes the cores it
     grants and fills ``c`` for end(); the other modes change nothing."""
-    cdef int t, i, limit, g = 0, got, f
-    cdef long long t_now = 0, recent
+    cdef int t, i, limit, g = 0, got, f, n, share, awake
+    cdef long long t_now = 0, recent, since
     cdef bint lone = False, real = mode == M_CALL
     cdef const Steps *steps
     if why != NULL:
@@ -797,6 +839,26 @@ cdef int _decide(Slot *s, Entry *e, Py_ssize_t work, dispatch.Call *c, Why *why,
             steps = &e.hot
         if steps != NULL:
             t = _lookup(steps, work)
+        if (steps == &e.hot and t > 1 and e.n_gaps > 0 and _sleep_after > 0
+                and not tl_section and mode != M_HOT
+                and t_now - ld_ll(&_held_back) > _sleep_after):
+            awake = _awake(t_now, t, &since)
+            if 1 < awake < t:
+                # part of the team is awake (a whole team asleep is a lone
+                # call's or a loop's case, above), the rest asleep: the cold table
+                # of the time since a team this wide last ran says whether
+                # waking them pays (else the awake ones run it)
+                for i in range(1, e.n_gaps if e.n_gaps <= MAX_GAPS else MAX_GAPS):
+                    if t_now - since >= e.gap[i]:
+                        g = i
+                i = _lookup(&e.cold[g], work)
+                if i < t:
+                    t = i if i > awake else awake
+                    if why != NULL:
+                        why.awake = awake
+                        why.gap = g
+                    if real:
+                        st_ll(&_held_back, t_now)
         if why != NULL:
             why.table_threads = t
         if tl_cap and t > tl_cap:
@@ -827,6 +889,19 @@ cdef int _decide(Slot *s, Entry *e, Py_ssize_t work, dispatch.Call *c, Why *why,
         t = 1
         if why != NULL:
             why.nested = True
+    if t > 1 and not tl_section:
+        # the cores shared fairly among the callers that want several
+        if real:
+            n = add_int(&_callers, 1) + 1
+            c.flags |= F_CALLER
+        else:
+            n = ld_int(&_callers) + 1
+        share = (_usable + n - 1) // n
+        if t > share:
+            t = share if share > 1 else 1
+            if why != NULL:
+                why.share = t
+                why.callers = n
     f = ld_int(&_free)
     if why != NULL:
         why.free = f
@@ -866,8 +941,10 @@ cdef int _decide(Slot *s, Entry *e, Py_ssize_t work, dispatch.Call *c, Why *why,
         # threads to sleep well before the calibrated sleep time, when the
         # wake-up was still too small to count: a millisecond without a
         # parallel region is enough.  Its time says nothing of contention.
+        # So is a call wider than the part of the team still awake.
         if lone or t_now - ld_ll(&_last_parallel) > (
-                _sleep_after if 0 < _sleep_after < UNJUDGED_AFTER else UNJUDGED_AFTER):
+                _sleep_after if 0 < _sleep_after < UNJUDGED_AFTER else UNJUDGED_AFTER) \
+                or (_sleep_after > 0 and t > _awake(t_now, t, &since)):
             c.flags |= F_COLD
         if t_now - ld_ll(&_last_parallel) > HOT_GAP:
             # the team may have begun to doze: no measure of the parallel
@@ -943,9 +1020,13 @@ cdef void _end(dispatch.Call *c) noexcept nogil:
     cdef int t = c.threads
     if s == NULL or c.dtype < 0 or c.dtype >= N_DTYPES:
         return
+    if c.flags & F_CALLER:
+        add_int(&_callers, -1)
     e = <Entry *>load_ptr(<void **>&s.entries[c.dtype])
     if t > 1:
         t_end = now()
+        st_ll(&_wide_end[_bits(t)], t_end)
+        st_int(&_wide_n[_bits(t)], t)
         ns = <long long>((t_end - c.start) * _clock_scale)
         if c.flags & F_BLAS:
             _blas_restore()
@@ -1084,9 +1165,10 @@ cdef void note_parallel() noexcept nogil:
 
 
 cdef void _after_fork_in_child() noexcept nogil:
-    global _free, _in_flight, _peak, _blas_users, _blas_lock
+    global _free, _in_flight, _peak, _blas_users, _blas_lock, _callers
     _free = _usable
     _in_flight = 0
+    _callers = 0
     _peak = 0
     _blas_users = 0
     _blas_lock = 0
@@ -1357,13 +1439,19 @@ def set_hooks(load=None, blas=None):
 def set_usable(int n):
     """The usable CPUs (after a change of affinity or quota; or simulated):
     the budget is reset to it."""
-    global _usable, _free, _in_flight, _peak
+    global _usable, _free, _in_flight, _peak, _callers, _held_back
+    cdef int k
     if n < 1:
         raise ValueError(f"usable CPUs must be >= 1, got {n}")
     _usable = n
     _free = n
     _in_flight = 0
     _peak = 0
+    _callers = 0
+    _held_back = -(1LL << 62)
+    for k in range(32):  # no team awake
+        _wide_n[k] = 0
+        _wide_end[k] = -(1LL << 62)
 
 
 set_usable(_count_usable_cpus())
@@ -1421,13 +1509,18 @@ def clock():
 
 
 def set_idle(double seconds):
-    """Test hook: the last parallel call, and the last call past a
-    threshold, ended ``seconds`` ago (negative: they will end in the
-    future, so the team counts as awake for that long)."""
-    global _last_parallel, _last_call
+    """Test hook: the last parallel call (of the whole team), and the last
+    call past a threshold, ended ``seconds`` ago (negative: they will end in
+    the future, so the team counts as awake for that long)."""
+    global _last_parallel, _last_call, _held_back
     cdef long long t = now() - <long long>(seconds * 1e9)
+    cdef int k, b = _bits(_usable)
     st_ll(&_last_parallel, t)
     st_ll(&_last_call, t)
+    st_ll(&_held_back, -(1LL << 62))
+    for k in range(32):
+        st_int(&_wide_n[k], _usable if k == b else 0)
+        st_ll(&_wide_end[k], t if k == b else -(1LL << 62))
 
 
 def idle():
@@ -1534,6 +1627,7 @@ def decide(int kernel, int d, Py_ssize_t work, idle=None):
         "pool_limit": why.pool_limit, "usable": _usable,
         "nested": bool(why.nested), "section": why.section, "free": why.free,
         "budget": bool(why.budget), "held": bool(why.held),
+        "share": why.share, "callers": why.callers, "awake": why.awake,
         "forced": tl_exact, "sleep_after": _sleep_after / 1e9,
     }
 

@@ -509,6 +509,13 @@ def _words(why: dict, kernel: str, dtype: str, work: int, threads: int,
         if why["probe"]:
             parts.append("a probe at full threads of a kernel backed off for "
                          "contention")
+        if why["awake"]:
+            parts.append(f"held to the {why['awake']} threads still awake: "
+                         "waking the rest of the team does not pay for this "
+                         "work (the cold table)")
+    if why["share"]:
+        parts.append(f"a fair share: {why['share']} of {why['usable']} CPUs "
+                     f"among {why['callers']} callers")
     if why["limit"]:
         pool = (f", threadpoolctl limit {why['pool_limit']}"
                 if why["pool_limit"] else "")

@@ -55,7 +55,7 @@ from breakeven._profile import host_fingerprint
 from breakeven._steps import Point, merge, threads_for
 
 __all__ = ["HOSTS", "KERNEL_MODELS", "KernelModel", "SimulatedHost", "Simulation",
-           "fixed_rules", "regret", "table_rule"]
+           "CallLog", "fixed_rules", "regret", "run_callers", "table_rule"]
 
 
 @dataclass(frozen=True)
@@ -378,3 +378,59 @@ def fixed_rules(host: SimulatedHost) -> dict[str, Callable[[int], int]]:
         "all cores": lambda w: host.cores,
         "grain 32768": lambda w: 1 if w < 32768 else min(host.cores, -(-w // 32768)),
     }
+
+
+class CallLog(NamedTuple):
+    """What :func:`run_callers` saw: per call ``(caller, start, end,
+    threads)``, the most threads running at once (each serial call counted
+    as one, ``external`` included) and the budget's peak in flight."""
+
+    calls: list[tuple[int, float, float, int]]
+    most_running: int
+    peak: int
+
+
+def run_callers(host: SimulatedHost, kernel: str, work: int, callers: int,
+                until: float, clock, *, model: KernelModel | None = None,
+                dtype="float64", external: Callable[[float], int] = lambda t: 0,
+                gap: float = 1e-6) -> CallLog:
+    """``callers`` Python threads each calling ``kernel`` on ``work``
+    elements back to back (``gap`` seconds apart) until ``until`` seconds of
+    simulated time have passed, through dispatch (:func:`breakeven.grant`),
+    on ``host`` while another process keeps ``external(t)`` CPUs busy at
+    time ``t`` since the start.  A discrete-event simulation on one thread:
+    each call lasts what :meth:`SimulatedHost.time` says for the threads it
+    was granted, with the other calls then running taken as busy CPUs.
+    ``clock`` is a :func:`breakeven.testing.simulated_clock`; use inside
+    :func:`breakeven.testing.simulated_cpus` with ``host.cpus``."""
+    import heapq
+
+    from breakeven import _core
+    from breakeven._dispatch import grant
+    model = model or KERNEL_MODELS[kernel]
+    start = clock.now
+    ready = [(start, c) for c in range(callers)]  # (time, caller)
+    running: list = []  # heap of (end, seq, caller, grant, threads, began)
+    calls, most, seq = [], 0, 0
+    _core.reset_peak()
+    while ready or running:
+        first = min(ready) if ready else (math.inf, -1)
+        if running and running[0][0] <= first[0]:
+            end, _, c, g, t, began = heapq.heappop(running)
+            clock.advance(max(0.0, end - clock.now))
+            g.end()
+            calls.append((c, began - start, end - start, t))
+            if end - start < until:
+                ready.append((end + gap, c))
+            continue
+        ready.remove(first)
+        now, c = first
+        clock.advance(max(0.0, now - clock.now))
+        g = grant(kernel, work, dtype)
+        t = g.begin()
+        busy = external(now - start) + sum(r[4] for r in running)
+        most = max(most, busy + t)
+        s = host.time(model, work, t, dtype, taken=busy)
+        heapq.heappush(running, (now + s, seq, c, g, t, now))
+        seq += 1
+    return CallLog(calls, most, _core.budget()[3])

@@ -29,11 +29,12 @@ from breakeven._blas import thread_setters
 from breakeven._profile import Profile
 from breakeven._profile import forget_warnings as _forget_warnings
 
-__all__ = ["HOSTS", "KERNEL_MODELS", "Budget", "KernelModel", "SimulatedHost",
-           "Simulation", "backoff_state", "blas_functions", "budget",
-           "clock_scale", "fixed_rules", "forget_warnings", "hammer", "idle",
-           "make_probe_due", "profile", "regret", "reset", "reset_peak",
-           "simulated_clock", "simulated_cpus", "table_rule", "thread_controls"]
+__all__ = ["HOSTS", "KERNEL_MODELS", "Budget", "CallLog", "KernelModel",
+           "SimulatedHost", "Simulation", "backoff_state", "blas_functions",
+           "budget", "clock_scale", "fixed_rules", "forget_warnings", "hammer",
+           "idle", "make_probe_due", "profile", "regret", "reset", "reset_peak",
+           "run_callers", "simulated_clock", "simulated_cpus", "table_rule",
+           "thread_controls"]
 
 
 class Budget(NamedTuple):
@@ -200,10 +201,12 @@ EXPLORE_EVERY = _core.EXPLORE_EVERY
 from breakeven._simhost import (  # noqa: E402
     HOSTS,
     KERNEL_MODELS,
+    CallLog,
     KernelModel,
     SimulatedHost,
     Simulation,
     fixed_rules,
     regret,
+    run_callers,
     table_rule,
 )

@@ -10,7 +10,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 # Re-install only when something that goes into the wheel changed.
 SOURCES := $(shell find src -type f -not -name '*.pyc') meson.build meson.options pyproject.toml
 
-.PHONY: all install test test-no-openmp test-matrix calibrate bench bench-quick bench-simulated docs fuzz \
+.PHONY: all install test test-no-openmp test-matrix calibrate bench bench-quick bench-simulated bench-scaling docs fuzz \
         reliability lint clean help
 
 all: test
@@ -23,6 +23,7 @@ help:
 	@echo "make bench      serial/parallel/NumPy benchmark tables (benchmarks/)"
 	@echo "make bench-quick  the side-by-side benchmark on a few sizes (smoke run)"
 	@echo "make bench-simulated  calibration on simulated 8- to 192-core hosts (seconds)"
+	@echo "make bench-scaling  the simulated hosts, then speed-up against threads on this host"
 	@echo "make docs       the Sphinx site in build/docs/html (warnings are errors)"
 	@echo "make fuzz       the property-based tests with at least 10,000 examples"
 	@echo "make reliability  fuzzing, faults, concurrency, fork and kill trials -> reliability/report.md"
@@ -113,3 +114,9 @@ clean:
 bench-simulated: install
 	$(PY) benchmarks/bench_simulated.py --output benchmarks/results/simulated.md \
 	    --plot benchmarks/results/simulated.png
+
+# Many-core behaviour: the simulated hosts, then the real run on this host
+# (speed-up against threads per kernel, the calibrated table against the
+# fastest count) into benchmarks/results/scaling-<host>.md.
+bench-scaling: bench-simulated
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_scaling.py

@@ -156,14 +156,19 @@ def test_kernel_releases_the_gil(name, variant, short_switch_interval):
         fn(*args)
         timing["elapsed"] = time.perf_counter() - t0
 
-    worker = threading.Thread(target=call)
-    last = time.perf_counter()
-    max_gap = 0.0
-    worker.start()
-    while worker.is_alive():
-        now = time.perf_counter()
-        max_gap = max(max_gap, now - last)
-        last = now
-    worker.join()
-    assert timing["elapsed"] > 0.01, "kernel call too short to tell"
+    # Held, the GIL stalls the main thread for the whole call every time; on
+    # a shared host a busy CPU can stall it once, so up to three tries.
+    for _ in range(3):
+        worker = threading.Thread(target=call)
+        last = time.perf_counter()
+        max_gap = 0.0
+        worker.start()
+        while worker.is_alive():
+            now = time.perf_counter()
+            max_gap = max(max_gap, now - last)
+            last = now
+        worker.join()
+        assert timing["elapsed"] > 0.01, "kernel call too short to tell"
+        if max_gap < 0.5 * timing["elapsed"]:
+            break
     assert max_gap < 0.5 * timing["elapsed"], (max_gap, timing)

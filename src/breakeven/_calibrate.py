@@ -92,8 +92,11 @@ PROBE_SHARE = 0.1  # of the budget, at most
 # sizes still measured busy after two.
 THIRD_PASS = 0.15
 SUSPECT = 0.25
-# Rounds of more looks at the sizes around each hot step, in what is left.
+# Rounds of more looks at the sizes around each hot step, in what is left,
+# but for this share of the budget: a last measurement that another process
+# slows takes several times what it was expected to.
 POLISH_ROUNDS = 3
+RESERVE = 0.01
 
 
 @dataclass(frozen=True)
@@ -885,7 +888,7 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
     # tens of seconds apart, of the sizes either side of it.
     for _ in range(POLISH_ROUNDS):
         for i, (name, dtype) in enumerate(jobs):
-            remaining = settings.budget - (clock() - start)
+            remaining = settings.budget * (1 - RESERVE) - (clock() - start)
             if remaining <= 0:
                 break
             swept[i] = polish(KERNELS[name], dtype, threads, settings, measure,

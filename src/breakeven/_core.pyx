@@ -199,7 +199,9 @@ cdef enum:
     MAX_STEPS = 16   # steps of a table (thread counts above serial)
     MAX_GAPS = 8     # cold tables, one per measured idle time
     BUCKETS = 64     # log2 sizes of the contention check
-    MAX_TC = 4       # thread counts whose rates are kept per kernel and dtype
+    # thread counts whose rates are kept per kernel and dtype (every count a
+    # calibration tries, on hosts of up to ~2^15 CPUs)
+    MAX_TC = 16
     N_DTYPES = 6
     N_TYPENUMS = 32  # NumPy type numbers mapped to dtype indices
     MAX_BLAS = 8
@@ -896,7 +898,7 @@ cdef int _decide(Slot *s, Entry *e, Py_ssize_t work, dispatch.Call *c, Why *why,
             c.flags |= F_CALLER
         else:
             n = ld_int(&_callers) + 1
-        share = (_usable + n - 1) // n
+        share = _usable // n
         if t > share:
             t = share if share > 1 else 1
             if why != NULL:
@@ -1095,7 +1097,12 @@ cdef void _observe(Entry *e, int t, Py_ssize_t work, long long ns, int flags,
         _teach(e.par_ring, e.par_rate, e.par_n, e, work, ns)
     rate = ns * 1e-9 / (work if work > 0 else 1)
     best = e.best[i][b]
-    if best == 0 or rate < best:
+    if best == 0 or rate < best or (
+            rate > C_SLOW * best and e.seeded[i][b] >= 0 and e.seeded[i][b] != b
+            and not flags & F_PROBE):
+        # (a yardstick taken from another size, where the calibration did
+        # not measure, gives way to this size's first slow call: a kernel's
+        # rate can drop past a cache's edge, and that is not contention)
         e.best[i][b] = best = rate
         e.seeded[i][b] = -1
     if flags & F_FORCED:

@@ -276,7 +276,9 @@ def _give_tables(p: Profile, kernel: _registry.Kernel) -> None:
                         q.cold_tables(kernel.name, name))
         # The calibration's times are the uncontended yardstick: without
         # them the first calls seen would set it, contended or not.
-        for work, threads, seconds in q.times(kernel.name, name, parallel_only=True):
+        # Count by count, so that each count's sizes seed one table.
+        rows = q.times(kernel.name, name, parallel_only=True)
+        for work, threads, seconds in sorted(rows, key=lambda r: (r[1], r[0])):
             _core.seed_rate(kernel.slot, d, threads, work, seconds / max(work, 1))
 
 

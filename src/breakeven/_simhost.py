@@ -22,7 +22,10 @@ compute time and its memory time (a roofline), where
   bursts (a batch slowed by half to three times, with probability
   ``burst``) and interference (another process holding half the CPUs for
   a whole measured size, with probability ``busy``): a thread that shares
-  its core runs at half speed, and a call waits for its slowest thread.
+  its core runs at half speed, and a call waits for its slowest thread,
+  which may first wait out the other process's time slice (``slice_ms``,
+  half of it on average: what makes oversubscribed OpenMP calls of a few
+  milliseconds or less many times slower).
 
 :class:`Simulation` plugs a host into :func:`breakeven.calibrate` through
 its ``measure``, ``team``, ``batch``, ``clock`` and ``topology`` overrides,
@@ -142,6 +145,7 @@ class SimulatedHost:
     sleep_after_ms: float = 0.3
     deep_idle_us: float = 100.0
     deep_idle_ms: float = 10.0
+    slice_ms: float = 3.0        # the scheduler's time slice, CPUs shared
     noise: float = 0.03
     burst: float = 0.02
     busy: float = 0.03
@@ -203,8 +207,9 @@ class SimulatedHost:
             cached / (p.cores * self.cache_gbs) + (1 - cached) / memory))
         if taken and t + taken > self.cpus:
             # some threads share a core with the other process: half speed,
-            # and the call waits for its slowest thread
-            body *= math.ceil((t + taken) / self.cpus)
+            # and the call waits for its slowest thread, which may first
+            # wait out the other's time slice (half a slice on average)
+            body = body * math.ceil((t + taken) / self.cpus) + self.slice_ms / 2e3
         total = model.call_us * 1e-6 + body
         if t > 1:
             total += (self.fork_join(t) + self.wake(t, idle)
@@ -382,10 +387,12 @@ def fixed_rules(host: SimulatedHost) -> dict[str, Callable[[int], int]]:
 
 class CallLog(NamedTuple):
     """What :func:`run_callers` saw: per call ``(caller, start, end,
-    threads)``, the most threads running at once (each serial call counted
-    as one, ``external`` included) and the budget's peak in flight."""
+    threads)``; ``running``, at each call's start, the threads then running
+    (each serial call counted as one, ``external`` included); the most of
+    them; and the budget's peak in flight."""
 
     calls: list[tuple[int, float, float, int]]
+    running: list[tuple[float, int]]
     most_running: int
     peak: int
 
@@ -411,7 +418,7 @@ def run_callers(host: SimulatedHost, kernel: str, work: int, callers: int,
     start = clock.now
     ready = [(start, c) for c in range(callers)]  # (time, caller)
     running: list = []  # heap of (end, seq, caller, grant, threads, began)
-    calls, most, seq = [], 0, 0
+    calls, running_at, seq = [], [], 0
     _core.reset_peak()
     while ready or running:
         first = min(ready) if ready else (math.inf, -1)
@@ -429,8 +436,9 @@ def run_callers(host: SimulatedHost, kernel: str, work: int, callers: int,
         g = grant(kernel, work, dtype)
         t = g.begin()
         busy = external(now - start) + sum(r[4] for r in running)
-        most = max(most, busy + t)
+        running_at.append((now - start, busy + t))
         s = host.time(model, work, t, dtype, taken=busy)
         heapq.heappush(running, (now + s, seq, c, g, t, now))
         seq += 1
-    return CallLog(calls, most, _core.budget()[3])
+    return CallLog(calls, running_at, max((n for _, n in running_at), default=0),
+                   _core.budget()[3])

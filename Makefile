@@ -103,7 +103,7 @@ reliability: install
 	$(PY) reliability/run.py --output reliability/report.md
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks tools
+	$(VENV)/bin/ruff check src tests benchmarks tools docs/_ext
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/cython-lint src/breakeven
 
 clean:

@@ -62,7 +62,7 @@ from breakeven._registry import BUILTINS, KERNELS
 from breakeven._threads import usable_cpus
 from breakeven._timing import time_interleaved
 
-GRAIN = 32768
+GRAIN = testing.TORCH_GRAIN
 # idle seconds before each batch of the alternating loop (see alternating)
 SETTLE = 0.15
 # The example library's kernel, in the envelope beside the built-ins.

@@ -72,7 +72,7 @@ from breakeven._timing import time_interleaved
 ORDER = ("sum", "dot", "axpy", "exp", "cumsum", "histogram", "nearest")
 BLAS_KERNELS = ("dot", "nearest")  # NumPy computes these with BLAS
 NUMEXPR_EXPR = {"sum": "sum(x)", "axpy": "y + a * x", "exp": "exp(x)"}
-GRAIN_TORCH = 32768
+GRAIN_TORCH = testing.TORCH_GRAIN
 CUTOFF_NUMEXPR = 2048
 # After a call at its default threads, OpenBLAS's workers spin ~0.1 s before
 # they sleep (measured here: ~20 ms of CPU per 20 ms for 105 ms); an OpenMP

@@ -10,7 +10,7 @@ at every work from 2^8 to 2^26 (four sizes per octave):
 - max regret: the largest of them;
 
 beside the same regrets of fixed rules (every CPU always, as OpenMP's and
-scikit-learn's default; every physical core; PyTorch's grain of 32768).
+scikit-learn's default; every physical core; PyTorch's fixed grain).
 Each host is calibrated with several noise seeds; the tables give the
 worst seed.  No wall-clock time is measured: the figures are the model's.
 
@@ -38,6 +38,7 @@ TARGET_REGRET = 0.05
 TARGET_SECONDS = Settings().budget
 # The kernel that stands for each class in the summary.
 CLASSES = {"memory-bound": "sum", "compute-bound": "exp", "BLAS-calling": "nearest"}
+GRAIN = f"grain {testing.TORCH_GRAIN}"  # PyTorch's rule, by its name in fixed_rules
 
 
 def judge(host, profile) -> dict[tuple[str, str], dict[str, tuple[float, float]]]:
@@ -91,9 +92,9 @@ def plot(path: Path, host, profile) -> None:
         ax.step(works, best, where="post", label="model's best", color="0.6", lw=3)
         ax.step(works, [rule(w) for w in works], where="post",
                 label="calibrated table", color="C0")
-        grain = testing.fixed_rules(host)["grain 32768"]
+        grain = testing.fixed_rules(host)[GRAIN]
         ax.step(works, [grain(w) for w in works], where="post",
-                label="grain 32768", color="C3", ls="--")
+                label=GRAIN, color="C3", ls="--")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
         ax.set_title(f"{name} ({cls}), float64")
@@ -151,7 +152,7 @@ def main(argv=None) -> int:
               "Integrated / max regret of each rule; the calibrated table's "
               f"target is at most {100 * TARGET_REGRET:.0f}% integrated.", "",
               "| host | class (kernel) | calibrated | all CPUs | all cores "
-              "| grain 32768 |",
+              f"| {GRAIN} |",
               "|---|---|---:|---:|---:|---:|"]
     for h in hosts:
         worst = results[h.name][0]
@@ -159,7 +160,7 @@ def main(argv=None) -> int:
             row = worst[(name, "float64")]
             lines.append(f"| {h.name} | {cls} ({name}) | {fmt(row['calibrated'])} | "
                          f"{fmt(row['all CPUs'])} | {fmt(row['all cores'])} | "
-                         f"{fmt(row['grain 32768'])} |")
+                         f"{fmt(row[GRAIN])} |")
     lines += ["", "## Every kernel and dtype", "",
               "Integrated / max regret of the calibrated table.", "",
               "| kernel | dtype | " + " | ".join(h.name for h in hosts) + " |",

@@ -1,4 +1,9 @@
-"""Two directives that keep the documentation tied to what it describes.
+"""Directives and roles that keep the documentation tied to what it
+describes.
+
+``:record:`PATH|ROW|COLUMN``` and ``:setting:`module.NAME|FORMAT``` put a
+figure of a committed record, or a constant of the code, into the text
+(``figures.py``; a reference to nothing fails the build).
 
 ``.. results-markdown:: PATH`` includes one of the Markdown files that
 ``make bench`` writes into ``benchmarks/results/`` (headings, bullet lists,
@@ -16,6 +21,8 @@ import os
 import re
 from pathlib import Path
 
+import figures
+from docutils import nodes, utils
 from docutils.parsers.rst import Directive, directives
 
 _TABLE_RULE = re.compile(r"^\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
@@ -107,7 +114,8 @@ class ResultsMarkdown(Directive):
 
     required_arguments = 1
     has_content = False
-    option_spec = {"levels": directives.unchanged}
+    option_spec = {"levels": directives.unchanged,
+                   "section": directives.unchanged}
 
     def run(self):
         env = self.state.document.settings.env
@@ -117,9 +125,18 @@ class ResultsMarkdown(Directive):
             raise self.error(f"no file matches {self.arguments[0]}")
         here = Path(env.doc2path(env.docname)).parent
         lines: list[str] = []
+        section = self.options.get("section")
         for path in paths:
             env.note_dependency(path)
             text = Path(path).read_text(encoding="utf-8")
+            if section:  # one section's body, without its heading or plots
+                body = _section(text, section)
+                if body is None:
+                    raise self.error(f"{path}: no section {section!r}")
+                lines += markdown_to_rst(body, self.options.get("levels", "-~^"))
+                lines += ["", f"*Source:* ``{os.path.relpath(path, here.parent)}``"
+                          f", {section}", ""]
+                continue
             lines += markdown_to_rst(text, self.options.get("levels", "-~^"))
             # plots the scripts saved beside the table: <stem>.png, <stem>-*.png
             stem = Path(path).with_suffix("")
@@ -130,6 +147,22 @@ class ResultsMarkdown(Directive):
             lines += ["", f"*Source:* ``{os.path.relpath(path, here.parent)}``", ""]
         self.state_machine.insert_input(lines, pattern)
         return []
+
+
+def _section(text: str, start: str) -> str | None:
+    """The body of the first section whose heading starts with ``start``,
+    up to the next heading of its level or above."""
+    lines, out, level = text.splitlines(), None, 0
+    for line in lines:
+        m = _HEADING.match(line)
+        if out is None:
+            if m and m.group(2).startswith(start):
+                out, level = [], len(m.group(1))
+            continue
+        if m and len(m.group(1)) <= level:
+            break
+        out.append(line)
+    return None if out is None else "\n".join(out)
 
 
 # The results in the order a reader needs them; others after, by name.
@@ -177,7 +210,25 @@ class BreakevenCLI(Directive):
         return []
 
 
+def _figure_role(lookup):
+    def role(name, rawtext, text, lineno, inliner, options=None, content=None):
+        text = utils.unescape(text, restore_backslashes=True)  # a regex's \d
+        env = getattr(inliner.document.settings, "env", None)
+        path = re.split(r"[|~]", text, maxsplit=1)[0]
+        if env is not None and "/" in path:  # a record: rebuild when it changes
+            env.note_dependency(str(figures.ROOT / path))
+        try:
+            value = lookup(text)
+        except (KeyError, ValueError, TypeError) as e:
+            msg = inliner.reporter.error(f"{name} {text!r}: {e}", line=lineno)
+            return [inliner.problematic(rawtext, rawtext, msg)], [msg]
+        return [nodes.Text(value)], []
+    return role
+
+
 def setup(app):
+    app.add_role("record", _figure_role(figures.record_value))
+    app.add_role("setting", _figure_role(figures.setting_value))
     app.add_directive("results-markdown", ResultsMarkdown)
     app.add_directive("breakeven-cli", BreakevenCLI)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -166,8 +166,16 @@ def thread_candidates(usable: int, topology: Topology | None = None) -> list[int
 Measure = Callable[[Kernel, np.dtype, int, Sequence[int], Settings], Point]
 
 
+# A candidate faster than serial by the margin in fewer than this share of
+# the batch pairs counts as no faster (paired_point).
+CONSISTENCY = 0.6
+# A kernel whose parallel variant never gained more than this many margins
+# over serial is swept a second time: interference looks like that too.
+PAYS_LITTLE = 4
+
+
 def paired_point(work: int, timings: dict[int, object], margin: float = MARGIN,
-                 consistency: float = 0.6) -> Point:
+                 consistency: float = CONSISTENCY) -> Point:
     """A Point from interleaved timings, judged batch pair by batch pair
     (against serial; without a serial candidate, against the fewest threads
     timed).
@@ -843,7 +851,7 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
         deadline = min(clock() + share, start + settings.budget)
         pts = sweep(KERNELS[name], dtype, threads, settings, measure, deadline,
                     clock, penalty, profile.team_hot, end)
-        if usable > 1 and best_gain(pts) < 1 + 4 * settings.margin \
+        if usable > 1 and best_gain(pts) < 1 + PAYS_LITTLE * settings.margin \
                 and clock() < deadline:
             # Parallel paid little or never: true of some kernels, but also
             # what a sweep measured while another process held a core looks

@@ -304,6 +304,10 @@ def _stale_line(profile) -> str:
             "calibrate` to measure with these")
 
 
+# `breakeven check` measures this many times above and below each threshold.
+CHECK_FACTOR = 2
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     _import_modules(args.module)
     path = Path(args.profile) if args.profile else default_profile_path()
@@ -325,7 +329,8 @@ def cmd_check(args: argparse.Namespace) -> int:
                 continue
             thr = profile.threshold(name, dname)
             k = KERNELS[name]
-            probes = ([("above", 2 * thr), ("below", max(1, thr // 2))] if thr
+            probes = ([("above", CHECK_FACTOR * thr),
+                       ("below", max(1, thr // CHECK_FACTOR))] if thr
                       else [("largest", settings.max_work)])
             verdicts = []
             for where, work in probes:

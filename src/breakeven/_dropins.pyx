@@ -149,8 +149,13 @@ REASONS = (
     "not two C-contiguous 2-D float32/float64 ndarrays of one dtype",
     "shapes do not match (or C has no row, or too many for gemm)",
     # not NumPy's: the kernel, serially (see histogram)
-    "at most 4096 elements: one thread counts them whatever the decision",
+    f"at most {_HIST_MIN_CHUNK} elements: one thread counts them whatever "
+    "the decision",
 )
+# For the docs: the most elements a histogram counts on one thread, and the
+# fewest a serial call releases the GIL for.
+HIST_MIN_CHUNK = _HIST_MIN_CHUNK
+NOGIL_MIN_ELEMENTS = NOGIL_MIN
 # Codes whose call still runs the kernel (serially), not NumPy.
 SERIAL_REASONS = frozenset({R_ONE_CHUNK})
 

@@ -58,7 +58,8 @@ from breakeven._profile import host_fingerprint
 from breakeven._steps import Point, merge, threads_for
 
 __all__ = ["HOSTS", "KERNEL_MODELS", "KernelModel", "SimulatedHost", "Simulation",
-           "CallLog", "fixed_rules", "regret", "run_callers", "table_rule"]
+           "CallLog", "TORCH_GRAIN", "fixed_rules", "regret", "run_callers",
+           "table_rule"]
 
 
 @dataclass(frozen=True)
@@ -373,15 +374,20 @@ def table_rule(steps) -> Callable[[int], int]:
     return lambda w: threads_for(steps, w)
 
 
+# PyTorch's at::internal::GRAIN_SIZE: parallel_for's elements per thread.
+TORCH_GRAIN = 32768
+
+
 def fixed_rules(host: SimulatedHost) -> dict[str, Callable[[int], int]]:
     """What others do, as rules: every CPU always (scikit-learn's OpenMP
     default, OpenMP's own), every physical core always, and PyTorch's
-    ``parallel_for`` (serial below a grain of 32768 elements, else one
-    thread per grain up to the physical cores)."""
+    ``parallel_for`` (serial below a grain of :data:`TORCH_GRAIN` elements,
+    else one thread per grain up to the physical cores)."""
     return {
         "all CPUs": lambda w: host.cpus,
         "all cores": lambda w: host.cores,
-        "grain 32768": lambda w: 1 if w < 32768 else min(host.cores, -(-w // 32768)),
+        f"grain {TORCH_GRAIN}": lambda w: (1 if w < TORCH_GRAIN else
+                                           min(host.cores, -(-w // TORCH_GRAIN))),
     }
 
 

@@ -30,11 +30,11 @@ from breakeven._profile import Profile
 from breakeven._profile import forget_warnings as _forget_warnings
 
 __all__ = ["HOSTS", "KERNEL_MODELS", "Budget", "CallLog", "KernelModel",
-           "SimulatedHost", "Simulation", "backoff_state", "blas_functions",
-           "budget", "clock_scale", "fixed_rules", "forget_warnings", "hammer",
-           "idle", "make_probe_due", "profile", "regret", "reset", "reset_peak",
-           "run_callers", "simulated_clock", "simulated_cpus", "table_rule",
-           "thread_controls"]
+           "SimulatedHost", "Simulation", "TORCH_GRAIN", "backoff_state",
+           "blas_functions", "budget", "clock_scale", "fixed_rules", "forget_warnings",
+           "hammer", "idle", "make_probe_due", "profile", "regret", "reset",
+           "reset_peak", "run_callers", "simulated_clock", "simulated_cpus",
+           "table_rule", "thread_controls"]
 
 
 class Budget(NamedTuple):
@@ -201,6 +201,7 @@ EXPLORE_EVERY = _core.EXPLORE_EVERY
 from breakeven._simhost import (  # noqa: E402
     HOSTS,
     KERNEL_MODELS,
+    TORCH_GRAIN,
     CallLog,
     KernelModel,
     SimulatedHost,

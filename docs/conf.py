@@ -23,9 +23,19 @@ version = release = breakeven.__version__
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
+    "sphinx.ext.extlinks",
+    "sphinx.ext.intersphinx",
     "numpydoc",
     "breakeven_docs",
 ]
+
+# -- links to NumPy, SciPy, joblib, Python and Cython -------------------------
+# from inventories written here (no network needed: see _ext/inventories.py)
+import inventories  # noqa: E402
+
+intersphinx_mapping = inventories.write(HERE.parent / "build" / "docs" / "inventories")
+intersphinx_disabled_reftypes = ["std:doc"]
+extlinks = {"threadpoolctl": (inventories.THREADPOOLCTL, "threadpoolctl %s")}
 
 exclude_patterns = ["README.md", "examples/**", "_ext/**"]
 templates_path = []

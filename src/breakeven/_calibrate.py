@@ -779,10 +779,10 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
     Notes
     -----
     ``breakeven calibrate`` on the command line does the same and saves the
-    result, with the raw sweeps beside it for ``breakeven plot``.  A profile
-    saved from a run of some kernels only replaces this host's entry, so the
-    kernels left out have no thresholds for this host: calibrate them all
-    together.  The profile in use by dispatch is loaded once per process.
+    result, with the raw sweeps beside it for ``breakeven plot``.  Saving a
+    run of some kernels replaces their tables in this host's entry and keeps
+    the others' (and other hosts'), so kernels can be calibrated a few at a
+    time.  The profile in use by dispatch is loaded once per process.
 
     Examples
     --------

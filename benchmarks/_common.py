@@ -1,7 +1,9 @@
 """Helpers shared by the benchmark scripts (not a benchmark itself).
 
-- :func:`blas_info`, :func:`fmt_time`, :func:`ratio_range`: the header's BLAS
-  line, time formatting, and the batch-wise ratio statistics every table uses;
+- :func:`blas_info`, :func:`ratio_range`: the header's BLAS line, and the
+  batch-wise ratio statistics every table uses (how figures and tables are
+  written is ``_report``'s);
+- :func:`log`: progress, to stderr (the record goes to its file);
 - :func:`dropin`: the drop-in call equivalent to a kernel's sample arguments;
 - :func:`stamp`: the date / host fingerprint / versions lines of a header;
 - :class:`Blas`: BLAS thread counts set through one cached threadpoolctl
@@ -15,8 +17,8 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import sys
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -34,6 +36,10 @@ def blas_info() -> str:
                          f"({lib.get('architecture')}, {lib.get('threading_layer')}, "
                          f"{os.path.basename(lib.get('filepath', ''))})")
     return "; ".join(parts) or "none found"
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
 def ratio_range(a, b) -> tuple[float, float, float]:
@@ -54,16 +60,6 @@ def runs_option(ap, args, default: int) -> int:
     if runs < 1:
         ap.error("--runs must be at least 1")
     return runs
-
-
-def fmt_ratio(r: tuple[float, float, float]) -> str:
-    return f"{r[0]:.2f} [{r[1]:.2f}-{r[2]:.2f}]"
-
-
-def fmt_time(t: float) -> str:
-    if t < 1e-3:
-        return f"{t * 1e6:.2f} us"
-    return f"{t * 1e3:.3f} ms"
 
 
 def dropin(name, args):
@@ -225,22 +221,3 @@ def exp_job(mode: str, lg: int, calls: int) -> float:
     else:
         raise ValueError(mode)
     return float(o[0])
-
-
-def targets_table(figures: Mapping[str, float], targets: Mapping[str, float]
-                  ) -> list[str]:
-    """The summary of a benchmark: each target's figure, and whether it is
-    met (at most the target)."""
-    out = ["## Summary\n", "| figure | measured | target | |", "|---|---:|---:|---|"]
-    for name, target in targets.items():
-        met = "met" if figures[name] <= target else "NOT met"
-        out.append(f"| {name} | {figures[name]:.3g} | <= {target:g} | {met} |")
-    return out + [""]
-
-
-def emit(lines: list[str], path: str | None) -> None:
-    """Print a report and, if a path is given, write it there."""
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if path:
-        Path(path).write_text(text)

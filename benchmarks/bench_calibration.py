@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import emit
+from _report import emit, header, row
 
 import breakeven
 from breakeven._profile import load_profile
@@ -190,11 +190,11 @@ def main(argv=None) -> int:
     lines += [f"Wall time: default {', '.join(f'{w:.1f} s' for w in walls)}; "
               f"--quick {quick:.1f} s.", ""]
 
-    lines += ["| kernel (float64) | independent crossover: strict | ... at 5% gain "
-              "| ... smoothed | bare kernels' (smoothed) | calibrated hot thresholds "
-              "| spread max/min | worst ratio to strict | ... to smoothed "
-              "| worst regret |",
-              "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+    lines += header(("kernel (float64)", "independent crossover: strict",
+                     "... at 5% gain", "... smoothed", "bare kernels' (smoothed)",
+                     "calibrated hot thresholds", "spread max/min",
+                     "worst ratio to strict", "... to smoothed", "worst regret"),
+                    "lrrrrlrrrr")
 
     details: list[str] = []
 
@@ -213,22 +213,22 @@ def main(argv=None) -> int:
         spread = (max(known) / min(known) if len(known) == len(thr) and known
                   else math.inf)
         lost = max(regret(sizes, gains, t) for t in thr)
-        row = (f"| {name} | {cross} | {cross5} | {smooth} | {bare} | "
-               f"{', '.join(str(t) for t in thr)} | "
-               f"{spread:.2f} | {worst(thr, cross):.2f} | {worst(thr, smooth):.2f} "
-               f"| {lost:.2f} |")
+        line = row((name, cross, cross5, smooth, bare,
+                    ", ".join(str(t) for t in thr), f"{spread:.2f}",
+                    f"{worst(thr, cross):.2f}", f"{worst(thr, smooth):.2f}",
+                    f"{lost:.2f}"))
         details.append(f"- {name}: gain serial/parallel by size: " + ", ".join(
             f"{n}: {g:.2f}" for n, g in zip(sizes, gains, strict=True)))
-        lines.append(row)
-        print(row, file=sys.stderr)
+        lines.append(line)
+        print(line, file=sys.stderr)
     lines += ["", "Strict: the smallest grid size from which parallel is faster at "
               "every larger size. Smoothed: where a non-decreasing (isotonic) fit "
               "of log gain crosses 0, interpolated. Worst regret: the most time "
               "any run's threshold costs at a grid size against the faster "
               "variant there, from the independent gains below.", "", *details,
               "", "All kernels, each run (hot threshold, float64 / float32):", "",
-              "| kernel | " + " | ".join(f"run {i + 1}" for i in range(args.runs))
-              + " | spread |", "|---|" + "---|" * (args.runs + 1)]
+              *header(("kernel", *(f"run {i + 1}" for i in range(args.runs)),
+                       "spread"), "l" * (args.runs + 2))]
     for name in KERNELS:
         cells, ratios = [], []
         for dt in ("float64", "float32"):
@@ -239,9 +239,8 @@ def main(argv=None) -> int:
                 ratios.append(math.inf)
             cells.append(thr)
         spread = f"{max(ratios):.2f}" if ratios else "n/a"
-        lines.append(f"| {name} | " + " | ".join(
-            f"{cells[0][i]} / {cells[1][i]}" for i in range(args.runs))
-            + f" | {spread} |")
+        lines.append(row((name, *(f"{cells[0][i]} / {cells[1][i]}"
+                                   for i in range(args.runs)), spread)))
     emit(lines, args.output)
     return 0
 

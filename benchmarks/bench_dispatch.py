@@ -44,16 +44,8 @@ import time
 
 import _userkernels
 import numpy as np
-from _common import (
-    Staged,
-    add_runs_option,
-    dropin,
-    emit,
-    fmt_ratio,
-    ratio_range,
-    runs_option,
-    targets_table,
-)
+from _common import Staged, add_runs_option, dropin, ratio_range, runs_option
+from _report import emit, fmt_ratio, header, row, table, targets_table
 from threadpoolctl import ThreadpoolController
 
 import breakeven as be
@@ -114,10 +106,10 @@ def envelope(sizes, repeats, out, runs=1):
                   flush=True)
     title = "## (a) Envelope: time / min(serial, parallel), hot loop"
     out.append(title + (f", median over {runs} runs\n" if runs > 1 else "\n"))
-    out.append("| kernel | work | dispatched | always serial | always parallel "
-               f"| grain {GRAIN} | decision |"
-               + (" dispatched, each run |" if runs > 1 else ""))
-    out.append("|---|---:|---:|---:|---:|---:|---|" + ("---|" if runs > 1 else ""))
+    out += header(("kernel", "work", "dispatched", "always serial",
+                   "always parallel", f"grain {GRAIN}", "decision",
+                   *(["dispatched, each run"] if runs > 1 else [])),
+                  "lrrrrrl" + ("l" if runs > 1 else ""))
     ratios, worst_single = [], 0.0
     for (name, lg), (_args, work) in cells.items():
         rs = per_run[(name, lg)]
@@ -127,10 +119,9 @@ def envelope(sizes, repeats, out, runs=1):
         ratios.append(r_d)
         worst_single = max(worst_single, max(r[0] for r in rs))
         how = f"{d.variant} {d.threads}" if d.variant == "parallel" else d.variant
-        each = (" " + ", ".join(f"{r[0]:.2f}" for r in rs) + " |"
-                if runs > 1 else "")
-        out.append(f"| {name} | {work} | {r_d:.2f} | {r_s:.2f} | {r_p:.2f} | "
-                   f"{r_g:.2f} | {how} |{each}")
+        each = [", ".join(f"{r[0]:.2f}" for r in rs)] if runs > 1 else []
+        out.append(row((name, work, f"{r_d:.2f}", f"{r_s:.2f}", f"{r_p:.2f}",
+                        f"{r_g:.2f}", how, *each)))
     gmean = math.exp(float(np.mean(np.log(ratios))))
     out.append("")
     out.append(f"Dispatched / min(serial, parallel) over {len(ratios)} points: "
@@ -226,13 +217,12 @@ def alternating(iters, repeats, out, details=None):
     out.append(f"## (b) Alternating 200x200 A @ B and 64k exp, {iters} iterations\n")
     out.append(f"Parts alone: A @ B {t_mm * 1e6:.0f} us, parallel exp "
                f"{t_exp * 1e6:.0f} us per call.\n")
-    out.append("| configuration | time per iteration | vs best fixed "
-               "| vs parts alone |")
-    out.append("|---|---:|---:|---:|")
-    for name, v in t.items():
-        per = v.median / iters
-        out.append(f"| {name} | {per * 1e6:.0f} us | {v.median / best:.2f} "
-                   f"| {per / (t_mm + t_exp):.2f} |")
+    out += table(("configuration", "time per iteration", "vs best fixed",
+                  "vs parts alone"), "lrrr",
+                 [(name, f"{v.median / iters * 1e6:.0f} us",
+                   f"{v.median / best:.2f}",
+                   f"{v.median / iters / (t_mm + t_exp):.2f}")
+                  for name, v in t.items()])
     out.append("")
     ours = next(v.median for n, v in t.items() if n.startswith("breakeven"))
     if details is not None:
@@ -272,16 +262,16 @@ def overhead(repeats, out):
     base = {"breakeven.sum": "sum_serial (kernel)", "np.sum": "sum_serial (kernel)",
             "@kernel relu64, work=0": "relu64_serial (kernel, float64 only)"}
     out.append("## (c) Overhead at n=16\n")
-    out.append("| call | median | vs its kernel [min-max of batch ratios] |")
-    out.append("|---|---:|---:|")
+    out += header(("call", "median", "vs its kernel [min-max of batch ratios]"),
+                  "lrr")
     ratios = {}
     for name, v in t.items():
         ref = base.get(name, "relu_serial (kernel, float32/float64)")
         r = ratio_range(v, t[ref]) if ref != name and "(kernel" not in name \
             else None
         ratios[name] = r
-        out.append(f"| {name} | {v.median * 1e9:.0f} ns | "
-                   + (f"{fmt_ratio(r)} |" if r else "(the kernel) |"))
+        out.append(row((name, f"{v.median * 1e9:.0f} ns",
+                        fmt_ratio(r) if r else "(the kernel)")))
     ns = [m.begin_end_ns(be.get_kernel("bench.relu").slot, 16, 2_000_000)
           for _ in range(repeats)]
     pair = float(np.median(ns))
@@ -323,10 +313,9 @@ def controls(repeats, out):
                           "breakeven.sum of 16 elements": lambda: be.sum(x)},
                          repeats=repeats, min_batch_time=0.01)
     out.append("## (d) The controls, entered and left\n")
-    out.append("| block | median | min |")
-    out.append("|---|---:|---:|")
-    for name, v in t.items():
-        out.append(f"| {name} | {v.median * 1e6:.3f} us | {v.min * 1e6:.3f} us |")
+    out += table(("block", "median", "min"), "lrr",
+                 [(name, f"{v.median * 1e6:.3f} us", f"{v.min * 1e6:.3f} us")
+                  for name, v in t.items()])
     out.append("")
     return {"threads() us": t["with breakeven.threads(2): pass"].median * 1e6,
             "section() us": t["with breakeven.section(): pass"].median * 1e6}

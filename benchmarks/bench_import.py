@@ -17,7 +17,8 @@ import statistics
 import subprocess
 import sys
 
-from _common import emit, stamp, targets_table
+from _common import stamp
+from _report import emit, table, targets_table
 
 TARGETS = {"import breakeven after numpy, ms": 50.0}
 HEAVY = ("scipy", "joblib", "threadpoolctl", "platformdirs", "matplotlib")
@@ -68,9 +69,7 @@ def main(argv=None) -> int:
                f"{max(r['breakeven'][1] for r in runs) / 1e3:.1f} ms); "
                f"{len(ours)} modules of breakeven, {len(brought)} in all.\n")
     out.append("The modules it brings in that cost the most (self time, median):\n")
-    out.append("| module | ms |")
-    out.append("|---|---:|")
-    out += [f"| {m} | {ms:.2f} |" for ms, m in costly]
+    out += table(("module", "ms"), "lr", [(m, f"{ms:.2f}") for ms, m in costly])
     out.append("")
     out.append(f"Heavy modules ({', '.join(HEAVY)}) loaded after `import breakeven`,"
                f" then after `breakeven.sum` of 16 elements: {probe}.\n")

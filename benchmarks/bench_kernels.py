@@ -25,7 +25,8 @@ import platform
 import sys
 
 import numpy as np
-from _common import blas_info, fmt_time, ratio_range
+from _common import blas_info, ratio_range
+from _report import emit, fmt_ratio, fmt_time, header, row
 from threadpoolctl import ThreadpoolController
 
 import breakeven
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
     threads = usable_cpus()
     rng = np.random.default_rng(0)
 
-    header = [
+    head = [
         f"# Kernels: serial and parallel against NumPy ({dtype})",
         "",
         f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
@@ -65,11 +66,10 @@ def main(argv=None) -> int:
         f"- parallel = all {threads} usable CPUs; median of {repeats} interleaved "
         "batches; ratios are medians of batch-wise ratios [min-max]",
         "",
-        "| kernel | work | numpy | serial | parallel | serial/numpy "
-        "| parallel/serial |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        *header(("kernel", "work", "numpy", "serial", "parallel", "serial/numpy",
+                 "parallel/serial"), "lrrrrrr"),
     ]
-    print("\n".join(header), flush=True)
+    print("\n".join(head), flush=True)
     rows = []
     with ThreadpoolController().limit(limits=1, user_api="blas"):
         for name in names:
@@ -83,16 +83,14 @@ def main(argv=None) -> int:
                 }, repeats=repeats, min_batch_time=0.01 if not args.quick else 0.004)
                 sn = ratio_range(t["serial"], t["numpy"])
                 ps = ratio_range(t["parallel"], t["serial"])
-                row = (f"| {name} | 2^{lg} | {fmt_time(t['numpy'].median)} "
-                       f"| {fmt_time(t['serial'].median)} "
-                       f"| {fmt_time(t['parallel'].median)} "
-                       f"| {sn[0]:.2f} [{sn[1]:.2f}-{sn[2]:.2f}] "
-                       f"| {ps[0]:.2f} [{ps[1]:.2f}-{ps[2]:.2f}] |")
-                rows.append(row)
-                print(row, flush=True)
+                line = row((name, f"2^{lg}", fmt_time(t["numpy"].median),
+                            fmt_time(t["serial"].median),
+                            fmt_time(t["parallel"].median), fmt_ratio(sn),
+                            fmt_ratio(ps)))
+                rows.append(line)
+                print(line, flush=True)
     if args.output:
-        with open(args.output, "w") as f:
-            f.write("\n".join(header + rows) + "\n")
+        emit(head + rows, args.output, echo=False)
         print(f"\nwritten to {args.output}", file=sys.stderr)
     return 0
 

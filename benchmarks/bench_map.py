@@ -26,7 +26,7 @@ import platform
 import sys
 
 import numpy as np
-from _common import emit
+from _report import emit, fmt_ratio, header, row
 from joblib import Parallel, delayed
 
 import breakeven as be
@@ -34,6 +34,8 @@ from breakeven import testing
 from breakeven._threads import usable_cpus
 from breakeven._timing import time_interleaved
 
+# The target: map's worst median ratio to the better fixed plan, at most.
+TARGET = 1.15
 NUMPY = {"sum": np.sum, "exp": np.exp}
 
 
@@ -85,9 +87,8 @@ def main(argv=None) -> int:
         "timeit); ratios to the better of always-inner and always-outer, "
         "median [min-max] of timing-wise ratios",
         "",
-        "| kernel | batch | map's plan | map | always-inner | always-outer "
-        "| NumPy loop | map / better |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        *header(("kernel", "batch", "map's plan", "map", "always-inner",
+                 "always-outer", "NumPy loop", "map / better"), "lllrrrrr"),
     ]
     worst = 0.0
     for name in ("sum", "exp"):
@@ -119,14 +120,12 @@ def main(argv=None) -> int:
             worst = max(worst, med)
             shown = plan.variant if plan.variant == "inner" else \
                 f"{plan.variant} {plan.workers}x{plan.threads}"
-            out.append(
-                f"| {name} | {label} | {shown} | {t['map'].median * 1e3:.2f} ms "
-                f"| {t['inner'].median * 1e3:.2f} ms "
-                f"| {t['outer'].median * 1e3:.2f} ms "
-                f"| {t['numpy'].median * 1e3:.2f} ms "
-                f"| {med:.2f} [{ratios[0]:.2f}-{ratios[-1]:.2f}] |")
+            out.append(row((name, label, shown, *(
+                f"{t[c].median * 1e3:.2f} ms" for c in ("map", "inner", "outer",
+                                                        "numpy")),
+                fmt_ratio((med, ratios[0], ratios[-1])))))
     out += ["", f"Worst median ratio of map to the better fixed plan: {worst:.2f} "
-            "(target 1.15).", ""]
+            f"(target {TARGET:g}).", ""]
     emit(out, args.output)
     return 0
 

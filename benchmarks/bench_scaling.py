@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _common import emit, fmt_time, ratio_range, stamp
+from _common import ratio_range, stamp
+from _report import emit, fmt_ratio, fmt_time, header, row
 
 import breakeven as be
 from breakeven import testing
@@ -82,9 +83,9 @@ def main(argv=None) -> int:
         k = be.get_kernel(name)
         steps = prof.steps(name, "float64", "hot") if name in prof.tables else ((0, 1),)
         lines += [f"## {name}", "",
-                  "| work | serial | " + " | ".join(f"{t} threads" for t in counts[1:])
-                  + " | fastest | table | table's loss |",
-                  "|---:|---:|" + "---:|" * (len(counts) - 1) + "---:|---:|---:|"]
+                  *header(("work", "serial", *(f"{t} threads" for t in counts[1:]),
+                           "fastest", "table", "table's loss"),
+                          "r" * (len(counts) + 4))]
         curves[name] = {}
         for w in works:
             print(f"{name} {w} ...", file=sys.stderr, flush=True)
@@ -97,10 +98,9 @@ def main(argv=None) -> int:
             best = min(timed, key=lambda t: (med[t], t))
             loss = med[table_t] / med[best] - 1
             regrets.append(loss)
-            cells = [f"{speed[t][0]:.2f} [{speed[t][1]:.2f}-{speed[t][2]:.2f}]"
-                     for t in counts[1:]]
-            lines.append(f"| {work} | {fmt_time(med[1])} | " + " | ".join(cells)
-                         + f" | {best} | {table_t} | {100 * loss:.0f}% |")
+            lines.append(row((work, fmt_time(med[1]),
+                              *(fmt_ratio(speed[t]) for t in counts[1:]),
+                              best, table_t, f"{100 * loss:.0f}%")))
         lines.append("")
     lines += ["## Summary", "",
               f"- the table's loss against the fastest count measured: median "

@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from _report import emit, header, row, table
 
 import breakeven as be
 from breakeven import testing
@@ -67,10 +68,10 @@ def run_host(host, seeds: int):
         points.append(sim.points)
         if example is None:
             example = profile
-        for key, row in judge(host, profile).items():
-            cur = worst.setdefault(key, row)
-            if row["calibrated"][0] > cur["calibrated"][0]:
-                worst[key] = row
+        for key, regrets in judge(host, profile).items():
+            cur = worst.setdefault(key, regrets)
+            if regrets["calibrated"][0] > cur["calibrated"][0]:
+                worst[key] = regrets
     return worst, seconds, points, example
 
 
@@ -135,13 +136,12 @@ def main(argv=None) -> int:
         "",
         "## Hosts",
         "",
-        "| host | cores | NUMA nodes | SMT | CPUs | candidates timed | figures from |",
-        "|---|---:|---:|---:|---:|---|---|",
+        *table(("host", "cores", "NUMA nodes", "SMT", "CPUs", "candidates timed",
+                "figures from"), "lrrrrll",
+               [(h.name, h.cores, h.nodes, h.smt, h.cpus,
+                 ", ".join(map(str, thread_candidates(h.cpus, h.topology()))),
+                 h.source) for h in hosts]),
     ]
-    for h in hosts:
-        cands = thread_candidates(h.cpus, h.topology())
-        lines.append(f"| {h.name} | {h.cores} | {h.nodes} | {h.smt} | {h.cpus} | "
-                     f"{', '.join(map(str, cands))} | {h.source} |")
     results = {}
     for h in hosts:
         print(f"{h.name} ...", file=sys.stderr, flush=True)
@@ -151,20 +151,19 @@ def main(argv=None) -> int:
     lines += ["", "## Regret by class of kernel (float64)", "",
               "Integrated / max regret of each rule; the calibrated table's "
               f"target is at most {100 * TARGET_REGRET:.0f}% integrated.", "",
-              "| host | class (kernel) | calibrated | all CPUs | all cores "
-              f"| {GRAIN} |",
-              "|---|---|---:|---:|---:|---:|"]
+              *header(("host", "class (kernel)", "calibrated", "all CPUs",
+                       "all cores", str(GRAIN)), "llrrrr")]
     for h in hosts:
         worst = results[h.name][0]
         for cls, name in CLASSES.items():
-            row = worst[(name, "float64")]
-            lines.append(f"| {h.name} | {cls} ({name}) | {fmt(row['calibrated'])} | "
-                         f"{fmt(row['all CPUs'])} | {fmt(row['all cores'])} | "
-                         f"{fmt(row[GRAIN])} |")
+            regrets = worst[(name, "float64")]
+            lines.append(row((h.name, f"{cls} ({name})", *(
+                fmt(regrets[rule]) for rule in ("calibrated", "all CPUs",
+                                                "all cores", GRAIN)))))
     lines += ["", "## Every kernel and dtype", "",
               "Integrated / max regret of the calibrated table.", "",
-              "| kernel | dtype | " + " | ".join(h.name for h in hosts) + " |",
-              "|---|---|" + "---:|" * len(hosts)]
+              *header(("kernel", "dtype", *(h.name for h in hosts)),
+                      "ll" + "r" * len(hosts))]
     for key in sorted(results[hosts[0].name][0]):
         cells = []
         for h in hosts:
@@ -173,15 +172,15 @@ def main(argv=None) -> int:
             if r[0] > TARGET_REGRET:
                 fails.append(f"{h.name} {key[0]} {key[1]}: integrated regret "
                              f"{100 * r[0]:.1f}%")
-        lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
+        lines.append(row((key[0], key[1], *cells)))
     lines += ["", "## Calibration time (simulated seconds)", "",
               f"Target: at most {TARGET_SECONDS:.0f} s, the default budget.", "",
-              "| host | seconds (each seed) | sizes measured (each seed) |",
-              "|---|---|---|"]
+              *header(("host", "seconds (each seed)", "sizes measured (each seed)"),
+                      "lll")]
     for h in hosts:
         _, seconds, points, _ = results[h.name]
-        lines.append(f"| {h.name} | {', '.join(f'{s:.1f}' for s in seconds)} | "
-                     f"{', '.join(map(str, points))} |")
+        lines.append(row((h.name, ", ".join(f"{s:.1f}" for s in seconds),
+                          ", ".join(map(str, points)))))
         if max(seconds) > TARGET_SECONDS:
             fails.append(f"{h.name}: calibration took {max(seconds):.1f} s")
     if args.plot:
@@ -194,8 +193,7 @@ def main(argv=None) -> int:
         f"- PASS: integrated regret at most {100 * TARGET_REGRET:.0f}% for every "
         f"host, kernel and dtype; every calibration within {TARGET_SECONDS:.0f} s"]
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    emit(lines, args.output)
     return 1 if fails else 0
 
 

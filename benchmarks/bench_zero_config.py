@@ -33,7 +33,8 @@ import sys
 
 import _userkernels
 import numpy as np
-from _common import add_runs_option, emit, runs_option, stamp, targets_table
+from _common import add_runs_option, runs_option, stamp
+from _report import emit, header, row, targets_table
 from threadpoolctl import ThreadpoolController
 
 import breakeven as be
@@ -173,16 +174,16 @@ def main(argv=None) -> int:
     cells = {key: tuple(float(np.median([r[0][key][i] for r in per_run]))
                         for i in range(4)) for key in per_run[0][0]}
     decisions = per_run[-1][1]
-    out.append("| kernel | work | after warm-up | after learning | always serial "
-               "| always parallel | decision after warm-up | after learning "
-               "| after warm-up / learning, each run |")
-    out.append("|---|---:|---:|---:|---:|---:|---|---|---|")
+    out += header(("kernel", "work", "after warm-up", "after learning",
+                   "always serial", "always parallel", "decision after warm-up",
+                   "after learning", "after warm-up / learning, each run"),
+                  "lrrrrrlll")
     for (name, lg), (w, le, s, p) in cells.items():
         first, last = decisions[(name, lg)]
         each = ", ".join(f"{r[0][(name, lg)][0]:.2f}/{r[0][(name, lg)][1]:.2f}"
                          for r in per_run)
-        out.append(f"| {name} | {1 << lg} | {w:.2f} | {le:.2f} | {s:.2f} | "
-                   f"{p:.2f} | {_how(first)} | {_how(last)} | {each} |")
+        out.append(row((name, 1 << lg, f"{w:.2f}", f"{le:.2f}", f"{s:.2f}",
+                        f"{p:.2f}", _how(first), _how(last), each)))
     out.append("")
 
     def stats(i):

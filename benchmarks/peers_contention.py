@@ -89,7 +89,7 @@ def _nearest_case(X, C, n, repeats, blas):
     k = KERNELS["nearest"]
     settle = (lambda: time.sleep(SETTLE_BLAS)) if blas.default > 1 else None
     cap = (lambda: blas.set(1), lambda: blas.set(None))
-    return time_interleaved(Staged({
+    with Staged({
         BE: lambda: be.nearest(X, C),
         "parallel kernel, BLAS uncapped": (lambda: k.parallel(X, C, n), None,
                                            settle),
@@ -98,7 +98,8 @@ def _nearest_case(X, C, n, repeats, blas):
         "serial kernel, BLAS 1": (lambda: k.serial(X, C), *cap),
         "numpy, BLAS uncapped": (lambda: k.reference(X, C), None, settle),
         "numpy, BLAS 1": (lambda: k.reference(X, C), *cap),
-    }), repeats=repeats, min_batch_time=0.01)
+    }) as staged:  # closed: the last candidate's BLAS cap is undone
+        return time_interleaved(staged, repeats=repeats, min_batch_time=0.01)
 
 
 def contention_threads(lgs, calls, repeats, out, results):
@@ -212,13 +213,17 @@ def _idle_case(x, o, n, gap, repeats):
                 pass
         return (call, setup, stage[1] if stage else None)
 
-    cold = time_interleaved(Staged({
+    # (each Staged closed at the end: the last candidate's forced thread
+    # count must not outlive its batches, or every later call is forced)
+    with Staged({
         BE: idle(None), "forced serial": idle(threads_stage(1)),
         "forced parallel": idle(threads_stage(n, exact=True)),
-    }), repeats=repeats * 5, min_batch_time=0.0)
-    hot = time_interleaved(Staged({
+    }) as staged:
+        cold = time_interleaved(staged, repeats=repeats * 5, min_batch_time=0.0)
+    with Staged({
         BE: call, "forced serial": (call, *threads_stage(1)),
         "forced parallel": (call, *threads_stage(n, exact=True)),
-    }), repeats=repeats, min_batch_time=0.005)
+    }) as staged:
+        hot = time_interleaved(staged, repeats=repeats, min_batch_time=0.005)
     return cold, hot
 

@@ -741,11 +741,13 @@ def test_rates_are_kept_per_thread_count(eager):
             for _ in range(10):
                 be.sum(x)  # 2 threads: another table of rates
         with testing.clock_scale(50.0):
-            be.sum(x)  # wakes the 2 threads the capped calls let sleep: unjudged
+            be.sum(x)  # may wake the 2 threads the capped calls let sleep
             be.sum(x)
             be.sum(x)
-        d = be.explain(be.sum, x)
-        assert d.threads == 2 and "backed off" in d.reason
+        # backed off to half (the next call may already be a probe, if a
+        # backed-off call ran very slowly on a loaded host: not asserted)
+        state = testing.backoff_state("sum")
+        assert state["backed_off"] and state["cap"] == 2, state
 
 
 # ---------------------------------------------------------------------------

@@ -770,7 +770,7 @@ cdef int _decide(Slot *s, Entry *e, Py_ssize_t work, dispatch.Call *c, Why *why,
                  int mode, long long idle) noexcept nogil:
     """The rule (module docstring).  With mode M_CALL it takes the cores it
     grants and fills ``c`` for end(); the other modes change nothing."""
-    cdef int t, i, limit, g = 0, got, f, n, share, awake
+    cdef int t, i, limit, g = 0, got, f, n, share, awake = 0
     cdef long long t_now = 0, recent, since
     cdef bint lone = False, real = mode == M_CALL
     cdef const Steps *steps
@@ -943,10 +943,12 @@ cdef int _decide(Slot *s, Entry *e, Py_ssize_t work, dispatch.Call *c, Why *why,
         # threads to sleep well before the calibrated sleep time, when the
         # wake-up was still too small to count: a millisecond without a
         # parallel region is enough.  Its time says nothing of contention.
-        # So is a call wider than the part of the team still awake.
+        # So is a call wider than the part of the team still awake (found
+        # above, when the hot table was read; looked up here otherwise).
         if lone or t_now - ld_ll(&_last_parallel) > (
                 _sleep_after if 0 < _sleep_after < UNJUDGED_AFTER else UNJUDGED_AFTER) \
-                or (_sleep_after > 0 and t > _awake(t_now, t, &since)):
+                or (_sleep_after > 0 and t > (
+                    awake if awake else _awake(t_now, t, &since))):
             c.flags |= F_COLD
         if t_now - ld_ll(&_last_parallel) > HOT_GAP:
             # the team may have begun to doze: no measure of the parallel

@@ -8,7 +8,8 @@
 - :func:`stamp`: the date / host fingerprint / versions lines of a header;
 - :class:`Blas`: BLAS thread counts set through one cached threadpoolctl
   controller (cheap enough to switch between timing batches);
-- :class:`Staged`: candidates for ``breakeven._timing.time_interleaved`` with a
+- :class:`Staged`: candidates for
+  ``breakeven._calibrate.timing.time_interleaved`` with a
   per-batch setup and teardown that run outside the timed region.
 """
 
@@ -24,7 +25,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 import breakeven as be
-from breakeven._threads import usable_cpus
+from breakeven._core.openmp import usable_cpus
 
 
 def blas_info() -> str:
@@ -200,7 +201,7 @@ def exp_job(mode: str, lg: int, calls: int) -> float:
     whatever limits are in force) or ``serial`` (the bare serial kernel).
     Module-level so that joblib's process workers import it by name; the
     arrays are made once per process."""
-    from breakeven._registry import KERNELS
+    from breakeven._kernels.registry import KERNELS
 
     data = _JOB_DATA.get(lg)
     if data is None:

@@ -40,9 +40,9 @@ import numpy as np
 from _report import emit, header, row
 
 import breakeven
+from breakeven._core.openmp import usable_cpus
+from breakeven._kernels.registry import KERNELS
 from breakeven._profile import load_profile
-from breakeven._registry import KERNELS
-from breakeven._threads import usable_cpus
 
 CHECKED = ("sum", "axpy", "exp")
 

@@ -50,9 +50,9 @@ from threadpoolctl import ThreadpoolController
 
 import breakeven as be
 from breakeven import testing
-from breakeven._registry import BUILTINS, KERNELS
-from breakeven._threads import usable_cpus
-from breakeven._timing import time_interleaved
+from breakeven._calibrate.timing import time_interleaved
+from breakeven._core.openmp import usable_cpus
+from breakeven._kernels.registry import BUILTINS, KERNELS
 
 GRAIN = testing.TORCH_GRAIN
 # idle seconds before each batch of the alternating loop (see alternating)
@@ -242,7 +242,7 @@ def _time(fn, n):
 
 def overhead(repeats, out):
     """(c): the figures, as a dict."""
-    from breakeven._reductions import sum_serial
+    from breakeven._kernels.reductions import sum_serial
 
     m = _userkernels.load()
     x = np.random.default_rng(2).standard_normal(16)

@@ -1,7 +1,7 @@
 """Serial and parallel kernels against their NumPy equivalent, side by side.
 
 For each kernel and size, the three candidates are timed in the same run,
-interleaved batch by batch (see breakeven._timing), and the table reports
+interleaved batch by batch (see breakeven._calibrate.timing), and the table reports
 median per-call times and ratios, with the ratio's min-max over batches.
 BLAS is capped to one thread for the whole run: NumPy's equivalents are then
 single-threaded (the fair serial baseline), and the parallel nearest kernel
@@ -30,9 +30,9 @@ from _report import emit, fmt_ratio, fmt_time, header, row
 from threadpoolctl import ThreadpoolController
 
 import breakeven
-from breakeven._registry import KERNELS
-from breakeven._threads import usable_cpus
-from breakeven._timing import time_interleaved
+from breakeven._calibrate.timing import time_interleaved
+from breakeven._core.openmp import usable_cpus
+from breakeven._kernels.registry import KERNELS
 
 
 def main(argv=None) -> int:

@@ -31,8 +31,8 @@ from joblib import Parallel, delayed
 
 import breakeven as be
 from breakeven import testing
-from breakeven._threads import usable_cpus
-from breakeven._timing import time_interleaved
+from breakeven._calibrate.timing import time_interleaved
+from breakeven._core.openmp import usable_cpus
 
 # The target: map's worst median ratio to the better fixed plan, at most.
 TARGET = 1.15

@@ -1,7 +1,7 @@
 """breakeven side by side with NumPy, numexpr, Numba and scikit-learn.
 
 Every figure is a ratio of times measured in one run, with the competitors
-interleaved batch by batch (``breakeven._timing.time_interleaved``): the
+interleaved batch by batch (``breakeven._calibrate.timing.time_interleaved``): the
 median of the batch-wise ratios, with their min and max.
 
 1. Peers.  For every built-in and size (work 2^4..2^24; for ``nearest``, X of

@@ -29,9 +29,9 @@ from _report import emit, fmt_ratio, fmt_time, header, row
 import breakeven as be
 from breakeven import testing
 from breakeven._calibrate import thread_candidates
+from breakeven._calibrate.timing import time_interleaved
 from breakeven._cpu import topology
-from breakeven._steps import threads_for
-from breakeven._timing import time_interleaved
+from breakeven._profile.steps import threads_for
 
 
 def host_label() -> str:

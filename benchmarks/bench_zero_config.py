@@ -97,7 +97,7 @@ def spread(name: str, args: dict, n: int, rng: random.Random) -> None:
 
 def measure(name: str, args: dict, repeats: int) -> dict[int, tuple]:
     """Per size: (dispatched, serial, parallel) / min(serial, parallel)."""
-    from breakeven._timing import time_interleaved
+    from breakeven._calibrate.timing import time_interleaved
 
     call = be.get_kernel(name).call
     n = be.usable_cpus()

@@ -26,9 +26,9 @@ from peers_report import scenario
 
 import breakeven as be
 from breakeven import testing
-from breakeven._registry import KERNELS
-from breakeven._threads import usable_cpus
-from breakeven._timing import time_interleaved
+from breakeven._calibrate.timing import time_interleaved
+from breakeven._core.openmp import usable_cpus
+from breakeven._kernels.registry import KERNELS
 
 
 def contention(quick, repeats, out, results, blas):
@@ -115,7 +115,7 @@ def contention_threads(lgs, calls, repeats, out, results):
         f"kernel at {n} threads in every Python thread (T x {n} OpenMP threads on "
         f"{n} cores), what each thread deciding alone would do. "
         "`threads(n, exact=True)` does not bypass the budget: it fixes the count "
-        "the dispatcher asks for, which the dispatch core (`breakeven._core`) "
+        "the dispatcher asks for, which the dispatch core (`breakeven._core.engine`) "
         "still takes from the core budget (fewer if fewer are free, serial if "
         "fewer than 2 are); only a direct call of the kernel goes around it.\n")
     naive = "parallel kernel in every thread (no budget)"

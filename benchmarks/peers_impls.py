@@ -23,9 +23,9 @@ from peers_numba import numba_kernels
 
 import breakeven as be
 from breakeven import testing
-from breakeven._registry import KERNELS
-from breakeven._threads import usable_cpus
-from breakeven._timing import time_interleaved
+from breakeven._calibrate.timing import time_interleaved
+from breakeven._core.openmp import usable_cpus
+from breakeven._kernels.registry import KERNELS
 
 F64 = np.dtype("float64")
 BE = "breakeven"

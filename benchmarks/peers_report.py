@@ -22,7 +22,7 @@ from _common import ratio_range, stamp
 from _report import fmt_ratio, fmt_time, table, verdict
 from peers_impls import BE, BE_PARALLEL, BE_SERIAL, RULES, numpy_default, peer_names
 
-from breakeven._threads import usable_cpus
+from breakeven._core.openmp import usable_cpus
 
 
 def header(libs, blas, quick: bool, repeats: int, min_batch: float,

@@ -88,17 +88,18 @@ def pytest_collect_file(file_path, parent):
 
 @pytest.fixture(autouse=True)
 def _doctest_environment(request, tmp_path, monkeypatch):
-    from breakeven import _registry, testing
+    from breakeven import testing
+    from breakeven._kernels import registry
 
     monkeypatch.setenv("BREAKEVEN_PROFILE", str(tmp_path / "profile.toml"))
     monkeypatch.chdir(tmp_path)
     if getattr(request.node, "path", None) == HERE / "kernels.rst":
         monkeypatch.syspath_prepend(str(request.getfixturevalue("mykernels_build")))
-    registered = dict(_registry.KERNELS)
+    registered = dict(registry.KERNELS)
     testing.reset()
     yield
-    _registry.KERNELS.clear()
-    _registry.KERNELS.update(registered)
+    registry.KERNELS.clear()
+    registry.KERNELS.update(registered)
     testing.reset()
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from breakeven._threads import NO_OPENMP, OPENMP
+from breakeven._core.openmp import NO_OPENMP, OPENMP
 
 
 def pytest_collection_modifyitems(config, items):

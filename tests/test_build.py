@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 
 import breakeven
-from breakeven import _build, _threads
-from breakeven._registry import KERNELS
+from breakeven import _build
+from breakeven._core import openmp
+from breakeven._kernels.registry import KERNELS
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "breakeven"
 PRANGE_SOURCES = sorted(
-    p for p in SRC.glob("*.pyx")
+    p for p in SRC.rglob("*.pyx")
     if re.search(r"cython\.parallel|\bprange\(", p.read_text())
 )
 
@@ -35,23 +36,25 @@ EXPECTED = os.environ.get("BREAKEVEN_EXPECT_OPENMP", "enabled")
 def test_build_is_the_one_asked_for():
     assert _build.OPENMP_OPTION == EXPECTED
     if EXPECTED == "enabled":
-        assert _threads.OPENMP and _threads.OPENMP_RUNTIME != "none"
+        assert openmp.OPENMP and openmp.OPENMP_RUNTIME != "none"
     elif EXPECTED == "disabled":
-        assert not _threads.OPENMP and _threads.OPENMP_RUNTIME == "none"
+        assert not openmp.OPENMP and openmp.OPENMP_RUNTIME == "none"
 
 
-@pytest.mark.parametrize("pyx", PRANGE_SOURCES, ids=lambda p: p.name)
+@pytest.mark.parametrize("pyx", PRANGE_SOURCES,
+                         ids=lambda p: p.relative_to(SRC).as_posix())
 def test_every_prange_module_is_linked_as_the_build_says(pyx):
     """Without OpenMP, Cython compiles prange into a serial loop and the
     module references no GOMP_* (libgomp) or __kmpc_* (LLVM/Intel) entry
     point at all.  An OpenMP build must not hold such a silent serial
     module; a build without OpenMP must say so (OPENMP_RUNTIME "none")."""
-    module = importlib.import_module(f"breakeven.{pyx.stem}")
+    module = importlib.import_module(
+        "breakeven." + ".".join(pyx.relative_to(SRC).with_suffix("").parts))
     binary = Path(module.__file__).read_bytes()
     linked = re.search(rb"GOMP_parallel|__kmpc_fork_call", binary) is not None
-    assert linked == _threads.OPENMP, (
+    assert linked == openmp.OPENMP, (
         f"{module.__file__}: linked with OpenMP {linked}, but the build says "
-        f"OPENMP_RUNTIME {_threads.OPENMP_RUNTIME!r}")
+        f"OPENMP_RUNTIME {openmp.OPENMP_RUNTIME!r}")
 
 
 def test_openmp_is_the_default_build():
@@ -66,11 +69,11 @@ def test_openmp_is_the_default_build():
 
 
 def test_without_openmp_every_call_is_serial_and_says_why():
-    if _threads.OPENMP:
+    if openmp.OPENMP:
         pytest.skip("this build has OpenMP: make test-no-openmp checks this")
     x = np.ones(1 << 22)
     d = breakeven.explain(breakeven.sum, x)
-    assert d.threads == 1 and d.reason == _threads.NO_OPENMP
+    assert d.threads == 1 and d.reason == openmp.NO_OPENMP
     assert breakeven.sum(x) == x.size
     with pytest.raises(RuntimeError, match="nothing to calibrate"):
         breakeven.calibrate(["sum"], budget=0.1, quick=True, progress=False)
@@ -81,7 +84,7 @@ def test_without_openmp_every_call_is_serial_and_says_why():
     assert not Path(os.environ["BREAKEVEN_PROFILE"]).exists()
     out = subprocess.run([*cli, "show"], capture_output=True, text=True,
                          check=True).stdout
-    assert f"openmp:     none: {_threads.NO_OPENMP}" in out
+    assert f"openmp:     none: {openmp.NO_OPENMP}" in out
     out = subprocess.run([*cli, "info"], capture_output=True, text=True,
                          check=True).stdout
     assert "built without OpenMP" in out
@@ -90,14 +93,14 @@ def test_without_openmp_every_call_is_serial_and_says_why():
 @pytest.mark.openmp
 @pytest.mark.skipif(breakeven.usable_cpus() < 2, reason="Requires at least 2 CPUs")
 def test_team_has_more_than_one_thread():
-    assert _threads.team_size(2) == 2
+    assert openmp.team_size(2) == 2
     n = breakeven.usable_cpus()
-    assert _threads.team_size(n) == n
+    assert openmp.team_size(n) == n
 
 
 def test_team_size_rejects_non_positive():
     with pytest.raises(ValueError):
-        _threads.team_size(0)
+        openmp.team_size(0)
 
 
 @pytest.mark.openmp

@@ -8,8 +8,8 @@ import pytest
 
 from breakeven import _calibrate as cal
 from breakeven._calibrate import Point, Settings, choose_steps, thread_candidates
+from breakeven._kernels.registry import KERNELS
 from breakeven._profile import Fingerprint
-from breakeven._registry import KERNELS
 
 FP = Fingerprint("Test CPU", 8, "libgomp", "default", "openblas test", "0.1.0")
 
@@ -482,7 +482,7 @@ def test_choose_steps_edge_cases():
 
 
 def test_paired_point_needs_a_consistent_win():
-    from breakeven._timing import Timing
+    from breakeven._calibrate.timing import Timing
 
     serial = Timing((1.0, 1.0, 1.0, 1.0, 1.0))
     lucky = Timing((0.5, 1.1, 1.1, 1.05, 1.2))  # one good batch out of five

@@ -89,7 +89,7 @@ def test_sum_matches_numpy(args, kwargs, paths):
 
 def test_sum_kernel_path_is_the_kernel(paths):
     """On kernel inputs the drop-in gives the kernel's bits, serial or not."""
-    from breakeven._reductions import sum_serial
+    from breakeven._kernels.reductions import sum_serial
 
     assert be.sum(F64) == sum_serial(F64)
     with be.threads(1):
@@ -231,7 +231,7 @@ def test_histogram_too_small_to_split_takes_no_cores(rng):
     """An input one thread counts whatever the thread count (at most the
     kernel's smallest share) is counted without routing: even forced to 2
     threads it takes no cores from the budget; one element more does."""
-    from breakeven._histogram import histogram_parallel
+    from breakeven._kernels.histogram import histogram_parallel
 
     small = rng.standard_normal(4096)
     with be.threads(2, exact=True):

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from helpers import ulp_distance
 
-from breakeven import _elementwise, _histogram, _nearest, _reductions, _scan
-from breakeven._threads import usable_cpus
+from breakeven._core.openmp import usable_cpus
+from breakeven._kernels import elementwise, reductions, scan
+from breakeven._kernels import histogram as histogram_kernels
+from breakeven._kernels import nearest as nearest_kernels
 
 DTYPES = [np.float64, np.float32]
 SIZES = [0, 1, 7, 1000, 2**20 + 3]
@@ -40,21 +42,21 @@ def assert_close_sum(got, x, ref, dtype):
 @pytest.mark.parametrize("n", SIZES)
 def test_sum(n, dtype, rng):
     x = make(n, dtype, rng)
-    s = _reductions.sum_serial(x)
+    s = reductions.sum_serial(x)
     assert_close_sum(s, x, np.sum(x.astype(np.float64)), dtype)
     for t in THREADS:
-        assert _reductions.sum_parallel(x, t) == s
+        assert reductions.sum_parallel(x, t) == s
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", SIZES)
 def test_dot(n, dtype, rng):
     x, y = make(n, dtype, rng), make(n, dtype, rng)
-    d = _reductions.dot_serial(x, y)
+    d = reductions.dot_serial(x, y)
     xy = x.astype(np.float64) * y.astype(np.float64)
     assert_close_sum(d, xy, np.sum(xy), dtype)
     for t in THREADS:
-        assert _reductions.dot_parallel(x, y, t) == d
+        assert reductions.dot_parallel(x, y, t) == d
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -65,11 +67,11 @@ def test_axpy_is_numpy_bit_for_bit(n, dtype, rng):
     expected = y0.copy()
     expected += dtype(a) * x
     y = y0.copy()
-    _elementwise.axpy_serial(a, x, y)
+    elementwise.axpy_serial(a, x, y)
     np.testing.assert_array_equal(y, expected)
     for t in THREADS:
         y = y0.copy()
-        _elementwise.axpy_parallel(a, x, y, t)
+        elementwise.axpy_parallel(a, x, y, t)
         np.testing.assert_array_equal(y, expected)
 
 
@@ -78,11 +80,11 @@ def test_axpy_is_numpy_bit_for_bit(n, dtype, rng):
 def test_exp(n, dtype, rng):
     x = make(n, dtype, rng, -20, 20)
     out = np.empty_like(x)
-    _elementwise.exp_serial(x, out)
+    elementwise.exp_serial(x, out)
     assert ulp_distance(out, np.exp(x)).max(initial=0) <= 4
     for t in THREADS:
         par = np.full_like(x, np.nan)
-        _elementwise.exp_parallel(x, par, t)
+        elementwise.exp_parallel(x, par, t)
         np.testing.assert_array_equal(par, out)
 
 
@@ -104,7 +106,7 @@ def test_exp_whole_range_within_4_ulp(dtype, rng):
     with np.errstate(over="ignore", under="ignore"):
         ref = np.exp(x)
     out = np.empty_like(x)
-    _elementwise.exp_serial(x, out)
+    elementwise.exp_serial(x, out)
     np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
     fin = np.isfinite(ref)
     special = ~fin & ~np.isnan(ref)
@@ -118,14 +120,14 @@ def test_exp_whole_range_within_4_ulp(dtype, rng):
 def test_cumsum(n, dtype, rng):
     x = make(n, dtype, rng)
     out = np.empty_like(x)
-    _scan.cumsum_serial(x, out)
+    scan.cumsum_serial(x, out)
     ref = np.cumsum(x.astype(np.float64))
     scale = np.cumsum(np.abs(x), dtype=np.float64)
     bound = (128 + 2 * np.log2(max(n, 2))) * eps(dtype) * scale
     assert np.all(np.abs(out - ref) <= bound)
     for t in THREADS:
         par = np.full_like(x, np.nan)
-        _scan.cumsum_parallel(x, par, t)
+        scan.cumsum_parallel(x, par, t)
         np.testing.assert_array_equal(par, out)
 
 
@@ -138,12 +140,12 @@ def test_histogram_equals_numpy(n, dtype, bins, rng):
     if n > 4:
         x[:4] = [-1.0, 1.0, np.nan, 0.0]
     ref_counts, ref_edges = np.histogram(x, bins, (-1.0, 1.0))
-    counts, edges = _histogram.histogram_serial(x, bins, -1.0, 1.0)
+    counts, edges = histogram_kernels.histogram_serial(x, bins, -1.0, 1.0)
     np.testing.assert_array_equal(counts, ref_counts)
     np.testing.assert_array_equal(edges, ref_edges)
     assert counts.dtype == ref_counts.dtype and edges.dtype == ref_edges.dtype
     for t in THREADS:
-        c, e = _histogram.histogram_parallel(x, bins, -1.0, 1.0, t)
+        c, e = histogram_kernels.histogram_parallel(x, bins, -1.0, 1.0, t)
         np.testing.assert_array_equal(c, ref_counts)
         np.testing.assert_array_equal(e, ref_edges)
 
@@ -156,7 +158,7 @@ def test_histogram_values_on_every_edge(dtype):
     x = np.repeat(edges.astype(dtype), 3)
     x = np.concatenate([x, np.nextafter(x, np.inf), np.nextafter(x, -np.inf)])
     ref_counts, ref_edges = np.histogram(x, bins, (lo, hi))
-    counts, edges_got = _histogram.histogram_serial(x, bins, lo, hi)
+    counts, edges_got = histogram_kernels.histogram_serial(x, bins, lo, hi)
     np.testing.assert_array_equal(counts, ref_counts)
     np.testing.assert_array_equal(edges_got, ref_edges)
 
@@ -181,7 +183,7 @@ def test_histogram_near_every_edge(dtype, bins, lo, hi, rng):
         degenerate = True
     if degenerate:
         with pytest.raises(ValueError, match="Too many bins"):
-            _histogram.histogram_serial(np.zeros(1, dtype), bins, lo, hi)
+            histogram_kernels.histogram_serial(np.zeros(1, dtype), bins, lo, hi)
         return
     e = ref_edges.astype(dtype)
     near = [e, np.nextafter(e, np.inf), np.nextafter(e, -np.inf),
@@ -189,7 +191,7 @@ def test_histogram_near_every_edge(dtype, bins, lo, hi, rng):
     x = np.concatenate(near + [rng.uniform(lo, hi, 20_000).astype(dtype)])
     ref_counts, _ = np.histogram(x, bins, (lo, hi))
     for t in (1, 2):
-        counts, edges_got = _histogram.histogram_parallel(x, bins, lo, hi, t)
+        counts, edges_got = histogram_kernels.histogram_parallel(x, bins, lo, hi, t)
         np.testing.assert_array_equal(counts, ref_counts)
         np.testing.assert_array_equal(edges_got, ref_edges)
 
@@ -209,19 +211,19 @@ def test_nearest_integer_data_equals_numpy(n, dtype, rng):
     C = rng.integers(-3, 4, (7, d)).astype(dtype)
     C[3] = C[1]  # a guaranteed tie between centres 1 and 3
     ref = nearest_reference(X, C)
-    got = _nearest.nearest_serial(X, C)
+    got = nearest_kernels.nearest_serial(X, C)
     assert got.dtype == np.int64 and got.shape == (n,)
     np.testing.assert_array_equal(got, ref)
     assert not np.any(got == 3)
     for t in THREADS:
-        np.testing.assert_array_equal(_nearest.nearest_parallel(X, C, t), ref)
+        np.testing.assert_array_equal(nearest_kernels.nearest_parallel(X, C, t), ref)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_nearest_random_data_picks_a_nearest_centre(dtype, rng):
     X = rng.standard_normal((5000, 16)).astype(dtype)
     C = rng.standard_normal((300, 16)).astype(dtype)  # several chunks of rows
-    got = _nearest.nearest_serial(X, C)
+    got = nearest_kernels.nearest_serial(X, C)
     ref = nearest_reference(X.astype(np.float64), C.astype(np.float64))
     dist = ((X[:, None, :].astype(np.float64) - C[None, :, :]) ** 2).sum(-1)
     best = dist[np.arange(len(X)), ref]
@@ -229,18 +231,18 @@ def test_nearest_random_data_picks_a_nearest_centre(dtype, rng):
     assert np.all(chosen <= best + 1e3 * eps(dtype) * (1 + best))
     assert np.mean(got == ref) > 0.99
     for t in THREADS:
-        np.testing.assert_array_equal(_nearest.nearest_parallel(X, C, t), got)
+        np.testing.assert_array_equal(nearest_kernels.nearest_parallel(X, C, t), got)
 
 
 def test_nearest_shapes_and_errors(rng):
     X = rng.standard_normal((4, 3))
     with pytest.raises(ValueError, match="same number of columns"):
-        _nearest.nearest_serial(X, rng.standard_normal((2, 4)))
+        nearest_kernels.nearest_serial(X, rng.standard_normal((2, 4)))
     with pytest.raises(ValueError, match="at least one row"):
-        _nearest.nearest_serial(X, np.empty((0, 3)))
+        nearest_kernels.nearest_serial(X, np.empty((0, 3)))
     # zero features: every distance is 0, the first centre wins
     np.testing.assert_array_equal(
-        _nearest.nearest_serial(np.empty((3, 0)), np.empty((2, 0))), [0, 0, 0])
+        nearest_kernels.nearest_serial(np.empty((3, 0)), np.empty((2, 0))), [0, 0, 0])
 
 
 # ---------------------------------------------------------------------------
@@ -255,9 +257,9 @@ def test_float32_sum_and_cumsum_are_not_naive():
     naive = np.float32(0)
     for chunk in np.split(x[: 2**20], 64):  # the naive error, for the record
         naive = np.float32(naive + np.add.accumulate(chunk)[-1])
-    assert abs(_reductions.sum_serial(x) - exact) / exact < 1e-6
+    assert abs(reductions.sum_serial(x) - exact) / exact < 1e-6
     out = np.empty_like(x)
-    _scan.cumsum_serial(x, out)
+    scan.cumsum_serial(x, out)
     assert abs(float(out[-1]) - exact) / exact < 1e-5
     assert abs(float(out[len(x) // 2]) - exact / 2) / exact < 1e-5
     assert abs(float(np.add.accumulate(x)[-1]) - exact) / exact > 1e-3
@@ -266,13 +268,13 @@ def test_float32_sum_and_cumsum_are_not_naive():
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_negative_zero_and_empty(dtype):
     z = np.array([-0.0, -0.0], dtype=dtype)
-    assert np.signbit(_reductions.sum_serial(z)) == np.signbit(np.sum(z))
+    assert np.signbit(reductions.sum_serial(z)) == np.signbit(np.sum(z))
     out = np.empty_like(z)
-    _scan.cumsum_serial(z, out)
+    scan.cumsum_serial(z, out)
     np.testing.assert_array_equal(np.signbit(out), np.signbit(np.cumsum(z)))
     e = np.empty(0, dtype=dtype)
-    assert _reductions.sum_serial(e) == 0.0 == np.sum(e)
-    assert _reductions.dot_serial(e, e) == 0.0
+    assert reductions.sum_serial(e) == 0.0 == np.sum(e)
+    assert reductions.dot_serial(e, e) == 0.0
 
 
 # ---------------------------------------------------------------------------
@@ -289,20 +291,20 @@ def test_specials_propagate(dtype, special, t, rng):
     pos = rng.choice(n, len(special), replace=False)
     x[pos] = special
     with np.errstate(invalid="ignore", over="ignore"):
-        np.testing.assert_array_equal(_reductions.sum_parallel(x, t), np.sum(x))
+        np.testing.assert_array_equal(reductions.sum_parallel(x, t), np.sum(x))
         ones = np.ones_like(x)
-        np.testing.assert_array_equal(_reductions.dot_parallel(x, ones, t),
+        np.testing.assert_array_equal(reductions.dot_parallel(x, ones, t),
                                       np.dot(x, ones))
         out = np.empty_like(x)
-        _scan.cumsum_parallel(x, out, t)
+        scan.cumsum_parallel(x, out, t)
         ref = np.cumsum(x)
         np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
         np.testing.assert_array_equal(np.isinf(out), np.isinf(ref))
         np.testing.assert_array_equal(np.sign(out[np.isinf(ref)]),
                                       np.sign(ref[np.isinf(ref)]))
-        _elementwise.exp_parallel(x, out, t)
+        elementwise.exp_parallel(x, out, t)
         np.testing.assert_array_equal(out[pos], np.exp(x[pos]))
-        c, _ = _histogram.histogram_parallel(x, 10, -1.0, 1.0, t)
+        c, _ = histogram_kernels.histogram_parallel(x, 10, -1.0, 1.0, t)
         np.testing.assert_array_equal(c, np.histogram(x, 10, (-1.0, 1.0))[0])
 
 
@@ -313,8 +315,8 @@ def test_nearest_nan_follows_argmin(rng):
     C[4, 0] = np.nan  # column 4 is NaN for every row: argmin says 4
     with np.errstate(invalid="ignore"):
         ref = nearest_reference(X, C)
-    np.testing.assert_array_equal(_nearest.nearest_serial(X, C), ref)
-    np.testing.assert_array_equal(_nearest.nearest_parallel(X, C, 2), ref)
+    np.testing.assert_array_equal(nearest_kernels.nearest_serial(X, C), ref)
+    np.testing.assert_array_equal(nearest_kernels.nearest_parallel(X, C, 2), ref)
 
 
 # ---------------------------------------------------------------------------
@@ -322,13 +324,13 @@ def test_nearest_nan_follows_argmin(rng):
 # ---------------------------------------------------------------------------
 
 PARALLEL_CALLS = [
-    ("sum", lambda x, t: _reductions.sum_parallel(x, t)),
-    ("dot", lambda x, t: _reductions.dot_parallel(x, x, t)),
-    ("axpy", lambda x, t: _elementwise.axpy_parallel(1.0, x, x.copy(), t)),
-    ("exp", lambda x, t: _elementwise.exp_parallel(x, np.empty_like(x), t)),
-    ("cumsum", lambda x, t: _scan.cumsum_parallel(x, np.empty_like(x), t)),
-    ("histogram", lambda x, t: _histogram.histogram_parallel(x, 4, 0.0, 1.0, t)),
-    ("nearest", lambda x, t: _nearest.nearest_parallel(x.reshape(-1, 2),
+    ("sum", lambda x, t: reductions.sum_parallel(x, t)),
+    ("dot", lambda x, t: reductions.dot_parallel(x, x, t)),
+    ("axpy", lambda x, t: elementwise.axpy_parallel(1.0, x, x.copy(), t)),
+    ("exp", lambda x, t: elementwise.exp_parallel(x, np.empty_like(x), t)),
+    ("cumsum", lambda x, t: scan.cumsum_parallel(x, np.empty_like(x), t)),
+    ("histogram", lambda x, t: histogram_kernels.histogram_parallel(x, 4, 0.0, 1.0, t)),
+    ("nearest", lambda x, t: nearest_kernels.nearest_parallel(x.reshape(-1, 2),
                                                        x[:4].reshape(2, 2), t)),
 ]
 
@@ -350,13 +352,13 @@ def test_huge_thread_counts_are_clamped(name, call):
 
 def test_length_mismatch_raises():
     with pytest.raises(ValueError, match="same length"):
-        _reductions.dot_serial(np.ones(3), np.ones(4))
+        reductions.dot_serial(np.ones(3), np.ones(4))
     with pytest.raises(ValueError, match="same length"):
-        _elementwise.axpy_parallel(1.0, np.ones(3), np.ones(4), 2)
+        elementwise.axpy_parallel(1.0, np.ones(3), np.ones(4), 2)
     with pytest.raises(ValueError, match="same length"):
-        _elementwise.exp_serial(np.ones(3), np.ones(4))
+        elementwise.exp_serial(np.ones(3), np.ones(4))
     with pytest.raises(ValueError, match="same length"):
-        _scan.cumsum_parallel(np.ones(3), np.ones(4), 2)
+        scan.cumsum_parallel(np.ones(3), np.ones(4), 2)
 
 
 @pytest.mark.parametrize("bins,lo,hi,match", [
@@ -364,32 +366,32 @@ def test_length_mismatch_raises():
     (3, 0.0, np.inf, "not finite"), (3, np.nan, 1.0, "not finite")])
 def test_histogram_bad_arguments(bins, lo, hi, match):
     with pytest.raises(ValueError, match=match):
-        _histogram.histogram_serial(np.ones(3), bins, lo, hi)
+        histogram_kernels.histogram_serial(np.ones(3), bins, lo, hi)
 
 
 def test_wrong_dtypes_and_layouts_are_refused():
     with pytest.raises((TypeError, ValueError)):
-        _reductions.sum_serial(np.ones(4, dtype=np.int64))
+        reductions.sum_serial(np.ones(4, dtype=np.int64))
     with pytest.raises((TypeError, ValueError)):
-        _reductions.sum_serial(np.ones(8)[::2])  # not contiguous
+        reductions.sum_serial(np.ones(8)[::2])  # not contiguous
     with pytest.raises((TypeError, ValueError)):
-        _reductions.dot_serial(np.ones(4), np.ones(4, dtype=np.float32))
+        reductions.dot_serial(np.ones(4), np.ones(4, dtype=np.float32))
     ro = np.ones(4)
     ro.flags.writeable = False
     with pytest.raises((TypeError, ValueError)):
-        _elementwise.exp_serial(np.ones(4), ro)
-    assert _reductions.sum_serial(ro) == 4.0  # read-only input is fine
+        elementwise.exp_serial(np.ones(4), ro)
+    assert reductions.sum_serial(ro) == 4.0  # read-only input is fine
 
 
 def test_in_place_exp_and_cumsum(rng):
     x = make(10_000, np.float64, rng)
     ref_e, ref_c = np.exp(x), np.empty_like(x)
-    _scan.cumsum_serial(x, ref_c)
+    scan.cumsum_serial(x, ref_c)
     y = x.copy()
-    _elementwise.exp_parallel(y, y, 2)
+    elementwise.exp_parallel(y, y, 2)
     assert ulp_distance(y, ref_e).max() <= 4
     y = x.copy()
-    _scan.cumsum_parallel(y, y, 2)
+    scan.cumsum_parallel(y, y, 2)
     np.testing.assert_array_equal(y, ref_c)
 
 

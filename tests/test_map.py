@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import breakeven as be
-from breakeven import _map, testing
+from breakeven import testing
 from breakeven._calibrate import measure_batch
+from breakeven._interop import map as map_module
 from breakeven._profile import Profile, ProfileWarning, host_fingerprint, load_profile
 
 
@@ -61,9 +62,9 @@ def test_every_plan_gives_the_same_results(rng):
     want = [be.exp(x) for x in xs]
     for mode, workers, threads, tasks in [("inner", 1, 0, 1), ("outer", 2, 1, 3),
                                           ("outer", 3, 1, 6), ("mixed", 2, 2, 2)]:
-        plan = _map.MapPlan(mode, workers, threads, tasks, 0, "exp", "test",
+        plan = map_module.MapPlan(mode, workers, threads, tasks, 0, "exp", "test",
                             backend="threading")
-        got = _map._run(plan, be.exp, xs)
+        got = map_module._run(plan, be.exp, xs)
         assert len(got) == len(want)
         for g, w in zip(got, want, strict=True):
             np.testing.assert_array_equal(g, w)
@@ -126,7 +127,7 @@ def test_mix_of_workers_and_threads():
     rows += [(w, 4, s) for w, t, s in rows if t == 2]  # 4 threads: no better
     p.set_table("sum", "float64", ((0, 1), (4096, 4)), ((0, 1), (4096, 4)), rows)
     testing.reset(p)
-    estimates = _map._plan(be.sum, [np.ones(2 ** 20)] * 4, None).estimates
+    estimates = map_module._plan(be.sum, [np.ones(2 ** 20)] * 4, None).estimates
     costs = {e[:3]: e[4] for e in estimates}
     # k workers x t threads never exceed the CPUs
     assert all(k * max(t, 1) <= 4 for _, k, t in costs)
@@ -140,15 +141,16 @@ def test_plans_are_reused_only_for_alike_batches_and_the_same_profile():
     that differ in what a planner reads, or a new profile, are planned
     anew."""
     testing.reset(synthetic(serial_ns=0.1, parallel_ns=0.05))
-    first = _map._plan(be.sum, [np.ones(256)] * 1000, None)
-    assert _map._plan(be.sum, [np.zeros(256)] * 1000, None) is first
+    first = map_module._plan(be.sum, [np.ones(256)] * 1000, None)
+    assert map_module._plan(be.sum, [np.zeros(256)] * 1000, None) is first
     # strided views: NumPy computes them, whatever was planned for the rest
     strided = [np.ones(512)[::2]] * 1000
-    assert "NumPy" in _map._plan(be.sum, strided, None).reason
-    assert _map._plan(be.sum, [np.ones(256, np.float32)] * 1000, None) is not first
+    assert "NumPy" in map_module._plan(be.sum, strided, None).reason
+    ones = [np.ones(256, np.float32)] * 1000
+    assert map_module._plan(be.sum, ones, None) is not first
     # another profile: planned from it
     testing.reset(synthetic(serial_ns=0.1, parallel_ns=0.05, start_s=2e-3))
-    again = _map._plan(be.sum, [np.ones(256)] * 1000, None)
+    again = map_module._plan(be.sum, [np.ones(256)] * 1000, None)
     assert again is not first and again.estimates != first.estimates
 
 
@@ -179,7 +181,8 @@ def test_loky_workers_obey_their_thread_limit(rng):
     with joblib.parallel_config(backend="loky", n_jobs=2, inner_max_num_threads=1):
         d = be.explain(be.map, be.exp, xs)
         got = be.map(be.exp, xs)
-        logs = joblib.Parallel()(joblib.delayed(_map.worker_log)() for _ in range(4))
+        log = joblib.delayed(map_module.worker_log)
+        logs = joblib.Parallel()(log() for _ in range(4))
     assert d.variant == "backend" and "loky" in d.reason
     for g, x in zip(got, xs, strict=True):
         np.testing.assert_array_equal(g, be.exp(x))
@@ -213,7 +216,7 @@ def test_dask_cluster(rng, environ_kept):
                 joblib.parallel_config(backend="dask"):
             assert be.explain(be.map, be.exp, xs).variant == "backend"
             got = be.map(be.exp, xs)
-            logs = client.run(_map.worker_log)
+            logs = client.run(map_module.worker_log)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
     entries = [e for log in logs.values() for e in log]

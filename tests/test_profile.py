@@ -198,7 +198,7 @@ def test_concurrent_writers_leave_one_valid_file_with_both_hosts(tmp_path):
 def test_embedded_default_is_valid_and_traceable():
     p = embedded_profile(HERE)
     assert p.source.startswith("embedded default")
-    data = Path(_profile.__file__).parent / "data"
+    data = Path(be.__file__).parent / "data"
     text = (data / "default_profile.toml").read_text()
     hosts = _profile._parse(text, "embedded")
     assert hosts, "the embedded default holds no reference host"

@@ -601,14 +601,14 @@ def test_spawned_children_run_parallel(method, monkeypatch):
 
 def _loky_task(profile, seed):
     """In a loky worker: what dispatch decides and runs, and the limits."""
-    from breakeven import _threads
+    from breakeven._core import openmp
 
     testing.reset(profile)
     keep_hot()
     testing.reset_peak()
     table = call_table(seed, sizes=(16 * THR,))
     right = all(identical(call(), ref) for _, _, _, call, ref in table)
-    return (_threads.max_threads(), be.explain(be.sum, np.ones(16 * THR)).threads,
+    return (openmp.max_threads(), be.explain(be.sum, np.ones(16 * THR)).threads,
             testing.budget()[3], right)
 
 

@@ -14,7 +14,7 @@ from breakeven._calibrate import (
     worth_timing,
 )
 from breakeven._cpu import Topology, topology
-from breakeven._steps import Point
+from breakeven._profile.steps import Point
 
 HOSTS = list(testing.HOSTS.values())
 BIG = testing.HOSTS["server-192"]

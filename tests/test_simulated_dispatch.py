@@ -100,7 +100,7 @@ def test_a_team_partly_asleep_is_judged_with_the_cold_table(host, profile):
     # a work where the hot table wants more than 8 threads but the coldest
     # table, for the longest idle time, fewer
     coldest = cold[max(cold)]
-    from breakeven._steps import threads_for
+    from breakeven._profile.steps import threads_for
     works = [2 ** e for e in range(8, 27)]
     mid = next((w for w in works if threads_for(steps, w) > 8
                 and threads_for(coldest, w) <= 8), None)

@@ -13,8 +13,8 @@ import pytest
 
 import breakeven
 from breakeven import _cpu
-from breakeven._registry import BUILTINS, KERNELS, Kernel, get_kernel, register
-from breakeven._timing import time_interleaved
+from breakeven._calibrate.timing import time_interleaved
+from breakeven._kernels.registry import BUILTINS, KERNELS, Kernel, get_kernel, register
 
 # ---------------------------------------------------------------------------
 # usable CPUs

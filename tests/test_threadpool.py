@@ -38,9 +38,9 @@ def test_threadpool_info_lists_breakeven():
     assert info["internal_api"] == "breakeven"
     assert info["version"] == be.__version__
     assert info["num_threads"] == 8  # no limit: the usable CPUs
-    assert os.path.samefile(info["filepath"], be._core.__file__)
+    assert os.path.samefile(info["filepath"], be._core.engine.__file__)
     assert "ladder profile" in info["profile"]
-    assert info["openmp"] == be._threads.OPENMP_RUNTIME
+    assert info["openmp"] == be._core.openmp.OPENMP_RUNTIME
 
 
 @pytest.mark.parametrize("user_api", [None, "breakeven"])
@@ -94,7 +94,7 @@ def test_registered_whichever_is_imported_first(first):
 def test_show_versions_and_info_report_the_essentials(capsys):
     be.show_versions()
     text = capsys.readouterr().out
-    for needle in (be.__version__, be._threads.OPENMP_RUNTIME,
+    for needle in (be.__version__, be._core.openmp.OPENMP_RUNTIME,
                    f"{be.usable_cpus()} usable", np.__version__, "profile:",
                    "wait policy", "blas:"):
         assert needle in text, needle

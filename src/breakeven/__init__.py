@@ -15,11 +15,8 @@ items, inner or outer parallel.
 
 __version__ = "0.1.0"
 
-from breakeven._api import explain, kernel, register  # noqa: E402
 from breakeven._calibrate import calibrate  # noqa: E402
-from breakeven._core import section, threads  # noqa: E402
-from breakeven._cpu import usable_cpus  # noqa: E402
-from breakeven._dispatch import (  # noqa: E402
+from breakeven._core.decisions import (  # noqa: E402
     Decision,
     KernelStats,
     Stats,
@@ -29,7 +26,12 @@ from breakeven._dispatch import (  # noqa: E402
     stats,
     use_profile,
 )
-from breakeven._dropins import (  # noqa: E402
+from breakeven._core.engine import section, threads  # noqa: E402
+from breakeven._cpu import usable_cpus  # noqa: E402
+from breakeven._info import show_versions  # noqa: E402
+from breakeven._interop.map import map  # noqa: E402
+from breakeven._kernels.api import explain, kernel, register  # noqa: E402
+from breakeven._kernels.dropins import (  # noqa: E402
     axpy,
     cumsum,
     dot,
@@ -38,10 +40,8 @@ from breakeven._dropins import (  # noqa: E402
     nearest,
     sum,
 )
-from breakeven._info import show_versions  # noqa: E402
-from breakeven._map import map  # noqa: E402
+from breakeven._kernels.registry import KERNELS, Kernel, get_kernel  # noqa: E402
 from breakeven._profile import Profile, ProfileWarning, load_profile  # noqa: E402
-from breakeven._registry import KERNELS, Kernel, get_kernel  # noqa: E402
 
 __all__ = [
     "KERNELS",
@@ -79,6 +79,6 @@ __all__ = [
 
 # threadpoolctl's threadpool_info() lists breakeven, threadpool_limits() caps
 # it (registered now if threadpoolctl is imported, else when it is).
-from breakeven import _threadpool  # noqa: E402
+from breakeven._interop import threadpool
 
-_threadpool.install()
+threadpool.install()

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from breakeven import _dispatch
 from breakeven._calibrate import (
     Settings,
     calibrate,
@@ -23,10 +22,11 @@ from breakeven._calibrate import (
     save_record,
     thread_candidates,
 )
-from breakeven._core import DTYPES
+from breakeven._core import decisions
+from breakeven._core.engine import DTYPES
+from breakeven._core.openmp import NO_OPENMP, OPENMP, usable_cpus
+from breakeven._kernels.registry import KERNELS
 from breakeven._profile import default_profile_path, host_fingerprint, load_profile
-from breakeven._registry import KERNELS
-from breakeven._threads import NO_OPENMP, OPENMP, usable_cpus
 
 __all__ = ["main"]
 
@@ -105,7 +105,7 @@ def format_table(profile, *, composed: bool = False) -> str:
         if composed and kname in KERNELS:
             dtypes |= {dt.name for dt in KERNELS[kname].dtypes}
         for dname in sorted(dtypes, reverse=True):
-            src = (_dispatch.source(KERNELS[kname], dname, profile)
+            src = (decisions.source(KERNELS[kname], dname, profile)
                    if composed and kname in KERNELS else None)
             held = src.profile if src is not None else profile
             if held is None:
@@ -361,15 +361,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.work < 0:
         raise CLIError("work must be >= 0")
     if args.profile:
-        _dispatch.use_profile(load_profile(args.profile))
-    profile = _dispatch.profile()
+        decisions.use_profile(load_profile(args.profile))
+    profile = decisions.profile()
     # as a call in a loop finds the team (awake), or as a lone call after
     # the longest idle time the profile measured
     idle = 0.0
     if args.cold:
         gaps = [g for g, _, _ in profile.wake] or [profile.sleep_after_us or 0]
         idle = 2 * max(gaps) / 1e6 or 1.0
-    print(_dispatch.decide(args.kernel, args.work, args.dtype, idle=idle))
+    print(decisions.decide(args.kernel, args.work, args.dtype, idle=idle))
     return 0
 
 

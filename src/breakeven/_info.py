@@ -53,9 +53,9 @@ def info() -> dict[str, dict[str, str]]:
     import platform
 
     import breakeven
-    from breakeven import _core, _dispatch
+    from breakeven._core import decisions, engine
+    from breakeven._core.openmp import OPENMP_RUNTIME
     from breakeven._profile import default_profile_path, host_fingerprint
-    from breakeven._threads import OPENMP_RUNTIME
 
     fp = host_fingerprint()  # with the BLAS libraries (imports threadpoolctl)
     from threadpoolctl import threadpool_info
@@ -82,10 +82,10 @@ def info() -> dict[str, dict[str, str]]:
                   if p.get("user_api") == "breakeven"), None)
     out["openmp"] = {
         "runtime": runtime,
-        "max threads": f"omp_get_max_threads() {_core.max_threads()}",
+        "max threads": f"omp_get_max_threads() {engine.max_threads()}",
         "wait policy": fp.wait_policy,
         "spin": fp.spin,
-        "breakeven limit": ("none" if limit is None or limit >= _core.usable()
+        "breakeven limit": ("none" if limit is None or limit >= engine.usable()
                             else str(limit)) + " (threadpoolctl)",
     }
     for p in pools:
@@ -100,7 +100,7 @@ def info() -> dict[str, dict[str, str]]:
     path = default_profile_path()
     out["profile"] = {
         "file": f"{path} ({'exists' if path.exists() else 'does not exist'})",
-        "in use": _dispatch.profile_words(),
+        "in use": decisions.profile_words(),
     }
     out["environment"] = {v: os.environ[v] for v in ENVIRONMENT
                           if v in os.environ} or {"(none set)": ""}

@@ -5,7 +5,7 @@ function, timed at forced thread counts), how big a call is (``work``, the
 measure thresholds are expressed in), how to make inputs of a given work
 (``sample``), and, where it has them, its serial and parallel variants and
 what NumPy computes the same thing with.  Registering a kernel gives it a
-slot in the dispatch core (:mod:`breakeven._core`); the seven built-ins are
+slot in the dispatch core (:mod:`breakeven._core.engine`); the seven built-ins are
 simply the first registered.
 """
 
@@ -21,14 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from breakeven import (
-    _core,
-    _dropins,
-    _elementwise,
-    _histogram,
-    _reductions,
-    _scan,
-)
+from breakeven._core import engine
+from breakeven._kernels import dropins, elementwise, reductions, scan
+from breakeven._kernels import histogram as histogram_kernels
 
 __all__ = ["Kernel", "KERNELS", "get_kernel", "register"]
 
@@ -38,7 +33,7 @@ NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 # The built-ins' defaults: their tables on breakeven's reference hosts.
 # A plain path: the package holds compiled extensions, so it is always
 # installed as files (importlib.resources would cost milliseconds of import).
-EMBEDDED_DEFAULT = Path(__file__).with_name("data") / "default_profile.toml"
+EMBEDDED_DEFAULT = Path(__file__).parent.parent / "data" / "default_profile.toml"
 
 
 @dataclass(frozen=True)
@@ -213,7 +208,7 @@ def register(kernel: Kernel) -> Kernel:
     if not isinstance(kernel.name, str) or not NAME.match(kernel.name):
         raise ValueError(f"a kernel name is letters, digits, '_', '.' and '-', "
                          f"not starting with a digit: got {kernel.name!r}")
-    slot = _core.add_slot(kernel.name, bool(kernel.uses_blas))
+    slot = engine.add_slot(kernel.name, bool(kernel.uses_blas))
     kernel = dataclasses.replace(kernel, slot=slot)
     KERNELS[kernel.name] = kernel
     for listener in _listeners:
@@ -223,7 +218,7 @@ def register(kernel: Kernel) -> Kernel:
 
 def by_slot(slot: int) -> Kernel | None:
     """The registered kernel in this slot."""
-    return KERNELS.get(_core.slot_name(slot))
+    return KERNELS.get(engine.slot_name(slot))
 
 
 def by_call(func) -> Kernel | None:
@@ -274,26 +269,27 @@ def get_kernel(name: str) -> Kernel:
 
 
 _BUILTINS = tuple(dataclasses.replace(k, defaults=EMBEDDED_DEFAULT) for k in (
-    Kernel("sum", _reductions.sum_serial, _reductions.sum_parallel, np.sum,
-           _len_work, _sample_sum, call=lambda x: _dropins.sum(x)),
-    Kernel("dot", _reductions.dot_serial, _reductions.dot_parallel, np.dot,
-           _len_work, _sample_dot, call=lambda x, y: _dropins.dot(x, y)),
-    Kernel("axpy", _elementwise.axpy_serial, _elementwise.axpy_parallel,
+    Kernel("sum", reductions.sum_serial, reductions.sum_parallel, np.sum,
+           _len_work, _sample_sum, call=lambda x: dropins.sum(x)),
+    Kernel("dot", reductions.dot_serial, reductions.dot_parallel, np.dot,
+           _len_work, _sample_dot, call=lambda x, y: dropins.dot(x, y)),
+    Kernel("axpy", elementwise.axpy_serial, elementwise.axpy_parallel,
            _axpy_reference, lambda a, x, y: int(np.shape(x)[0]), _sample_axpy,
-           call=lambda a, x, y: _dropins.axpy(a, x, y)),
-    Kernel("exp", _elementwise.exp_serial, _elementwise.exp_parallel,
+           call=lambda a, x, y: dropins.axpy(a, x, y)),
+    Kernel("exp", elementwise.exp_serial, elementwise.exp_parallel,
            _exp_reference, _len_work, _sample_exp,
-           call=lambda x, out: _dropins.exp(x, out)),
-    Kernel("cumsum", _scan.cumsum_serial, _scan.cumsum_parallel,
+           call=lambda x, out: dropins.exp(x, out)),
+    Kernel("cumsum", scan.cumsum_serial, scan.cumsum_parallel,
            _cumsum_reference, _len_work, _sample_cumsum,
-           call=lambda x, out: _dropins.cumsum(x, out=out)),
-    Kernel("histogram", _histogram.histogram_serial, _histogram.histogram_parallel,
+           call=lambda x, out: dropins.cumsum(x, out=out)),
+    Kernel("histogram", histogram_kernels.histogram_serial,
+           histogram_kernels.histogram_parallel,
            _histogram_reference, _len_work, _sample_histogram,
-           call=lambda x, bins, lo, hi: _dropins.histogram(x, bins, (lo, hi))),
-    Kernel("nearest", _Later("breakeven._nearest", "nearest_serial"),
-           _Later("breakeven._nearest", "nearest_parallel"),
+           call=lambda x, bins, lo, hi: dropins.histogram(x, bins, (lo, hi))),
+    Kernel("nearest", _Later("breakeven._kernels.nearest", "nearest_serial"),
+           _Later("breakeven._kernels.nearest", "nearest_parallel"),
            _nearest_reference, _nearest_work, _sample_nearest, uses_blas=True,
-           call=lambda X, C: _dropins.nearest(X, C)),
+           call=lambda X, C: dropins.nearest(X, C)),
 ))
 for _k in _BUILTINS:
     register(_k)

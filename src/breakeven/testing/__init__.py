@@ -24,8 +24,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from breakeven import _core, _dispatch, _registry
-from breakeven._blas import thread_setters
+from breakeven._core import decisions, engine
+from breakeven._interop.blas import thread_setters
+from breakeven._kernels import registry
 from breakeven._profile import Profile
 from breakeven._profile import forget_warnings as _forget_warnings
 
@@ -52,13 +53,13 @@ def reset(profile: Profile | None = None) -> None:
     file, loaded at the next call), nothing learnt, the budget full, the
     team's clocks cleared.  (A profile file already warned about is not
     warned about again: :func:`forget_warnings`.)"""
-    _dispatch.use_profile(profile)
-    _core.set_usable(_core.usable())
+    decisions.use_profile(profile)
+    engine.set_usable(engine.usable())
 
 
 def profile() -> Profile:
     """The profile dispatch uses (loading it if no call has yet)."""
-    return _dispatch.profile()
+    return decisions.profile()
 
 
 def forget_warnings() -> None:
@@ -69,12 +70,12 @@ def forget_warnings() -> None:
 
 def budget() -> Budget:
     """The core budget now."""
-    return Budget(*_core.budget())
+    return Budget(*engine.budget())
 
 
 def reset_peak() -> None:
     """Start :attr:`Budget.peak` again from the threads in flight now."""
-    _core.reset_peak()
+    engine.reset_peak()
 
 
 def idle(seconds: float) -> None:
@@ -82,7 +83,7 @@ def idle(seconds: float) -> None:
     after a long idle finds the team asleep (the cold table); a negative
     value keeps the team counted as awake for that long (every call is then
     decided from the hot table)."""
-    _core.set_idle(float(seconds))
+    engine.set_idle(float(seconds))
 
 
 class clock_scale(contextlib.AbstractContextManager):  # noqa: N801 - a function
@@ -91,10 +92,10 @@ class clock_scale(contextlib.AbstractContextManager):  # noqa: N801 - a function
     to 1 at the end of the block."""
 
     def __init__(self, factor: float):
-        _core.set_clock_scale(float(factor))
+        engine.set_clock_scale(float(factor))
 
     def __exit__(self, *exc) -> None:
-        _core.set_clock_scale(1.0)
+        engine.set_clock_scale(1.0)
 
 
 class SimulatedClock:
@@ -102,12 +103,12 @@ class SimulatedClock:
 
     def __init__(self, start: float):
         self.now = start
-        _core.simulate_clock(True, start)
+        engine.simulate_clock(True, start)
 
     def advance(self, seconds: float) -> float:
         """Move the clock on by ``seconds``; returns the new time."""
         self.now += seconds
-        _core.simulate_clock(True, self.now)
+        engine.simulate_clock(True, self.now)
         return self.now
 
 
@@ -120,7 +121,7 @@ def simulated_clock(start: float = 1000.0) -> Iterator[SimulatedClock]:
     try:
         yield clock
     finally:
-        _core.simulate_clock(False)
+        engine.simulate_clock(False)
 
 
 @contextlib.contextmanager
@@ -128,14 +129,14 @@ def simulated_cpus(n: int) -> Iterator[None]:
     """Dispatch as on a host with ``n`` usable CPUs (and
     ``omp_get_max_threads() == n``): decisions, the budget and caps; the
     kernels themselves still run on the real CPUs."""
-    real = _core.usable()
-    _core.set_usable(n)
-    _core.simulate_max_threads(n)
+    real = engine.usable()
+    engine.set_usable(n)
+    engine.simulate_max_threads(n)
     try:
         yield
     finally:
-        _core.simulate_max_threads(0)
-        _core.set_usable(real)
+        engine.simulate_max_threads(0)
+        engine.set_usable(real)
 
 
 @contextlib.contextmanager
@@ -144,25 +145,25 @@ def blas_functions(pairs) -> Iterator[None]:
     ``(get_num_threads, set_num_threads)`` C function addresses (ctypes
     callbacks will do), to watch what it sets.  The loaded libraries'
     functions are looked up again afterwards."""
-    _core.set_blas(pairs)
+    engine.set_blas(pairs)
     try:
         yield
     finally:
-        _core.set_blas(thread_setters())
+        engine.set_blas(thread_setters())
 
 
 def thread_controls() -> tuple[int, int, int]:
     """``(exact, cap, section)`` of the calling thread: the ``n`` of
     ``threads(n, exact=True)`` and of ``threads(n)``, and the cores of an open
     section (0 for none)."""
-    return _core.thread_controls()
+    return engine.thread_controls()
 
 
 def _slot(kernel: str, dtype: str) -> tuple[int, int]:
-    d = _core.dtype_index(dtype)
+    d = engine.dtype_index(dtype)
     if d < 0:
         raise ValueError(f"unknown dtype {dtype!r}")
-    return _registry.get_kernel(kernel).slot, d
+    return registry.get_kernel(kernel).slot, d
 
 
 def backoff_state(kernel: str, dtype: str = "float64") -> dict:
@@ -170,7 +171,7 @@ def backoff_state(kernel: str, dtype: str = "float64") -> dict:
     ``spent`` seconds of backed-off calls since the last probe, the last slow
     call's ``probe_cost`` and the probe ``spacing`` in force (a multiple of
     ``PROBE_RATIO``)."""
-    on, cap, spent, cost, ratio = _core.backoff_state(*_slot(kernel, dtype))
+    on, cap, spent, cost, ratio = engine.backoff_state(*_slot(kernel, dtype))
     return {"backed_off": on, "cap": cap, "spent": spent, "probe_cost": cost,
             "spacing": ratio}
 
@@ -178,27 +179,27 @@ def backoff_state(kernel: str, dtype: str = "float64") -> dict:
 def make_probe_due(kernel: str, dtype: str = "float64") -> None:
     """Count the backed-off calls as long enough for a probe: the next call
     of the kernel past its threshold runs at its full thread count."""
-    _core.make_probe_due(*_slot(kernel, dtype))
+    engine.make_probe_due(*_slot(kernel, dtype))
 
 
 def hammer(kernel: str, work: int, calls: int, dtype: str = "float64") -> int:
     """``calls`` begin/end pairs of the Cython API without the GIL, as a
     kernel's caller makes them (nothing runs in between); returns the most
     threads any call got."""
-    return _core.hammer(_registry.get_kernel(kernel).slot, np.dtype(dtype).num,
+    return engine.hammer(registry.get_kernel(kernel).slot, np.dtype(dtype).num,
                         int(work), int(calls))
 
 
-SLOW = _core.SLOW
-SEVERE = _core.SEVERE
-BACKOFF_AFTER = _core.BACKOFF_AFTER
-PROBE_RATIO = _core.PROBE_RATIO
-EXPLORE_EVERY = _core.EXPLORE_EVERY
+SLOW = engine.SLOW
+SEVERE = engine.SEVERE
+BACKOFF_AFTER = engine.BACKOFF_AFTER
+PROBE_RATIO = engine.PROBE_RATIO
+EXPLORE_EVERY = engine.EXPLORE_EVERY
 
 
 # Simulated hosts (a cost model of many-core machines): for calibration
 # through its overrides, and for dispatch through the hooks above.
-from breakeven._simhost import (  # noqa: E402
+from breakeven.testing.simhost import (  # noqa: E402
     HOSTS,
     KERNEL_MODELS,
     TORCH_GRAIN,

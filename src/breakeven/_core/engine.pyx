@@ -45,7 +45,7 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 
 from breakeven cimport dispatch
-from breakeven._openmp_helpers cimport omp_get_max_threads, omp_in_parallel
+from breakeven._core.omp cimport omp_get_max_threads, omp_in_parallel
 
 import numpy as np
 
@@ -94,7 +94,7 @@ cdef extern from *:
                 __ATOMIC_RELAXED, __ATOMIC_RELAXED)) { }
     }
 
-    /* the slots (breakeven._core.Slot pointers), grown with the GIL held */
+    /* the slots (breakeven._core.engine.Slot pointers), grown with the GIL held */
     static void **be_slots = NULL;
     static int be_n_slots = 0;
     static inline void **be_slots_load(void) {
@@ -247,7 +247,7 @@ EXPLORE_LOSS = 2.0
 cdef double C_EFFICIENCY = EFFICIENCY
 cdef long long C_EXPLORE_EVERY = EXPLORE_EVERY
 cdef double C_EXPLORE_LOSS = EXPLORE_LOSS
-cdef double C_MARGIN = 0.05  # as calibration's (breakeven._steps.MARGIN)
+cdef double C_MARGIN = 0.05  # as calibration's (breakeven._profile.steps.MARGIN)
 # Once a size's other choice has this many measurements, it is explored
 # once in EXPLORE_LATER calls only (what the calls meet can change: a size
 # called among others meets cold caches, the same size in a loop warm ones).

@@ -7,8 +7,8 @@ write the same line.
 from cython cimport floating
 from cython.parallel cimport prange
 
-from breakeven._simd cimport be_axpy_d, be_axpy_f, be_exp_d, be_exp_f
-from breakeven._threads cimport check_threads
+from breakeven._kernels.simd cimport be_axpy_d, be_axpy_f, be_exp_d, be_exp_f
+from breakeven._core.openmp cimport check_threads
 
 cdef enum:
     # Smallest share a thread gets (elements); a multiple of a cache line.

@@ -26,15 +26,15 @@ from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZ
 from libc.math cimport fabs, isfinite
 
 from breakeven cimport dispatch
-from breakeven._elementwise cimport (
+from breakeven._kernels.elementwise cimport (
     axpy_parallel_d,
     axpy_parallel_f,
     exp_parallel_d,
     exp_parallel_f,
 )
-from breakeven._histogram cimport MIN_CHUNK as _HIST_MIN_CHUNK
-from breakeven._histogram cimport count as _histogram_count
-from breakeven._reductions cimport (
+from breakeven._kernels.histogram cimport MIN_CHUNK as _HIST_MIN_CHUNK
+from breakeven._kernels.histogram cimport count as _histogram_count
+from breakeven._kernels.reductions cimport (
     dot_parallel_d,
     dot_parallel_f,
     dot_serial_d,
@@ -44,22 +44,22 @@ from breakeven._reductions cimport (
     sum_serial_d,
     sum_serial_f,
 )
-from breakeven._scan cimport (
+from breakeven._kernels.scan cimport (
     cumsum_parallel_d,
     cumsum_parallel_f,
     cumsum_serial_d,
     cumsum_serial_f,
 )
-from breakeven._simd cimport be_axpy_d, be_axpy_f, be_exp_d, be_exp_f
+from breakeven._kernels.simd cimport be_axpy_d, be_axpy_f, be_exp_d, be_exp_f
 
 import numpy as np
 
-from breakeven import _core
+from breakeven._core import engine
 from breakeven._errors import fp_error
 
 cnp.import_array()
 if dispatch.import_breakeven() != 0:
-    raise ImportError("breakeven._dropins: the dispatch core's C API is missing")
+    raise ImportError(f"{__name__}: the dispatch core's C API is missing")
 
 
 cdef extern from "numpy/arrayobject.h":
@@ -84,13 +84,13 @@ cdef extern from *:
 cdef object _NoValue = np._NoValue
 
 # The kernels' slots in the dispatch core: the first ones registered.
-cdef int K_SUM = _core.add_slot("sum")
-cdef int K_DOT = _core.add_slot("dot")
-cdef int K_AXPY = _core.add_slot("axpy")
-cdef int K_EXP = _core.add_slot("exp")
-cdef int K_CUMSUM = _core.add_slot("cumsum")
-cdef int K_HISTOGRAM = _core.add_slot("histogram")
-cdef int K_NEAREST = _core.add_slot("nearest", True)
+cdef int K_SUM = engine.add_slot("sum")
+cdef int K_DOT = engine.add_slot("dot")
+cdef int K_AXPY = engine.add_slot("axpy")
+cdef int K_EXP = engine.add_slot("exp")
+cdef int K_CUMSUM = engine.add_slot("cumsum")
+cdef int K_HISTOGRAM = engine.add_slot("histogram")
+cdef int K_NEAREST = engine.add_slot("nearest", True)
 
 cdef enum:
     # Below this many elements the serial kernel runs with the GIL held
@@ -996,11 +996,11 @@ cdef object _nearest_module = None
 
 
 cdef object _nearest_kernels():
-    """breakeven._nearest, imported at the first call: it loads SciPy (for
+    """breakeven._kernels.nearest, imported at the first call: it loads SciPy (for
     its BLAS), which a process that never calls nearest need not import."""
     global _nearest_module
     if _nearest_module is None:
-        import breakeven._nearest as module
+        import breakeven._kernels.nearest as module
         _nearest_module = module
     return _nearest_module
 

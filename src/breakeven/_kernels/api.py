@@ -1,7 +1,7 @@
 """The public API around the dispatch core: explain, register, kernel.
 
-The drop-in functions themselves are :mod:`breakeven._dropins` (C); the
-decision is the core's (:mod:`breakeven._core`).  Here: :func:`explain`,
+The drop-in functions themselves are :mod:`breakeven._kernels.dropins` (C); the
+decision is the core's (:mod:`breakeven._core.engine`).  Here: :func:`explain`,
 which plans a call as the call itself does and asks the core for its
 decision as a dry run; :func:`register`, which gives a kernel of any
 library a slot; and :func:`kernel`, the decorator that makes a dispatched
@@ -17,9 +17,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from breakeven import _core, _dispatch, _dropins, _kernelcall, _registry
-from breakeven._dispatch import Decision
-from breakeven._registry import Kernel
+from breakeven._core import decisions, engine
+from breakeven._core.decisions import Decision
+from breakeven._kernels import dropins, kernelcall, registry
+from breakeven._kernels.registry import Kernel
 
 __all__ = ["Plan", "explain", "kernel", "plan", "register"]
 
@@ -44,23 +45,23 @@ def plan(func, *args, **kwargs) -> Plan | str:
     TypeError
         If ``func`` is not a dispatched function.
     """
-    planner = _dropins.PLANNERS.get(func)
+    planner = dropins.PLANNERS.get(func)
     if planner is not None:
         code, slot, typenum, work = planner(*args, **kwargs)
         if slot < 0:
-            return _dropins.REASONS[code]
-        reason = _dropins.REASONS[code] if code else ""
-        return Plan(_registry.by_slot(slot), _dtype(typenum).name, work, reason)
-    k = _registry.by_call(func)
+            return dropins.REASONS[code]
+        reason = dropins.REASONS[code] if code else ""
+        return Plan(registry.by_slot(slot), _dtype(typenum).name, work, reason)
+    k = registry.by_call(func)
     if k is None:
         raise TypeError(f"{getattr(func, '__name__', func)!r} is not a breakeven "
                         "function nor a kernel registered with breakeven.register "
                         "or breakeven.kernel")
     if kwargs:
         raise TypeError("a dispatched kernel takes positional arguments only")
-    typenum, work = _kernelcall.measure(k.work, args)
+    typenum, work = kernelcall.measure(k.work, args)
     dt = _dtype(typenum)
-    if _core.dtype_index(dt) < 0:
+    if engine.dtype_index(dt) < 0:
         return Plan(k, dt.name, work, f"{dt.name}: a dtype dispatch keeps no "
                     "tables for")
     return Plan(k, dt.name, work)
@@ -124,7 +125,7 @@ def explain(func, *args, **kwargs) -> Decision:
         return Decision("numpy", 1, 0, p, getattr(func, "__name__", ""))
     if p.serial:
         return Decision("serial", 1, p.work, p.serial, p.kernel.name)
-    return _dispatch.decision(p.kernel.slot, _core.dtype_index(p.dtype), p.work)
+    return decisions.decision(p.kernel.slot, engine.dtype_index(p.dtype), p.work)
 
 
 def register(name: str, call: Callable | None = None, *, work: Callable,
@@ -209,12 +210,12 @@ def register(name: str, call: Callable | None = None, *, work: Callable,
     """
     if not callable(sample):
         raise TypeError(f"sample must be callable, got {type(sample).__name__}")
-    work = _kernelcall.work_function(work)  # a callable, or an argument's index
+    work = kernelcall.work_function(work)  # a callable, or an argument's index
     try:
         dts = tuple(np.dtype(d) for d in dtypes)
     except TypeError as exc:
         raise TypeError(f"dtypes must name NumPy dtypes: {exc}") from None
-    return _registry.register(Kernel(name, serial, parallel, reference, work, sample,
+    return registry.register(Kernel(name, serial, parallel, reference, work, sample,
                                      bool(uses_blas), dts, call, defaults=defaults))
 
 
@@ -305,12 +306,12 @@ def kernel(*, parallel, work, sample, name=None, uses_blas=False, reference=None
         k = register(kname, None, work=work, sample=sample, dtypes=dtypes,
                      uses_blas=uses_blas, serial=serial, parallel=parallel,
                      reference=reference or serial, defaults=defaults)
-        dispatched = _kernelcall.make(serial, parallel, k.work, k.slot)
+        dispatched = kernelcall.make(serial, parallel, k.work, k.slot)
         dispatched.__name__ = serial.__name__
         dispatched.__qualname__ = getattr(serial, "__qualname__", serial.__name__)
         dispatched.__module__ = serial.__module__
         dispatched.__doc__ = serial.__doc__
         dispatched.__wrapped__ = serial
-        dispatched.kernel = _registry.register(dataclasses.replace(k, call=dispatched))
+        dispatched.kernel = registry.register(dataclasses.replace(k, call=dispatched))
         return dispatched
     return wrap

@@ -1,8 +1,8 @@
 """Thread-count rules shared by every kernel, and OpenMP introspection."""
 from cython.parallel cimport parallel
 
-from breakeven._core cimport note_parallel
-from breakeven._openmp_helpers cimport (
+from breakeven._core.engine cimport note_parallel
+from breakeven._core.omp cimport (
     omp_get_max_threads,
     omp_get_num_threads,
     omp_get_thread_num,

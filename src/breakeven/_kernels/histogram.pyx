@@ -12,8 +12,8 @@ from libc.math cimport isfinite
 from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, free
 
-from breakeven._simd cimport be_hist_d, be_hist_f
-from breakeven._threads cimport check_threads
+from breakeven._kernels.simd cimport be_hist_d, be_hist_f
+from breakeven._core.openmp cimport check_threads
 
 cnp.import_array()
 

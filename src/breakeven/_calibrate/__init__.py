@@ -37,10 +37,14 @@ from pathlib import Path
 
 import numpy as np
 
-from breakeven import _core, _elementwise
-from breakeven._core import threads as _threads_control
+from breakeven._calibrate.timing import time_interleaved
+from breakeven._core import engine
+from breakeven._core.engine import threads as _threads_control
+from breakeven._core.openmp import NO_OPENMP, OPENMP, team_size, usable_cpus
 from breakeven._cpu import Topology
 from breakeven._cpu import topology as _host_topology
+from breakeven._kernels import elementwise
+from breakeven._kernels.registry import KERNELS, Kernel
 from breakeven._profile import (
     Fingerprint,
     Profile,
@@ -49,8 +53,7 @@ from breakeven._profile import (
     locked,
     now_utc,
 )
-from breakeven._registry import KERNELS, Kernel
-from breakeven._steps import (
+from breakeven._profile.steps import (
     MARGIN,
     Point,
     choose_steps,
@@ -59,8 +62,6 @@ from breakeven._steps import (
     merge,
     with_penalty,
 )
-from breakeven._threads import NO_OPENMP, OPENMP, team_size, usable_cpus
-from breakeven._timing import time_interleaved
 
 __all__ = [
     "MARGIN",
@@ -221,8 +222,8 @@ class Probe:
 
     def __init__(self, threads: int, per_thread: int = PROBE_WORK):
         self.threads = threads
-        self._serial, self._parallel = (_elementwise.exp_serial,
-                                        _elementwise.exp_parallel)
+        self._serial, self._parallel = (elementwise.exp_serial,
+                                        elementwise.exp_parallel)
         self._x = np.linspace(-1.0, 1.0, per_thread * threads)
         self._out = np.empty_like(self._x)
         self._x1, self._out1 = self._x[:per_thread], self._out[:per_thread]
@@ -826,7 +827,7 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
     jobs = [(n, d) for n in names for d in dtypes if d in KERNELS[n].dtypes]
     bar = Progress(2 * len(jobs) + 2, enabled=progress)
 
-    _core.note_omp_started()  # the team runs from here on (fork)
+    engine.note_omp_started()  # the team runs from here on (fork)
     _probes.clear()  # a new run: what is busy is learnt again
     measured = (team_interpolated(threads, team(team_counts(threads)))
                 if usable > 1 else ({}, None))

@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from breakeven._core import DTYPES
-from breakeven._registry import EMBEDDED_DEFAULT
-from breakeven._registry import NAME as KERNEL_NAME
-from breakeven._steps import Steps, cold_tables
-from breakeven._threads import OPENMP_RUNTIME, usable_cpus
+from breakeven._core.engine import DTYPES
+from breakeven._core.openmp import OPENMP_RUNTIME, usable_cpus
+from breakeven._kernels.registry import EMBEDDED_DEFAULT
+from breakeven._kernels.registry import NAME as KERNEL_NAME
+from breakeven._profile.steps import Steps, cold_tables
 
 __all__ = [
     "FORMAT_VERSION",
@@ -176,7 +176,7 @@ def _blas_info() -> str:
     # key does not, so a process that only dispatches pays for neither.
     from threadpoolctl import threadpool_info
 
-    import breakeven._nearest  # noqa: F401
+    import breakeven._kernels.nearest  # noqa: F401
 
     blas = [f"{lib.get('internal_api')} {lib.get('version')} "
             f"{lib.get('architecture')} {lib.get('threading_layer')}"
@@ -443,7 +443,7 @@ class Profile:
         Calibration stores one per measured idle time (``cold_idle``); for a
         profile without them they are derived from the kernel's times and
         the team's wake-up costs as calibration derives them
-        (:func:`breakeven._steps.cold_tables`), or, without those, the
+        (:func:`breakeven._profile.steps.cold_tables`), or, without those, the
         ``cold`` table for every lone call.
         """
         try:

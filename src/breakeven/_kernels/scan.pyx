@@ -11,14 +11,14 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc
 
-from breakeven._simd cimport (
+from breakeven._kernels.simd cimport (
     BE_SCAN_BLOCK,
     be_add_scalar_d,
     be_add_scalar_f,
     be_scan_block_d,
     be_scan_block_f,
 )
-from breakeven._threads cimport check_threads
+from breakeven._core.openmp cimport check_threads
 
 cdef enum:
     # Blocks each thread scans per round: ~256 KiB of float64 input, so a

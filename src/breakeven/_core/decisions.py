@@ -1,6 +1,6 @@
 """Dispatch, the Python side: the profile in the core, and decisions in words.
 
-Every decision is made by the dispatch core (:mod:`breakeven._core`, whose
+Every decision is made by the dispatch core (:mod:`breakeven._core.engine`, whose
 docstring states the rule), for the drop-ins, for kernels of other libraries
 through the Cython API and for :func:`decide`.  This module keeps what C
 should not do: loading the profile (at the first call) and giving each
@@ -21,8 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from breakeven import _core, _registry, _threads
-from breakeven._blas import thread_setters
+from breakeven._core import engine, openmp
+from breakeven._core.openmp import region_seconds
+from breakeven._interop.blas import thread_setters
+from breakeven._kernels import registry
 from breakeven._profile import (
     Profile,
     ProfileError,
@@ -32,7 +34,6 @@ from breakeven._profile import (
     now_utc,
     read_defaults,
 )
-from breakeven._threads import region_seconds
 
 __all__ = ["Decision", "KernelStats", "Stats", "decide", "grant", "profile",
            "save_learned", "stats", "use_profile"]
@@ -120,11 +121,11 @@ def profile() -> Profile:
     """The profile dispatch uses (loaded, and given to the core, on first
     use)."""
     p = _profile
-    if p is None or not _core.configured():
+    if p is None or not engine.configured():
         with _lock:
             if _profile is None:
                 _set(load_profile())
-            elif not _core.configured():
+            elif not engine.configured():
                 _set(_profile)
             p = _profile
     return p
@@ -173,7 +174,7 @@ def use_profile(profile: Profile | None) -> None:
                         f"{type(profile).__name__}")
     with _lock:
         global _profile
-        _core.unconfigure()
+        engine.unconfigure()
         _profile = None
         _defaults_cache.clear()
         if profile is not None:
@@ -206,7 +207,7 @@ def _default_file(path, owner: str) -> Profile | None:
     warned about, naming it, and gives None."""
     key = str(path)
     if key not in _defaults_cache:
-        name = ("embedded default" if path == _registry.EMBEDDED_DEFAULT
+        name = ("embedded default" if path == registry.EMBEDDED_DEFAULT
                 else f"default {key}")
         try:
             _defaults_cache[key] = read_defaults(path, name=name)
@@ -217,14 +218,14 @@ def _default_file(path, owner: str) -> Profile | None:
     return _defaults_cache[key]
 
 
-def _defaults(kernel: _registry.Kernel) -> Profile | None:
+def _defaults(kernel: registry.Kernel) -> Profile | None:
     """The kernel's library default for this host, or None."""
     if kernel.defaults is None:
         return None
     return _default_file(kernel.defaults, kernel.name)
 
 
-def source(kernel: _registry.Kernel, dtype: str, p: Profile | None = None) -> Source:
+def source(kernel: registry.Kernel, dtype: str, p: Profile | None = None) -> Source:
     """Where dispatch takes a kernel's tables for a dtype from, in order:
     this host's calibration (the profile in use), the kernel's library
     default for a similar host, the estimate."""
@@ -246,9 +247,9 @@ def _set(p: Profile) -> None:
     global _profile
     _profile = p
     _sources.clear()
-    for k in list(_registry.KERNELS.values()):
+    for k in list(registry.KERNELS.values()):
         _give_tables(p, k)
-    _core.configure((_host(p).sleep_after_us or 0) / 1e6)
+    engine.configure((_host(p).sleep_after_us or 0) / 1e6)
 
 
 def _host(p: Profile) -> Profile:
@@ -256,30 +257,30 @@ def _host(p: Profile) -> Profile:
     ``p``'s, or the embedded default's when ``p`` has none."""
     if p.sleep_after_us is not None or p.wake:
         return p
-    return _default_file(_registry.EMBEDDED_DEFAULT, "breakeven") or p
+    return _default_file(registry.EMBEDDED_DEFAULT, "breakeven") or p
 
 
-def _give_tables(p: Profile, kernel: _registry.Kernel) -> None:
+def _give_tables(p: Profile, kernel: registry.Kernel) -> None:
     dtypes = {dt.name for dt in kernel.dtypes}
-    for d, name in enumerate(_core.DTYPES):
+    for d, name in enumerate(engine.DTYPES):
         src = source(kernel, name, p)
         _sources[(kernel.slot, d)] = src
         if src.profile is None:
             if name in dtypes:
                 _team(p)
-                _core.set_estimate(kernel.slot, d)
+                engine.set_estimate(kernel.slot, d)
             else:
-                _core.clear_table(kernel.slot, d)
+                engine.clear_table(kernel.slot, d)
             continue
         q = src.profile
-        _core.set_table(kernel.slot, d, q.steps(kernel.name, name, "hot"),
+        engine.set_table(kernel.slot, d, q.steps(kernel.name, name, "hot"),
                         q.cold_tables(kernel.name, name))
         # The calibration's times are the uncontended yardstick: without
         # them the first calls seen would set it, contended or not.
         # Count by count, so that each count's sizes seed one table.
         rows = q.times(kernel.name, name, parallel_only=True)
         for work, threads, seconds in sorted(rows, key=lambda r: (r[1], r[0])):
-            _core.seed_rate(kernel.slot, d, threads, work, seconds / max(work, 1))
+            engine.seed_rate(kernel.slot, d, threads, work, seconds / max(work, 1))
 
 
 _team_known: list[Profile] = []
@@ -292,21 +293,21 @@ def _team(p: Profile) -> None:
     figures."""
     if _team_known and _team_known[0] is p:
         return
-    full = min(_core.usable(), _core.max_threads())
+    full = min(engine.usable(), engine.max_threads())
     hot = p.team_hot.get(full)
     if hot is None:
         hot = region_seconds(full) if full > 1 else 0.0
     host = _host(p)
     most = max((t for _, t, _ in host.wake), default=0)
     wake = [(gap / 1e6, seconds) for gap, t, seconds in host.wake if t == most]
-    _core.set_team(hot, wake)
+    engine.set_team(hot, wake)
     _team_known[:] = [p]
 
 
-def _registered(kernel: _registry.Kernel) -> None:
+def _registered(kernel: registry.Kernel) -> None:
     """A kernel registered after the profile was loaded: its tables now."""
     with _lock:
-        if _profile is not None and _core.configured():
+        if _profile is not None and engine.configured():
             _give_tables(_profile, kernel)
 
 
@@ -315,8 +316,8 @@ def _load() -> None:
     profile()
 
 
-_registry._listeners.append(_registered)
-_core.set_hooks(load=_load, blas=thread_setters)
+registry._listeners.append(_registered)
+engine.set_hooks(load=_load, blas=thread_setters)
 
 
 # ---------------------------------------------------------------------------
@@ -331,12 +332,12 @@ def learned_profile() -> Profile:
     which every size measured went parallel (serial if none did), marked
     ``method = "learned"``; lone calls serial."""
     out = Profile(host_fingerprint(), {}, now_utc(), None, "learned")
-    full = min(_core.usable(), _core.max_threads())
+    full = min(engine.usable(), engine.max_threads())
     for (slot, d), src in list(_sources.items()):
         if src.kind != "estimate":
             continue
         decided = [(b, learned) for b, _, _, learned, _, _
-                   in _core.estimate_state(slot, d) if learned]
+                   in engine.estimate_state(slot, d) if learned]
         if not decided:
             continue
         start = None
@@ -346,7 +347,7 @@ def learned_profile() -> Profile:
             start = b
         hot = ((0, 1),) if start is None or full < 2 else \
             ((0, 1), (1 << max(start - 1, 0), full))
-        out.set_table(_core.slot_name(slot), _core.DTYPES[d], hot, ((0, 1),),
+        out.set_table(engine.slot_name(slot), engine.DTYPES[d], hot, ((0, 1),),
                       method="learned")
     return out
 
@@ -405,21 +406,21 @@ if os.environ.get("BREAKEVEN_SAVE_LEARNED", "") not in ("", "0"):
 # ---------------------------------------------------------------------------
 
 
-def _kernel(kernel) -> _registry.Kernel:
-    if isinstance(kernel, _registry.Kernel):
+def _kernel(kernel) -> registry.Kernel:
+    if isinstance(kernel, registry.Kernel):
         kernel = kernel.name
     if not isinstance(kernel, str):
         raise TypeError(f"kernel must be a kernel's name or a Kernel, got "
                         f"{type(kernel).__name__}")
-    return _registry.get_kernel(kernel)
+    return registry.get_kernel(kernel)
 
 
 def _dtype_index(dtype) -> tuple[int, str]:
-    d = _core.dtype_index(dtype)
+    d = engine.dtype_index(dtype)
     if d < 0:
-        raise ValueError(f"dispatch knows the dtypes {', '.join(_core.DTYPES)}; "
+        raise ValueError(f"dispatch knows the dtypes {', '.join(engine.DTYPES)}; "
                          f"got {dtype!r}")
-    return d, _core.DTYPES[d]
+    return d, engine.DTYPES[d]
 
 
 def _work(work) -> int:
@@ -433,9 +434,9 @@ def _work(work) -> int:
 def decision(slot: int, d: int, work: int, idle: float | None = None) -> Decision:
     """The core's decision for a call (a dry run), with its reason in words."""
     p = profile()
-    threads, why = _core.decide(slot, d, work, idle)
-    name = _core.slot_name(slot)
-    dtype = _core.DTYPES[d]
+    threads, why = engine.decide(slot, d, work, idle)
+    name = engine.slot_name(slot)
+    dtype = engine.DTYPES[d]
     src = _sources.get((slot, d), Source("estimate"))
     kind = {"estimate": "estimate", "learned": "learned"}.get(why["table"], src.kind)
     if why["table"] in ("forced", "forked"):
@@ -460,8 +461,8 @@ def _us(ns: float) -> str:
 def _words(why: dict, kernel: str, dtype: str, work: int, threads: int,
            p: Profile, src: Source) -> str:
     table = why["table"]
-    if not _threads.OPENMP and _core.max_threads() <= 1:
-        return _threads.NO_OPENMP  # (a simulated host still gets its words)
+    if not openmp.OPENMP and engine.max_threads() <= 1:
+        return openmp.NO_OPENMP  # (a simulated host still gets its words)
     if table == "forked":
         return ("in a forked child: OpenMP is not fork-safe, so this process "
                 "runs serially")
@@ -472,7 +473,7 @@ def _words(why: dict, kernel: str, dtype: str, work: int, threads: int,
     if table == "forced":
         parts.append(f"threads({why['forced']}, exact=True)")
     elif table == "none":
-        how = ("breakeven calibrate" if kernel in _registry.BUILTINS
+        how = ("breakeven calibrate" if kernel in registry.BUILTINS
                else "breakeven calibrate --module ...")
         return (f"{kernel} {dtype} is not calibrated in profile {p.source} and "
                 f"has no default (run `{how}`)")
@@ -506,7 +507,7 @@ def _words(why: dict, kernel: str, dtype: str, work: int, threads: int,
             parts.append(f"capped at {why['cap']} by threads({why['cap']})")
         if why["backoff"]:
             parts.append(f"backed off to {why['backoff']} threads: recent parallel "
-                         f"calls ran over {_core.SLOW:g}x slower than their best "
+                         f"calls ran over {engine.SLOW:g}x slower than their best "
                          "(contention)")
         if why["probe"]:
             parts.append("a probe at full threads of a kernel backed off for "
@@ -621,7 +622,7 @@ def grant(kernel, work, dtype="float64"):
     k = _kernel(kernel)
     _dtype_index(dtype)
     profile()
-    return _core.Grant(k.slot, np.dtype(dtype).num, _work(work))
+    return engine.Grant(k.slot, np.dtype(dtype).num, _work(work))
 
 
 # ---------------------------------------------------------------------------
@@ -778,16 +779,16 @@ def stats(reset: bool = False) -> Stats:
     1
     """
     rows = {}
-    for r in _core.stats(reset):
+    for r in engine.stats(reset):
         par = r["parallel"]
         timed = r["serial_timed"]
         serial_s = (r["serial_seconds_timed"] * r["serial"] / timed if timed
                     else 0.0)
-        src = _sources.get((r["slot"], _core.DTYPES.index(r["dtype"])))
+        src = _sources.get((r["slot"], engine.DTYPES.index(r["dtype"])))
         kind = src.kind if src is not None else ""
         if r["estimate"] and r["learned"]:
             kind = "learned"
-        rows[(_core.slot_name(r["slot"]), r["dtype"])] = KernelStats(
+        rows[(engine.slot_name(r["slot"]), r["dtype"])] = KernelStats(
             r["serial"], par, r["thread_sum"] / par if par else 0.0,
             r["most_threads"], r["backoffs"], r["probes"], r["recoveries"],
             r["parallel_seconds"], serial_s, timed, r["backed_off"], kind,

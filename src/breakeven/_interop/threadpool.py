@@ -1,7 +1,7 @@
 """breakeven as threadpoolctl sees it: a controller of its own.
 
 threadpoolctl finds thread pools by the shared libraries a process has
-loaded.  breakeven's dispatch core (``breakeven/_core.*.so``) exports two C
+loaded.  breakeven's dispatch core (``breakeven/_core/engine.*.so``) exports two C
 functions, ``breakeven_get_thread_limit`` and ``breakeven_set_thread_limit``,
 that read and set a process-wide limit on the threads of every dispatched
 call; the controller registered here through threadpoolctl's public
@@ -23,16 +23,16 @@ __all__ = ["install"]
 
 USER_API = "breakeven"
 # The exported C functions of the core, by which threadpoolctl tells it from
-# other libraries' modules named _core.
+# other libraries' modules named engine.
 GET, SET = "breakeven_get_thread_limit", "breakeven_set_thread_limit"
 
 
 def _profile_words() -> str:
-    from breakeven import _dispatch
+    from breakeven._core import decisions
 
     # Without staleness: that looks the BLAS libraries up through
     # threadpoolctl, which is building this controller.
-    return _dispatch.profile_words(stale=False)
+    return decisions.profile_words(stale=False)
 
 
 def _controller(threadpoolctl):
@@ -41,19 +41,19 @@ def _controller(threadpoolctl):
 
         user_api = USER_API
         internal_api = USER_API
-        filename_prefixes = ("_core.",)
+        filename_prefixes = ("engine.",)
         check_symbols = (GET, SET)
 
         def get_num_threads(self):
             """The limit; the usable CPUs when none is set (what a call may
             use at most, before OpenMP's own limit)."""
-            from breakeven._core import usable as usable_cpus
+            from breakeven._core.engine import usable as usable_cpus
 
             limit = getattr(self.dynlib, GET)()
             return limit if limit > 0 else usable_cpus()
 
         def set_num_threads(self, num_threads):
-            from breakeven._core import usable as usable_cpus
+            from breakeven._core.engine import usable as usable_cpus
 
             n = int(num_threads)
             # At or above the usable CPUs is no limit: restoring the value
@@ -66,7 +66,7 @@ def _controller(threadpoolctl):
             return __version__
 
         def set_additional_attributes(self):
-            from breakeven._threads import OPENMP_RUNTIME
+            from breakeven._core.openmp import OPENMP_RUNTIME
 
             self.openmp = OPENMP_RUNTIME
             try:  # never break threadpool_info() for everyone else

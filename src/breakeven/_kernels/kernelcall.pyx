@@ -19,7 +19,7 @@ from breakeven cimport dispatch
 
 cnp.import_array()
 if dispatch.import_breakeven() != 0:
-    raise ImportError("breakeven._kernelcall: the dispatch core's C API is missing")
+    raise ImportError(f"{__name__}: the dispatch core's C API is missing")
 
 cdef extern from *:
     """

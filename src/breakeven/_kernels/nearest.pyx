@@ -21,13 +21,13 @@ from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
-from breakeven._simd cimport (
+from breakeven._kernels.simd cimport (
     be_argmin_rows_d,
     be_argmin_rows_f,
     be_sqnorm_rows_d,
     be_sqnorm_rows_f,
 )
-from breakeven._threads cimport check_threads
+from breakeven._core.openmp cimport check_threads
 
 cdef enum:
     # A chunk's product (rows x m) is kept near 256 KiB of float64.

@@ -36,8 +36,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from breakeven import _api, _core, _dispatch, _dropins, _registry
-from breakeven._dispatch import Decision
+from breakeven._core import decisions, engine
+from breakeven._core.decisions import Decision
+from breakeven._kernels import api, dropins, registry
 
 __all__ = ["map"]
 
@@ -81,16 +82,16 @@ class MapPlan:
 
 def _resolve(func):
     """(planner, reference) of a dispatch function: ``planner(*args)`` is
-    :func:`breakeven._api.plan` for it; ``reference`` is what a worker
+    :func:`breakeven._kernels.api.plan` for it; ``reference`` is what a worker
     process gets: a built-in's name, or the function itself."""
-    if func in _dropins.PLANNERS:
-        return functools.partial(_api.plan, func), func.__name__
-    if _registry.by_call(func) is None:
+    if func in dropins.PLANNERS:
+        return functools.partial(api.plan, func), func.__name__
+    if registry.by_call(func) is None:
         raise TypeError(f"func must be a breakeven function (breakeven.sum, ...) "
                         f"or a kernel registered with breakeven.kernel or "
                         f"breakeven.register, got "
                         f"{getattr(func, '__name__', type(func).__name__)!r}")
-    return functools.partial(_api.plan, func), func
+    return functools.partial(api.plan, func), func
 
 
 def _calls(func, items: list, starred: bool) -> list:
@@ -116,7 +117,7 @@ def _n_jobs(n_jobs, configured) -> int | None:
     if n == 0:
         raise ValueError("n_jobs == 0 has no meaning; use None, a positive count "
                          "or -1 for all CPUs")
-    return n if n > 0 else max(1, _core.usable() + 1 + n)
+    return n if n > 0 else max(1, engine.usable() + 1 + n)
 
 
 def _joblib_config():
@@ -270,13 +271,13 @@ def _plan(func, items: list, n_jobs) -> MapPlan:
                        "its own host's profile",
                        backend=backend_name, inner_limit=inner_limit)
     sample = _sample(items)
-    exact, cap, _ = _core.thread_controls()
-    limit = min(_core.usable(), _core.max_threads(),
+    exact, cap, _ = engine.thread_controls()
+    limit = min(engine.usable(), engine.max_threads(),
                 *(n for n in (exact, cap) if n))
     if inner_limit:
         limit = min(limit, inner_limit)
     max_workers = max_workers or limit
-    profile = _dispatch.profile()
+    profile = decisions.profile()
     # a batch of arrays alike in what a planner reads (shape, dtype, strides)
     # to one planned before gets the same plan: the planning would otherwise
     # cost a few percent of a batch of small arrays
@@ -371,14 +372,14 @@ def _apply(func, items: list, threads: int | None, starred: bool):
     """Run a batch in a worker: ``func`` (or the built-in of that name) on
     each item, with at most ``threads`` OpenMP threads per call."""
     if isinstance(func, str):  # a built-in, by name
-        func = getattr(_dropins, func)
-    _core.reset_peak()
+        func = getattr(dropins, func)
+    engine.reset_peak()
     if threads:
-        with _core.threads(threads):
+        with engine.threads(threads):
             out = _calls(func, items, starred)
     else:
         out = _calls(func, items, starred)
-    _log.append((os.getpid(), _core.max_threads(), _core.budget()[3]))
+    _log.append((os.getpid(), engine.max_threads(), engine.budget()[3]))
     return out
 
 

@@ -10,7 +10,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdlib cimport free, malloc
 
-from breakeven._simd cimport (
+from breakeven._kernels.simd cimport (
     BE_REDUCE_BLOCK,
     be_dot_block_d,
     be_dot_block_f,
@@ -25,7 +25,7 @@ from breakeven._simd cimport (
     be_sum_block_d,
     be_sum_block_f,
 )
-from breakeven._threads cimport check_threads
+from breakeven._core.openmp cimport check_threads
 
 # Up to this many block results live on the stack; more are malloc'ed.
 cdef enum:

@@ -52,7 +52,7 @@ def thread_setters() -> list[tuple[int, int]]:
     # which nearest calls and which must be loaded to be seen).
     from threadpoolctl import threadpool_info
 
-    import breakeven._nearest  # noqa: F401
+    import breakeven._kernels.nearest  # noqa: F401
 
     out = []
     for info in threadpool_info():

@@ -55,7 +55,7 @@ import numpy as np
 from breakeven import _calibrate
 from breakeven._cpu import Topology
 from breakeven._profile import host_fingerprint
-from breakeven._steps import Point, merge, threads_for
+from breakeven._profile.steps import Point, merge, threads_for
 
 __all__ = ["HOSTS", "KERNEL_MODELS", "KernelModel", "SimulatedHost", "Simulation",
            "CallLog", "TORCH_GRAIN", "fixed_rules", "regret", "run_callers",
@@ -418,14 +418,14 @@ def run_callers(host: SimulatedHost, kernel: str, work: int, callers: int,
     :func:`breakeven.testing.simulated_cpus` with ``host.cpus``."""
     import heapq
 
-    from breakeven import _core
-    from breakeven._dispatch import grant
+    from breakeven._core import engine
+    from breakeven._core.decisions import grant
     model = model or KERNEL_MODELS[kernel]
     start = clock.now
     ready = [(start, c) for c in range(callers)]  # (time, caller)
     running: list = []  # heap of (end, seq, caller, grant, threads, began)
     calls, running_at, seq = [], [], 0
-    _core.reset_peak()
+    engine.reset_peak()
     while ready or running:
         first = min(ready) if ready else (math.inf, -1)
         if running and running[0][0] <= first[0]:
@@ -447,4 +447,4 @@ def run_callers(host: SimulatedHost, kernel: str, work: int, callers: int,
         heapq.heappush(running, (now + s, seq, c, g, t, now))
         seq += 1
     return CallLog(calls, running_at, max((n for _, n in running_at), default=0),
-                   _core.budget()[3])
+                   engine.budget()[3])

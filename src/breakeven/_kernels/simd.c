@@ -1,5 +1,5 @@
 /*
- * Serial inner loops: see _simd.h for the contract.
+ * Serial inner loops: see simd.h for the contract.
  *
  * This file is compiled with -ffp-contract=fast so that the AVX2 and
  * AVX-512 clones fuse multiply-adds in the reductions and in the exp
@@ -9,7 +9,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "_simd.h"
+#include "simd.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
     defined(__linux__) && !defined(BREAKEVEN_NO_CLONES)

@@ -1,7 +1,7 @@
-# Declarations of the serial inner loops in _simd.c (see _simd.h).
+# Declarations of the serial inner loops in simd.c (see simd.h).
 from libc.stdint cimport int64_t
 
-cdef extern from "_simd.h" nogil:
+cdef extern from "simd.h" nogil:
     ctypedef Py_ssize_t be_index
     enum:
         BE_REDUCE_BLOCK

@@ -247,7 +247,10 @@ EXPLORE_LOSS = 2.0
 cdef double C_EFFICIENCY = EFFICIENCY
 cdef long long C_EXPLORE_EVERY = EXPLORE_EVERY
 cdef double C_EXPLORE_LOSS = EXPLORE_LOSS
-cdef double C_MARGIN = 0.05  # as calibration's (breakeven._profile.steps.MARGIN)
+# More threads must beat fewer by this much to be preferred: the estimate's
+# rule here, and calibration's when it chooses a table (breakeven._profile.steps).
+MARGIN = 0.05
+cdef double C_MARGIN = MARGIN
 # Once a size's other choice has this many measurements, it is explored
 # once in EXPLORE_LATER calls only (what the calls meet can change: a size
 # called among others meets cold caches, the same size in a loop warm ones).
@@ -280,6 +283,10 @@ cdef long long HOT_GAP = 100000
 cdef int MAX_RATIO = 64 * PROBE_RATIO
 
 DTYPES = ("float64", "float32", "int64", "int32", "complex128", "complex64")
+# The most steps of a table and cold tables (one per idle time) the core
+# keeps: a profile holds no more.
+STEPS_MAX = MAX_STEPS
+GAPS_MAX = MAX_GAPS
 
 
 # ---------------------------------------------------------------------------
@@ -1357,6 +1364,14 @@ def tables(int kernel, int d):
         return None
     return (_steps_tuple(&e.hot),
             [(e.gap[g] / 1e9, _steps_tuple(&e.cold[g])) for g in range(e.n_gaps)])
+
+
+def threads_for(steps, Py_ssize_t work):
+    """The threads a step table ``((work_min, threads), ...)`` gives a call
+    of this work (1 means serial): the core's own look-up."""
+    cdef Steps s
+    _fill(&s, steps)
+    return _lookup(&s, work)
 
 
 cdef tuple _steps_tuple(Steps *s):

@@ -36,6 +36,7 @@ from breakeven._core.openmp import OPENMP_RUNTIME, usable_cpus
 from breakeven._kernels.registry import EMBEDDED_DEFAULT
 from breakeven._kernels.registry import NAME as KERNEL_NAME
 from breakeven._profile.steps import Steps, cold_tables
+from breakeven._profile.steps import threads_for as steps_threads_for
 
 __all__ = [
     "FORMAT_VERSION",
@@ -374,12 +375,7 @@ class Profile:
         int
             Before dispatch clamps it (see :func:`breakeven.explain`).
         """
-        threads = 1
-        for work_min, t in self.steps(kernel, dtype, state):
-            if work < work_min:
-                break
-            threads = t
-        return threads
+        return steps_threads_for(self.steps(kernel, dtype, state), work)
 
     def threshold(self, kernel: str, dtype: str, state: str = "hot") -> int | None:
         """The smallest work that goes parallel.

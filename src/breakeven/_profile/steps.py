@@ -2,7 +2,8 @@
 
 Pure functions of measured times, shared by calibration (which chooses the
 tables) and dispatch (which derives a cold table for each measured idle
-time from the calibrated times): this module imports neither.
+time from the calibrated times).  The table look-up, the margin and the
+most cold tables are the dispatch core's.
 
 A step table is a tuple of ``(work_min, threads)`` pairs with ``work_min``
 strictly increasing from 0; a call of work ``w`` uses the threads of the
@@ -18,10 +19,10 @@ from dataclasses import dataclass
 __all__ = ["MARGIN", "Point", "Steps", "choose_steps", "cold_tables", "crossing",
            "merge", "threads_for", "with_penalty"]
 
-# More threads must beat fewer by this much to be preferred.
-MARGIN = 0.05
-# At most this many cold tables (one per measured idle time).
-MAX_GAPS = 8
+# The rule's margin, the most cold tables and the table look-up are the
+# dispatch core's, so that a table means here what it means to a call.
+from breakeven._core.engine import GAPS_MAX as MAX_GAPS  # noqa: E402
+from breakeven._core.engine import MARGIN, threads_for  # noqa: E402
 
 Steps = tuple[tuple[int, int], ...]
 
@@ -135,16 +136,6 @@ def with_penalty(points: Iterable[Point], penalty: dict[int, float]) -> list[Poi
     """Points as a call that finds the team asleep would see them."""
     return [Point(p.work, {t: s + (penalty.get(t, 0.0) if t > 1 else 0.0)
                            for t, s in p.times.items()}) for p in points]
-
-
-def threads_for(steps: Steps, work: int) -> int:
-    """The threads a table gives a call of this work (1 means serial)."""
-    threads = 1
-    for work_min, t in steps:
-        if work < work_min:
-            break
-        threads = t
-    return threads
 
 
 def cold_tables(times: Sequence[tuple[int, int, float]],

@@ -1,0 +1,172 @@
+# A call: begin() = the rule's choice, then what it implies; the C API.
+# (an include file of engine.pyx: see its docstring)
+
+cdef int _begin(dispatch.Call *c, int kernel, int typenum,
+                Py_ssize_t work) noexcept nogil:
+    """dispatch.begin(): the rule's choice, then what it implies."""
+    cdef Slot *s = _slot(kernel)
+    cdef int d = _dtype_index(typenum), t
+    cdef Entry *e
+    cdef Choice ch
+    c.flags = 0
+    c.threads = 1
+    if s == NULL or d < 0:
+        c.kernel = -1
+        return 1
+    if not ld_acq_int(&_configured):
+        _configure_now()
+    e = _entry(s, d)
+    c.kernel = kernel
+    c.dtype = d
+    c.work = work
+    t = _choose(e, work, M_CALL, 0, &ch)
+    c.flags = ch.flags
+    if ch.explore_step != X_NONE:
+        _explore_commit(e, &ch)
+    if ch.past:
+        t = _commit(s, c, &ch, t)
+    c.threads = t
+    if e != NULL:
+        _count(e, c, t, work)
+    return t
+
+
+cdef inline void _explore_commit(Entry *e, const Choice *ch) noexcept nogil:
+    """An estimated call's exploration: the counter advanced, or a parallel
+    exploration started (its second call is due) or completed."""
+    if ch.explore_step == X_SECOND:
+        e.explore_left -= 1
+        return
+    add_ll(&e.explore, 1)
+    if ch.explore_step == X_START:
+        e.explore_size = ch.explore_bucket
+        e.explore_left = 1
+
+
+cdef int _commit(const Slot *s, dispatch.Call *c, Choice *ch, int t) noexcept nogil:
+    """What a real call's choice implies, in one place: counted among the
+    callers and held to its fair share (step 6), its cores taken from the
+    section or the budget (step 7), then run serially or in parallel."""
+    cdef int got
+    if ch.hold_back:
+        st_ll(&_held_back, ch.t_now)
+    if t > 1 and not tl_section:
+        c.flags |= F_CALLER
+        t = _fair_share(t, add_int(&_callers, 1) + 1, ch)
+    if t > 1:
+        if tl_section:
+            t = t if t < tl_section else tl_section
+            c.flags |= F_SECTION
+        else:
+            got = _take(t)
+            t = got if got > 1 else 1
+    if t < 2:
+        _serially(c, ch)
+        return 1
+    _in_parallel(s, c, ch, t)
+    return t
+
+
+cdef inline void _serially(dispatch.Call *c, const Choice *ch) noexcept nogil:
+    """A call past its threshold that runs serially: it holds a core of the
+    budget while it runs, if one is free; a backed-off one is timed (its
+    time paces the next probe)."""
+    st_ll(&_last_call, ch.t_now)
+    if not tl_section and _hold():
+        c.flags |= F_HELD
+    if c.flags & F_BACKED_OFF:
+        c.flags |= F_TIMED
+        c.start = ch.t_now
+    c.flags &= ~(F_PROBE | F_SECTION)
+
+
+cdef inline void _in_parallel(const Slot *s, dispatch.Call *c, const Choice *ch,
+                              int t) noexcept nogil:
+    """A parallel call: its cores in flight, whether its time can be judged,
+    the BLAS cap, and its start."""
+    cdef long long since
+    max_int(&_peak, add_int(&_in_flight, t) + t)
+    # A call that may find the team asleep may pay its wake-up: a lone
+    # call, but also the first parallel call after serial ones (the second
+    # call of a loop whose first ran serially from the cold table, a probe
+    # after backed-off calls).  The runtime may put its threads to sleep
+    # well before the calibrated sleep time, when the wake-up was still too
+    # small to count: a millisecond without a parallel region is enough.
+    # Its time says nothing of contention.  So is a call wider than the part
+    # of the team still awake (found by the rule when it read the hot table;
+    # looked up here otherwise).
+    if ch.lone or ch.t_now - ld_ll(&_last_parallel) > (
+            _sleep_after if 0 < _sleep_after < UNJUDGED_AFTER else UNJUDGED_AFTER) \
+            or (_sleep_after > 0 and t > (
+                ch.team_awake if ch.team_awake else _awake(ch.t_now, t, &since))):
+        c.flags |= F_COLD
+    if ch.t_now - ld_ll(&_last_parallel) > HOT_GAP:
+        # the team may have begun to doze: no measure of the parallel rate
+        # for the estimate, which compares calls in a loop
+        c.flags |= F_NOT_HOT
+    st_int(&omp_started, 1)
+    if s.uses_blas and not tl_section:
+        _blas_cap()
+        c.flags |= F_BLAS
+    c.start = now()
+
+
+cdef inline void _count(Entry *e, dispatch.Call *c, int t,
+                        Py_ssize_t work) noexcept nogil:
+    """The call's counters (stats()); a serial call is timed as a sample,
+    and an estimated kernel's serial calls teach it its serial rate."""
+    cdef long long n
+    if t > 1:
+        if c.flags & F_PROBE:
+            add_ll(&e.n_probes, 1)
+        add_ll(&e.n_parallel, 1)
+        add_ll(&e.thread_sum, t)
+        max_int(&e.most_threads, t)
+    else:
+        n = add_ll(&e.n_serial, 1)
+        if not c.flags & F_TIMED and (n % SAMPLE_EVERY == 0 or (e.estimate and (
+                c.flags & F_EXPLORE or e.ser_n[_bucket(work)] < EXPLORE_UNTIL
+                or (work >= ESTIMATE_TIME_ALL and n % ESTIMATE_SAMPLE == 0)))):
+            c.flags |= F_TIMED
+            c.start = now()
+    if c.flags & F_EXPLORE:
+        add_ll(&e.n_explored, 1)
+
+
+cdef void _configure_now() noexcept nogil:
+    """The first call of the process: load the profile (with the GIL)."""
+    with gil:
+        if not _configured and _load_hook is not None:
+            try:
+                _load_hook()
+            except Exception:  # never fail a call: run without tables
+                pass
+        st_rel_int(&_configured, 1)
+
+
+cdef dispatch.api_table _api
+_api.version = 1
+_api.size = sizeof(dispatch.api_table)
+_api.begin = _begin
+_api.end = _end
+_api.usable_cpus = _usable_cpus
+_C_API = PyCapsule_New(<void *>&_api, b"breakeven._core._C_API", NULL)
+
+
+cdef void note_parallel() noexcept nogil:
+    """An OpenMP region ran (a kernel called directly): after a fork, the
+    child must stay serial."""
+    st_int(&omp_started, 1)
+
+
+cdef void _after_fork_in_child() noexcept nogil:
+    global _free, _in_flight, _peak, _blas_users, _blas_lock, _callers
+    _free = _usable
+    _in_flight = 0
+    _callers = 0
+    _peak = 0
+    _blas_users = 0
+    _blas_lock = 0
+
+
+register_atfork(_after_fork_in_child)

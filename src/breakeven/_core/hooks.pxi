@@ -1,0 +1,155 @@
+# Python side: process state, counters and the test hooks
+# (breakeven.testing).
+# (an include file of engine.pyx: see its docstring)
+
+def set_usable(int n):
+    """The usable CPUs (after a change of affinity or quota; or simulated):
+    the budget is reset to it."""
+    global _usable, _free, _in_flight, _peak, _callers, _held_back
+    cdef int k
+    if n < 1:
+        raise ValueError(f"usable CPUs must be >= 1, got {n}")
+    _usable = n
+    _free = n
+    _in_flight = 0
+    _peak = 0
+    _callers = 0
+    _held_back = -(1LL << 62)
+    for k in range(32):  # no team awake
+        _wide_n[k] = 0
+        _wide_end[k] = -(1LL << 62)
+
+
+set_usable(_count_usable_cpus())
+
+
+def usable():
+    """The usable CPUs the core clamps to."""
+    return _usable
+
+
+def max_threads():
+    """The most threads a call may use as OpenMP allows: ``omp_get_max_threads()``
+    (or simulated), lowered to a limit set through threadpoolctl."""
+    return _max_threads()
+
+
+def simulate_max_threads(int n):
+    """Test hook: omp_get_max_threads() seen as ``n`` (0: the real one)."""
+    global _sim_max
+    _sim_max = n if n > 0 else 0
+
+
+def budget():
+    """(usable, free, in flight, peak in flight)."""
+    return _usable, _free, _in_flight, _peak
+
+
+def reset_peak():
+    global _peak
+    _peak = _in_flight
+
+
+def set_clock_scale(double scale):
+    """Test hook: calls are seen as ``scale`` times longer."""
+    global _clock_scale
+    _clock_scale = scale
+
+
+def simulate_clock(bint on, double seconds=0.0):
+    """Test hook: the core's clock reads ``seconds`` (and stays there until
+    set again) while ``on``; else CLOCK_MONOTONIC.  Switching between the
+    two forgets when the last calls ended (their times are of the other
+    clock)."""
+    global sim_clock, sim_now
+    st_ll(&sim_now, <long long>(seconds * 1e9))
+    if sim_clock != on:
+        st_ll(&_last_parallel, -(1LL << 62))
+        st_ll(&_last_call, -(1LL << 62))
+    st_int(&sim_clock, on)
+
+
+def clock():
+    """The core's clock, in seconds."""
+    return now() / 1e9
+
+
+def set_idle(double seconds):
+    """Test hook: the last parallel call (of the whole team), and the last
+    call past a threshold, ended ``seconds`` ago (negative: they will end in
+    the future, so the team counts as awake for that long)."""
+    global _last_parallel, _last_call, _held_back
+    cdef long long t = now() - <long long>(seconds * 1e9)
+    cdef int k, b = _bits(_usable)
+    st_ll(&_last_parallel, t)
+    st_ll(&_last_call, t)
+    st_ll(&_held_back, -(1LL << 62))
+    for k in range(32):
+        st_int(&_wide_n[k], _usable if k == b else 0)
+        st_ll(&_wide_end[k], t if k == b else -(1LL << 62))
+
+
+def idle():
+    """Seconds since the last parallel call or call past a threshold."""
+    cdef long long recent = max(_last_parallel, _last_call)
+    return (now() - recent) / 1e9
+
+
+def forked():
+    """Whether this process is a forked child that runs serially."""
+    return bool(g_forked)
+
+
+def note_omp_started():
+    note_parallel()
+
+
+def thread_controls():
+    """(exact, cap, section) of the calling thread: threads(n, exact=True),
+    threads(n) and the cores of an open section (0: none)."""
+    return tl_exact, tl_cap, tl_section
+
+
+def backoff_state(int kernel, int d):
+    """(backed off, thread cap, seconds spent since the last probe, the last
+    slow call's seconds, the probe spacing)."""
+    cdef Entry *e = _entry_of(kernel, d)
+    return (bool(e.backoff), e.cap, e.spent / 1e9, e.probe_cost / 1e9, e.ratio)
+
+
+def make_probe_due(int kernel, int d):
+    """Test hook: the backed-off calls have taken long enough for a probe."""
+    cdef Entry *e = _entry_of(kernel, d)
+    add_ll(&e.spent, <long long>e.ratio * e.probe_cost)
+
+
+def stats(bint reset=False):
+    """Per slot and dtype index with any call: a dict of counters."""
+    cdef int k, d
+    cdef Entry *e
+    out = []
+    for k in range(_n_slots):
+        for d in range(N_DTYPES):
+            e = (<Slot **>_slots)[k].entries[d]
+            if e == NULL or e.n_serial + e.n_parallel == 0:
+                continue
+            out.append({
+                "slot": k, "dtype": DTYPES[d],
+                "serial": e.n_serial, "parallel": e.n_parallel,
+                "thread_sum": e.thread_sum, "most_threads": e.most_threads,
+                "backoffs": e.n_backoffs, "probes": e.n_probes,
+                "recoveries": e.n_recoveries,
+                "parallel_seconds": e.ns_parallel / 1e9,
+                "serial_seconds_timed": e.ns_serial / 1e9,
+                "serial_timed": e.n_serial_timed,
+                "backed_off": bool(e.backoff), "cap": e.cap,
+                "estimate": bool(e.estimate), "explored": e.n_explored,
+                "learned": sum(1 for b in range(BUCKETS) if e.learned[b]),
+            })
+            if reset:
+                e.n_serial = e.n_parallel = e.thread_sum = 0
+                e.n_backoffs = e.n_probes = e.n_recoveries = 0
+                e.ns_parallel = e.ns_serial = e.n_serial_timed = 0
+                e.most_threads = 0
+                e.n_explored = 0
+    return out

@@ -1,0 +1,310 @@
+# The rule: how many threads a call gets, as a choice without side effects.
+# (an include file of engine.pyx: see its docstring)
+#
+# _choose() runs the rule's steps in order (the module docstring lists
+# them) and fills a Choice: the threads, the flags end() needs, and why,
+# in fields that explain() turns into words.  It changes nothing: a real
+# call's share of the cores, the cores themselves, the BLAS cap and the
+# clocks are applied after it, in one place (_commit, calls.pxi), and a dry
+# run (decide(), explain()) is the same choice without the commit.
+
+# what decided (Choice.table)
+cdef enum:
+    T_NONE = 0      # no table for this kernel and dtype
+    T_HOT = 1
+    T_COLD = 2
+    T_FORCED = 3    # threads(n, exact=True)
+    T_FORKED = 4
+    T_ESTIMATE = 5  # no table: the model, from the kernel's serial rate
+    T_LEARNED = 6   # no table: both choices measured at this size
+
+# mode of _choose
+cdef enum:
+    M_CALL = 0     # a real call: its share and cores are taken by _commit
+    M_DRY = 1      # what a call now would get
+    M_HOT = 2      # ... as a call in a loop (the team awake)
+    M_IDLE = 3     # ... as a lone call after `idle` ns
+
+# what an estimated call's exploration leaves to _commit (Choice.explore_step)
+cdef enum:
+    X_NONE = 0
+    X_COUNTED = 1  # a call that could explore: the explore counter advances
+    X_START = 2    # ... and starts a parallel exploration (two calls)
+    X_SECOND = 3   # the second call of a parallel exploration
+
+
+ctypedef struct Choice:
+    # what _commit and end() need (set by every _choose)
+    int threads          # what the rule gives (a real call: before its share)
+    int flags            # F_* for end(): F_FORCED, F_PROBE, F_BACKED_OFF, F_EXPLORE
+    bint past            # past a threshold: the rule ran to its end
+    bint lone            # judged as a lone call (the team asleep)
+    long long t_now      # ns, when the call was decided (0: no clock read)
+    int team_awake       # the awake part of the team, if looked up (0: not)
+    bint hold_back       # held to the awake part: later calls in a loop wake the rest
+    int explore_step     # X_*
+    int explore_bucket
+    # why, for explain() (filled as the steps run; a dry run zeroes it first)
+    int table           # T_*
+    int gap             # the cold table's index
+    long long idle      # ns since the last call past a threshold
+    double threshold    # the table's first parallel work (INFINITY: never)
+    int table_threads   # what the table gave
+    int cap             # threads() cap that lowered it (0: none)
+    int backoff         # backed off to this many (0: not)
+    bint probe
+    int limit           # min(usable, omp_get_max_threads()) if it lowered it
+    int max_threads     # omp_get_max_threads() seen
+    int pool_limit      # threadpoolctl's limit (0: none)
+    bint nested         # inside an OpenMP region
+    int section         # cores of the caller's open section (0: none)
+    int free            # cores free in the budget
+    bint budget         # the budget lowered it
+    bint held           # would hold a core while running serially
+    bint explore        # the estimate's other choice
+    double serial_ns    # the estimate's predicted serial time (0: none)
+    double parallel_ns  # ... and parallel time
+    int share           # lowered to this fair share of the CPUs (0: not)
+    int callers         # ... among this many callers
+    int awake           # held to the awake part of the team, this wide (0: not)
+
+
+cdef inline int _bits(int t) noexcept nogil:
+    cdef int k = 0
+    while t > 1 and k < 31:
+        t >>= 1
+        k += 1
+    return k
+
+
+cdef inline int _awake(long long t_now, int want, long long *since) noexcept nogil:
+    """The threads of the team still awake (the widest parallel call that
+    ended within the sleep time; 1 if none), and in ``since`` when a call of
+    at least ``want`` threads last ended."""
+    cdef int k, n, awake = 1
+    cdef long long end
+    since[0] = -(1LL << 62)
+    for k in range(1, _bits(_usable) + 2):
+        n = ld_int(&_wide_n[k])
+        if n < 2:
+            continue
+        end = ld_ll(&_wide_end[k])
+        if t_now - end <= _sleep_after and n > awake:
+            awake = n
+        if n >= want and end > since[0]:
+            since[0] = end
+    return awake
+
+
+cdef inline int _lookup(const Steps *s, Py_ssize_t work) noexcept nogil:
+    cdef int t = 1, i, n = s.n
+    if n > MAX_STEPS:
+        n = MAX_STEPS
+    for i in range(n):
+        if work < s.work[i]:
+            break
+        t = s.threads[i]
+    return t
+
+
+cdef inline double _first_parallel(const Steps *s) noexcept nogil:
+    cdef int i
+    for i in range(s.n if s.n <= MAX_STEPS else MAX_STEPS):
+        if s.threads[i] > 1:
+            return <double>s.work[i]
+    return INFINITY
+
+
+cdef inline int _gap_index(const Entry *e, long long idle) noexcept nogil:
+    """The cold table for a team idle this long: the longest measured idle
+    time not longer than it."""
+    cdef int i, g = 0
+    for i in range(1, e.n_gaps if e.n_gaps <= MAX_GAPS else MAX_GAPS):
+        if idle >= e.gap[i]:
+            g = i
+    return g
+
+
+cdef inline long long _idle_now(int mode, long long idle, Choice *ch) noexcept nogil:
+    """Step 3's clock: how long the team has been idle, and (``ch.lone``)
+    whether the call is a lone one: no call past a threshold within the
+    team's sleep time, and no section open."""
+    if mode == M_CALL or mode == M_DRY:
+        ch.t_now = now()
+    if tl_section or _sleep_after <= 0 or mode == M_HOT:
+        return 0
+    if mode != M_IDLE:
+        idle = ld_ll(&_last_parallel)
+        if ld_ll(&_last_call) > idle:
+            idle = ld_ll(&_last_call)
+        idle = ch.t_now - idle
+    ch.lone = idle > _sleep_after
+    return idle
+
+
+cdef inline int _partly_awake(const Entry *e, Py_ssize_t work, int t, int mode,
+                              Choice *ch) noexcept nogil:
+    """Step 3, a call in a loop: if only part of the team is awake (a whole
+    team asleep is a lone call's case), the cold table of the time since a
+    team this wide last ran says whether waking the rest pays; else the
+    awake ones run it."""
+    cdef long long since
+    cdef int g, cold
+    if (e.n_gaps == 0 or _sleep_after <= 0 or tl_section or mode == M_HOT
+            or ch.t_now - ld_ll(&_held_back) <= _sleep_after):
+        return t
+    ch.team_awake = _awake(ch.t_now, t, &since)
+    if not 1 < ch.team_awake < t:
+        return t
+    g = _gap_index(e, ch.t_now - since)
+    cold = _lookup(&e.cold[g], work)
+    if cold >= t:
+        return t
+    ch.gap = g
+    ch.hold_back = True
+    ch.awake = ch.team_awake
+    return cold if cold > ch.team_awake else ch.team_awake
+
+
+cdef int _from_estimate(Entry *e, Py_ssize_t work, int mode, long long idle,
+                        Choice *ch) noexcept nogil:
+    """Step 3 for a kernel without a table: the estimate, first as a call
+    in a loop (a serial decision needs no clock), then, for a lone call,
+    with the team's wake-up cost (and no exploration)."""
+    cdef int t, full = _full_count()
+    t = _estimated(e, work, full, False, 0, ch, mode == M_CALL)
+    if t < 2:
+        return 0
+    idle = _idle_now(mode, idle, ch)
+    if not ch.lone:
+        return t
+    ch.flags &= ~F_EXPLORE
+    ch.explore = False
+    if ch.explore_step != X_NONE:
+        ch.explore_step = X_COUNTED
+    ch.idle = idle
+    t = _estimated(e, work, full, True, idle, ch, False)
+    return t if t > 1 else 0
+
+
+cdef int _from_table(Entry *e, Py_ssize_t work, int mode, long long idle,
+                     Choice *ch) noexcept nogil:
+    """Step 3: the threads the kernel's hot table gives, or a lone call's
+    cold table, or its estimate; 0 (serial, and not past a threshold) with
+    no table, below the hot table's threshold (without reading the clock)
+    or when the estimate says serial."""
+    cdef int t
+    if e == NULL or not (e.has_table or e.estimate):
+        return 0
+    if not e.has_table:
+        return _from_estimate(e, work, mode, idle, ch)
+    ch.table = T_HOT
+    ch.threshold = e.hot_min
+    if work < e.hot_min:
+        return 0
+    idle = _idle_now(mode, idle, ch)
+    if ch.lone and e.n_gaps > 0:
+        ch.idle = idle
+        ch.gap = _gap_index(e, idle)
+        ch.table = T_COLD
+        ch.threshold = _first_parallel(&e.cold[ch.gap])
+        return _lookup(&e.cold[ch.gap], work)
+    ch.lone = False
+    t = _lookup(&e.hot, work)
+    return _partly_awake(e, work, t, mode, ch) if t > 1 else t
+
+
+cdef inline int _capped(Entry *e, int t, Choice *ch) noexcept nogil:
+    """Step 4: a threads() cap; a kernel backed off for contention gets its
+    reduced count, or, when a probe is due, its full count."""
+    ch.table_threads = t
+    if tl_cap and t > tl_cap:
+        t = ch.cap = tl_cap
+    if ld_int(&e.backoff) and t > ld_int(&e.cap):
+        if ld_ll(&e.spent) >= <long long>ld_int(&e.ratio) * ld_ll(&e.probe_cost):
+            ch.flags |= F_PROBE
+            ch.probe = True
+        else:
+            t = ch.backoff = ld_int(&e.cap)
+            ch.flags |= F_BACKED_OFF
+    return t
+
+
+cdef inline int _clamped(int t, Choice *ch) noexcept nogil:
+    """Step 5: at most the usable CPUs, omp_get_max_threads() and a limit
+    set through threadpoolctl; serial inside an OpenMP region."""
+    cdef int limit = _max_threads()
+    ch.max_threads = _sim_max if _sim_max > 0 else omp_get_max_threads()
+    ch.pool_limit = pool_limit()
+    if _usable < limit:
+        limit = _usable
+    if t > limit:
+        t = ch.limit = limit
+    if t > 1 and omp_in_parallel():
+        t = 1
+        ch.nested = True
+    return t
+
+
+cdef inline int _fair_share(int t, int callers, Choice *ch) noexcept nogil:
+    """Step 6: a call past its threshold takes at most its fair share of the
+    usable CPUs among the ``callers`` that want several (itself included)."""
+    cdef int share = _usable // callers
+    if t > share:
+        t = share if share > 1 else 1
+        ch.share = t
+        ch.callers = callers
+    return t
+
+
+cdef inline int _cores_seen(int t, Choice *ch) noexcept nogil:
+    """Step 7 as a dry run sees it: at most the cores of the caller's open
+    section, else the cores free in the budget now; fewer than 2: serial."""
+    ch.free = ld_int(&_free)
+    ch.section = tl_section
+    if t > 1:
+        if tl_section:
+            t = t if t < tl_section else tl_section
+        elif t > ch.free:
+            t = ch.free if ch.free > 1 else 1
+            ch.budget = True
+    ch.held = t < 2 and not tl_section and ch.free > 0
+    return t
+
+
+cdef int _choose(Entry *e, Py_ssize_t work, int mode, long long idle,
+                 Choice *ch) noexcept nogil:
+    """The rule's choice (module docstring, steps 1-7): the threads a call
+    of this work gets, and why, in ``ch``.  No side effect.  A real call
+    (M_CALL) stops before its share of the cores and the cores themselves,
+    which _commit takes atomically by the same rules; a dry run goes on
+    to them as they look now."""
+    cdef int t
+    ch.flags = ch.explore_step = ch.team_awake = 0
+    ch.past = ch.lone = ch.hold_back = False
+    ch.t_now = 0
+    ch.table = T_NONE
+    ch.threshold = INFINITY
+    if ld_int(&g_forked):  # 1: libgomp's pool does not survive fork
+        ch.table = T_FORKED
+        return 1
+    if tl_exact:  # 2
+        t = tl_exact
+        ch.flags = F_FORCED
+        ch.table = T_FORCED
+        if mode == M_CALL:
+            ch.t_now = now()
+    else:
+        t = _from_table(e, work, mode, idle, ch)  # 3
+        if t == 0:
+            return 1
+        t = _capped(e, t, ch)  # 4
+    t = _clamped(t, ch)  # 5
+    ch.past = True
+    ch.threads = t
+    if mode == M_CALL:
+        return t
+    if t > 1 and not tl_section:
+        t = _fair_share(t, ld_int(&_callers) + 1, ch)  # 6
+    t = ch.threads = _cores_seen(t, ch)  # 7
+    return t

@@ -1,0 +1,252 @@
+# The core's state: the rule's constants, each kernel's tables and what its
+# calls taught, and the process's state.
+# (an include file of engine.pyx: see its docstring)
+
+cdef enum:
+    MAX_STEPS = 16   # steps of a table (thread counts above serial)
+    MAX_GAPS = 8     # cold tables, one per measured idle time
+    BUCKETS = 64     # log2 sizes of the contention check
+    # thread counts whose rates are kept per kernel and dtype (every count a
+    # calibration tries, on hosts of up to ~2^15 CPUs)
+    MAX_TC = 16
+    N_DTYPES = 6
+    N_TYPENUMS = 32  # NumPy type numbers mapped to dtype indices
+    MAX_BLAS = 8
+    RING = 8         # the estimate's recent measurements per size and choice
+    SAMPLE_EVERY = 16  # one serial call in this many is timed
+
+# call flags (dispatch.Call.flags)
+cdef enum:
+    F_EXPLORE = 256    # the estimate's other choice, to measure it
+    F_NOT_HOT = 512    # not back to back with the last parallel call
+    F_HELD = 1         # holds a core of the budget while it runs serially
+    F_COLD = 2         # found the team asleep: its time includes the wake-up
+    F_TIMED = 4        # timed serial call
+    F_BACKED_OFF = 8   # ran with fewer threads for contention
+    F_PROBE = 16       # a probe at the full thread count
+    F_SECTION = 32     # cores of the caller's section, not of the budget
+    F_BLAS = 64        # capped BLAS, to restore
+    F_FORCED = 128     # threads(n, exact=True)
+    F_CALLER = 1024    # counted among the callers sharing the cores
+
+# The estimate (a kernel without a table): a parallel call of t threads is
+# taken to cost serial / (t * EFFICIENCY) + the team's hot start; a call
+# timed serially teaches the serial rate, a parallel one the parallel rate,
+# per log2 size, and once a size has both (twice each), the medians of the
+# last calls of each decide.  At most one call in EXPLORE_EVERY tries the
+# other choice while it has fewer than EXPLORE_UNTIL measurements at that
+# size (then one in EXPLORE_LATER), and only where the model puts it at
+# most EXPLORE_LOSS times as slow: exploring costs at most
+# (EXPLORE_LOSS - 1) / EXPLORE_EVERY of the time, for a while.
+EFFICIENCY = 0.9
+EXPLORE_EVERY = 32
+EXPLORE_LOSS = 2.0
+cdef double C_EFFICIENCY = EFFICIENCY
+cdef long long C_EXPLORE_EVERY = EXPLORE_EVERY
+cdef double C_EXPLORE_LOSS = EXPLORE_LOSS
+# More threads must beat fewer by this much to be preferred: the estimate's
+# rule here, and calibration's when it chooses a table (breakeven._profile.steps).
+MARGIN = 0.05
+cdef double C_MARGIN = MARGIN
+# Once a size's other choice has this many measurements, it is explored
+# once in EXPLORE_LATER calls only (what the calls meet can change: a size
+# called among others meets cold caches, the same size in a loop warm ones).
+cdef int EXPLORE_UNTIL = 8
+cdef long long EXPLORE_LATER = 256
+# In estimate mode a size's serial calls are all timed until EXPLORE_UNTIL
+# of them are; then, of at least ESTIMATE_TIME_ALL work, one in
+# ESTIMATE_SAMPLE, and smaller ones one in SAMPLE_EVERY (a clock read costs
+# as much as a small call): they keep the serial rate up to date.
+cdef Py_ssize_t ESTIMATE_TIME_ALL = 4096
+cdef long long ESTIMATE_SAMPLE = 4
+
+SLOW = 3.0
+SEVERE = 10.0
+BACKOFF_AFTER = 4
+PROBE_RATIO = 20
+cdef double C_SLOW = SLOW
+cdef double C_SEVERE = SEVERE
+cdef int C_BACKOFF_AFTER = BACKOFF_AFTER
+cdef int C_PROBE_RATIO = PROBE_RATIO
+# Backing off again within this long of a probe that lifted a back-off
+# (contention that comes and goes) doubles the probe spacing, up to 64 x.
+cdef long long RELAPSE_NS = 2000000000
+# A parallel call this long (ns) after the last one is not judged for
+# contention: it may have woken the team (see _in_parallel, calls.pxi).
+cdef long long UNJUDGED_AFTER = 1000000
+# A parallel call starting this long (ns) after the last one ended does not
+# teach the estimate its parallel rate (see _in_parallel, calls.pxi).
+cdef long long HOT_GAP = 100000
+cdef int MAX_RATIO = 64 * PROBE_RATIO
+
+DTYPES = ("float64", "float32", "int64", "int32", "complex128", "complex64")
+# The most steps of a table and cold tables (one per idle time) the core
+# keeps: a profile holds no more.
+STEPS_MAX = MAX_STEPS
+GAPS_MAX = MAX_GAPS
+
+
+ctypedef struct Steps:
+    int n
+    Py_ssize_t work[MAX_STEPS]
+    int threads[MAX_STEPS]
+
+ctypedef struct Entry:
+    # What every call reads or writes first, together in the first cache
+    # lines: a call below its threshold touches nothing else.
+    int has_table
+    double hot_min       # the smallest work the hot table sends parallel
+    long long n_serial   # counters (atomic)
+    long long n_parallel
+    int backoff          # the back-off: read by begin() without the lock
+    int cap
+    long long spent       # ns the backed-off calls took since the last probe
+    long long probe_cost  # ns the last slow call took
+    int ratio             # the probe spacing in force
+    int probing
+    long long recovered_at
+    # the other counters
+    long long thread_sum
+    long long n_backoffs
+    long long n_probes
+    long long n_recoveries
+    long long ns_parallel
+    long long ns_serial
+    long long n_serial_timed
+    int most_threads
+    long long n_explored
+    # no table: the estimate, refined by the calls (see _estimated)
+    int estimate
+    long long explore
+    int explore_left      # calls of explore_size still to run in parallel
+    int explore_size
+    # the tables (see the module docstring on concurrency)
+    Steps hot
+    int n_gaps
+    long long gap[MAX_GAPS]  # ns idle from which cold[g] applies
+    Steps cold[MAX_GAPS]
+    # the contention check, under `lock`
+    int lock
+    int slow_run
+    int severe_run
+    int rate_threads[MAX_TC]
+    long long rate_used[MAX_TC]
+    double best[MAX_TC][BUCKETS]      # best seconds per unit of work seen
+    signed char seeded[MAX_TC][BUCKETS]  # which size seeded each entry (-1: seen)
+    # the estimate's measurements, per log2 size: seconds per unit of work
+    # of the last RING calls run serially and at the host's full count, their
+    # medians (0: none yet), how many calls measured them (at most 100), and
+    # what they decided (0: not yet, 1: serial, 2: parallel)
+    float ser_ring[BUCKETS][RING]
+    float par_ring[BUCKETS][RING]
+    double ser_rate[BUCKETS]
+    double par_rate[BUCKETS]
+    signed char ser_n[BUCKETS]
+    signed char par_n[BUCKETS]
+    signed char learned[BUCKETS]
+
+ctypedef struct Slot:
+    int uses_blas
+    Entry *entries[N_DTYPES]
+
+# The slots (be_slots, be_n_slots above) grow with the GIL held; an array
+# replaced by a bigger one is kept (a caller may still be reading it), and a
+# Slot never moves.
+cdef int _cap_slots = 0
+cdef signed char _dtype_of[N_TYPENUMS]
+
+# process state
+cdef int _usable = 1
+cdef int _free = 1
+cdef int _in_flight = 0
+cdef int _peak = 0
+cdef int _sim_max = 0          # simulated omp_get_max_threads (0: the real one)
+cdef int _configured = 0       # the profile's tables are loaded
+cdef long long _sleep_after = 0  # ns idle after which the team sleeps (0: never)
+cdef long long _last_parallel = -(1LL << 62)  # ns, end of the last parallel call
+cdef long long _last_call = -(1LL << 62)      # ns, of the last call past a threshold
+# Calls in progress that wanted several threads (outside sections): each is
+# a caller the cores are shared among.
+cdef int _callers = 0
+# The end (ns) and width of the last parallel call of each bit length of its
+# thread count: the threads of the widest one within the sleep time are
+# awake, the rest of the pool has gone to sleep.
+cdef long long _wide_end[32]
+cdef int _wide_n[32]
+# ns of the last call held to the awake part of the team: a call soon after
+# it is in a loop, and wakes the rest (once) instead
+cdef long long _held_back = -(1LL << 62)
+cdef double _clock_scale = 1.0
+# The host's team costs, for the estimate: a hot region's start (ns) and the
+# wake-up after each measured idle time (ns from, ns cost).
+cdef double _team_hot_ns = 2000.0
+cdef int _n_wake = 0
+cdef long long _wake_gap[MAX_GAPS]
+cdef double _wake_cost[MAX_GAPS]
+cdef object _load_hook = None   # loads the profile at the first call
+cdef object _blas_hook = None   # finds the BLAS thread setters
+
+
+cdef inline int _bucket(Py_ssize_t n) noexcept nogil:
+    cdef int b = 0
+    while n > 0 and b < BUCKETS - 1:
+        n >>= 1
+        b += 1
+    return b
+
+
+cdef inline Slot *_slot(int kernel) noexcept nogil:
+    if kernel < 0 or kernel >= ld_acq_int(&_n_slots):
+        return NULL
+    return (<Slot **>slots_load())[kernel]
+
+
+cdef void _init_entry(Entry *e) noexcept nogil:
+    cdef int i, b
+    e.hot_min = INFINITY
+    e.ratio = C_PROBE_RATIO
+    e.recovered_at = -(1LL << 62)
+    for i in range(MAX_TC):
+        e.rate_threads[i] = 0
+        for b in range(BUCKETS):
+            e.seeded[i][b] = -100
+
+
+cdef Entry *_entry(Slot *s, int d) noexcept nogil:
+    """The slot's entry for dtype index d, made on first use."""
+    cdef Entry *e = <Entry *>load_ptr(<void **>&s.entries[d])
+    cdef Entry *made
+    if e != NULL:
+        return e
+    made = <Entry *>calloc(1, sizeof(Entry))
+    if made == NULL:
+        return NULL
+    _init_entry(made)
+    if cas_ptr(<void **>&s.entries[d], NULL, made):
+        return made
+    free(made)  # another thread made it first
+    return <Entry *>load_ptr(<void **>&s.entries[d])
+
+
+cdef inline int _dtype_index(int typenum) noexcept nogil:
+    if typenum < 0 or typenum >= N_TYPENUMS:
+        return -1
+    return _dtype_of[typenum]
+
+
+cdef inline int _max_threads() noexcept nogil:
+    """omp_get_max_threads() (or simulated), lowered to the limit set
+    through threadpoolctl if there is one."""
+    cdef int m = _sim_max if _sim_max > 0 else omp_get_max_threads()
+    cdef int p = pool_limit()
+    return p if 0 < p < m else m
+
+
+cdef inline int _full_count() noexcept nogil:
+    """The most threads a call may get here: the estimate's count."""
+    cdef int m = _max_threads()
+    return m if m < _usable else _usable
+
+
+cdef int _usable_cpus() noexcept nogil:
+    return _usable

@@ -413,3 +413,14 @@ def test_explain_before_each_call_is_what_the_call_did(state, rng):
                     assert (serial, parallel) == (1, 0), (name, n, d)
                 checked += 1
     assert checked == 17 * 4
+
+
+def test_one_usable_cpu_count_for_the_whole_package():
+    """The kernels clamp a direct call's n_threads to the dispatch core's
+    count of usable CPUs, so a simulated host changes both at once."""
+    from breakeven._core import openmp
+
+    assert openmp.usable_cpus() == be.usable_cpus()
+    with testing.simulated_cpus(be.usable_cpus() + 3):
+        assert openmp.usable_cpus() == be.usable_cpus() + 3
+    assert openmp.usable_cpus() == be.usable_cpus()

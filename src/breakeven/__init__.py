@@ -16,17 +16,10 @@ items, inner or outer parallel.
 __version__ = "0.1.0"
 
 from breakeven._calibrate import calibrate  # noqa: E402
-from breakeven._core.decisions import (  # noqa: E402
-    Decision,
-    KernelStats,
-    Stats,
-    decide,
-    grant,
-    save_learned,
-    stats,
-    use_profile,
-)
+from breakeven._core.decisions import Decision, decide, grant  # noqa: E402
 from breakeven._core.engine import section, threads  # noqa: E402
+from breakeven._core.stats import KernelStats, Stats, stats  # noqa: E402
+from breakeven._core.tables import save_learned, use_profile  # noqa: E402
 from breakeven._cpu import usable_cpus  # noqa: E402
 from breakeven._info import show_versions  # noqa: E402
 from breakeven._interop.map import map  # noqa: E402

@@ -22,11 +22,12 @@ from breakeven._calibrate import (
     save_record,
     thread_candidates,
 )
-from breakeven._core import decisions
+from breakeven._core import decisions, tables
 from breakeven._core.engine import DTYPES
 from breakeven._core.openmp import NO_OPENMP, OPENMP, usable_cpus
 from breakeven._kernels.registry import KERNELS
 from breakeven._profile import default_profile_path, host_fingerprint, load_profile
+from breakeven._text import duration
 
 __all__ = ["main"]
 
@@ -82,8 +83,7 @@ def _describe_cold(tables) -> str:
 
 
 def _idle(seconds: float) -> str:
-    return (f">={seconds * 1e3:g} ms" if seconds >= 1e-3
-            else f">={seconds * 1e6:g} us")
+    return ">=" + duration(seconds, digits=6)
 
 
 def format_table(profile, *, composed: bool = False) -> str:
@@ -105,7 +105,7 @@ def format_table(profile, *, composed: bool = False) -> str:
         if composed and kname in KERNELS:
             dtypes |= {dt.name for dt in KERNELS[kname].dtypes}
         for dname in sorted(dtypes, reverse=True):
-            src = (decisions.source(KERNELS[kname], dname, profile)
+            src = (tables.source(KERNELS[kname], dname, profile)
                    if composed and kname in KERNELS else None)
             held = src.profile if src is not None else profile
             if held is None:
@@ -361,8 +361,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.work < 0:
         raise CLIError("work must be >= 0")
     if args.profile:
-        decisions.use_profile(load_profile(args.profile))
-    profile = decisions.profile()
+        tables.use_profile(load_profile(args.profile))
+    profile = tables.profile()
     # as a call in a loop finds the team (awake), or as a lone call after
     # the longest idle time the profile measured
     idle = 0.0

@@ -53,7 +53,7 @@ def info() -> dict[str, dict[str, str]]:
     import platform
 
     import breakeven
-    from breakeven._core import decisions, engine
+    from breakeven._core import engine, tables
     from breakeven._core.openmp import OPENMP_RUNTIME
     from breakeven._profile import default_profile_path, host_fingerprint
 
@@ -100,7 +100,7 @@ def info() -> dict[str, dict[str, str]]:
     path = default_profile_path()
     out["profile"] = {
         "file": f"{path} ({'exists' if path.exists() else 'does not exist'})",
-        "in use": decisions.profile_words(),
+        "in use": tables.profile_words(),
     }
     out["environment"] = {v: os.environ[v] for v in ENVIRONMENT
                           if v in os.environ} or {"(none set)": ""}

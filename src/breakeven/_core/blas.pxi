@@ -42,12 +42,6 @@ def set_blas(pairs):
         unlock(&_blas_lock)
 
 
-def blas_state():
-    """(BLAS libraries capped by the core, or -1 before the look-up; calls and
-    sections holding the cap now)."""
-    return _n_blas, _blas_users
-
-
 cdef void _blas_cap() noexcept nogil:
     global _blas_users
     cdef int i

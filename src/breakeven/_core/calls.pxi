@@ -149,7 +149,7 @@ _api.version = 1
 _api.size = sizeof(dispatch.api_table)
 _api.begin = _begin
 _api.end = _end
-_api.usable_cpus = _usable_cpus
+_api.usable_cpus = usable_count
 _C_API = PyCapsule_New(<void *>&_api, b"breakeven._core._C_API", NULL)
 
 

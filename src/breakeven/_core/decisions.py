@@ -1,42 +1,25 @@
-"""Dispatch, the Python side: the profile in the core, and decisions in words.
+"""Decisions from Python: the core's choice as a :class:`Decision`, with its
+reason in words, for :func:`breakeven.explain`, :func:`decide` and
+:func:`grant`.
 
-Every decision is made by the dispatch core (:mod:`breakeven._core.engine`, whose
-docstring states the rule), for the drop-ins, for kernels of other libraries
-through the Cython API and for :func:`decide`.  This module keeps what C
-should not do: loading the profile (at the first call) and giving each
-registered kernel its tables in the core, turning a decision into a
-:class:`Decision` and its reason into words, and the per-kernel counters
-into :func:`stats`.
+Every decision is made by the dispatch core (:mod:`breakeven._core.engine`,
+whose docstring states the rule); here the record of its choice becomes
+words.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import os
-import threading
-import warnings
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from breakeven._core import engine, openmp
-from breakeven._core.openmp import region_seconds
-from breakeven._interop.blas import thread_setters
+from breakeven._core.tables import Source, profile, source_of
 from breakeven._kernels import registry
-from breakeven._profile import (
-    Profile,
-    ProfileError,
-    ProfileWarning,
-    host_fingerprint,
-    load_profile,
-    now_utc,
-    read_defaults,
-)
+from breakeven._profile import Profile
+from breakeven._text import duration
 
-__all__ = ["Decision", "KernelStats", "Stats", "decide", "grant", "profile",
-           "save_learned", "stats", "use_profile"]
+__all__ = ["Decision", "decide", "decision", "grant"]
 
 
 @dataclass(frozen=True)
@@ -109,302 +92,6 @@ class Decision:
         return f"{self.kernel}: {self.variant}{t} ({self.reason})"
 
 
-# ---------------------------------------------------------------------------
-# the profile in the core
-# ---------------------------------------------------------------------------
-
-_lock = threading.RLock()
-_profile: Profile | None = None
-
-
-def profile() -> Profile:
-    """The profile dispatch uses (loaded, and given to the core, on first
-    use)."""
-    p = _profile
-    if p is None or not engine.configured():
-        with _lock:
-            if _profile is None:
-                _set(load_profile())
-            elif not engine.configured():
-                _set(_profile)
-            p = _profile
-    return p
-
-
-def profile_words(stale: bool = True) -> str:
-    """The profile in use, in a few words: its file and when it was
-    calibrated, or that this host has none.  ``stale=False`` leaves out what
-    changed since (which looks the BLAS libraries up through threadpoolctl:
-    not from inside threadpoolctl)."""
-    p = profile()
-    if p.source.startswith("embedded default"):
-        return (f"{p.source} (this host is not calibrated: run "
-                "`breakeven calibrate`)")
-    changed = p.stale if stale else []
-    tail = f"; stale: {', '.join(changed)}" if changed else ""
-    return f"{p.source} (calibrated {p.calibrated_at or 'at an unknown time'}{tail})"
-
-
-def use_profile(profile: Profile | None) -> None:
-    """Make dispatch use ``profile`` from now on.
-
-    Parameters
-    ----------
-    profile : Profile or None
-        A profile (from :func:`breakeven.load_profile` or
-        :func:`breakeven.calibrate`); ``None`` forgets the one in use, and
-        the next dispatched call loads the profile file again.  Either way
-        what dispatch learnt while running (contention back-offs, observed
-        rates) is forgotten.
-
-    See Also
-    --------
-    load_profile, calibrate
-
-    Examples
-    --------
-    >>> import breakeven
-    >>> breakeven.use_profile(breakeven.load_profile("/nonexistent/profile.toml"))
-    >>> breakeven.explain(breakeven.sum, [1.0]).kernel
-    'sum'
-    >>> breakeven.use_profile(None)  # back to the profile file
-    """
-    if profile is not None and not isinstance(profile, Profile):
-        raise TypeError(f"use_profile() takes a Profile or None, got "
-                        f"{type(profile).__name__}")
-    with _lock:
-        global _profile
-        engine.unconfigure()
-        _profile = None
-        _defaults_cache.clear()
-        if profile is not None:
-            _set(profile)
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where the tables of a kernel's calls on a dtype come from:
-    ``"calibrated"`` on this host, ``"default"`` (its library's tables for a
-    similar host: breakeven's embedded default for the built-ins), or
-    ``"estimate"`` (none: the model, refined from the calls); ``profile``
-    holds the tables (None for the estimate)."""
-
-    kind: str
-    profile: Profile | None = None
-
-    def words(self) -> str:
-        if self.profile is None:
-            return "no table: estimated from its calls"
-        return f"profile {self.profile.source}"
-
-
-_defaults_cache: dict[str, Profile | None] = {}
-
-
-def _default_file(path, owner: str) -> Profile | None:
-    """A default profile file's entry for this host, or a similar one
-    (cached until the profile in use changes); a file that cannot be used is
-    warned about, naming it, and gives None."""
-    key = str(path)
-    if key not in _defaults_cache:
-        name = ("embedded default" if path == registry.EMBEDDED_DEFAULT
-                else f"default {key}")
-        try:
-            _defaults_cache[key] = read_defaults(path, name=name)
-        except (OSError, ProfileError) as exc:
-            warnings.warn(f"breakeven: ignoring the default profile {key} of "
-                          f"{owner}: {exc}", ProfileWarning, stacklevel=2)
-            _defaults_cache[key] = None
-    return _defaults_cache[key]
-
-
-def _defaults(kernel: registry.Kernel) -> Profile | None:
-    """The kernel's library default for this host, or None."""
-    if kernel.defaults is None:
-        return None
-    return _default_file(kernel.defaults, kernel.name)
-
-
-def source(kernel: registry.Kernel, dtype: str, p: Profile | None = None) -> Source:
-    """Where dispatch takes a kernel's tables for a dtype from, in order:
-    this host's calibration (the profile in use), the kernel's library
-    default for a similar host, the estimate."""
-    p = p if p is not None else profile()
-    if dtype in p.tables.get(kernel.name, {}):
-        embedded = p.source.startswith("embedded default")
-        return Source("default" if embedded else "calibrated", p)
-    d = _defaults(kernel)
-    if d is not None and dtype in d.tables.get(kernel.name, {}):
-        return Source("default", d)
-    return Source("estimate")
-
-
-_sources: dict[tuple[int, int], Source] = {}
-
-
-def _set(p: Profile) -> None:
-    """Give every registered kernel its tables from ``p`` (lock held)."""
-    global _profile
-    _profile = p
-    _sources.clear()
-    for k in list(registry.KERNELS.values()):
-        _give_tables(p, k)
-    engine.configure((_host(p).sleep_after_us or 0) / 1e6)
-
-
-def _host(p: Profile) -> Profile:
-    """The profile whose host figures apply (sleep time, wake-up costs):
-    ``p``'s, or the embedded default's when ``p`` has none."""
-    if p.sleep_after_us is not None or p.wake:
-        return p
-    return _default_file(registry.EMBEDDED_DEFAULT, "breakeven") or p
-
-
-def _give_tables(p: Profile, kernel: registry.Kernel) -> None:
-    dtypes = {dt.name for dt in kernel.dtypes}
-    for d, name in enumerate(engine.DTYPES):
-        src = source(kernel, name, p)
-        _sources[(kernel.slot, d)] = src
-        if src.profile is None:
-            if name in dtypes:
-                _team(p)
-                engine.set_estimate(kernel.slot, d)
-            else:
-                engine.clear_table(kernel.slot, d)
-            continue
-        q = src.profile
-        engine.set_table(kernel.slot, d, q.steps(kernel.name, name, "hot"),
-                        q.cold_tables(kernel.name, name))
-        # The calibration's times are the uncontended yardstick: without
-        # them the first calls seen would set it, contended or not.
-        # Count by count, so that each count's sizes seed one table.
-        rows = q.times(kernel.name, name, parallel_only=True)
-        for work, threads, seconds in sorted(rows, key=lambda r: (r[1], r[0])):
-            engine.seed_rate(kernel.slot, d, threads, work, seconds / max(work, 1))
-
-
-_team_known: list[Profile] = []
-
-
-def _team(p: Profile) -> None:
-    """The host's team costs in the core, for the estimate: a hot region's
-    start from the profile, or measured now (well under a millisecond, once
-    per process and profile); the wake-up costs from the profile's host
-    figures."""
-    if _team_known and _team_known[0] is p:
-        return
-    full = min(engine.usable(), engine.max_threads())
-    hot = p.team_hot.get(full)
-    if hot is None:
-        hot = region_seconds(full) if full > 1 else 0.0
-    host = _host(p)
-    most = max((t for _, t, _ in host.wake), default=0)
-    wake = [(gap / 1e6, seconds) for gap, t, seconds in host.wake if t == most]
-    engine.set_team(hot, wake)
-    _team_known[:] = [p]
-
-
-def _registered(kernel: registry.Kernel) -> None:
-    """A kernel registered after the profile was loaded: its tables now."""
-    with _lock:
-        if _profile is not None and engine.configured():
-            _give_tables(_profile, kernel)
-
-
-def _load() -> None:
-    """The core's hook, called (with the GIL) by the first dispatched call."""
-    profile()
-
-
-registry._listeners.append(_registered)
-engine.set_hooks(load=_load, blas=thread_setters)
-
-
-# ---------------------------------------------------------------------------
-# what the estimate learnt, kept
-# ---------------------------------------------------------------------------
-
-
-def learned_profile() -> Profile:
-    """What this process's calls taught the estimate, as a profile of this
-    host: for each kernel and dtype without a table that measured both
-    choices at some sizes, a hot table parallel from the smallest size from
-    which every size measured went parallel (serial if none did), marked
-    ``method = "learned"``; lone calls serial."""
-    out = Profile(host_fingerprint(), {}, now_utc(), None, "learned")
-    full = min(engine.usable(), engine.max_threads())
-    for (slot, d), src in list(_sources.items()):
-        if src.kind != "estimate":
-            continue
-        decided = [(b, learned) for b, _, _, learned, _, _
-                   in engine.estimate_state(slot, d) if learned]
-        if not decided:
-            continue
-        start = None
-        for b, learned in reversed(decided):
-            if learned != 2:
-                break
-            start = b
-        hot = ((0, 1),) if start is None or full < 2 else \
-            ((0, 1), (1 << max(start - 1, 0), full))
-        out.set_table(engine.slot_name(slot), engine.DTYPES[d], hot, ((0, 1),),
-                      method="learned")
-    return out
-
-
-def save_learned(path=None) -> Profile:
-    """Write what the estimate learnt into the profile file.
-
-    For each kernel and dtype without a table whose calls measured both
-    choices at some sizes: a table parallel from the smallest size from
-    which every size measured went parallel, marked ``method =
-    "learned"``.  Written under the file's lock; an entry of a calibration
-    is never replaced.  ``BREAKEVEN_SAVE_LEARNED=1`` in the environment
-    does this at the process's exit.
-
-    Parameters
-    ----------
-    path : path-like, optional
-        The profile file (default: :func:`breakeven.load_profile`'s).
-
-    Returns
-    -------
-    Profile
-        What was written; its ``kept`` lists the entries the file kept
-        instead (calibrated ones).
-
-    See Also
-    --------
-    stats : ``source == "learned"`` marks the kernels concerned.
-    calibrate : Measure a kernel properly.
-
-    Examples
-    --------
-    >>> import breakeven
-    >>> p = breakeven.save_learned("/tmp/learned-example.toml")
-    >>> all(p.method(k, d) == "learned" for k in p.tables for d in p.tables[k])
-    True
-    """
-    p = learned_profile()
-    if p.tables:
-        p.save(path)
-    return p
-
-
-def _save_learned_at_exit() -> None:
-    with contextlib.suppress(Exception):  # never fail a process at exit
-        save_learned()
-
-
-# Opt-in: BREAKEVEN_SAVE_LEARNED=1 writes the learned tables back at exit.
-if os.environ.get("BREAKEVEN_SAVE_LEARNED", "") not in ("", "0"):
-    atexit.register(_save_learned_at_exit)
-
-
-# ---------------------------------------------------------------------------
-# decisions
-# ---------------------------------------------------------------------------
-
 
 def _kernel(kernel) -> registry.Kernel:
     if isinstance(kernel, registry.Kernel):
@@ -437,7 +124,7 @@ def decision(slot: int, d: int, work: int, idle: float | None = None) -> Decisio
     threads, why = engine.decide(slot, d, work, idle)
     name = engine.slot_name(slot)
     dtype = engine.DTYPES[d]
-    src = _sources.get((slot, d), Source("estimate"))
+    src = source_of(slot, d) or Source("estimate")
     kind = {"estimate": "estimate", "learned": "learned"}.get(why["table"], src.kind)
     if why["table"] in ("forced", "forked"):
         kind = ""
@@ -454,68 +141,90 @@ def _table(why: dict, threads: int) -> str:
     return why["table"] if why["table"] in ("hot", "cold") else ""
 
 
-def _us(ns: float) -> str:
-    return f"{ns / 1e3:.3g} us"
-
-
 def _words(why: dict, kernel: str, dtype: str, work: int, threads: int,
            p: Profile, src: Source) -> str:
-    table = why["table"]
+    """The reason for a decision in words, from the record of the core's
+    choice (``why``): what decided it, then each step that lowered it."""
     if not openmp.OPENMP and engine.max_threads() <= 1:
         return openmp.NO_OPENMP  # (a simulated host still gets its words)
-    if table == "forked":
+    if why["table"] == "forked":
         return ("in a forked child: OpenMP is not fork-safe, so this process "
                 "runs serially")
-    parts = []
-    lone = (" (a lone call: no dispatched call within the team's "
-            f"{why['sleep_after'] * 1e3:g} ms sleep time, so the OpenMP team "
+    first, final = _table_words(why, kernel, dtype, work, threads, p, src)
+    if final:
+        return first
+    parts = [first]
+    if why["table"] != "forced":
+        parts += _kernel_limits(why)
+    parts += _host_limits(why, threads)
+    return "; ".join(parts)
+
+
+def _lone_words(why: dict) -> str:
+    return (" (a lone call: no dispatched call within the team's "
+            f"{duration(why['sleep_after'], digits=6)} sleep time, so the OpenMP team "
             "would have to wake up)")
+
+
+def _table_words(why: dict, kernel: str, dtype: str, work: int, threads: int,
+                 p: Profile, src: Source) -> tuple[str, bool]:
+    """What decided (a table, the estimate, forced threads), and whether
+    that is the whole reason (a serial decision says nothing more)."""
+    table = why["table"]
     if table == "forced":
-        parts.append(f"threads({why['forced']}, exact=True)")
-    elif table == "none":
+        return f"threads({why['forced']}, exact=True)", False
+    if table == "none":
         how = ("breakeven calibrate" if kernel in registry.BUILTINS
                else "breakeven calibrate --module ...")
         return (f"{kernel} {dtype} is not calibrated in profile {p.source} and "
-                f"has no default (run `{how}`)")
-    elif table == "learned":
-        parts.append(f"{'parallel' if why['table_threads'] > 1 else 'serial'} "
-                     "measured faster at this size, by this process's calls "
-                     "(learned; no table)")
-    elif table == "estimate":
+                f"has no default (run `{how}`)"), True
+    if table == "learned":
+        return (f"{'parallel' if why['table_threads'] > 1 else 'serial'} "
+                "measured faster at this size, by this process's calls "
+                "(learned; no table)"), False
+    if table == "estimate":
         if not why["serial_ns"]:
             return ("no table, and too few serial calls of this size timed "
-                    "yet to estimate from: serial (this call is timed)")
-        est = (f"estimated from its calls: serial {_us(why['serial_ns'])}, "
-               f"parallel {_us(why['parallel_ns'])} (no table)"
-               + (lone if why["idle"] else ""))
+                    "yet to estimate from: serial (this call is timed)"), True
+        est = (f"estimated from its calls: serial {duration(why['serial_ns'] / 1e9)}"
+               f", parallel {duration(why['parallel_ns'] / 1e9)} (no table)"
+               + (_lone_words(why) if why["idle"] else ""))
         if why["explore"]:
             est += "; trying the other choice, to measure it"
-        if threads <= 1 and not why["explore"]:
-            return est
-        parts.append(est)
-    else:
-        thr = why["threshold"]
-        cold = lone[:-1] + "; the table for this idle time)" if table == "cold" else ""
-        if why["table_threads"] <= 1:
-            below = (f"work {work} < {thr}" if thr is not None
-                     else "parallel never paid for this kernel")
-            return f"{below} in the {table} table of {src.words()}{cold}"
-        parts.append(f"work {work} >= {thr} in the {table} table of "
-                     f"{src.words()}{cold}")
-    if table not in ("forced",):
-        if why["cap"]:
-            parts.append(f"capped at {why['cap']} by threads({why['cap']})")
-        if why["backoff"]:
-            parts.append(f"backed off to {why['backoff']} threads: recent parallel "
-                         f"calls ran over {engine.SLOW:g}x slower than their best "
-                         "(contention)")
-        if why["probe"]:
-            parts.append("a probe at full threads of a kernel backed off for "
-                         "contention")
-        if why["awake"]:
-            parts.append(f"held to the {why['awake']} threads still awake: "
-                         "waking the rest of the team does not pay for this "
-                         "work (the cold table)")
+        return est, threads <= 1 and not why["explore"]
+    thr = why["threshold"]
+    cold = (_lone_words(why)[:-1] + "; the table for this idle time)"
+            if table == "cold" else "")
+    if why["table_threads"] <= 1:
+        below = (f"work {work} < {thr}" if thr is not None
+                 else "parallel never paid for this kernel")
+        return f"{below} in the {table} table of {src.words()}{cold}", True
+    return (f"work {work} >= {thr} in the {table} table of "
+            f"{src.words()}{cold}"), False
+
+
+def _kernel_limits(why: dict) -> list[str]:
+    """Step 4 and the partly awake team, in words."""
+    parts = []
+    if why["cap"]:
+        parts.append(f"capped at {why['cap']} by threads({why['cap']})")
+    if why["backoff"]:
+        parts.append(f"backed off to {why['backoff']} threads: recent parallel "
+                     f"calls ran over {engine.SLOW:g}x slower than their best "
+                     "(contention)")
+    if why["probe"]:
+        parts.append("a probe at full threads of a kernel backed off for "
+                     "contention")
+    if why["awake"]:
+        parts.append(f"held to the {why['awake']} threads still awake: "
+                     "waking the rest of the team does not pay for this "
+                     "work (the cold table)")
+    return parts
+
+
+def _host_limits(why: dict, threads: int) -> list[str]:
+    """Steps 5-7 (the host's limits, fair share and cores), in words."""
+    parts = []
     if why["share"]:
         parts.append(f"a fair share: {why['share']} of {why['usable']} CPUs "
                      f"among {why['callers']} callers")
@@ -530,7 +239,7 @@ def _words(why: dict, kernel: str, dtype: str, work: int, threads: int,
         parts.append(f"inside a section holding {why['section']} cores")
     elif why["budget"] or threads > 1:
         parts.append(f"{max(why['free'], 0)} of {why['usable']} CPUs free")
-    return "; ".join(parts)
+    return parts
 
 
 def decide(kernel, work, dtype="float64", *, idle=None) -> Decision:
@@ -623,174 +332,3 @@ def grant(kernel, work, dtype="float64"):
     _dtype_index(dtype)
     profile()
     return engine.Grant(k.slot, np.dtype(dtype).num, _work(work))
-
-
-# ---------------------------------------------------------------------------
-# counters
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class KernelStats:
-    """What one kernel's calls on one dtype did (see :func:`stats`).
-
-    Parameters
-    ----------
-    serial, parallel : int
-        Calls run serially and in parallel.
-    mean_threads : float
-        Threads of a parallel call, on average (0 if none).
-    most_threads : int
-        The most threads a call got.
-    backoffs, probes, recoveries : int
-        Back-offs for contention, probes at full threads while backed off,
-        and probes that ended a back-off.
-    parallel_seconds : float
-        Time in the parallel calls (each one timed).
-    serial_seconds : float
-        Time in the serial calls, estimated from the timed ones (one in 16
-        is timed; a clock read costs as much as a small call).
-    serial_timed : int
-        Serial calls timed.
-    backed_off : bool
-        Whether the kernel is backed off now.
-    source : str
-        Where its decisions come from now: ``"calibrated"``, ``"default"``,
-        ``"estimate"`` or ``"learned"`` (an estimate that has measured both
-        choices at some sizes; see :attr:`Decision.source`).
-    learned : int
-        Sizes (powers of two) at which both choices have been measured.
-    explored : int
-        Calls that ran the estimate's other choice, to measure it.
-
-    See Also
-    --------
-    stats : The counters of every kernel called.
-
-    Examples
-    --------
-    >>> import numpy as np, breakeven
-    >>> _ = breakeven.stats(reset=True)
-    >>> _ = breakeven.exp(np.ones(10))
-    >>> s = breakeven.stats()["exp", "float64"]
-    >>> s.serial + s.parallel
-    1
-    """
-
-    serial: int
-    parallel: int
-    mean_threads: float
-    most_threads: int
-    backoffs: int
-    probes: int
-    recoveries: int
-    parallel_seconds: float
-    serial_seconds: float
-    serial_timed: int
-    backed_off: bool
-    source: str = ""
-    learned: int = 0
-    explored: int = 0
-
-
-class Stats(Mapping):
-    """Per ``(kernel, dtype)``: a :class:`KernelStats`.  ``str()`` gives a
-    table.
-
-    Parameters
-    ----------
-    rows : dict
-        ``{(kernel, dtype): KernelStats}``.
-
-    See Also
-    --------
-    stats : Makes one from the dispatch core's counters.
-
-    Examples
-    --------
-    >>> import numpy as np, breakeven
-    >>> _ = breakeven.stats(reset=True)
-    >>> _ = breakeven.sum(np.ones(10, dtype=np.float32))
-    >>> s = breakeven.stats()
-    >>> list(s)
-    [('sum', 'float32')]
-    >>> print(s)  # doctest: +ELLIPSIS
-    kernel  dtype    source   serial  parallel  threads  back-offs  probes  ...
-    ...
-    sum     float32  default  1       0         0.0      0          0       ...
-    """
-
-    def __init__(self, rows: dict[tuple[str, str], KernelStats]):
-        self._rows = rows
-
-    def __getitem__(self, key: tuple[str, str]) -> KernelStats:
-        return self._rows[key]
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self._rows)
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __repr__(self) -> str:
-        return f"Stats({self._rows!r})"
-
-    def __str__(self) -> str:
-        head = ("kernel", "dtype", "source", "serial", "parallel", "threads",
-                "back-offs", "probes", "parallel s", "serial s")
-        rows = [head] + [
-            (k, d, s.source, str(s.serial), str(s.parallel), f"{s.mean_threads:.1f}",
-             str(s.backoffs) + (" (now)" if s.backed_off else ""), str(s.probes),
-             f"{s.parallel_seconds:.3g}", f"~{s.serial_seconds:.3g}")
-            for (k, d), s in sorted(self._rows.items())]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))
-                 .rstrip() for r in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
-
-
-def stats(reset: bool = False) -> Stats:
-    """What the dispatched calls of this process did, per kernel and dtype.
-
-    From counters the core keeps on every call (an atomic add or two; the
-    parallel calls' clock reads are there anyway).
-
-    Parameters
-    ----------
-    reset : bool
-        Start the counters again from zero.
-
-    Returns
-    -------
-    Stats
-        A mapping ``(kernel, dtype) -> KernelStats`` of the kernels called.
-
-    See Also
-    --------
-    explain : What a call would do.
-
-    Examples
-    --------
-    >>> import numpy as np, breakeven
-    >>> _ = breakeven.stats(reset=True)
-    >>> _ = breakeven.sum(np.ones(100))
-    >>> breakeven.stats()["sum", "float64"].serial
-    1
-    """
-    rows = {}
-    for r in engine.stats(reset):
-        par = r["parallel"]
-        timed = r["serial_timed"]
-        serial_s = (r["serial_seconds_timed"] * r["serial"] / timed if timed
-                    else 0.0)
-        src = _sources.get((r["slot"], engine.DTYPES.index(r["dtype"])))
-        kind = src.kind if src is not None else ""
-        if r["estimate"] and r["learned"]:
-            kind = "learned"
-        rows[(engine.slot_name(r["slot"]), r["dtype"])] = KernelStats(
-            r["serial"], par, r["thread_sum"] / par if par else 0.0,
-            r["most_threads"], r["backoffs"], r["probes"], r["recoveries"],
-            r["parallel_seconds"], serial_s, timed, r["backed_off"], kind,
-            r["learned"], r["explored"])
-    return Stats(rows)

@@ -2,3 +2,5 @@
 # kernel's parallel variant called directly), so a forked child must stay
 # serial.
 cdef void note_parallel() noexcept nogil
+# The usable CPUs the core clamps every call to (one count for the package).
+cdef int usable_count() noexcept nogil

@@ -1,12 +1,11 @@
 """Thread-count rules shared by every kernel, and OpenMP introspection."""
 from cython.parallel cimport parallel
 
-from breakeven._core.engine cimport note_parallel
+from breakeven._core.engine cimport note_parallel, usable_count
 from breakeven._core.omp cimport (
     omp_get_max_threads,
     omp_get_num_threads,
     omp_get_thread_num,
-    omp_in_parallel,
 )
 
 import time
@@ -41,23 +40,13 @@ OPENMP_RUNTIME = BE_OPENMP_RUNTIME.decode()
 OPENMP = OPENMP_RUNTIME != "none"
 NO_OPENMP = "breakeven was built without OpenMP: every kernel runs serially"
 
-from breakeven._cpu import usable_cpus as _usable_cpus
-
-# Usable CPUs (affinity and cgroup quota), read once: kernels clamp to it on
-# every call, so it must not cost a system call each time.  refresh() rereads.
-cdef int _usable = _usable_cpus()
-
-
-def refresh():
-    """Re-read the usable CPU count (after the affinity or quota changed)."""
-    global _usable
-    _usable = _usable_cpus()
-    return _usable
 
 
 def usable_cpus():
-    """The usable CPU count the kernels clamp ``n_threads`` to."""
-    return _usable
+    """The usable CPU count the kernels clamp ``n_threads`` to: the dispatch
+    core's (affinity and cgroup quota, read once; breakeven.testing can
+    simulate another)."""
+    return usable_count()
 
 
 cdef int check_threads(Py_ssize_t n_threads) except -1:
@@ -65,17 +54,13 @@ cdef int check_threads(Py_ssize_t n_threads) except -1:
     if n_threads < 1:
         raise ValueError(f"n_threads must be a positive integer, got {n_threads}")
     note_parallel()  # a kernel called directly: a forked child must stay serial
-    return <int>(n_threads if n_threads < _usable else _usable)
+    cdef int usable = usable_count()
+    return <int>(n_threads if n_threads < usable else usable)
 
 
 def max_threads():
     """``omp_get_max_threads()``: OMP_NUM_THREADS and runtime limits applied."""
     return omp_get_max_threads()
-
-
-def in_parallel():
-    """Whether the calling thread is inside an active OpenMP parallel region."""
-    return bool(omp_in_parallel())
 
 
 def team_size(int n_threads):

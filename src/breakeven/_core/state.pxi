@@ -248,5 +248,5 @@ cdef inline int _full_count() noexcept nogil:
     return m if m < _usable else _usable
 
 
-cdef int _usable_cpus() noexcept nogil:
+cdef int usable_count() noexcept nogil:
     return _usable

@@ -203,18 +203,6 @@ def seed_rate(int kernel, int d, int threads, Py_ssize_t work, double rate):
     unlock(&e.lock)
 
 
-def best_rate(int kernel, int d, int threads, Py_ssize_t work):
-    """The best seconds per unit of work seen for this thread count and size
-    (0 if none)."""
-    cdef Entry *e = _entry_of(kernel, d)
-    cdef int i
-    lock(&e.lock)
-    i = _rate_index(e, threads, False)
-    r = e.best[i][_bucket(work)] if i >= 0 else 0.0
-    unlock(&e.lock)
-    return r
-
-
 cdef extern from *:
     """
     #include <string.h>

@@ -36,9 +36,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from breakeven._core import decisions, engine
+from breakeven._core import engine, tables
 from breakeven._core.decisions import Decision
 from breakeven._kernels import api, dropins, registry
+from breakeven._text import duration
 
 __all__ = ["map"]
 
@@ -236,12 +237,6 @@ def _tasks(total: float, workers: int, n_items: int, task: float) -> int:
                                                  by_cost))))
 
 
-def _fmt(seconds: float) -> str:
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.3g} ms"
-    return f"{seconds * 1e6:.3g} us"
-
-
 # ---------------------------------------------------------------------------
 # planning
 # ---------------------------------------------------------------------------
@@ -277,7 +272,7 @@ def _plan(func, items: list, n_jobs) -> MapPlan:
     if inner_limit:
         limit = min(limit, inner_limit)
     max_workers = max_workers or limit
-    profile = decisions.profile()
+    profile = tables.profile()
     # a batch of arrays alike in what a planner reads (shape, dtype, strides)
     # to one planned before gets the same plan: the planning would otherwise
     # cost a few percent of a batch of small arrays
@@ -340,13 +335,13 @@ def _plan_batch(func, planner, name: str, sample: list, n: int, limit: int,
         spread = min((e for e in estimates if e[0] != "inner"),
                      key=lambda e: e[4], default=None)
         alt = (f"; spread over {spread[1]} workers x {spread[2]} thread(s): "
-               f"{_fmt(spread[4])}") if spread else ""
+               f"{duration(spread[4])}") if spread else ""
         reason = (f"{n} items one after another, each dispatched: estimated "
-                  f"{_fmt(inner_cost)}{alt} (profile {profile.source})")
+                  f"{duration(inner_cost)}{alt} (profile {profile.source})")
     else:
         reason = (f"{n} items in {tasks} batches over {workers} worker threads x "
                   f"{t} OpenMP thread{'s' if t > 1 else ''}: estimated "
-                  f"{_fmt(est[(mode, workers, t)])} against {_fmt(inner_cost)} "
+                  f"{duration(est[(mode, workers, t)])} against {duration(inner_cost)} "
                   f"one after another (profile {profile.source})")
     return MapPlan(mode, workers, t, tasks, work, name, reason,
                    backend="threading" if mode != "inner" else "",

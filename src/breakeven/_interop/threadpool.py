@@ -28,11 +28,11 @@ GET, SET = "breakeven_get_thread_limit", "breakeven_set_thread_limit"
 
 
 def _profile_words() -> str:
-    from breakeven._core import decisions
+    from breakeven._core import tables
 
     # Without staleness: that looks the BLAS libraries up through
     # threadpoolctl, which is building this controller.
-    return decisions.profile_words(stale=False)
+    return tables.profile_words(stale=False)
 
 
 def _controller(threadpoolctl):

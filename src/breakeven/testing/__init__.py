@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from breakeven._core import decisions, engine
+from breakeven._core import engine, tables
 from breakeven._interop.blas import thread_setters
 from breakeven._kernels import registry
 from breakeven._profile import Profile
@@ -53,13 +53,13 @@ def reset(profile: Profile | None = None) -> None:
     file, loaded at the next call), nothing learnt, the budget full, the
     team's clocks cleared.  (A profile file already warned about is not
     warned about again: :func:`forget_warnings`.)"""
-    decisions.use_profile(profile)
+    tables.use_profile(profile)
     engine.set_usable(engine.usable())
 
 
 def profile() -> Profile:
     """The profile dispatch uses (loading it if no call has yet)."""
-    return decisions.profile()
+    return tables.profile()
 
 
 def forget_warnings() -> None:
@@ -127,8 +127,9 @@ def simulated_clock(start: float = 1000.0) -> Iterator[SimulatedClock]:
 @contextlib.contextmanager
 def simulated_cpus(n: int) -> Iterator[None]:
     """Dispatch as on a host with ``n`` usable CPUs (and
-    ``omp_get_max_threads() == n``): decisions, the budget and caps; the
-    kernels themselves still run on the real CPUs."""
+    ``omp_get_max_threads() == n``): decisions, the budget and caps, and
+    the kernels' clamp of ``n_threads`` (one usable-CPU count for the whole
+    package); the kernels themselves still run on the real CPUs."""
     real = engine.usable()
     engine.set_usable(n)
     engine.simulate_max_threads(n)

@@ -13,8 +13,6 @@ the calls did.  :func:`map` runs a dispatched function over a batch of
 items, inner or outer parallel.
 """
 
-__version__ = "0.1.0"
-
 from breakeven._calibrate import calibrate  # noqa: E402
 from breakeven._core.decisions import Decision, decide, grant  # noqa: E402
 from breakeven._core.engine import section, threads  # noqa: E402
@@ -35,6 +33,7 @@ from breakeven._kernels.dropins import (  # noqa: E402
 )
 from breakeven._kernels.registry import KERNELS, Kernel, get_kernel  # noqa: E402
 from breakeven._profile import Profile, ProfileWarning, load_profile  # noqa: E402
+from breakeven._version import __version__  # noqa: E402
 
 __all__ = [
     "KERNELS",

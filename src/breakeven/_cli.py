@@ -28,6 +28,7 @@ from breakeven._core.openmp import NO_OPENMP, OPENMP, usable_cpus
 from breakeven._kernels.registry import KERNELS
 from breakeven._profile import default_profile_path, host_fingerprint, load_profile
 from breakeven._text import duration
+from breakeven._version import __version__
 
 __all__ = ["main"]
 
@@ -376,12 +377,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------
 
 
-def _version() -> str:
-    from breakeven import __version__
-
-    return __version__
-
-
 def cmd_info(args: argparse.Namespace) -> int:
     from breakeven._info import format_info, info
 
@@ -395,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="breakeven",
         description="Calibrated serial/parallel dispatch for NumPy kernels.")
     parser.add_argument("--version", action="version",
-                        version=f"breakeven {_version()}")
+                        version=f"breakeven {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("info", help="print what a bug report needs: host, "

@@ -1,7 +1,7 @@
 # The core budget: the usable CPUs, taken by parallel calls and given back.
 # (an include file of engine.pyx: see its docstring)
 
-cdef inline int _take(int want) noexcept nogil:
+cdef inline int _take_cores(int want) noexcept nogil:
     """Take up to ``want`` cores for a parallel call: the number taken, or 0
     if fewer than 2 are free."""
     cdef int f = ld_int(&_free), got
@@ -13,7 +13,7 @@ cdef inline int _take(int want) noexcept nogil:
             return got
 
 
-cdef inline bint _hold() noexcept nogil:
+cdef inline bint _hold_core() noexcept nogil:
     """One core for a parallel-sized call that runs serially, if one is free."""
     cdef int f = ld_int(&_free)
     while f > 0:

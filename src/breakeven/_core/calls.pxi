@@ -58,7 +58,7 @@ cdef int _commit(const Slot *s, dispatch.Call *c, Choice *ch, int t) noexcept no
             t = t if t < tl_section else tl_section
             c.flags |= F_SECTION
         else:
-            got = _take(t)
+            got = _take_cores(t)
             t = got if got > 1 else 1
     if t < 2:
         _serially(c, ch)
@@ -72,7 +72,7 @@ cdef inline void _serially(dispatch.Call *c, const Choice *ch) noexcept nogil:
     budget while it runs, if one is free; a backed-off one is timed (its
     time paces the next probe)."""
     st_ll(&_last_call, ch.t_now)
-    if not tl_section and _hold():
+    if not tl_section and _hold_core():
         c.flags |= F_HELD
     if c.flags & F_BACKED_OFF:
         c.flags |= F_TIMED

@@ -98,7 +98,7 @@ cdef extern from "runtime.h":
     long long sim_now "be_sim_now"
     long long now "be_now"() noexcept nogil
     int omp_started "be_omp_started"
-    int g_forked "be_forked"
+    int forked_child "be_forked"
     int register_atfork "be_register_atfork"(void (*child)() noexcept nogil) noexcept
 
 

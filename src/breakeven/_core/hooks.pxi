@@ -97,7 +97,7 @@ def idle():
 
 def forked():
     """Whether this process is a forked child that runs serially."""
-    return bool(g_forked)
+    return bool(forked_child)
 
 
 def note_omp_started():

@@ -41,7 +41,6 @@ OPENMP = OPENMP_RUNTIME != "none"
 NO_OPENMP = "breakeven was built without OpenMP: every kernel runs serially"
 
 
-
 def usable_cpus():
     """The usable CPU count the kernels clamp ``n_threads`` to: the dispatch
     core's (affinity and cgroup quota, read once; breakeven.testing can

@@ -285,7 +285,7 @@ cdef int _choose(Entry *e, Py_ssize_t work, int mode, long long idle,
     ch.t_now = 0
     ch.table = T_NONE
     ch.threshold = INFINITY
-    if ld_int(&g_forked):  # 1: libgomp's pool does not survive fork
+    if ld_int(&forked_child):  # 1: libgomp's pool does not survive fork
         ch.table = T_FORKED
         return 1
     if tl_exact:  # 2

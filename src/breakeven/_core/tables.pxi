@@ -86,7 +86,7 @@ cdef Entry *_entry_of(int kernel, int d) except NULL:
     return e
 
 
-cdef void _fill(Steps *s, table) except *:
+cdef void _steps_from(Steps *s, table) except *:
     table = tuple(table)[:MAX_STEPS]
     s.n = 0
     for i, (w, t) in enumerate(table):
@@ -141,11 +141,11 @@ def set_table(int kernel, int d, hot, cold):
     cdef int g
     e.has_table = 0
     e.estimate = 0
-    _fill(&e.hot, hot)
+    _steps_from(&e.hot, hot)
     cold = list(cold)[:MAX_GAPS] or [(0.0, hot)]
     for g, (gap, steps) in enumerate(cold):
         e.gap[g] = <long long>(gap * 1e9)
-        _fill(&e.cold[g], steps)
+        _steps_from(&e.cold[g], steps)
     e.n_gaps = len(cold)
     e.hot_min = _first_parallel(&e.hot)
     e.has_table = 1
@@ -174,7 +174,7 @@ def threads_for(steps, Py_ssize_t work):
     """The threads a step table ``((work_min, threads), ...)`` gives a call
     of this work (1 means serial): the core's own look-up."""
     cdef Steps s
-    _fill(&s, steps)
+    _steps_from(&s, steps)
     return _lookup(&s, work)
 
 

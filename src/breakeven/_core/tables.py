@@ -44,9 +44,9 @@ def profile() -> Profile:
     if p is None or not engine.configured():
         with _lock:
             if _profile is None:
-                _set(load_profile())
+                _use(load_profile())
             elif not engine.configured():
-                _set(_profile)
+                _use(_profile)
             p = _profile
     return p
 
@@ -98,7 +98,7 @@ def use_profile(profile: Profile | None) -> None:
         _profile = None
         _defaults_cache.clear()
         if profile is not None:
-            _set(profile)
+            _use(profile)
 
 
 @dataclass(frozen=True)
@@ -168,17 +168,17 @@ def source_of(slot: int, d: int) -> Source | None:
     return _sources.get((slot, d))
 
 
-def _set(p: Profile) -> None:
+def _use(p: Profile) -> None:
     """Give every registered kernel its tables from ``p`` (lock held)."""
     global _profile
     _profile = p
     _sources.clear()
     for k in list(registry.KERNELS.values()):
         _give_tables(p, k)
-    engine.configure((_host(p).sleep_after_us or 0) / 1e6)
+    engine.configure((_host_figures(p).sleep_after_us or 0) / 1e6)
 
 
-def _host(p: Profile) -> Profile:
+def _host_figures(p: Profile) -> Profile:
     """The profile whose host figures apply (sleep time, wake-up costs):
     ``p``'s, or the embedded default's when ``p`` has none."""
     if p.sleep_after_us is not None or p.wake:
@@ -223,7 +223,7 @@ def _team(p: Profile) -> None:
     hot = p.team_hot.get(full)
     if hot is None:
         hot = region_seconds(full) if full > 1 else 0.0
-    host = _host(p)
+    host = _host_figures(p)
     most = max((t for _, t, _ in host.wake), default=0)
     wake = [(gap / 1e6, seconds) for gap, t, seconds in host.wake if t == most]
     engine.set_team(hot, wake)

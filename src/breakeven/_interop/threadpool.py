@@ -61,7 +61,7 @@ def _controller(threadpoolctl):
             getattr(self.dynlib, SET)(0 if n >= usable_cpus() else max(n, 1))
 
         def get_version(self):
-            from breakeven import __version__
+            from breakeven._version import __version__
 
             return __version__
 
@@ -88,6 +88,16 @@ def _register(threadpoolctl) -> None:
     threadpoolctl.register(_controller(threadpoolctl))
 
 
+# Why an import hook.  threadpoolctl lists a controller only once it is
+# registered with threadpoolctl.register(), which needs threadpoolctl
+# imported, and threadpoolctl offers no entry point that would let it find
+# breakeven by itself.  Importing threadpoolctl at `import breakeven` costs
+# milliseconds, a large share of breakeven's own import (`python -X
+# importtime -c "import threadpoolctl"`), and registering only when
+# breakeven first uses threadpoolctl would leave breakeven out of a
+# threadpool_info() called before that.  So a one-shot hook: at the first
+# import of threadpoolctl it registers the controller and removes itself;
+# nothing else is ever looked at.
 class _Loader:
     """Runs threadpoolctl's own loader, then registers the controller."""
 

@@ -106,7 +106,7 @@ def format_table(profile, *, composed: bool = False) -> str:
         if composed and kname in KERNELS:
             dtypes |= {dt.name for dt in KERNELS[kname].dtypes}
         for dname in sorted(dtypes, reverse=True):
-            src = (tables.source(KERNELS[kname], dname, profile)
+            src = (tables.origin(KERNELS[kname], dname, profile)
                    if composed and kname in KERNELS else None)
             held = src.profile if src is not None else profile
             if held is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
+from breakeven._version import __version__
+
 __all__ = ["info", "show_versions"]
 
 # The packages breakeven runs with (dependencies, then optional ones).
@@ -52,7 +54,6 @@ def info() -> dict[str, dict[str, str]]:
     """
     import platform
 
-    import breakeven
     from breakeven._core import engine, tables
     from breakeven._core.openmp import OPENMP_RUNTIME
     from breakeven._profile import default_profile_path, host_fingerprint
@@ -63,8 +64,8 @@ def info() -> dict[str, dict[str, str]]:
     pools = threadpool_info()
     out: dict[str, dict[str, str]] = {}
     out["breakeven"] = {
-        "version": breakeven.__version__,
-        "location": os.path.dirname(breakeven.__file__),
+        "version": __version__,
+        "location": os.path.dirname(os.path.abspath(__file__)),
         "python": f"{platform.python_version()} "
                   f"({platform.python_implementation()}, {sys.executable})",
         "platform": platform.platform(),

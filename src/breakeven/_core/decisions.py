@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from breakeven._core import engine, openmp
-from breakeven._core.tables import Source, profile, source_of
+from breakeven._core.tables import TableOrigin, origin_of, profile
 from breakeven._kernels import registry
 from breakeven._profile import Profile
 from breakeven._text import duration
@@ -124,7 +124,7 @@ def decision(slot: int, d: int, work: int, idle: float | None = None) -> Decisio
     threads, why = engine.decide(slot, d, work, idle)
     name = engine.slot_name(slot)
     dtype = engine.DTYPES[d]
-    src = source_of(slot, d) or Source("estimate")
+    src = origin_of(slot, d) or TableOrigin("estimate")
     kind = {"estimate": "estimate", "learned": "learned"}.get(why["table"], src.kind)
     if why["table"] in ("forced", "forked"):
         kind = ""
@@ -142,7 +142,7 @@ def _table(why: dict, threads: int) -> str:
 
 
 def _words(why: dict, kernel: str, dtype: str, work: int, threads: int,
-           p: Profile, src: Source) -> str:
+           p: Profile, src: TableOrigin) -> str:
     """The reason for a decision in words, from the record of the core's
     choice (``why``): what decided it, then each step that lowered it."""
     if not openmp.OPENMP and engine.max_threads() <= 1:
@@ -167,7 +167,7 @@ def _lone_words(why: dict) -> str:
 
 
 def _table_words(why: dict, kernel: str, dtype: str, work: int, threads: int,
-                 p: Profile, src: Source) -> tuple[str, bool]:
+                 p: Profile, src: TableOrigin) -> tuple[str, bool]:
     """What decided (a table, the estimate, forced threads), and whether
     that is the whole reason (a serial decision says nothing more)."""
     table = why["table"]

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from breakeven._core import engine
-from breakeven._core.tables import source_of
+from breakeven._core.tables import origin_of
 
 __all__ = ["KernelStats", "Stats", "stats"]
 
@@ -166,7 +166,7 @@ def stats(reset: bool = False) -> Stats:
         timed = r["serial_timed"]
         serial_s = (r["serial_seconds_timed"] * r["serial"] / timed if timed
                     else 0.0)
-        src = source_of(r["slot"], engine.DTYPES.index(r["dtype"]))
+        src = origin_of(r["slot"], engine.DTYPES.index(r["dtype"]))
         kind = src.kind if src is not None else ""
         if r["estimate"] and r["learned"]:
             kind = "learned"

@@ -3,7 +3,7 @@
 The profile is loaded at the first dispatched call (or set with
 :func:`use_profile`); each registered kernel then gets, per dtype, this
 host's calibrated tables, its library's default for a similar host, or the
-estimate (:class:`Source` says which), and the host's team costs.  What
+estimate (:class:`TableOrigin` says which), and the host's team costs.  What
 the estimate learnt can be kept (:func:`save_learned`).
 """
 
@@ -30,8 +30,8 @@ from breakeven._profile import (
     read_defaults,
 )
 
-__all__ = ["Source", "learned_profile", "profile", "profile_words", "save_learned",
-           "source", "use_profile"]
+__all__ = ["TableOrigin", "learned_profile", "origin", "profile", "profile_words",
+           "save_learned", "use_profile"]
 
 _lock = threading.RLock()
 _profile: Profile | None = None
@@ -102,7 +102,7 @@ def use_profile(profile: Profile | None) -> None:
 
 
 @dataclass(frozen=True)
-class Source:
+class TableOrigin:
     """Where the tables of a kernel's calls on a dtype come from:
     ``"calibrated"`` on this host, ``"default"`` (its library's tables for a
     similar host: breakeven's embedded default for the built-ins), or
@@ -145,24 +145,25 @@ def _defaults(kernel: registry.Kernel) -> Profile | None:
     return _default_file(kernel.defaults, kernel.name)
 
 
-def source(kernel: registry.Kernel, dtype: str, p: Profile | None = None) -> Source:
+def origin(kernel: registry.Kernel, dtype: str,
+           p: Profile | None = None) -> TableOrigin:
     """Where dispatch takes a kernel's tables for a dtype from, in order:
     this host's calibration (the profile in use), the kernel's library
     default for a similar host, the estimate."""
     p = p if p is not None else profile()
     if dtype in p.tables.get(kernel.name, {}):
         embedded = p.source.startswith("embedded default")
-        return Source("default" if embedded else "calibrated", p)
+        return TableOrigin("default" if embedded else "calibrated", p)
     d = _defaults(kernel)
     if d is not None and dtype in d.tables.get(kernel.name, {}):
-        return Source("default", d)
-    return Source("estimate")
+        return TableOrigin("default", d)
+    return TableOrigin("estimate")
 
 
-_sources: dict[tuple[int, int], Source] = {}
+_sources: dict[tuple[int, int], TableOrigin] = {}
 
 
-def source_of(slot: int, d: int) -> Source | None:
+def origin_of(slot: int, d: int) -> TableOrigin | None:
     """Where the tables of this slot and dtype index came from (None: the
     kernel has not been given tables yet)."""
     return _sources.get((slot, d))
@@ -189,7 +190,7 @@ def _host_figures(p: Profile) -> Profile:
 def _give_tables(p: Profile, kernel: registry.Kernel) -> None:
     dtypes = {dt.name for dt in kernel.dtypes}
     for d, name in enumerate(engine.DTYPES):
-        src = source(kernel, name, p)
+        src = origin(kernel, name, p)
         _sources[(kernel.slot, d)] = src
         if src.profile is None:
             if name in dtypes:

@@ -7,9 +7,13 @@ import numpy as np
 import pytest
 
 from breakeven import _calibrate as cal
-from breakeven._calibrate import Point, Settings, choose_steps, thread_candidates
+from breakeven._calibrate import Settings, TeamCosts, passes, sweeps, thread_candidates
+from breakeven._calibrate import measure as measuring
+from breakeven._calibrate.budget import NEVER
+from breakeven._calibrate.sweeps import Job
 from breakeven._kernels.registry import KERNELS
-from breakeven._profile import Fingerprint
+from breakeven._profile import Fingerprint, Profile
+from breakeven._profile.steps import Point, choose_steps, crossing
 
 FP = Fingerprint("Test CPU", 8, "libgomp", "default", "openblas test", "0.1.0")
 
@@ -55,7 +59,7 @@ def run(cost, *, usable=8, settings=None, noise=0.0, seed=0, penalty=None,
     return cal.calibrate(
         kernels, progress=False, dtypes=("float64",), settings=settings,
         measure=synthetic_measure(cost, noise, seed),
-        team=lambda threads: (penalty or {}, 20000.0), usable=usable,
+        team=lambda threads: TeamCosts(penalty or {}, 20000.0), usable=usable,
         fingerprint=FP, batch=lambda usable: dict(BATCH),
         **({"clock": clock} if clock else {}), **kw)
 
@@ -124,7 +128,7 @@ def test_a_sweep_measured_under_interference_is_measured_again():
 
     p = cal.calibrate(["sum"], progress=False, dtypes=("float64",),
                       settings=Settings(margin=0.05), measure=measure,
-                      team=lambda threads: ({}, None), usable=2, fingerprint=FP,
+                      team=lambda threads: TeamCosts(), usable=2, fingerprint=FP,
                       batch=lambda usable: dict(BATCH))
     found = p.threshold("sum", "float64")
     assert len(calls) > first and found is not None and found <= 2 * true, \
@@ -150,18 +154,18 @@ def test_a_sweep_slowed_throughout_is_measured_again_later(monkeypatch,
             times = {t: s * (1.6 if t == 2 else 1) for t, s in times.items()}
         return Point(work, times)
 
-    original = cal.second_pass
+    original = passes.look_again
 
-    def second_pass(*args, **kw):
+    def look_again(job, points, deadline):
         state["second"] = True
-        return original(*args, **kw) if second_look else args[5]
+        return original(job, points, deadline) if second_look else points
 
-    monkeypatch.setattr(cal, "second_pass", second_pass)
+    monkeypatch.setattr(passes, "look_again", look_again)
     if not second_look:  # nor the later looks around the step
-        monkeypatch.setattr(cal, "polish", lambda *args, **kw: args[5])
+        monkeypatch.setattr(passes, "polish", lambda job, points, deadline: points)
     p = cal.calibrate(["sum"], progress=False, dtypes=("float64",),
                       settings=Settings(margin=0.05), measure=measure,
-                      team=lambda threads: ({}, None), usable=2, fingerprint=FP,
+                      team=lambda threads: TeamCosts(), usable=2, fingerprint=FP,
                       batch=lambda usable: dict(BATCH))
     found = p.threshold("sum", "float64")
     assert found is not None
@@ -187,16 +191,16 @@ def test_the_sizes_around_a_step_get_more_looks_in_the_time_left(monkeypatch):
             times = {t: s * (1.6 if t == 2 else 1) for t, s in times.items()}
         return Point(work, times)
 
-    original = cal.polish
+    original = passes.polish
 
-    def polish(*args, **kw):
+    def polish(job, points, deadline):
         state["late"] = True
-        return original(*args, **kw)
+        return original(job, points, deadline)
 
-    monkeypatch.setattr(cal, "polish", polish)
+    monkeypatch.setattr(passes, "polish", polish)
     p = cal.calibrate(["sum"], progress=False, dtypes=("float64",),
                       settings=Settings(margin=0.05), measure=measure,
-                      team=lambda threads: ({}, None), usable=2, fingerprint=FP,
+                      team=lambda threads: TeamCosts(), usable=2, fingerprint=FP,
                       batch=lambda usable: dict(BATCH))
     found = p.threshold("sum", "float64")
     assert true / 2 <= found <= 2 * true, (found, true)
@@ -225,12 +229,12 @@ def test_sweeps_still_busy_after_two_looks_get_a_third(monkeypatch):
             times = {t: s * (1.6 if t == 2 else 1) for t, s in times.items()}
         return Point(work, times, busy=not state["free"])
 
-    monkeypatch.setattr(cal, "_probe", lambda threads: Waits())
+    monkeypatch.setattr(passes, "probe_for", lambda threads: Waits())
 
     def calibrate():
         return cal.calibrate(["sum"], progress=False, dtypes=("float64",),
                              settings=Settings(margin=0.05), measure=measure,
-                             team=lambda threads: ({}, None), usable=2,
+                             team=lambda threads: TeamCosts(), usable=2,
                              fingerprint=FP, batch=lambda usable: dict(BATCH))
 
     p = calibrate()
@@ -262,7 +266,7 @@ def test_a_point_measured_while_the_cores_were_busy_is_measured_again(
     """Each measurement after which the probe finds the cores busy is made
     again (at most RETRIES more times) and the faster times are kept."""
     probe = FakeProbe(busy)
-    monkeypatch.setattr(cal, "_probe", lambda threads: probe)
+    monkeypatch.setattr(measuring, "probe_for", lambda threads: probe)
     monkeypatch.setattr(cal.Probe, "wait", FakeProbe.wait)
     times = iter([{1: 2.0, 2: 3.0}, {1: 1.0, 2: 4.0}, {1: 5.0, 2: 0.5}])
     calls = []
@@ -271,7 +275,7 @@ def test_a_point_measured_while_the_cores_were_busy_is_measured_again(
         calls.append(work)
         return Point(work, next(times))
 
-    monkeypatch.setattr(cal, "_measure_once", once)
+    monkeypatch.setattr(measuring, "measure_once", once)
     p = cal.measure_point(KERNELS["sum"], np.dtype("float64"), 4096, [1, 2],
                           Settings())
     assert len(calls) == measured and probe.retries == measured - 1
@@ -334,8 +338,8 @@ def test_sweep_stops_once_settled():
         return Point(work, {1: 1e-9 * work, 2: 0.5e-9 * work + 1e-6})
 
     settings = Settings(margin=0.05, settle=3)
-    pts = cal.sweep(KERNELS["sum"], np.dtype("float64"), [1, 2], settings, measure,
-                    deadline=math.inf)
+    pts = sweeps.sweep(Job(KERNELS["sum"], np.dtype("float64"), [1, 2], settings,
+                           measure), NEVER)
     first_win = next(p.work for p in pts if p.times[2] * 1.05 < p.times[1])
     assert pts[-1].work == first_win * 4  # three wins in a row, then stop
     assert max(calls) == first_win * 4
@@ -361,7 +365,7 @@ def test_refine_recovers_from_a_burst_of_interference():
     clean = p.threshold("sum", "float64")
     p = cal.calibrate(["sum"], progress=False, dtypes=("float64",),
                       settings=Settings(margin=0.05), measure=measure,
-                      team=lambda threads: ({}, None), usable=2, fingerprint=FP,
+                      team=lambda threads: TeamCosts(), usable=2, fingerprint=FP,
                       batch=lambda usable: dict(BATCH))
     assert p.threshold("sum", "float64") <= 2 * clean
 
@@ -384,12 +388,12 @@ def test_a_burst_after_the_crossover_does_not_remove_the_step():
 
     p = cal.calibrate(["sum"], progress=False, dtypes=("float64",),
                       settings=Settings(margin=0.05, settle=99), measure=measure,
-                      team=lambda threads: ({}, None), usable=2, fingerprint=FP,
+                      team=lambda threads: TeamCosts(), usable=2, fingerprint=FP,
                       batch=lambda usable: dict(BATCH))
     assert len(works) >= 3 and seen == set(works)
     found = p.threshold("sum", "float64")
     assert found is not None and found <= 2 * true, (found, true)
-    assert cal.reversals([Point(1, {1: 1.0, 2: 2.0}), Point(2, {1: 2.0, 2: 1.0}),
+    assert sweeps.reversals([Point(1, {1: 1.0, 2: 2.0}), Point(2, {1: 2.0, 2: 1.0}),
                           Point(4, {1: 4.0, 2: 5.0}), Point(8, {1: 8, 2: 9})],
                          0.05) == [3, 2]
 
@@ -415,16 +419,15 @@ def test_team_measurement_on_a_fake_clock():
         state["gap"] = None
         return state["now"]
 
-    penalty, sleep_after, wake, hot = cal.measure_team([1, 2], sleep=sleep,
-                                                       clock=clock, trials=3)
-    assert hot == {2: pytest.approx(1e-6)}  # back to back: the team's start
-    assert penalty[2] == pytest.approx(7e-3 - 1e-6)
-    assert sleep_after == 10_000.0
+    team = cal.measure_team([1, 2], sleep=sleep, clock=clock, trials=3)
+    assert team.hot == {2: pytest.approx(1e-6)}  # back to back: the team's start
+    assert team.penalty[2] == pytest.approx(7e-3 - 1e-6)
+    assert team.sleep_after_us == 10_000.0
     # from the sleep time on, the penalty of every gap, for dispatch
-    assert [(g, t) for g, t, _ in wake] == [(10_000.0, 2), (30_000.0, 2),
-                                            (100_000.0, 2)]
-    assert [s for _, _, s in wake] == pytest.approx([59e-6, 6e-3 - 1e-6,
-                                                     7e-3 - 1e-6])
+    assert [(g, t) for g, t, _ in team.wake] == [(10_000.0, 2), (30_000.0, 2),
+                                                 (100_000.0, 2)]
+    assert [s for _, _, s in team.wake] == pytest.approx([59e-6, 6e-3 - 1e-6,
+                                                          7e-3 - 1e-6])
 
 
 def test_budget_is_respected():
@@ -441,12 +444,28 @@ def test_budget_is_respected():
 
     p = cal.calibrate(["sum", "exp", "dot"], budget=3.0, progress=False,
                       dtypes=("float64",), measure=measure,
-                      team=lambda t: ({}, None), usable=2, fingerprint=FP,
+                      team=lambda t: TeamCosts(), usable=2, fingerprint=FP,
                       clock=clock, settings=Settings(settle=99),
                       batch=lambda usable: dict(BATCH))
     assert now[0] <= 3.0 + 3 * 0.5 * 2  # at most two points past each deadline
     assert p.elapsed <= 6.0
     assert set(p.tables) == {"sum", "exp", "dot"}
+
+
+def test_the_result_is_a_profile_with_the_run_s_report():
+    """calibrate() returns a Profile of its own kind, which carries what the
+    run measured; a team function may give the team's costs as the tuple
+    ``(penalty, sleep_after_us[, wake[, hot]])`` too."""
+    cost = curve(1.3, 0.2)
+    p = run(cost, usable=2, penalty={2: 40e-6})
+    assert isinstance(p, Profile) and isinstance(p, cal.Calibration)
+    assert p.team_penalty == {2: 40e-6} and p.sleep_after_us == 20000.0
+    assert len(p.sweeps[("sum", "float64")]) >= 2 and p.elapsed > 0
+    as_tuple = cal.calibrate(
+        ["sum"], progress=False, dtypes=("float64",), settings=Settings(margin=0.0),
+        measure=synthetic_measure(cost), team=lambda threads: ({2: 40e-6}, 20000.0),
+        usable=2, fingerprint=FP, batch=lambda usable: dict(BATCH))
+    assert as_tuple.tables == p.tables
 
 
 def test_one_cpu_host_is_always_serial():
@@ -475,10 +494,10 @@ def test_choose_steps_edge_cases():
     # ... and at their geometric mean when the gain does not cross between
     # them (noisy points)
     rank = {1: 0, 2: 1}
-    assert cal.crossing(Point(100, {1: 1.0, 2: 0.5}), Point(400, {1: 4.0, 2: 2.0}),
-                        1, 2, rank, 0.05) == 200
-    assert cal.crossing(Point(100, {1: 1.0, 2: 1.0}), Point(400, {1: 4.0, 2: 2.0}),
-                        1, 2, rank, 0.0) == 200
+    assert crossing(Point(100, {1: 1.0, 2: 0.5}), Point(400, {1: 4.0, 2: 2.0}),
+                    1, 2, rank, 0.05) == 200
+    assert crossing(Point(100, {1: 1.0, 2: 1.0}), Point(400, {1: 4.0, 2: 2.0}),
+                    1, 2, rank, 0.0) == 200
 
 
 def test_paired_point_needs_a_consistent_win():

@@ -8,6 +8,7 @@ import pytest
 from breakeven import testing
 from breakeven._calibrate import (
     Settings,
+    TeamCosts,
     team_counts,
     team_interpolated,
     thread_candidates,
@@ -113,13 +114,13 @@ def test_the_team_is_measured_at_a_few_counts_and_interpolated():
     rows = tuple((gap, t, g * 1e-7 * t) for g, gap in enumerate((300.0, 1000.0))
                  for t in counts)
     hot = {t: 1e-7 * t for t in counts}
-    full = team_interpolated(threads, (penalty, 300.0, rows, hot))
+    full = team_interpolated(threads, TeamCosts(penalty, 300.0, rows, hot))
     for t in threads[1:]:  # linear data: interpolated exactly
-        assert full[0][t] == pytest.approx(1e-6 * t)
-        assert full[3][t] == pytest.approx(1e-7 * t)
-    by = {(g, t): s for g, t, s in full[2]}
+        assert full.penalty[t] == pytest.approx(1e-6 * t)
+        assert full.hot[t] == pytest.approx(1e-7 * t)
+    by = {(g, t): s for g, t, s in full.wake}
     assert by[(1000.0, 64)] == pytest.approx(1e-7 * 64)
-    assert full[1] == 300.0
+    assert full.sleep_after_us == 300.0
 
 
 def test_only_candidates_that_can_win_are_timed():

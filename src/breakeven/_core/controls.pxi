@@ -19,7 +19,7 @@ def decide(int kernel, int d, Py_ssize_t work, idle=None):
         mode = M_HOT if idle <= 0 else M_IDLE
         idle_ns = <long long>(float(idle) * 1e9)
     e = _entry(s, d)
-    memset_choice(&choice)
+    zero_choice(&choice)
     t = _choose(e, work, mode, idle_ns, &choice)
     return t, {
         "table": ("none", "hot", "cold", "forced", "forked", "estimate",
@@ -37,13 +37,6 @@ def decide(int kernel, int d, Py_ssize_t work, idle=None):
         "share": choice.share, "callers": choice.callers, "awake": choice.awake,
         "forced": tl_exact, "sleep_after": _sleep_after / 1e9,
     }
-
-
-cdef extern from *:
-    """
-    #define memset_choice(w) memset((w), 0, sizeof(*(w)))
-    """
-    void memset_choice(Choice *w) noexcept nogil
 
 
 cdef class Grant:

@@ -70,14 +70,14 @@ import numpy as np
 from breakeven._cpu import usable_cpus as _count_usable_cpus
 
 cdef extern from "runtime.h":
-    int ld_int "BE_LD"(int *p) noexcept nogil
-    long long ld_ll "BE_LD"(long long *p) noexcept nogil
-    void st_int "BE_ST"(int *p, int v) noexcept nogil
-    void st_ll "BE_ST"(long long *p, long long v) noexcept nogil
-    int add_int "BE_ADD"(int *p, int v) noexcept nogil
-    long long add_ll "BE_ADD"(long long *p, long long v) noexcept nogil
-    int ld_acq_int "BE_LD_ACQ"(int *p) noexcept nogil
-    void st_rel_int "BE_ST_REL"(int *p, int v) noexcept nogil
+    int ld_int "be_ld_int"(int *p) noexcept nogil
+    long long ld_ll "be_ld_ll"(long long *p) noexcept nogil
+    void st_int "be_st_int"(int *p, int v) noexcept nogil
+    void st_ll "be_st_ll"(long long *p, long long v) noexcept nogil
+    int add_int "be_add_int"(int *p, int v) noexcept nogil
+    long long add_ll "be_add_ll"(long long *p, long long v) noexcept nogil
+    int ld_acq_int "be_ld_acq_int"(int *p) noexcept nogil
+    void st_rel_int "be_st_rel_int"(int *p, int v) noexcept nogil
     bint cas_int "be_cas_int"(int *p, int *expected, int desired) noexcept nogil
     bint cas_ptr "be_cas_ptr"(void **p, void *expected, void *desired) noexcept nogil
     bint trylock "be_trylock"(int *lock) noexcept nogil
@@ -86,7 +86,7 @@ cdef extern from "runtime.h":
     void max_int "be_max_int"(int *p, int v) noexcept nogil
     void **slots_load "be_slots_load"() noexcept nogil
     void slots_store "be_slots_store"(void **v) noexcept nogil
-    void *load_ptr "be_load_ptr"(void **p) noexcept nogil
+    void *load_ptr "be_ld_acq_ptr"(void **p) noexcept nogil
     void **_slots "be_slots"
     int _n_slots "be_n_slots"
     int pool_limit "breakeven_get_thread_limit"() noexcept nogil

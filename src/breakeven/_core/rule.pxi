@@ -69,6 +69,10 @@ ctypedef struct Choice:
     int awake           # held to the awake part of the team, this wide (0: not)
 
 
+cdef extern from "runtime.h":
+    void zero_choice "be_zero"(Choice *c) noexcept nogil
+
+
 cdef inline int _bits(int t) noexcept nogil:
     cdef int k = 0
     while t > 1 and k < 31:

@@ -2,21 +2,62 @@
    threadpoolctl sets, the thread-local controls, the clock and the fork hook.
    Included once, by engine.pyx (breakeven._core.engine); its statics are the
    core's process state.  Everything the rule needs from the platform is here
-   and only here. */
+   and only here.
+
+   Atomics come in three branches, chosen by the compiler (or forced with
+   -DBE_ATOMICS=BE_ATOMICS_GNU / BE_ATOMICS_C11 / BE_ATOMICS_MSVC, which is
+   how tests/test_runtime_header.py compiles each branch it can):
+   - GNU built-ins (__atomic_*): gcc, clang, Intel's icx;
+   - MSVC's Interlocked* functions and volatile accesses (MSVC's default
+     /volatile:ms gives them acquire/release order);
+   - C11 <stdatomic.h>, on plain objects cast to their _Atomic type (the
+     same size and representation on every ABI the package is built for).
+   The state they act on is plain int / long long / pointers declared by
+   Cython, so each operation is a typed function, not a generic macro. */
 #ifndef BREAKEVEN_RUNTIME_H
 #define BREAKEVEN_RUNTIME_H
 #include <limits.h>
 #include <time.h>
-#if !defined(_WIN32)
-#include <pthread.h>
+
+#define BE_ATOMICS_GNU 1
+#define BE_ATOMICS_MSVC 2
+#define BE_ATOMICS_C11 3
+#ifndef BE_ATOMICS
+#  if defined(__GNUC__) || defined(__clang__)
+#    define BE_ATOMICS BE_ATOMICS_GNU
+#  elif defined(_MSC_VER)
+#    define BE_ATOMICS BE_ATOMICS_MSVC
+#  else
+#    define BE_ATOMICS BE_ATOMICS_C11
+#  endif
 #endif
 
-#define BE_LD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
-#define BE_ST(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
-#define BE_ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
-#define BE_LD_ACQ(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define BE_ST_REL(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#if defined(_WIN32)
+#  ifndef WIN32_LEAN_AND_MEAN
+#    define WIN32_LEAN_AND_MEAN
+#  endif
+#  include <windows.h>
+#  include <intrin.h>
+#else
+#  include <pthread.h>
+#endif
 
+/* ---- atomics -------------------------------------------------------- */
+#if BE_ATOMICS == BE_ATOMICS_GNU
+
+static inline int be_ld_int(int *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline long long be_ld_ll(long long *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline void be_st_int(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static inline void be_st_ll(long long *p, long long v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static inline int be_add_int(int *p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+static inline long long be_add_ll(long long *p, long long v) {
+    return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+}
+static inline int be_ld_acq_int(int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void be_st_rel_int(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline void *be_ld_acq_ptr(void **p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void be_st_rel_ptr(void **p, void *v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+/* *p == *expected: *p = desired, true; else *expected = *p, false */
 static inline int be_cas_int(int *p, int *expected, int desired) {
     return __atomic_compare_exchange_n(p, expected, desired, 0,
                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
@@ -25,78 +66,172 @@ static inline int be_cas_ptr(void **p, void *expected, void *desired) {
     return __atomic_compare_exchange_n(p, &expected, desired, 0,
                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
-static inline int be_trylock(int *lock) {
-    return __atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE) == 0;
+static inline int be_xchg_acq_int(int *p, int v) {
+    return __atomic_exchange_n(p, v, __ATOMIC_ACQUIRE);
 }
+
+#elif BE_ATOMICS == BE_ATOMICS_MSVC
+
+static inline int be_ld_int(int *p) { return *(volatile long *)p; }
+static inline long long be_ld_ll(long long *p) { return *(volatile long long *)p; }
+static inline void be_st_int(int *p, int v) { *(volatile long *)p = v; }
+static inline void be_st_ll(long long *p, long long v) { *(volatile long long *)p = v; }
+static inline int be_add_int(int *p, int v) {
+    return (int)InterlockedExchangeAdd((volatile long *)p, (long)v);
+}
+static inline long long be_add_ll(long long *p, long long v) {
+    return InterlockedExchangeAdd64((volatile long long *)p, v);
+}
+static inline int be_ld_acq_int(int *p) { return *(volatile long *)p; }
+static inline void be_st_rel_int(int *p, int v) { *(volatile long *)p = v; }
+static inline void *be_ld_acq_ptr(void **p) { return *(void *volatile *)p; }
+static inline void be_st_rel_ptr(void **p, void *v) { *(void *volatile *)p = v; }
+static inline int be_cas_int(int *p, int *expected, int desired) {
+    long old = InterlockedCompareExchange((volatile long *)p, desired, *expected);
+    if (old == *expected)
+        return 1;
+    *expected = (int)old;
+    return 0;
+}
+static inline int be_cas_ptr(void **p, void *expected, void *desired) {
+    return InterlockedCompareExchangePointer((void *volatile *)p, desired,
+                                             expected) == expected;
+}
+static inline int be_xchg_acq_int(int *p, int v) {
+    return (int)InterlockedExchange((volatile long *)p, (long)v);
+}
+
+#else /* C11 */
+
+#include <stdatomic.h>
+#define BE_A(T, p) ((_Atomic T *)(p))
+static inline int be_ld_int(int *p) {
+    return atomic_load_explicit(BE_A(int, p), memory_order_relaxed);
+}
+static inline long long be_ld_ll(long long *p) {
+    return atomic_load_explicit(BE_A(long long, p), memory_order_relaxed);
+}
+static inline void be_st_int(int *p, int v) {
+    atomic_store_explicit(BE_A(int, p), v, memory_order_relaxed);
+}
+static inline void be_st_ll(long long *p, long long v) {
+    atomic_store_explicit(BE_A(long long, p), v, memory_order_relaxed);
+}
+static inline int be_add_int(int *p, int v) {
+    return atomic_fetch_add_explicit(BE_A(int, p), v, memory_order_relaxed);
+}
+static inline long long be_add_ll(long long *p, long long v) {
+    return atomic_fetch_add_explicit(BE_A(long long, p), v, memory_order_relaxed);
+}
+static inline int be_ld_acq_int(int *p) {
+    return atomic_load_explicit(BE_A(int, p), memory_order_acquire);
+}
+static inline void be_st_rel_int(int *p, int v) {
+    atomic_store_explicit(BE_A(int, p), v, memory_order_release);
+}
+static inline void *be_ld_acq_ptr(void **p) {
+    return atomic_load_explicit(BE_A(void *, p), memory_order_acquire);
+}
+static inline void be_st_rel_ptr(void **p, void *v) {
+    atomic_store_explicit(BE_A(void *, p), v, memory_order_release);
+}
+static inline int be_cas_int(int *p, int *expected, int desired) {
+    return atomic_compare_exchange_strong_explicit(
+        BE_A(int, p), expected, desired, memory_order_acq_rel, memory_order_relaxed);
+}
+static inline int be_cas_ptr(void **p, void *expected, void *desired) {
+    return atomic_compare_exchange_strong_explicit(
+        BE_A(void *, p), &expected, desired, memory_order_acq_rel,
+        memory_order_acquire);
+}
+static inline int be_xchg_acq_int(int *p, int v) {
+    return atomic_exchange_explicit(BE_A(int, p), v, memory_order_acquire);
+}
+
+#endif
+
+/* a spin-wait hint to the CPU */
+static inline void be_pause(void) {
+#if defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
+    _mm_pause();
+#elif (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_ia32_pause();
+#endif
+}
+
+/* ---- built on the atomics ------------------------------------------- */
+static inline int be_trylock(int *lock) { return be_xchg_acq_int(lock, 1) == 0; }
 static inline void be_lock(int *lock) {
     while (!be_trylock(lock)) {
-        while (__atomic_load_n(lock, __ATOMIC_RELAXED)) {
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#endif
-        }
+        while (be_ld_int(lock))
+            be_pause();
     }
 }
-static inline void be_unlock(int *lock) {
-    __atomic_store_n(lock, 0, __ATOMIC_RELEASE);
-}
+static inline void be_unlock(int *lock) { be_st_rel_int(lock, 0); }
 static inline void be_max_int(int *p, int v) {
-    int old = __atomic_load_n(p, __ATOMIC_RELAXED);
-    while (v > old && !__atomic_compare_exchange_n(p, &old, v, 1,
-            __ATOMIC_RELAXED, __ATOMIC_RELAXED)) { }
+    int old = be_ld_int(p);
+    while (v > old && !be_cas_int(p, &old, v)) { }
 }
 
-/* the slots (breakeven._core.engine.Slot pointers), grown with the GIL held */
+/* the slots (breakeven._core.engine Slot pointers), grown with the GIL held */
 static void **be_slots = NULL;
 static int be_n_slots = 0;
-static inline void **be_slots_load(void) {
-    return __atomic_load_n(&be_slots, __ATOMIC_ACQUIRE);
-}
-static inline void be_slots_store(void **v) {
-    __atomic_store_n(&be_slots, v, __ATOMIC_RELEASE);
-}
-static inline void *be_load_ptr(void **p) {
-    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-}
+static inline void **be_slots_load(void) { return (void **)be_ld_acq_ptr((void **)&be_slots); }
+static inline void be_slots_store(void **v) { be_st_rel_ptr((void **)&be_slots, v); }
 
 /* The process-wide thread limit that threadpoolctl sets through
-   breakeven's controller (breakeven/_threadpool.py), which finds this
-   module by these two exported symbols; 0 = no limit. */
+   breakeven's controller (breakeven/_interop/threadpool.py), which finds
+   this module by these two exported symbols; 0 = no limit. */
 #if defined(_WIN32)
 #define BE_EXPORT __declspec(dllexport)
 #else
 #define BE_EXPORT __attribute__((visibility("default")))
 #endif
 static int be_pool_limit = 0;
-BE_EXPORT int breakeven_get_thread_limit(void) {
-    return __atomic_load_n(&be_pool_limit, __ATOMIC_RELAXED);
-}
-BE_EXPORT void breakeven_set_thread_limit(int n) {
-    __atomic_store_n(&be_pool_limit, n > 0 ? n : 0, __ATOMIC_RELAXED);
-}
+BE_EXPORT int breakeven_get_thread_limit(void) { return be_ld_int(&be_pool_limit); }
+BE_EXPORT void breakeven_set_thread_limit(int n) { be_st_int(&be_pool_limit, n > 0 ? n : 0); }
 
-/* threads() and section() of the calling thread */
-static __thread int be_tl_exact = 0;    /* threads(n, exact=True): n */
-static __thread int be_tl_cap = 0;      /* threads(n): n; 0 = none */
-static __thread int be_tl_section = 0;  /* cores of an open section */
+/* ---- thread-locals: threads() and section() of the calling thread ---- */
+#if defined(_MSC_VER) && !defined(__clang__)
+#define BE_THREAD_LOCAL __declspec(thread)
+#elif defined(__GNUC__) || defined(__clang__)
+#define BE_THREAD_LOCAL __thread
+#else
+#define BE_THREAD_LOCAL _Thread_local
+#endif
+static BE_THREAD_LOCAL int be_tl_exact = 0;    /* threads(n, exact=True): n */
+static BE_THREAD_LOCAL int be_tl_cap = 0;      /* threads(n): n; 0 = none */
+static BE_THREAD_LOCAL int be_tl_section = 0;  /* cores of an open section */
 
-/* The clock: CLOCK_MONOTONIC in nanoseconds, or the simulated one. */
+/* ---- the clock: monotonic, in nanoseconds, or the simulated one ------ */
 static int be_sim_clock = 0;
 static long long be_sim_now = 0;
-static inline long long be_now(void) {
+static inline long long be_monotonic_ns(void) {
+#if defined(_WIN32)
+    static LARGE_INTEGER freq;
+    LARGE_INTEGER t;
+    if (freq.QuadPart == 0)
+        QueryPerformanceFrequency(&freq);
+    QueryPerformanceCounter(&t);
+    return (long long)((double)t.QuadPart * 1e9 / (double)freq.QuadPart);
+#else
     struct timespec ts;
-    if (__atomic_load_n(&be_sim_clock, __ATOMIC_RELAXED))
-        return __atomic_load_n(&be_sim_now, __ATOMIC_RELAXED);
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+#endif
+}
+static inline long long be_now(void) {
+    if (be_ld_int(&be_sim_clock))
+        return be_ld_ll(&be_sim_now);
+    return be_monotonic_ns();
 }
 
-/* fork: the child of a process that ran OpenMP regions stays serial */
+/* ---- fork: the child of a process that ran OpenMP regions stays serial */
 static int be_omp_started = 0;
 static int be_forked = 0;
 static void (*be_on_fork_child)(void) = NULL;
 static void be_fork_child(void) {
-    if (__atomic_load_n(&be_omp_started, __ATOMIC_RELAXED))
+    if (be_ld_int(&be_omp_started))
         be_forked = 1;
     be_tl_section = 0;
     if (be_on_fork_child != NULL)
@@ -107,8 +242,12 @@ static int be_register_atfork(void (*child)(void)) {
 #if !defined(_WIN32)
     return pthread_atfork(NULL, NULL, be_fork_child);
 #else
-    return 0;
+    return 0;  /* no fork on Windows */
 #endif
 }
+
+/* zero a record (the core's Entry and Choice) */
+#include <string.h>
+#define be_zero(p) memset((p), 0, sizeof(*(p)))
 
 #endif /* BREAKEVEN_RUNTIME_H */

@@ -145,6 +145,10 @@ ctypedef struct Entry:
     signed char par_n[BUCKETS]
     signed char learned[BUCKETS]
 
+cdef extern from "runtime.h":
+    void zero_entry "be_zero"(Entry *e) noexcept nogil
+
+
 ctypedef struct Slot:
     int uses_blas
     Entry *entries[N_DTYPES]

@@ -203,14 +203,6 @@ def seed_rate(int kernel, int d, int threads, Py_ssize_t work, double rate):
     unlock(&e.lock)
 
 
-cdef extern from *:
-    """
-    #include <string.h>
-    #define memset_entry(e) memset((e), 0, sizeof(*(e)))
-    """
-    void memset_entry(Entry *e) noexcept nogil
-
-
 def configure(double sleep_after_s):
     """The host's figures: the idle time after which the OpenMP team sleeps
     (0: it never does).  Marks the core configured."""
@@ -231,7 +223,7 @@ def unconfigure():
             e = (<Slot **>_slots)[k].entries[d]
             if e != NULL:
                 lock(&e.lock)
-                memset_entry(e)
+                zero_entry(e)
                 _init_entry(e)
     _last_parallel = _last_call = -(1LL << 62)
 

@@ -21,10 +21,12 @@ cdef int _begin(dispatch.Call *c, int kernel, int typenum,
     c.work = work
     t = _choose(e, work, M_CALL, 0, &ch)
     c.flags = ch.flags
-    if ch.explore_step != X_NONE:
+    if e != NULL and e.estimate and ch.explore_step != X_NONE:
         _explore_commit(e, &ch)
-    if ch.past:
+    if t > 0:
         t = _commit(s, c, &ch, t)
+    else:
+        t = 1
     c.threads = t
     if e != NULL:
         _count(e, c, t, work)

@@ -20,7 +20,8 @@ def decide(int kernel, int d, Py_ssize_t work, idle=None):
         idle_ns = <long long>(float(idle) * 1e9)
     e = _entry(s, d)
     zero_choice(&choice)
-    t = _choose(e, work, mode, idle_ns, &choice)
+    choice.threshold = INFINITY
+    t = max(_choose(e, work, mode, idle_ns, &choice), 1)
     return t, {
         "table": ("none", "hot", "cold", "forced", "forked", "estimate",
                   "learned")[choice.table],

@@ -37,14 +37,14 @@ ctypedef struct Choice:
     # what _commit and end() need (set by every _choose)
     int threads          # what the rule gives (a real call: before its share)
     int flags            # F_* for end(): F_FORCED, F_PROBE, F_BACKED_OFF, F_EXPLORE
-    bint past            # past a threshold: the rule ran to its end
     bint lone            # judged as a lone call (the team asleep)
     long long t_now      # ns, when the call was decided (0: no clock read)
     int team_awake       # the awake part of the team, if looked up (0: not)
     bint hold_back       # held to the awake part: later calls in a loop wake the rest
-    int explore_step     # X_*
+    int explore_step     # X_* (set for a kernel with an estimate only)
     int explore_bucket
-    # why, for explain() (filled as the steps run; a dry run zeroes it first)
+    # why, for explain() (filled as the steps run; a dry run starts from
+    # zero_choice() and threshold INFINITY)
     int table           # T_*
     int gap             # the cold table's index
     long long idle      # ns since the last call past a threshold
@@ -132,9 +132,11 @@ cdef inline int _gap_index(const Entry *e, long long idle) noexcept nogil:
 cdef inline long long _idle_now(int mode, long long idle, Choice *ch) noexcept nogil:
     """Step 3's clock: how long the team has been idle, and (``ch.lone``)
     whether the call is a lone one: no call past a threshold within the
-    team's sleep time, and no section open."""
-    if mode == M_CALL or mode == M_DRY:
-        ch.t_now = now()
+    team's sleep time, and no section open.  It starts the fields of a
+    call past its threshold (the fast path below it leaves them alone)."""
+    ch.t_now = now() if mode == M_CALL or mode == M_DRY else 0
+    ch.lone = ch.hold_back = False
+    ch.team_awake = 0
     if tl_section or _sleep_after <= 0 or mode == M_HOT:
         return 0
     if mode != M_IDLE:
@@ -176,6 +178,7 @@ cdef int _from_estimate(Entry *e, Py_ssize_t work, int mode, long long idle,
     in a loop (a serial decision needs no clock), then, for a lone call,
     with the team's wake-up cost (and no exploration)."""
     cdef int t, full = _full_count()
+    ch.explore_step = X_NONE
     t = _estimated(e, work, full, False, 0, ch, mode == M_CALL)
     if t < 2:
         return 0
@@ -191,12 +194,12 @@ cdef int _from_estimate(Entry *e, Py_ssize_t work, int mode, long long idle,
     return t if t > 1 else 0
 
 
-cdef int _from_table(Entry *e, Py_ssize_t work, int mode, long long idle,
-                     Choice *ch) noexcept nogil:
+cdef inline int _from_table(Entry *e, Py_ssize_t work, int mode, long long idle,
+                            Choice *ch) noexcept nogil:
     """Step 3: the threads the kernel's hot table gives, or a lone call's
     cold table, or its estimate; 0 (serial, and not past a threshold) with
-    no table, below the hot table's threshold (without reading the clock)
-    or when the estimate says serial."""
+    no table or when the estimate says serial.  (Below the hot table's
+    threshold, _choose has returned already.)"""
     cdef int t
     if e == NULL or not (e.has_table or e.estimate):
         return 0
@@ -204,8 +207,6 @@ cdef int _from_table(Entry *e, Py_ssize_t work, int mode, long long idle,
         return _from_estimate(e, work, mode, idle, ch)
     ch.table = T_HOT
     ch.threshold = e.hot_min
-    if work < e.hot_min:
-        return 0
     idle = _idle_now(mode, idle, ch)
     if ch.lone and e.n_gaps > 0:
         ch.idle = idle
@@ -276,35 +277,47 @@ cdef inline int _cores_seen(int t, Choice *ch) noexcept nogil:
     return t
 
 
-cdef int _choose(Entry *e, Py_ssize_t work, int mode, long long idle,
-                 Choice *ch) noexcept nogil:
+cdef inline int _choose(Entry *e, Py_ssize_t work, int mode, long long idle,
+                        Choice *ch) noexcept nogil:
+    """The rule's choice: see :func:`_choose_steps`.  The commonest call
+    first, without a function call: step 3 below the hot table's threshold
+    (not forked, not forced), serial, with no clock read."""
+    ch.flags = 0
+    if (not tl_exact and e != NULL and e.has_table and work < e.hot_min
+            and not ld_int(&forked_child)):
+        ch.table = T_HOT
+        ch.threshold = e.hot_min
+        return 0
+    return _choose_steps(e, work, mode, idle, ch)
+
+
+cdef int _choose_steps(Entry *e, Py_ssize_t work, int mode, long long idle,
+                       Choice *ch) noexcept nogil:
     """The rule's choice (module docstring, steps 1-7): the threads a call
     of this work gets, and why, in ``ch``.  No side effect.  A real call
     (M_CALL) stops before its share of the cores and the cores themselves,
     which _commit takes atomically by the same rules; a dry run goes on
-    to them as they look now."""
+    to them as they look now.  0 is a serial call below its threshold (or
+    with no table, forked, or serial by its estimate), which touches
+    nothing else; 1 or more, a call past it."""
     cdef int t
-    ch.flags = ch.explore_step = ch.team_awake = 0
-    ch.past = ch.lone = ch.hold_back = False
-    ch.t_now = 0
-    ch.table = T_NONE
-    ch.threshold = INFINITY
     if ld_int(&forked_child):  # 1: libgomp's pool does not survive fork
         ch.table = T_FORKED
-        return 1
+        ch.explore_step = X_NONE  # (else set by the estimate, if it runs)
+        return 0
     if tl_exact:  # 2
         t = tl_exact
         ch.flags = F_FORCED
         ch.table = T_FORCED
-        if mode == M_CALL:
-            ch.t_now = now()
+        ch.t_now = now() if mode == M_CALL else 0
+        ch.lone = ch.hold_back = False
+        ch.team_awake = ch.explore_step = 0
     else:
         t = _from_table(e, work, mode, idle, ch)  # 3
         if t == 0:
-            return 1
+            return 0
         t = _capped(e, t, ch)  # 4
     t = _clamped(t, ch)  # 5
-    ch.past = True
     ch.threads = t
     if mode == M_CALL:
         return t

@@ -21,6 +21,7 @@ from breakeven._core.openmp import region_seconds
 from breakeven._interop.blas import thread_setters
 from breakeven._kernels import registry
 from breakeven._profile import (
+    EMBEDDED_DEFAULT,
     Profile,
     ProfileError,
     ProfileWarning,
@@ -127,7 +128,7 @@ def _default_file(path, owner: str) -> Profile | None:
     warned about, naming it, and gives None."""
     key = str(path)
     if key not in _defaults_cache:
-        name = ("embedded default" if path == registry.EMBEDDED_DEFAULT
+        name = ("embedded default" if path == EMBEDDED_DEFAULT
                 else f"default {key}")
         try:
             _defaults_cache[key] = read_defaults(path, name=name)
@@ -184,7 +185,7 @@ def _host_figures(p: Profile) -> Profile:
     ``p``'s, or the embedded default's when ``p`` has none."""
     if p.sleep_after_us is not None or p.wake:
         return p
-    return _default_file(registry.EMBEDDED_DEFAULT, "breakeven") or p
+    return _default_file(EMBEDDED_DEFAULT, "breakeven") or p
 
 
 def _give_tables(p: Profile, kernel: registry.Kernel) -> None:

@@ -16,7 +16,7 @@ import ctypes
 import os
 import warnings
 
-__all__ = ["thread_setters"]
+__all__ = ["blas_libraries", "thread_setters"]
 
 # (get, set) function names of each BLAS kind, before the prefixes and
 # suffixes that builds add (SciPy's and NumPy's wheels: "scipy_" and "64_").
@@ -40,6 +40,18 @@ def _symbol(lib, name: str):
     return None
 
 
+def blas_libraries() -> list[dict]:
+    """threadpoolctl's records of the BLAS libraries loaded, SciPy's
+    included: the one scan both the fingerprint and the BLAS cap read."""
+    # Here, not at the top: threadpoolctl scans the loaded libraries, and
+    # SciPy's BLAS (which the nearest kernel calls) must be loaded to be
+    # seen; a process that only dispatches pays for neither.
+    import scipy.linalg.cython_blas  # noqa: F401
+    from threadpoolctl import threadpool_info
+
+    return [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
+
+
 def thread_setters() -> list[tuple[int, int]]:
     """``(get_num_threads, set_num_threads)`` C addresses of each loaded BLAS
     library that runs threads of its own.
@@ -47,17 +59,8 @@ def thread_setters() -> list[tuple[int, int]]:
     An OpenBLAS built on OpenMP is left out: inside a kernel's parallel
     region its own region is nested, hence serial already.
     """
-    # Here, not at the top: the first time BLAS is capped, not at import
-    # (threadpoolctl scans the loaded libraries; _nearest loads SciPy's BLAS,
-    # which nearest calls and which must be loaded to be seen).
-    from threadpoolctl import threadpool_info
-
-    import breakeven._kernels.nearest  # noqa: F401
-
     out = []
-    for info in threadpool_info():
-        if info.get("user_api") != "blas":
-            continue
+    for info in blas_libraries():
         kind = info.get("internal_api")
         if kind == "openblas" and info.get("threading_layer") == "openmp":
             continue

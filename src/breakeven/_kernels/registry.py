@@ -14,26 +14,19 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from breakeven._core import engine
 from breakeven._kernels import dropins, elementwise, reductions, scan
 from breakeven._kernels import histogram as histogram_kernels
+from breakeven._profile import EMBEDDED_DEFAULT, KERNEL_NAME
 
 __all__ = ["Kernel", "KERNELS", "get_kernel", "register"]
 
 DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
-# A kernel's name: a built-in's short name, or name-spaced ("mylib.relu").
-NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-# The built-ins' defaults: their tables on breakeven's reference hosts.
-# A plain path: the package holds compiled extensions, so it is always
-# installed as files (importlib.resources would cost milliseconds of import).
-EMBEDDED_DEFAULT = Path(__file__).parent.parent / "data" / "default_profile.toml"
 
 
 @dataclass(frozen=True)
@@ -205,7 +198,7 @@ def register(kernel: Kernel) -> Kernel:
     keeps its slot), and return it with its slot."""
     if not isinstance(kernel, Kernel):
         raise TypeError(f"expected a Kernel, got {type(kernel).__name__}")
-    if not isinstance(kernel.name, str) or not NAME.match(kernel.name):
+    if not isinstance(kernel.name, str) or not KERNEL_NAME.match(kernel.name):
         raise ValueError(f"a kernel name is letters, digits, '_', '.' and '-', "
                          f"not starting with a digit: got {kernel.name!r}")
     slot = engine.add_slot(kernel.name, bool(kernel.uses_blas))

@@ -23,6 +23,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import threading
 import tomllib
 import warnings
@@ -33,10 +34,10 @@ import numpy as np
 
 from breakeven._core.engine import DTYPES
 from breakeven._core.openmp import OPENMP_RUNTIME, usable_cpus
-from breakeven._kernels.registry import EMBEDDED_DEFAULT
-from breakeven._kernels.registry import NAME as KERNEL_NAME
+from breakeven._interop.blas import blas_libraries
 from breakeven._profile.steps import Steps, cold_tables
 from breakeven._profile.steps import threads_for as steps_threads_for
+from breakeven._version import __version__
 
 __all__ = [
     "FORMAT_VERSION",
@@ -55,7 +56,12 @@ FORMAT_VERSION = 2
 # fields only; spin settings and NumPy's version added).
 READS = (1, 2)
 # The dtypes a profile holds tables for: those the dispatch core keeps.
-DTYPE_NAMES = DTYPES
+# A kernel's name: a built-in's short name, or name-spaced ("mylib.relu").
+KERNEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+# The built-ins' defaults: their tables on breakeven's reference hosts.  A
+# plain path: the package holds compiled extensions, so it is always
+# installed as files (importlib.resources would cost milliseconds of import).
+EMBEDDED_DEFAULT = Path(__file__).parent.parent / "data" / "default_profile.toml"
 # What a kernel's entry for one dtype may hold (see Profile.set_table).
 ENTRY_KEYS = frozenset({"hot", "cold", "cold_idle", "times", "method"})
 # How an entry's tables were made (Profile.set_table).
@@ -171,17 +177,11 @@ def _cpu_model() -> str:
 
 def _blas_info() -> str:
     """The BLAS libraries as threadpoolctl sees them."""
-    # Here, not at the top: threadpoolctl scans the loaded libraries, and
-    # _nearest loads SciPy (for its BLAS, which must be loaded to be seen).
     # Only a fingerprint with the libraries' versions needs them: the host
-    # key does not, so a process that only dispatches pays for neither.
-    from threadpoolctl import threadpool_info
-
-    import breakeven._kernels.nearest  # noqa: F401
-
+    # key does not, so a process that only dispatches pays for no scan.
     blas = [f"{lib.get('internal_api')} {lib.get('version')} "
             f"{lib.get('architecture')} {lib.get('threading_layer')}"
-            for lib in threadpool_info() if lib.get("user_api") == "blas"]
+            for lib in blas_libraries()]
     return "; ".join(sorted(set(blas))) or "none"
 
 
@@ -214,7 +214,6 @@ def host_fingerprint(refresh: bool = False, *, libraries: bool = True
             _fingerprint_cache.clear()
         fp = _fingerprint_cache.get(libraries)
         if fp is None:
-            from breakeven import __version__  # the package imports this module
 
             fp = Fingerprint(
                 cpu=_cpu_model(),
@@ -670,7 +669,7 @@ def _host_from_dict(key: str, data, where: str) -> Profile:
         if not isinstance(per_dtype, dict):
             raise ProfileError(f"{where}.kernels.{kname}: expected a table")
         for dname, states in per_dtype.items():
-            if dname not in DTYPE_NAMES:
+            if dname not in DTYPES:
                 raise ProfileError(f"{where}.kernels.{kname}: unknown dtype {dname!r}")
             if not isinstance(states, dict) or not {"hot", "cold"} <= set(states) \
                     or not set(states) <= ENTRY_KEYS:
@@ -889,7 +888,6 @@ def atomic_write(target: Path, text: str) -> None:
 # ---------------------------------------------------------------------------
 
 
-EMBEDDED = EMBEDDED_DEFAULT  # the embedded default profile file
 
 
 def default_profile_path() -> Path:
@@ -986,7 +984,7 @@ def embedded_profile(fingerprint: Fingerprint | None = None) -> Profile:
     """
     fingerprint = fingerprint or host_fingerprint(libraries=False)
     try:
-        chosen = read_defaults(EMBEDDED, fingerprint, "embedded default")
+        chosen = read_defaults(EMBEDDED_DEFAULT, fingerprint, "embedded default")
     except (OSError, ProfileError) as exc:  # a broken install: stay serial
         warnings.warn(f"breakeven: the embedded default profile is unusable ({exc}); "
                       "every call runs serially", ProfileWarning, stacklevel=2)

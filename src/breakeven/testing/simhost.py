@@ -52,7 +52,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from breakeven import _calibrate
+import breakeven._calibrate as _calibrate
 from breakeven._cpu import Topology
 from breakeven._profile import host_fingerprint
 from breakeven._profile.steps import Point, merge, threads_for

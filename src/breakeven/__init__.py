@@ -1,7 +1,8 @@
 """breakeven: decides, on every call, whether parallelism pays off.
 
 Drop-in functions (:func:`sum`, :func:`dot`, :func:`axpy`, :func:`exp`,
-:func:`cumsum`, :func:`histogram`, :func:`nearest`) run a serial or an OpenMP
+:func:`cumsum`, :func:`histogram`, :func:`nearest`: the built-in kernels of
+:data:`KERNELS`) run a serial or an OpenMP
 kernel, with as many threads as pay on this host, according to a profile that
 ``breakeven calibrate`` measures (:func:`load_profile`); :func:`explain` says
 why.  :func:`threads` and :func:`section` control the cores.  Kernels of
@@ -22,16 +23,12 @@ from breakeven._cpu import usable_cpus  # noqa: E402
 from breakeven._info import show_versions  # noqa: E402
 from breakeven._interop.map import map  # noqa: E402
 from breakeven._kernels.api import explain, kernel, register  # noqa: E402
-from breakeven._kernels.dropins import (  # noqa: E402
-    axpy,
-    cumsum,
-    dot,
-    exp,
-    histogram,
-    nearest,
-    sum,
-)
+from breakeven._kernels.elementwise import axpy, exp  # noqa: E402
+from breakeven._kernels.histogram import histogram  # noqa: E402
+from breakeven._kernels.nearest import nearest  # noqa: E402
+from breakeven._kernels.reductions import dot, sum  # noqa: E402
 from breakeven._kernels.registry import KERNELS, Kernel, get_kernel  # noqa: E402
+from breakeven._kernels.scan import cumsum  # noqa: E402
 from breakeven._profile import Profile, ProfileWarning, load_profile  # noqa: E402
 from breakeven._version import __version__  # noqa: E402
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from breakeven._core import engine, tables
 from breakeven._core.decisions import Decision
-from breakeven._kernels import api, dropins, registry
+from breakeven._kernels import api, registry
 from breakeven._text import duration
 
 __all__ = ["map"]
@@ -85,9 +85,10 @@ def _resolve(func):
     """(planner, reference) of a dispatch function: ``planner(*args)`` is
     :func:`breakeven._kernels.api.plan` for it; ``reference`` is what a worker
     process gets: a built-in's name, or the function itself."""
-    if func in dropins.PLANNERS:
-        return functools.partial(api.plan, func), func.__name__
-    if registry.by_call(func) is None:
+    k = registry.by_call(func)
+    if k is not None and k.dropin is func and registry.BUILTINS.get(k.name) is k:
+        return functools.partial(api.plan, func), k.name
+    if k is None:
         raise TypeError(f"func must be a breakeven function (breakeven.sum, ...) "
                         f"or a kernel registered with breakeven.kernel or "
                         f"breakeven.register, got "
@@ -367,7 +368,7 @@ def _apply(func, items: list, threads: int | None, starred: bool):
     """Run a batch in a worker: ``func`` (or the built-in of that name) on
     each item, with at most ``threads`` OpenMP threads per call."""
     if isinstance(func, str):  # a built-in, by name
-        func = getattr(dropins, func)
+        func = registry.BUILTINS[func].dropin
     engine.reset_peak()
     if threads:
         with engine.threads(threads):

@@ -1,8 +1,9 @@
 """The public API around the dispatch core: explain, register, kernel.
 
-The drop-in functions themselves are :mod:`breakeven._kernels.dropins` (C); the
-decision is the core's (:mod:`breakeven._core.engine`).  Here: :func:`explain`,
-which plans a call as the call itself does and asks the core for its
+The drop-in functions themselves are their kernel families' (C, in
+``breakeven._kernels``); the decision is the core's
+(:mod:`breakeven._core.engine`).  Here: :func:`explain`, which plans a
+call as the call itself does and asks the core for its
 decision as a dry run; :func:`register`, which gives a kernel of any
 library a slot; and :func:`kernel`, the decorator that makes a dispatched
 callable from a serial/parallel pair.
@@ -19,7 +20,7 @@ import numpy as np
 
 from breakeven._core import decisions, engine
 from breakeven._core.decisions import Decision
-from breakeven._kernels import dropins, kernelcall, registry
+from breakeven._kernels import kernelcall, registry
 from breakeven._kernels.registry import Kernel
 
 __all__ = ["Plan", "explain", "kernel", "plan", "register"]
@@ -45,14 +46,12 @@ def plan(func, *args, **kwargs) -> Plan | str:
     TypeError
         If ``func`` is not a dispatched function.
     """
-    planner = dropins.PLANNERS.get(func)
-    if planner is not None:
-        code, slot, typenum, work = planner(*args, **kwargs)
-        if slot < 0:
-            return dropins.REASONS[code]
-        reason = dropins.REASONS[code] if code else ""
-        return Plan(registry.by_slot(slot), _dtype(typenum).name, work, reason)
     k = registry.by_call(func)
+    if k is not None and k.plan is not None and func is k.dropin:
+        reason, slot, typenum, work = k.plan(*args, **kwargs)
+        if slot < 0:
+            return reason
+        return Plan(registry.by_slot(slot), _dtype(typenum).name, work, reason)
     if k is None:
         raise TypeError(f"{getattr(func, '__name__', func)!r} is not a breakeven "
                         "function nor a kernel registered with breakeven.register "

@@ -178,3 +178,249 @@ def histogram_parallel(x, Py_ssize_t bins, double lo, double hi,
     cdef int nt = check_threads(n_threads)
     _check_args(bins, lo, hi)
     return _count(_float_vector(x), bins, lo, hi, nt, edges_in_dtype)
+
+
+# ---------------------------------------------------------------------------
+# The drop-in functions: NumPy's signatures, these loops inside.  Each
+# checks, in C, whether its inputs are what the kernel takes: the check
+# gives the call's plan, or a reason (explain() says it in these words) and
+# the call is NumPy's own function, so the result, and any error, is
+# NumPy's.  A call the kernel takes asks the dispatch core for its threads
+# through the public Cython API, as any library's kernel does.
+# ---------------------------------------------------------------------------
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
+from cpython.list cimport PyList_CheckExact
+from cpython.long cimport (
+    PyLong_AsDouble,
+    PyLong_AsLongLongAndOverflow,
+    PyLong_CheckExact,
+)
+from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from libc.math cimport isfinite
+from breakeven cimport dispatch
+from breakeven._kernels.arrays cimport (
+    CallPlan,
+    NOT_FLOAT,
+    PyArray_IsScalar_Floating,
+    PyArray_IsScalar_Integer,
+    aligned,
+    error_set,
+    float_typenum,
+    plan_tuple,
+)
+
+import numpy as np
+
+from breakeven._kernels.registry import (
+    Kernel,
+    KernelModel,
+    first_length,
+    register_builtin,
+    uniform_array,
+)
+
+cnp.import_array()
+if dispatch.import_breakeven() != 0:
+    raise ImportError(f"{__name__}: the dispatch core's C API is missing")
+
+# The kernels' slots in the dispatch core, from their declarations'
+# registration (at the end of this module).
+cdef int K_HISTOGRAM = -1
+
+# A C constant: written as (1 << 40) in a condition, Cython compares
+# through Python ints.
+cdef long long _MAX_BINS = (<long long>1) << 40  # more bins go to NumPy's error
+
+
+# Why a call is not the kernel's (explain() says so in these words).
+cdef const char *R_HIST_BINS = "bins is not a positive integer of at most 2**40"
+cdef const char *R_HIST_DATA_RANGE = "the data's range is not finite"
+cdef const char *R_HIST_NARROW = "the range is too narrow for the dtype"
+cdef const char *R_HIST_OPTIONS = "weights or density given"
+cdef const char *R_HIST_RANGE = (
+    "range is not a pair of finite, increasing numbers the kernel "
+    "takes"
+)
+cdef const char *R_ONE_CHUNK = "one chunk"  # a sentinel: see _plan_histogram
+
+
+cdef int _range_number(object v, int t, double *out) noexcept:
+    """A bound of ``range`` the kernel takes: a Python number, or, with
+    float64 data, a NumPy real scalar (with float32 data it could promote:
+    NumPy's); 0 if taken."""
+    if PyFloat_CheckExact(v):
+        out[0] = PyFloat_AS_DOUBLE(v)
+        return 0
+    if PyLong_CheckExact(v):
+        out[0] = PyLong_AsDouble(v)  # an int too big for a double: NumPy's
+    elif t == cnp.NPY_DOUBLE and (PyArray_IsScalar_Floating(v)
+                                  or PyArray_IsScalar_Integer(v)):
+        try:
+            out[0] = float(v)
+        except Exception:  # a complex-like scalar: NumPy's to judge
+            return 1
+    else:
+        return 1
+    return 1 if error_set() else 0
+
+
+cdef const char *_histogram_check(a, bins, range, density, weights, long long *nbins,
+                                  double *lo, double *hi, bint *in_dtype,
+                                  CallPlan *p) except *:
+    """The kernel's histogram: equal bins over a range it can compute the
+    edges of as NumPy does.  Returns a reason code (or raises what NumPy's
+    min/max of the data raises)."""
+    cdef int t = float_typenum(a)
+    cdef int overflow = 0
+    cdef cnp.ndarray xs
+    cdef float lo32, hi32
+    if weights is not None or not (density is None or density is False):
+        return R_HIST_OPTIONS
+    if t < 0:
+        return NOT_FLOAT
+    xs = <cnp.ndarray>a
+    if PyLong_CheckExact(bins):
+        nbins[0] = PyLong_AsLongLongAndOverflow(bins, &overflow)
+    elif PyArray_IsScalar_Integer(bins):
+        nbins[0] = int(bins)
+    else:
+        return R_HIST_BINS
+    if overflow or not 1 <= nbins[0] <= _MAX_BINS:
+        return R_HIST_BINS
+    in_dtype[0] = False
+    if range is None:
+        if cnp.PyArray_SIZE(xs) == 0:
+            lo[0], hi[0] = 0.0, 1.0
+        else:
+            # NumPy takes them as scalars of the data's dtype, and computes
+            # the edges (and the widening of an empty range) in that dtype.
+            lo[0], hi[0] = float(xs.min()), float(xs.max())
+            if not (isfinite(lo[0]) and isfinite(hi[0])):
+                return R_HIST_DATA_RANGE
+            if lo[0] == hi[0]:
+                if t == cnp.NPY_FLOAT:
+                    lo32, hi32 = <float>lo[0], <float>hi[0]
+                    lo32 = lo32 - <float>0.5
+                    hi32 = hi32 + <float>0.5
+                    lo[0], hi[0] = lo32, hi32
+                else:
+                    lo[0], hi[0] = lo[0] - 0.5, hi[0] + 0.5
+            in_dtype[0] = True
+    else:
+        if PyTuple_CheckExact(range) and PyTuple_GET_SIZE(range) == 2:
+            if (_range_number(<object>PyTuple_GET_ITEM(range, 0), t, lo)
+                    or _range_number(<object>PyTuple_GET_ITEM(range, 1), t, hi)):
+                return R_HIST_RANGE
+        elif PyList_CheckExact(range) and len(range) == 2:
+            if _range_number(range[0], t, lo) or _range_number(range[1], t, hi):
+                return R_HIST_RANGE
+        else:
+            return R_HIST_RANGE
+        if not (isfinite(lo[0]) and isfinite(hi[0])) or lo[0] > hi[0]:
+            return R_HIST_RANGE
+        if lo[0] == hi[0]:
+            lo[0], hi[0] = lo[0] - 0.5, hi[0] + 0.5
+    if not lo[0] < hi[0]:  # the widening was lost to rounding: NumPy's error
+        return R_HIST_NARROW
+    p.kernel, p.typenum, p.work = K_HISTOGRAM, t, cnp.PyArray_SIZE(xs)
+    if p.work <= MIN_CHUNK:
+        return R_ONE_CHUNK
+    return NULL
+
+
+def histogram(a, bins=10, range=None, density=None, weights=None):
+    """Histogram with equal-width bins, as :func:`numpy.histogram`.
+
+    A float32/float64 array with an integer number of bins (no weights, no
+    density) runs the calibrated kernel, with NumPy's edges and bin rule
+    exactly: the counts and edges are NumPy's.  Anything else is
+    ``numpy.histogram``.
+
+    Parameters
+    ----------
+    a : array_like
+    bins : int or sequence or str
+    range : (float, float), optional
+    density : bool, optional
+    weights : array_like, optional
+        As in :func:`numpy.histogram`.
+
+    Returns
+    -------
+    counts : ndarray
+        The number of values in each bin.
+    edges : ndarray
+        The ``bins + 1`` bin edges.
+
+    Raises
+    ------
+    ValueError
+        For a range that is not finite or not increasing, or data whose range
+        is not finite (NumPy's errors).
+
+    See Also
+    --------
+    numpy.histogram
+
+    Examples
+    --------
+    >>> import numpy as np, breakeven
+    >>> counts, edges = breakeven.histogram(np.array([0.1, 0.4, 0.5, 0.9]), 2,
+    ...                                     (0.0, 1.0))
+    >>> counts
+    array([2, 2])
+    >>> edges
+    array([0. , 0.5, 1. ])
+    """
+    cdef CallPlan p
+    cdef dispatch.Call call
+    cdef long long nbins
+    cdef double lo, hi
+    cdef bint in_dtype
+    cdef int nt
+    cdef const char *code = _histogram_check(a, bins, range, density, weights, &nbins,
+                                             &lo, &hi, &in_dtype, &p)
+    if code == R_ONE_CHUNK:
+        # one thread counts it whatever the decision: no cores are taken
+        # for what cannot run in parallel
+        return count(aligned(a), nbins, lo, hi, 1, in_dtype)
+    if code != NULL:
+        return np.histogram(a, bins=bins, range=range, density=density,
+                            weights=weights)
+    nt = dispatch.begin(&call, p.kernel, p.typenum, p.work)
+    try:
+        return count(aligned(a), nbins, lo, hi, nt, in_dtype)
+    finally:
+        dispatch.end(&call)
+
+
+def _plan_histogram(a, bins=10, range=None, density=None, weights=None):
+    cdef CallPlan p
+    cdef long long nbins
+    cdef double lo, hi
+    cdef bint in_dtype
+    cdef const char *reason = _histogram_check(a, bins, range, density, weights,
+                                               &nbins, &lo, &hi, &in_dtype, &p)
+    if reason == R_ONE_CHUNK:  # the kernel, on one thread
+        return (f"at most {MIN_CHUNK} elements: one thread counts them whatever "
+                "the decision"), p.kernel, p.typenum, p.work
+    return plan_tuple(reason, &p)
+
+
+def _sample_histogram(work, dtype, rng):
+    return (uniform_array(work, dtype, rng), 64, -1.0, 1.0)
+
+
+def _histogram_reference(x, bins, lo, hi):
+    return np.histogram(x, bins, (lo, hi))
+
+
+# The declaration: everything else derives from it.
+HISTOGRAM = register_builtin(Kernel(
+    "histogram", histogram_serial, histogram_parallel, _histogram_reference,
+    first_length, _sample_histogram,
+    call=lambda x, bins, lo, hi: histogram(x, bins, (lo, hi)), dropin=histogram,
+    plan=_plan_histogram, model=KernelModel("compute", 1.5, 8, per_thread_us=0.3)))
+K_HISTOGRAM = HISTOGRAM.slot
+# For the docs: the most elements a histogram counts on one thread.
+HIST_MIN_CHUNK = MIN_CHUNK

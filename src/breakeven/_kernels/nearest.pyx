@@ -1,148 +1,193 @@
-"""nearest: index of the nearest centre for each row, by squared distance.
+"""nearest: for each row of X, the nearest row of C (squared Euclidean).
 
-For each chunk of rows of X, ``G = X_chunk @ C.T`` comes from BLAS ``gemm``
-(``scipy.linalg.cython_blas``), called inside the ``prange`` loop, one chunk
-per iteration (the pattern of scikit-learn's k-means); then each row takes
-``argmin_j |c_j|^2 - 2 G[i, j]`` (``|x_i|^2`` is the same for every j), with
-ties to the lowest index; a row whose ``|x_i|^2`` is inf or NaN takes the
-argmin of NumPy's full formula instead, as ``inf - inf`` makes NaNs there.
-The chunk size depends on the shapes only, so every thread count computes
-the same products.
-
-BLAS must run single-threaded inside the parallel loop: the caller caps it
-(threadpoolctl), as the dispatcher does.
+The drop-in, its check and its declaration; the loops, which call SciPy's
+BLAS (gemm), are in :mod:`breakeven._kernels.nearest_blas`, imported at the
+first call that needs them, so that a process that never calls nearest
+does not import SciPy.
 """
+
+
+# ---------------------------------------------------------------------------
+# The drop-in functions: NumPy's signatures, these loops inside.  Each
+# checks, in C, whether its inputs are what the kernel takes: the check
+# gives the call's plan, or a reason (explain() says it in these words) and
+# the call is NumPy's own function, so the result, and any error, is
+# NumPy's.  A call the kernel takes asks the dispatch core for its threads
+# through the public Cython API, as any library's kernel does.
+# ---------------------------------------------------------------------------
+cimport numpy as cnp
+from breakeven cimport dispatch
+from breakeven._kernels.arrays cimport (
+    CallPlan,
+    aligned,
+    float_typenum,
+    plan_tuple,
+)
+
 import numpy as np
 
-from cython cimport floating
-from cython.parallel cimport parallel, prange
-from libc.limits cimport INT_MAX
-from libc.stdint cimport int64_t
-from libc.stdlib cimport free, malloc
-from scipy.linalg.cython_blas cimport dgemm, sgemm
-
-from breakeven._kernels.simd cimport (
-    be_argmin_rows_d,
-    be_argmin_rows_f,
-    be_sqnorm_rows_d,
-    be_sqnorm_rows_f,
+from breakeven._kernels.registry import (
+    Kernel,
+    KernelModel,
+    register_builtin,
 )
-from breakeven._core.openmp cimport check_threads
 
-cdef enum:
-    # A chunk's product (rows x m) is kept near 256 KiB of float64.
-    CHUNK_ELEMS = 32768
-    MIN_ROWS = 8
-    MAX_ROWS = 256
+cnp.import_array()
+if dispatch.import_breakeven() != 0:
+    raise ImportError(f"{__name__}: the dispatch core's C API is missing")
 
+# The kernels' slots in the dispatch core, from their declarations'
+# registration (at the end of this module).
+cdef int K_NEAREST = -1
 
-cdef inline Py_ssize_t _chunk_rows(Py_ssize_t m) noexcept nogil:
-    cdef Py_ssize_t rows = CHUNK_ELEMS // m
-    return MIN_ROWS if rows < MIN_ROWS else (MAX_ROWS if rows > MAX_ROWS else rows)
-
-
-cdef void _chunk(const floating *X, Py_ssize_t rows, const floating *C,
-                 Py_ssize_t m, Py_ssize_t d, const floating *cn, floating *g,
-                 int64_t *out) noexcept nogil:
-    """Nearest centre of ``rows`` rows of X, using the buffer g (rows x m)."""
-    # Row-major G (rows x m) is column-major G.T (m x rows) = C (m x d) @ X.T:
-    # C arrives as column-major C.T (d x m), hence 'T'; X as X.T (d x rows).
-    cdef char transa = b"T"
-    cdef char transb = b"N"
-    cdef int mm = <int>m, nn = <int>rows, kk = <int>d
-    cdef floating alpha = 1.0, beta = 0.0
-    if floating is double:
-        dgemm(&transa, &transb, &mm, &nn, &kk, &alpha, <double *>C, &kk,
-              <double *>X, &kk, &beta, g, &mm)
-        be_argmin_rows_d(g, rows, m, cn, X, d, out)
-    else:
-        sgemm(&transa, &transb, &mm, &nn, &kk, &alpha, <float *>C, &kk,
-              <float *>X, &kk, &beta, g, &mm)
-        be_argmin_rows_f(g, rows, m, cn, X, d, out)
+# A C constant: written as (1 << 31) in a condition, Cython compares through
+# Python ints.
+cdef Py_ssize_t _MAX_CD = (<Py_ssize_t>1) << 31  # C's rows x columns for gemm
 
 
-cdef _check_shapes(Py_ssize_t n, Py_ssize_t d, Py_ssize_t m, Py_ssize_t dc):
-    if d != dc:
-        raise ValueError(
-            f"X and C must have the same number of columns, got {d} and {dc}")
-    if m == 0:
+# Why a call is not the kernel's (explain() says so in these words).
+cdef const char *R_NEAREST_ARRAYS = (
+    "not two C-contiguous 2-D float32/float64 ndarrays of one dtype"
+)
+cdef const char *R_NEAREST_SHAPES = (
+    "shapes do not match (or C has no row, or too many for gemm)"
+)
+
+
+cdef const char *_nearest_check(X, C, CallPlan *p) noexcept:
+    cdef int t = float_typenum(X)
+    cdef cnp.ndarray x, c
+    if (t < 0 or float_typenum(C) != t or cnp.PyArray_NDIM(<cnp.ndarray>X) != 2
+            or cnp.PyArray_NDIM(<cnp.ndarray>C) != 2):
+        return R_NEAREST_ARRAYS
+    x, c = <cnp.ndarray>X, <cnp.ndarray>C
+    if (cnp.PyArray_DIM(x, 1) != cnp.PyArray_DIM(c, 1) or cnp.PyArray_DIM(c, 0) == 0
+            or cnp.PyArray_DIM(c, 0) * cnp.PyArray_DIM(x, 1) >= _MAX_CD):
+        return R_NEAREST_SHAPES
+    p.kernel, p.typenum = K_NEAREST, t
+    p.work = cnp.PyArray_DIM(x, 0) * cnp.PyArray_DIM(c, 0) * cnp.PyArray_DIM(x, 1)
+    return NULL
+
+
+def _nearest_numpy(X, C):
+    X, C = np.asarray(X), np.asarray(C)
+    if X.ndim != 2 or C.ndim != 2:
+        raise ValueError(f"X and C must be 2-D, got {X.ndim}-D and {C.ndim}-D")
+    if X.shape[1] != C.shape[1]:
+        raise ValueError("X and C must have the same number of columns, got "
+                         f"{X.shape[1]} and {C.shape[1]}")
+    if C.shape[0] == 0:
         raise ValueError("C must have at least one row")
-    if m > INT_MAX or d > INT_MAX:
-        raise ValueError("C has too many rows or columns for BLAS (int32)")
+    d = (X * X).sum(axis=1)[:, None] - 2 * (X @ C.T) + (C * C).sum(axis=1)[None, :]
+    return np.argmin(d, axis=1)
 
 
-cdef int _nearest(const floating[:, ::1] X, const floating[:, ::1] C,
-                  int64_t[::1] out, int nt) except -1:
-    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], m = C.shape[0]
-    cdef Py_ssize_t rows = _chunk_rows(m)
-    cdef Py_ssize_t n_chunks = (n + rows - 1) // rows, k, r0
-    cdef floating *cn = <floating *>malloc(m * sizeof(floating))
-    cdef floating *g
-    if cn == NULL:
-        raise MemoryError()
-    if d == 0:
-        # Every distance is 0: the first centre is nearest (as np.argmin says).
-        out[:] = 0
-        free(cn)
-        return 0
-    if floating is double:
-        be_sqnorm_rows_d(&C[0, 0], m, d, cn)
-    else:
-        be_sqnorm_rows_f(&C[0, 0], m, d, cn)
-    if nt > n_chunks:
-        nt = <int>n_chunks
-    if nt <= 1:
-        g = <floating *>malloc(rows * m * sizeof(floating))
-        if g == NULL:
-            free(cn)
-            raise MemoryError()
-        with nogil:
-            for k in range(n_chunks):
-                r0 = k * rows
-                _chunk(&X[r0, 0], min(rows, n - r0), &C[0, 0], m, d, cn, g, &out[r0])
-        free(g)
-    else:
-        with nogil, parallel(num_threads=nt):
-            # One product buffer per thread, for the whole region.
-            g = <floating *>malloc(rows * m * sizeof(floating))
-            for k in prange(n_chunks, schedule="static"):
-                r0 = k * rows
-                if g != NULL:
-                    _chunk(&X[r0, 0], min(rows, n - r0), &C[0, 0], m, d, cn, g,
-                           &out[r0])
-                else:
-                    out[r0] = -1
-            free(g)
-        if np.asarray(out).min() < 0:
-            free(cn)
-            raise MemoryError()
-    free(cn)
-    return 0
+def nearest(X, C):
+    """For each row of ``X``, the index of the nearest row of ``C``.
+
+    Nearest by squared Euclidean distance, ties to the lowest index: the
+    result of ``argmin(|x|^2 - 2 X C^T + |c|^2, axis=1)`` without the
+    ``n x m`` temporary.  C-contiguous 2-D float arrays of one dtype run the
+    calibrated kernel (BLAS ``gemm`` on row chunks, BLAS capped to one thread
+    while the kernel runs in parallel); anything else is that NumPy formula.
+
+    Parameters
+    ----------
+    X : array_like, shape (n, d)
+    C : array_like, shape (m, d), m >= 1
+
+    Returns
+    -------
+    ndarray of intp, shape (n,)
+
+    Raises
+    ------
+    ValueError
+        If X or C is not 2-D, their columns differ, or C has no row.
+
+    See Also
+    --------
+    section : Holds BLAS at one thread once for a loop of calls.
+
+    Examples
+    --------
+    >>> import numpy as np, breakeven
+    >>> X = np.array([[0.0, 0.0], [5.0, 5.0]])
+    >>> C = np.array([[4.0, 4.0], [1.0, 0.0]])
+    >>> breakeven.nearest(X, C)
+    array([1, 0])
+    """
+    cdef CallPlan p
+    cdef dispatch.Call call
+    cdef int nt
+    if _nearest_check(X, C, &p) != NULL:
+        return _nearest_numpy(X, C)
+    X, C = aligned(X), aligned(C)
+    kernels = _nearest_kernels()
+    nt = dispatch.begin(&call, p.kernel, p.typenum, p.work)
+    try:
+        if nt <= 1:
+            return kernels.nearest_serial(X, C)
+        return kernels.nearest_parallel(X, C, nt)
+    finally:
+        dispatch.end(&call)
 
 
-def _prepare(X, C):
-    n, d = X.shape[0], X.shape[1]
-    _check_shapes(n, d, C.shape[0], C.shape[1])
-    return np.empty(n, dtype=np.int64)
+cdef object _nearest_module = None
 
 
-def nearest_serial(const floating[:, ::1] X, const floating[:, ::1] C):
-    """For each row of X (n, d), the index of the nearest row of C (m, d)
-    in squared Euclidean distance, ties to the lowest index; on one thread."""
-    out = _prepare(X, C)
-    cdef int64_t[::1] outv = out
-    if X.shape[0]:
-        _nearest(X, C, outv, 1)
-    return out
+cdef object _nearest_kernels():
+    """breakeven._kernels.nearest_blas, imported at the first call: it loads SciPy (for
+    its BLAS), which a process that never calls nearest need not import."""
+    global _nearest_module
+    if _nearest_module is None:
+        import breakeven._kernels.nearest_blas as module
+        _nearest_module = module
+    return _nearest_module
 
 
-def nearest_parallel(const floating[:, ::1] X, const floating[:, ::1] C,
-                     Py_ssize_t n_threads):
-    """:func:`nearest_serial` with up to ``n_threads`` threads (BLAS capped to
-    one thread by the caller)."""
-    cdef int nt = check_threads(n_threads)
-    out = _prepare(X, C)
-    cdef int64_t[::1] outv = out
-    if X.shape[0]:
-        _nearest(X, C, outv, nt)
-    return out
+def _plan_nearest(X, C):
+    cdef CallPlan p
+    return plan_tuple(_nearest_check(X, C, &p), &p)
+
+
+def nearest_serial(X, C):
+    """The serial loops (:mod:`breakeven._kernels.nearest_blas`)."""
+    return _nearest_kernels().nearest_serial(X, C)
+
+
+def nearest_parallel(X, C, n_threads):
+    """The parallel loops (:mod:`breakeven._kernels.nearest_blas`)."""
+    return _nearest_kernels().nearest_parallel(X, C, n_threads)
+
+
+# Samples have this many centres and features; work = n * m * d.
+NEAREST_M = 32
+NEAREST_D = 16
+
+
+def _sample_nearest(work, dtype, rng):
+    n = max(1, int(work) // (NEAREST_M * NEAREST_D))
+    X = rng.standard_normal((n, NEAREST_D)).astype(dtype)
+    C = rng.standard_normal((NEAREST_M, NEAREST_D)).astype(dtype)
+    return (X, C)
+
+
+def _nearest_work(X, C):
+    return int(X.shape[0]) * int(C.shape[0]) * int(X.shape[1])
+
+
+def _nearest_reference(X, C):
+    """The NumPy formulation: argmin(|x|^2 - 2 X C^T + |c|^2)."""
+    d = (X * X).sum(axis=1)[:, None] - 2 * (X @ C.T) + (C * C).sum(axis=1)[None, :]
+    return np.argmin(d, axis=1)
+
+
+# The declaration: everything else derives from it.
+NEAREST = register_builtin(Kernel(
+    "nearest", nearest_serial, nearest_parallel, _nearest_reference, _nearest_work,
+    _sample_nearest, uses_blas=True, call=nearest, dropin=nearest,
+    plan=_plan_nearest,
+    model=KernelModel("blas", 0.02, 0.05, call_us=3.0, per_thread_us=1.5,
+                      parallel_us=1.0)))
+K_NEAREST = NEAREST.slot

@@ -5,14 +5,15 @@ function, timed at forced thread counts), how big a call is (``work``, the
 measure thresholds are expressed in), how to make inputs of a given work
 (``sample``), and, where it has them, its serial and parallel variants and
 what NumPy computes the same thing with.  Registering a kernel gives it a
-slot in the dispatch core (:mod:`breakeven._core.engine`); the seven built-ins are
-simply the first registered.
+slot in the dispatch core (:mod:`breakeven._core.engine`).  breakeven's own
+kernels are declared by their family modules (``breakeven._kernels``,
+listed once in meson.build), each kernel once, and are simply the first
+registered; this module imports none of them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,13 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from breakeven._core import engine
-from breakeven._kernels import dropins, elementwise, reductions, scan
-from breakeven._kernels import histogram as histogram_kernels
 from breakeven._profile import EMBEDDED_DEFAULT, KERNEL_NAME
 
 __all__ = ["Kernel", "KERNELS", "get_kernel", "register"]
 
-DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+# The dtypes a kernel takes unless it says otherwise (and calibration measures).
+FLOAT_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,14 @@ class Kernel:
         A profile file the kernel's library ships, with the kernel's tables
         on the library's reference hosts: used on a host that has not
         calibrated the kernel, from the entry of a similar host.
+    dropin : callable or None
+        The function users call (a built-in's drop-in), if not ``call``.
+    plan : callable or None
+        ``plan(*args, **kwargs) -> (reason, slot, type number, work)``: how
+        the drop-in would run these arguments, by the same check it runs
+        (``slot`` -1: NumPy computes the call, for ``reason``).
+    model : KernelModel or None
+        The kernel as the simulated many-core host sees it.
 
     See Also
     --------
@@ -94,98 +102,66 @@ class Kernel:
     work: Callable[..., int]
     sample: Callable[..., tuple]
     uses_blas: bool = False
-    dtypes: tuple = DTYPES
+    dtypes: tuple = FLOAT_DTYPES
     call: Callable | None = None
     slot: int = -1
     defaults: os.PathLike | object | None = None
+    dropin: Callable | None = None
+    plan: Callable | None = None
+    model: KernelModel | None = None
 
 
-def _vec(work, dtype, rng, lo=-1.0, hi=1.0):
+def uniform_array(work, dtype, rng, lo=-1.0, hi=1.0) -> np.ndarray:
+    """A sample's array: ``work`` uniform values in [lo, hi) of ``dtype``."""
     return rng.uniform(lo, hi, size=max(1, int(work))).astype(dtype)
 
 
-def _len_work(x, *rest):
+def first_length(x, *rest) -> int:
+    """A kernel's work as the length of its first argument."""
     return int(np.shape(x)[0])
 
 
-def _sample_sum(work, dtype, rng):
-    return (_vec(work, dtype, rng),)
+@dataclass(frozen=True)
+class KernelModel:
+    """What a kernel's call costs, per element of work on one core: how the
+    simulated many-core host (:class:`breakeven.testing.SimulatedHost`)
+    sees the kernel.
 
+    Parameters
+    ----------
+    kind : {"memory", "compute", "blas"}
+        The class it stands for in reports.
+    ns : float
+        Compute nanoseconds per element (float64; float32 takes ``f32`` of it).
+    bytes : float
+        Bytes moved per element (float64; float32 half).
+    call_us : float
+        The fixed cost of any call (argument checks, allocations).
+    per_thread_us : float
+        Serial cost per thread of a parallel call (merging private results).
+    parallel_us : float
+        Fixed extra cost of a parallel call (BLAS capped and restored).
+    passes : float
+        How many times the parallel variant goes over the data (a two-pass
+        scan: 2).
+    f32 : float
+        float32's share of float64's compute time.
+    """
 
-def _sample_dot(work, dtype, rng):
-    return (_vec(work, dtype, rng), _vec(work, dtype, rng))
+    kind: str
+    ns: float
+    bytes: float
+    call_us: float = 0.4
+    per_thread_us: float = 0.0
+    parallel_us: float = 0.0
+    passes: float = 1.0
+    f32: float = 0.6
 
-
-def _sample_axpy(work, dtype, rng):
-    return (0.5, _vec(work, dtype, rng), _vec(work, dtype, rng))
-
-
-def _sample_exp(work, dtype, rng):
-    x = _vec(work, dtype, rng, -10.0, 10.0)
-    return (x, np.empty_like(x))
-
-
-def _sample_cumsum(work, dtype, rng):
-    x = _vec(work, dtype, rng)
-    return (x, np.empty_like(x))
-
-
-def _sample_histogram(work, dtype, rng):
-    return (_vec(work, dtype, rng), 64, -1.0, 1.0)
-
-
-# nearest: samples have this many centres and features; work = n * m * d.
-NEAREST_M = 32
-NEAREST_D = 16
-
-
-class _Later:
-    """A kernel variant of a module imported at its first call (nearest's:
-    its module loads SciPy, for SciPy's BLAS)."""
-
-    def __init__(self, module: str, name: str):
-        self.module, self.name, self.function = module, name, None
-
-    def __call__(self, *args):
-        if self.function is None:
-            self.function = getattr(importlib.import_module(self.module), self.name)
-        return self.function(*args)
-
-    def __repr__(self) -> str:
-        return f"<{self.module}.{self.name}>"
-
-
-def _sample_nearest(work, dtype, rng):
-    n = max(1, int(work) // (NEAREST_M * NEAREST_D))
-    X = rng.standard_normal((n, NEAREST_D)).astype(dtype)
-    C = rng.standard_normal((NEAREST_M, NEAREST_D)).astype(dtype)
-    return (X, C)
-
-
-def _nearest_work(X, C):
-    return int(X.shape[0]) * int(C.shape[0]) * int(X.shape[1])
-
-
-def _nearest_reference(X, C):
-    """The NumPy formulation: argmin(|x|^2 - 2 X C^T + |c|^2)."""
-    d = (X * X).sum(axis=1)[:, None] - 2 * (X @ C.T) + (C * C).sum(axis=1)[None, :]
-    return np.argmin(d, axis=1)
-
-
-def _axpy_reference(a, x, y):
-    y += a * x
-
-
-def _exp_reference(x, out):
-    np.exp(x, out=out)
-
-
-def _cumsum_reference(x, out):
-    np.cumsum(x, out=out)
-
-
-def _histogram_reference(x, bins, lo, hi):
-    return np.histogram(x, bins, (lo, hi))
+    def per_element(self, dtype) -> tuple[float, float]:
+        """``(ns, bytes)`` per element for ``dtype``."""
+        if np.dtype(dtype).itemsize <= 4:
+            return self.ns * self.f32, self.bytes / 2
+        return self.ns, self.bytes
 
 
 KERNELS: dict[str, Kernel] = {}
@@ -217,9 +193,9 @@ def by_slot(slot: int) -> Kernel | None:
 def by_call(func) -> Kernel | None:
     """The registered kernel whose dispatched function is ``func``."""
     k = getattr(func, "kernel", None)
-    if isinstance(k, Kernel) and k.call is func:
+    if isinstance(k, Kernel) and func in (k.call, k.dropin):
         return k
-    return next((k for k in KERNELS.values() if k.call is func), None)
+    return next((k for k in KERNELS.values() if func in (k.call, k.dropin)), None)
 
 
 def get_kernel(name: str) -> Kernel:
@@ -228,9 +204,8 @@ def get_kernel(name: str) -> Kernel:
     Parameters
     ----------
     name : str
-        A built-in kernel (``"sum"``, ``"dot"``, ``"axpy"``, ``"exp"``,
-        ``"cumsum"``, ``"histogram"``, ``"nearest"``) or one registered with
-        :func:`breakeven.kernel`.
+        A built-in kernel (the keys of :data:`breakeven.KERNELS` at import)
+        or one registered with :func:`breakeven.kernel`.
 
     Returns
     -------
@@ -261,31 +236,14 @@ def get_kernel(name: str) -> Kernel:
         raise KeyError(f"no kernel named {name!r}; known kernels: {known}") from None
 
 
-_BUILTINS = tuple(dataclasses.replace(k, defaults=EMBEDDED_DEFAULT) for k in (
-    Kernel("sum", reductions.sum_serial, reductions.sum_parallel, np.sum,
-           _len_work, _sample_sum, call=lambda x: dropins.sum(x)),
-    Kernel("dot", reductions.dot_serial, reductions.dot_parallel, np.dot,
-           _len_work, _sample_dot, call=lambda x, y: dropins.dot(x, y)),
-    Kernel("axpy", elementwise.axpy_serial, elementwise.axpy_parallel,
-           _axpy_reference, lambda a, x, y: int(np.shape(x)[0]), _sample_axpy,
-           call=lambda a, x, y: dropins.axpy(a, x, y)),
-    Kernel("exp", elementwise.exp_serial, elementwise.exp_parallel,
-           _exp_reference, _len_work, _sample_exp,
-           call=lambda x, out: dropins.exp(x, out)),
-    Kernel("cumsum", scan.cumsum_serial, scan.cumsum_parallel,
-           _cumsum_reference, _len_work, _sample_cumsum,
-           call=lambda x, out: dropins.cumsum(x, out=out)),
-    Kernel("histogram", histogram_kernels.histogram_serial,
-           histogram_kernels.histogram_parallel,
-           _histogram_reference, _len_work, _sample_histogram,
-           call=lambda x, bins, lo, hi: dropins.histogram(x, bins, (lo, hi))),
-    Kernel("nearest", _Later("breakeven._kernels.nearest", "nearest_serial"),
-           _Later("breakeven._kernels.nearest", "nearest_parallel"),
-           _nearest_reference, _nearest_work, _sample_nearest, uses_blas=True,
-           call=lambda X, C: dropins.nearest(X, C)),
-))
-for _k in _BUILTINS:
-    register(_k)
-del _k
-# The built-ins as registered at import (a user kernel may take a name over).
-BUILTINS: dict[str, Kernel] = dict(KERNELS)
+# The built-ins, in the order their families registered them (the families
+# are breakeven._kernels' modules, listed once, in meson.build).
+BUILTINS: dict[str, Kernel] = {}
+
+
+def register_builtin(kernel: Kernel) -> Kernel:
+    """Register one of breakeven's own kernels (its family module declares
+    it): with the embedded default profile as its defaults."""
+    kernel = register(dataclasses.replace(kernel, defaults=EMBEDDED_DEFAULT))
+    BUILTINS[kernel.name] = kernel
+    return kernel

@@ -166,3 +166,173 @@ cdef int cumsum_parallel_d(const double *x, double *out, Py_ssize_t n,
 cdef int cumsum_parallel_f(const float *x, float *out, Py_ssize_t n,
                            int nt) except -1:
     return _cumsum_dispatch(x, out, n, nt)
+
+
+# ---------------------------------------------------------------------------
+# The drop-in functions: NumPy's signatures, these loops inside.  Each
+# checks, in C, whether its inputs are what the kernel takes: the check
+# gives the call's plan, or a reason (explain() says it in these words) and
+# the call is NumPy's own function, so the result, and any error, is
+# NumPy's.  A call the kernel takes asks the dispatch core for its threads
+# through the public Cython API, as any library's kernel does.
+# ---------------------------------------------------------------------------
+cimport numpy as cnp
+from breakeven cimport dispatch
+from breakeven._kernels.arrays cimport (
+    CallPlan,
+    NOGIL_MIN,
+    NOT_FLOAT,
+    aligned,
+    disjoint_or_same,
+    float_typenum,
+    plan_tuple,
+)
+
+import numpy as np
+
+from breakeven._kernels.registry import (
+    Kernel,
+    KernelModel,
+    first_length,
+    register_builtin,
+    uniform_array,
+)
+
+cnp.import_array()
+if dispatch.import_breakeven() != 0:
+    raise ImportError(f"{__name__}: the dispatch core's C API is missing")
+
+# The kernels' slots in the dispatch core, from their declarations'
+# registration (at the end of this module).
+cdef int K_CUMSUM = -1
+
+
+# Why a call is not the kernel's (explain() says so in these words).
+cdef const char *R_CUMSUM_AXIS = "an axis of a multi-dimensional array, or not an int"
+cdef const char *R_CUMSUM_DTYPE = "dtype given"
+cdef const char *R_CUMSUM_OUT = (
+    "out is not a contiguous writeable 1-D array of the right size"
+)
+
+
+cdef const char *_cumsum_check(a, axis, dtype, out, CallPlan *p) noexcept:
+    cdef int t = float_typenum(a)
+    cdef cnp.ndarray xs
+    cdef cnp.npy_intp n
+    if t < 0:
+        return NOT_FLOAT
+    if dtype is not None:
+        return R_CUMSUM_DTYPE
+    xs = <cnp.ndarray>a
+    n = cnp.PyArray_SIZE(xs)
+    # exactly an int: NumPy refuses 0.0 and False, and an array's == is no test
+    if not (axis is None or (cnp.PyArray_NDIM(xs) == 1 and type(axis) is int
+                             and (axis == 0 or axis == -1))):
+        return R_CUMSUM_AXIS
+    if not (out is None or (
+            cnp.PyArray_CheckExact(out) and cnp.PyArray_NDIM(<cnp.ndarray>out) == 1
+            and cnp.PyArray_SIZE(<cnp.ndarray>out) == n
+            and cnp.PyArray_TYPE(<cnp.ndarray>out) == t
+            and cnp.PyArray_ISCARRAY(<cnp.ndarray>out)
+            and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>out)
+            and disjoint_or_same(<cnp.ndarray>out, xs))):
+        return R_CUMSUM_OUT
+    p.kernel, p.typenum, p.work = K_CUMSUM, t, n
+    return NULL
+
+
+cdef inline void _cumsum_serial_of_type(int t, void *x, void *out,
+                                        Py_ssize_t n) noexcept nogil:
+    if t == cnp.NPY_DOUBLE:
+        cumsum_serial_d(<const double *>x, <double *>out, n)
+    else:
+        cumsum_serial_f(<const float *>x, <float *>out, n)
+
+
+def cumsum(a, axis=None, dtype=None, out=None):
+    """Cumulative sum, as :func:`numpy.cumsum`.
+
+    A contiguous float32/float64 array (flattened, or 1-D along its axis)
+    runs the calibrated blocked scan: the same result for every thread
+    count, and more accurate than NumPy's running sum (within a pairwise
+    error bound of the exact sums).  Anything else is ``numpy.cumsum``.
+
+    Parameters
+    ----------
+    a : array_like
+    axis, dtype, out
+        As in :func:`numpy.cumsum`.
+
+    Returns
+    -------
+    ndarray
+        The running sums (``out`` if given).
+
+    Raises
+    ------
+    numpy.exceptions.AxisError
+        For an axis the array does not have (NumPy's error).
+
+    See Also
+    --------
+    numpy.cumsum
+    sum : The total, with the same summation order within blocks.
+
+    Examples
+    --------
+    >>> import numpy as np, breakeven
+    >>> breakeven.cumsum(np.array([1.0, 2.0, 3.0]))
+    array([1., 3., 6.])
+    """
+    cdef CallPlan p
+    cdef dispatch.Call call
+    cdef cnp.ndarray res
+    cdef cnp.npy_intp n
+    cdef int nt
+    cdef void *px
+    cdef void *po
+    if _cumsum_check(a, axis, dtype, out, &p) != NULL:
+        return np.cumsum(a, axis=axis, dtype=dtype, out=out)
+    n = p.work
+    res = (cnp.PyArray_EMPTY(1, &n, p.typenum, 0) if out is None
+           else <cnp.ndarray>out)
+    px, po = cnp.PyArray_DATA(aligned(a)), cnp.PyArray_DATA(res)
+    nt = dispatch.begin(&call, p.kernel, p.typenum, p.work)
+    if nt <= 1:
+        if p.work < NOGIL_MIN:
+            _cumsum_serial_of_type(p.typenum, px, po, p.work)
+        else:
+            with nogil:
+                _cumsum_serial_of_type(p.typenum, px, po, p.work)
+        dispatch.end(&call)
+        return res
+    try:
+        if p.typenum == cnp.NPY_DOUBLE:
+            cumsum_parallel_d(<const double *>px, <double *>po, p.work, nt)
+        else:
+            cumsum_parallel_f(<const float *>px, <float *>po, p.work, nt)
+    finally:
+        dispatch.end(&call)
+    return res
+
+
+def _plan_cumsum(a, axis=None, dtype=None, out=None):
+    cdef CallPlan p
+    return plan_tuple(_cumsum_check(a, axis, dtype, out, &p), &p)
+
+
+def _sample_cumsum(work, dtype, rng):
+    x = uniform_array(work, dtype, rng)
+    return (x, np.empty_like(x))
+
+
+def _cumsum_reference(x, out):
+    np.cumsum(x, out=out)
+
+
+# The declaration: everything else derives from it.
+CUMSUM = register_builtin(Kernel(
+    "cumsum", cumsum_serial, cumsum_parallel, _cumsum_reference, first_length,
+    _sample_cumsum, call=lambda x, out: cumsum(x, out=out), dropin=cumsum,
+    plan=_plan_cumsum, model=KernelModel("memory", 0.4, 16, passes=2)))
+K_CUMSUM = CUMSUM.slot

@@ -54,6 +54,7 @@ import numpy as np
 
 import breakeven._calibrate as _calibrate
 from breakeven._cpu import Topology
+from breakeven._kernels.registry import BUILTINS, KernelModel
 from breakeven._profile import host_fingerprint
 from breakeven._profile.steps import Point, merge, threads_for
 
@@ -62,59 +63,10 @@ __all__ = ["HOSTS", "KERNEL_MODELS", "KernelModel", "SimulatedHost", "Simulation
            "table_rule"]
 
 
-@dataclass(frozen=True)
-class KernelModel:
-    """What a kernel's call costs, per element of work on one core.
-
-    Parameters
-    ----------
-    kind : {"memory", "compute", "blas"}
-        The class it stands for in reports.
-    ns : float
-        Compute nanoseconds per element (float64; float32 takes ``f32`` of it).
-    bytes : float
-        Bytes moved per element (float64; float32 half).
-    call_us : float
-        The fixed cost of any call (argument checks, allocations).
-    per_thread_us : float
-        Serial cost per thread of a parallel call (merging private results).
-    parallel_us : float
-        Fixed extra cost of a parallel call (BLAS capped and restored).
-    passes : float
-        How many times the parallel variant goes over the data (a two-pass
-        scan: 2).
-    f32 : float
-        float32's share of float64's compute time.
-    """
-
-    kind: str
-    ns: float
-    bytes: float
-    call_us: float = 0.4
-    per_thread_us: float = 0.0
-    parallel_us: float = 0.0
-    passes: float = 1.0
-    f32: float = 0.6
-
-    def per_element(self, dtype) -> tuple[float, float]:
-        """``(ns, bytes)`` per element for ``dtype``."""
-        if np.dtype(dtype).itemsize <= 4:
-            return self.ns * self.f32, self.bytes / 2
-        return self.ns, self.bytes
-
-
-# The built-ins, as the model sees them (orders of magnitude of their serial
-# rates on a current x86 core).
+# The built-ins, as the model sees them: each kernel's declaration holds its
+# model (orders of magnitude of its serial rates on a current x86 core).
 KERNEL_MODELS: dict[str, KernelModel] = {
-    "sum": KernelModel("memory", 0.1, 8, per_thread_us=0.02),
-    "dot": KernelModel("memory", 0.12, 16, per_thread_us=0.02),
-    "axpy": KernelModel("memory", 0.12, 24),
-    "exp": KernelModel("compute", 1.2, 16),
-    "cumsum": KernelModel("memory", 0.4, 16, passes=2),
-    "histogram": KernelModel("compute", 1.5, 8, per_thread_us=0.3),
-    "nearest": KernelModel("blas", 0.02, 0.05, call_us=3.0, per_thread_us=1.5,
-                           parallel_us=1.0),
-}
+    name: k.model for name, k in BUILTINS.items() if k.model is not None}
 
 
 class _Place(NamedTuple):

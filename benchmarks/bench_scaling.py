@@ -31,6 +31,7 @@ from breakeven import testing
 from breakeven._calibrate import thread_candidates
 from breakeven._calibrate.timing import time_interleaved
 from breakeven._cpu import topology
+from breakeven._kernels.registry import BUILTINS
 from breakeven._profile.steps import threads_for
 
 
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
              f"{repeats} per count", ""]
     curves: dict[str, dict[int, dict[int, float]]] = {}
     regrets = []
-    for name in ("sum", "dot", "axpy", "exp", "cumsum", "histogram", "nearest"):
+    for name in BUILTINS:
         k = be.get_kernel(name)
         steps = prof.steps(name, "float64", "hot") if name in prof.tables else ((0, 1),)
         lines += [f"## {name}", "",

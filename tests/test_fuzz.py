@@ -47,6 +47,7 @@ from hypothesis import strategies as st
 
 import breakeven as be
 from breakeven import testing
+from breakeven._kernels.registry import BUILTINS
 from breakeven._profile import Profile, host_fingerprint
 
 CPUS = be.usable_cpus()
@@ -74,7 +75,7 @@ def record_examples():
 def profile_with(threshold: int, cold: int) -> Profile:
     t = max(2, CPUS)
     p = Profile(host_fingerprint(), {}, "now", 10_000.0, "fuzz profile")
-    for k in ("sum", "dot", "axpy", "exp", "cumsum", "histogram", "nearest"):
+    for k in BUILTINS:
         for d in ("float64", "float32"):
             p.set_table(k, d, ((0, 1), (threshold, t)), ((0, 1), (cold, t)))
     return p

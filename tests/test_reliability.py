@@ -27,6 +27,7 @@ from helpers import thread_control
 
 import breakeven as be
 from breakeven import _profile, testing
+from breakeven._kernels.registry import BUILTINS
 from breakeven._profile import FORMAT_VERSION, Profile, ProfileWarning, host_fingerprint
 
 CPUS = be.usable_cpus()
@@ -46,7 +47,7 @@ def log(item: str, count: int, **extra) -> None:
             f.write(json.dumps({"item": item, "count": count, **extra}) + "\n")
 
 
-KERNEL_NAMES = ("sum", "dot", "axpy", "exp", "cumsum", "histogram", "nearest")
+KERNEL_NAMES = tuple(BUILTINS)
 
 
 def profile_with(threshold: int, cold: int | None = None,

@@ -33,7 +33,8 @@ from breakeven._profile import forget_warnings as _forget_warnings
 __all__ = ["HOSTS", "KERNEL_MODELS", "Budget", "CallLog", "KernelModel",
            "SimulatedHost", "Simulation", "TORCH_GRAIN", "backoff_state",
            "blas_functions", "budget", "clock_scale", "fixed_rules", "forget_warnings",
-           "hammer", "idle", "make_probe_due", "profile", "regret", "reset",
+           "hammer", "idle", "kernel_models", "make_probe_due", "profile", "regret",
+           "reset",
            "reset_peak", "run_callers", "simulated_clock", "simulated_cpus",
            "table_rule", "thread_controls"]
 
@@ -209,6 +210,7 @@ from breakeven.testing.simhost import (  # noqa: E402
     SimulatedHost,
     Simulation,
     fixed_rules,
+    kernel_models,
     regret,
     run_callers,
     table_rule,

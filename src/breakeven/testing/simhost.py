@@ -54,19 +54,25 @@ import numpy as np
 
 import breakeven._calibrate as _calibrate
 from breakeven._cpu import Topology
-from breakeven._kernels.registry import BUILTINS, KernelModel
+from breakeven._kernels.registry import BUILTINS, KERNELS, KernelModel
 from breakeven._profile import host_fingerprint
 from breakeven._profile.steps import Point, merge, threads_for
 
 __all__ = ["HOSTS", "KERNEL_MODELS", "KernelModel", "SimulatedHost", "Simulation",
-           "CallLog", "TORCH_GRAIN", "fixed_rules", "regret", "run_callers",
-           "table_rule"]
+           "CallLog", "TORCH_GRAIN", "fixed_rules", "kernel_models", "regret",
+           "run_callers", "table_rule"]
 
 
-# The built-ins, as the model sees them: each kernel's declaration holds its
-# model (orders of magnitude of its serial rates on a current x86 core).
-KERNEL_MODELS: dict[str, KernelModel] = {
-    name: k.model for name, k in BUILTINS.items() if k.model is not None}
+def kernel_models(kernels=None) -> dict[str, KernelModel]:
+    """The registered kernels (default: every one) that declare a model, as
+    the simulation sees them: each kernel's declaration holds its model
+    (orders of magnitude of its serial rates on a current x86 core)."""
+    kernels = KERNELS.values() if kernels is None else kernels
+    return {k.name: k.model for k in kernels if k.model is not None}
+
+
+# The built-ins, as the model sees them.
+KERNEL_MODELS: dict[str, KernelModel] = kernel_models(BUILTINS.values())
 
 
 class _Place(NamedTuple):
@@ -222,7 +228,8 @@ class Simulation:
     ----------
     host : SimulatedHost
     models : dict of str to KernelModel, optional
-        By kernel name; default :data:`KERNEL_MODELS`.
+        By kernel name; default every registered kernel's declared model
+        (:func:`kernel_models`).
     seed : int
         Of the noise.
     """
@@ -230,7 +237,7 @@ class Simulation:
     def __init__(self, host: SimulatedHost,
                  models: dict[str, KernelModel] | None = None, seed: int = 0):
         self.host = host
-        self.models = dict(KERNEL_MODELS if models is None else models)
+        self.models = dict(kernel_models() if models is None else models)
         self.rng = np.random.default_rng(seed)
         self.now = 0.0
         self.points = 0

@@ -32,9 +32,9 @@ def build() -> str:
         raise SystemExit("no reference host recorded under calibration/hosts/")
     profiles, lines = [], []
     for src in sources:
-        hosts = _profile._parse(src.read_text(), src)
+        hosts = _profile.parse_hosts(src.read_text(), src)
         for key, data in sorted(hosts.items()):
-            p = _profile._host_from_dict(key, data, f"{src}: hosts.{key}")
+            p = _profile.host_from_entry(key, data, f"{src}: hosts.{key}")
             # the lone-call tables as dispatch reads them, one per idle time
             # (a record made before calibration stored them: derived from
             # its times and wake-up costs, as calibration derives them)

@@ -21,7 +21,9 @@ from breakeven._profile import (
     Profile,
     ProfileWarning,
     embedded_profile,
+    fingerprint,
     load_profile,
+    model,
 )
 
 HERE = Fingerprint("Test CPU", 2, "libgomp", "default", "openblas test", "0.1.0")
@@ -188,7 +190,7 @@ def test_concurrent_writers_leave_one_valid_file_with_both_hosts(tmp_path):
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    hosts = _profile._parse(path.read_text(), path)
+    hosts = model.parse_hosts(path.read_text(), path)
     assert len(hosts) == 2
     for cpu in ("CPU A", "CPU B"):
         fp = Fingerprint(cpu, 2, "libgomp", "default", "openblas", "0.1.0")
@@ -201,7 +203,7 @@ def test_embedded_default_is_valid_and_traceable():
     assert p.source.startswith("embedded default")
     data = Path(be.__file__).parent / "data"
     text = (data / "default_profile.toml").read_text()
-    hosts = _profile._parse(text, "embedded")
+    hosts = model.parse_hosts(text, "embedded")
     assert hosts, "the embedded default holds no reference host"
     for k in BUILTINS:  # every built-in has its default
         assert k in p.tables
@@ -378,7 +380,7 @@ def test_a_profile_of_the_previous_format_is_read_with_one_message(tmp_path):
     fp = {"cpu": here.cpu, "usable_cpus": here.usable_cpus, "openmp": here.openmp,
           "wait_policy": here.wait_policy, "blas": "openblas 0.3.0",
           "breakeven": "0.0.1"}
-    text = FORMAT_1.format(key=_profile._legacy_key(fp), cpu=here.cpu,
+    text = FORMAT_1.format(key=fingerprint.legacy_key(fp), cpu=here.cpu,
                            cpus=here.usable_cpus, openmp=here.openmp,
                            wait=here.wait_policy)
     path = tmp_path / "profile.toml"
@@ -400,6 +402,6 @@ def test_a_profile_of_the_previous_format_is_read_with_one_message(tmp_path):
     assert again.threshold("sum", "float64") == 4242
     assert again.threshold("dot", "float64") == 777
     # a format-1 key that does not match its fingerprint is still refused
-    path.write_text(text.replace(_profile._legacy_key(fp), "0123456789abcdef"))
+    path.write_text(text.replace(fingerprint.legacy_key(fp), "0123456789abcdef"))
     with pytest.warns(ProfileWarning, match="key does not match"):
         assert load_profile(path).source == "embedded default"

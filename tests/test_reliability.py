@@ -451,7 +451,7 @@ def test_calibration_while_others_dispatch(private_profile):
     def reader():
         try:
             while not done.is_set():
-                hosts = _profile._parse(path.read_text(), path)
+                hosts = _profile.parse_hosts(path.read_text(), path)
                 tables = hosts[KEY]["kernels"]["sum"]["float64"]
                 assert tables["hot"] and tables["cold"]
                 reads["n"] += 1
@@ -650,7 +650,7 @@ def calibrate_command(path: Path) -> list[str]:
 
 def whole_profile(path: Path) -> dict:
     """The file parses and holds this host's complete table for sum."""
-    hosts = _profile._parse(path.read_text(), path)
+    hosts = _profile.parse_hosts(path.read_text(), path)
     tables = hosts[KEY]["kernels"]["sum"]
     assert set(tables) == {"float64", "float32"}
     for states in tables.values():

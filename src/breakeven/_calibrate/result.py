@@ -23,7 +23,8 @@ __all__ = ["Calibration", "load_record", "points_from_record", "record",
 class Calibration(Profile):
     """A profile just calibrated, and what the run measured.
 
-    The run's report is not stored in the profile file (the points go to
+    What the run measured is this record's, not :class:`Profile`'s, and is
+    not stored in the profile file (the points go to
     its sidecar record, :func:`save_record`): ``sweeps``, the points of
     each ``(kernel, dtype)``; ``team_penalty``, the OpenMP team's wake-up
     penalty per thread count; ``elapsed``, the run's seconds;

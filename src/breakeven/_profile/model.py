@@ -72,13 +72,6 @@ class Profile:
         ``{threads: seconds}``: what an empty parallel region of that many
         threads costs with the team awake (back to back).  Dispatch's
         estimate for a kernel without tables starts from it.
-    sweeps, team_penalty, elapsed, busy_retries, looked_thrice
-        What a calibration measured (its points, the OpenMP team's wake-up
-        penalty per thread count, its duration in seconds, how many sizes it
-        measured again because another process was on the cores, and the
-        sweeps it measured a third time for that reason);
-        not stored in the profile file (the points go to
-        ``profile.toml.sweeps.json``).
     kept : list
         ``(kernel, dtype)`` entries the last :meth:`save` kept of the file
         instead of this profile's (a quick calibration's, over a full one).
@@ -110,11 +103,6 @@ class Profile:
     wake: tuple = ()
     team_hot: dict = field(default_factory=dict)
     # Not stored in the profile file: what a calibration measured.
-    sweeps: dict = field(default_factory=dict, repr=False, compare=False)
-    team_penalty: dict = field(default_factory=dict, repr=False, compare=False)
-    elapsed: float | None = field(default=None, repr=False, compare=False)
-    busy_retries: int = field(default=0, repr=False, compare=False)
-    looked_thrice: list = field(default_factory=list, repr=False, compare=False)
     # What the last save kept of the file instead of this profile's entries.
     kept: list = field(default_factory=list, repr=False, compare=False)
     # The host now, to tell what changed since the calibration (see stale).

@@ -293,7 +293,7 @@ class Simulation:
             penalty[t] = host.wake(t, c.TEAM_GAPS_MS[-1] / 1e3)
         wake = tuple(r for r in rows
                      if sleep_after is not None and r[0] >= sleep_after)
-        return penalty, sleep_after, wake, hots
+        return _calibrate.TeamCosts(penalty, sleep_after, wake, hots)
 
     def batch(self, usable: int) -> dict[str, float]:
         start, task = 30e-6 + 4e-6 * usable, 8e-6

@@ -41,44 +41,42 @@ documentation use.
 """
 
 from breakeven._calibrate.driver import calibrate
-from breakeven._calibrate.measure import (
-    BUSY_RATIO,
-    CONSISTENCY,
-    PROBE_SHARE,
-    RETRIES,
-    WAIT,
-    Probe,
-    measure_batch,
-    measure_point,
-    paired_point,
-)
-from breakeven._calibrate.passes import (
-    FIRST_PASS,
-    POLISH_ROUNDS,
-    SUSPECT,
-    THIRD_PASS,
-)
-from breakeven._calibrate.result import (
-    Calibration,
-    load_record,
-    points_from_record,
-    save_record,
-)
-from breakeven._calibrate.settings import Settings, thread_candidates
-from breakeven._calibrate.sweeps import PAYS_LITTLE, worth_timing
-from breakeven._calibrate.team import (
-    TEAM_COUNTS,
-    TEAM_GAPS_MS,
-    TEAM_HOT,
-    TEAM_TRIALS,
-    TEAM_WARMUP,
-    WAKE_MIN,
-    TeamCosts,
-    measure_team,
-    team_counts,
-    team_interpolated,
-)
-from breakeven._core.engine import MARGIN
+
+# The rest, for the CLI, the simulated host, the docs and the tests: each
+# name from its module at first use (calibrate() imports the engine itself;
+# `import breakeven` loads only this module and the driver).
+_WHERE = {
+    "measure": ("BUSY_RATIO", "CONSISTENCY", "PROBE_SHARE", "RETRIES", "WAIT",
+                "Probe", "measure_batch", "measure_point", "paired_point"),
+    "passes": ("FIRST_PASS", "POLISH_ROUNDS", "SUSPECT", "THIRD_PASS"),
+    "result": ("Calibration", "load_record", "points_from_record", "save_record"),
+    "settings": ("Settings", "thread_candidates"),
+    "sweeps": ("PAYS_LITTLE", "worth_timing"),
+    "team": ("TEAM_COUNTS", "TEAM_GAPS_MS", "TEAM_HOT", "TEAM_TRIALS", "TEAM_WARMUP",
+             "WAKE_MIN", "TeamCosts", "measure_team", "team_counts",
+             "team_interpolated"),
+}
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name == "MARGIN":  # the core's
+        from breakeven._core.engine import MARGIN
+
+        return MARGIN
+    if name in _MODULE_OF:
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"),
+                        name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     # the run and its result

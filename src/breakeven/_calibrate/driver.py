@@ -6,41 +6,32 @@ import dataclasses
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from breakeven._calibrate.budget import Budget
-from breakeven._calibrate.measure import (
-    Measure,
-    busy_retries,
-    forget_probes,
-    measure_batch,
-    measure_point,
-)
-from breakeven._calibrate.passes import first_pass, polish_pass, second_pass, third_pass
-from breakeven._calibrate.result import Calibration
-from breakeven._calibrate.settings import Settings, thread_candidates
-from breakeven._calibrate.sweeps import Job
-from breakeven._calibrate.team import TeamCosts, measure_team, team_costs
-from breakeven._core import engine
-from breakeven._core.openmp import NO_OPENMP, OPENMP, usable_cpus
-from breakeven._cpu import Topology
-from breakeven._cpu import topology as host_topology
 from breakeven._kernels.registry import KERNELS
-from breakeven._profile import Fingerprint, host_fingerprint
+
+if TYPE_CHECKING:
+    from breakeven._calibrate.measure import Measure
+    from breakeven._calibrate.result import Calibration
+    from breakeven._calibrate.settings import Settings
+    from breakeven._calibrate.team import TeamCosts
+    from breakeven._cpu import Topology
+    from breakeven._profile import Fingerprint
+
+# The engine (measuring, passes, team costs) is imported by calibrate() at
+# its first call, not by `import breakeven`: its records are a large share
+# of the package's import, and a process that only dispatches never needs
+# them.
 
 __all__ = ["Progress", "calibrate"]
 
 
-@dataclass
 class Progress:
     """A one-line progress bar on stderr (a line per step when not a TTY)."""
 
-    total: int
-    enabled: bool = True
-    stream: object = field(default_factory=lambda: sys.stderr)
-    done: int = 0
+    def __init__(self, total: int, enabled: bool = True, stream=None):
+        self.total, self.enabled, self.done = total, enabled, 0
+        self.stream = sys.stderr if stream is None else stream
 
     def step(self, label: str) -> None:
         self.done += 1
@@ -60,6 +51,8 @@ class Progress:
 
 def _settings(settings: Settings | None, quick: bool,
               budget: float | None) -> Settings:
+    from breakeven._calibrate.settings import Settings
+
     settings = settings or (Settings.quick() if quick else Settings())
     if budget is None:
         return settings
@@ -86,6 +79,10 @@ def _kernels_to_time(kernels: Iterable[str] | None) -> list[str]:
 
 
 def _thread_counts(usable: int | None, topology: Topology | None) -> list[int]:
+    from breakeven._calibrate.settings import thread_candidates
+    from breakeven._core.openmp import usable_cpus
+    from breakeven._cpu import topology as host_topology
+
     if topology is None and usable is None:
         topology = host_topology()
     usable = usable or (topology.cpus if topology else usable_cpus())
@@ -167,6 +164,28 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
     >>> sorted(p.tables)
     ['exp']
     """
+    import numpy as np
+
+    from breakeven._calibrate.budget import Budget
+    from breakeven._calibrate.measure import (
+        busy_retries,
+        forget_probes,
+        measure_batch,
+        measure_point,
+    )
+    from breakeven._calibrate.passes import (
+        first_pass,
+        polish_pass,
+        second_pass,
+        third_pass,
+    )
+    from breakeven._calibrate.result import Calibration
+    from breakeven._calibrate.sweeps import Job
+    from breakeven._calibrate.team import measure_team, team_costs
+    from breakeven._core import engine
+    from breakeven._core.openmp import NO_OPENMP, OPENMP
+    from breakeven._profile import host_fingerprint
+
     settings = _settings(settings, quick, budget)
     names = _kernels_to_time(kernels)
     dtypes = [np.dtype(d) for d in dtypes]

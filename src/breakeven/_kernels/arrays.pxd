@@ -1,7 +1,12 @@
 # What every drop-in function needs to tell the arrays its kernels take from
-# the rest (which go to NumPy), shared by the kernel families' modules: a
-# family cimports these inline helpers and declares its own checks, reasons
-# and kernels.
+# the rest, shared by the kernel families' modules.
+#
+# A drop-in has NumPy's signature.  It checks, in C, whether its inputs are
+# what the kernel takes: the check gives the call's plan (CallPlan), or a
+# reason (explain() says it in these words) and the call is NumPy's own
+# function, so the result, and any error, is NumPy's.  A call the kernel
+# takes asks the dispatch core for its threads through the public Cython
+# API (dispatch.pxd), as any library's kernel does.
 cimport numpy as cnp
 from cpython.exc cimport PyErr_Clear, PyErr_Occurred
 

@@ -152,12 +152,8 @@ cdef int exp_parallel_f(const float *x, float *out, Py_ssize_t n,
 
 
 # ---------------------------------------------------------------------------
-# The drop-in functions: NumPy's signatures, these loops inside.  Each
-# checks, in C, whether its inputs are what the kernel takes: the check
-# gives the call's plan, or a reason (explain() says it in these words) and
-# the call is NumPy's own function, so the result, and any error, is
-# NumPy's.  A call the kernel takes asks the dispatch core for its threads
-# through the public Cython API, as any library's kernel does.
+# The drop-in functions: NumPy's signatures, these loops inside (how a
+# drop-in is made: arrays.pxd).
 # ---------------------------------------------------------------------------
 cimport numpy as cnp
 from cpython.float cimport PyFloat_AsDouble, PyFloat_CheckExact

@@ -8,12 +8,8 @@ does not import SciPy.
 
 
 # ---------------------------------------------------------------------------
-# The drop-in functions: NumPy's signatures, these loops inside.  Each
-# checks, in C, whether its inputs are what the kernel takes: the check
-# gives the call's plan, or a reason (explain() says it in these words) and
-# the call is NumPy's own function, so the result, and any error, is
-# NumPy's.  A call the kernel takes asks the dispatch core for its threads
-# through the public Cython API, as any library's kernel does.
+# The drop-in functions: NumPy's signatures, these loops inside (how a
+# drop-in is made: arrays.pxd).
 # ---------------------------------------------------------------------------
 cimport numpy as cnp
 from breakeven cimport dispatch

@@ -10,6 +10,8 @@
 cimport numpy as cnp
 from cpython.exc cimport PyErr_Clear, PyErr_Occurred
 
+from breakeven cimport dispatch
+
 cdef extern from "numpy/arrayobject.h":
     # a NumPy scalar of the array's dtype holding *data (np.float64(x), ...)
     object PyArray_Scalar(void *data, cnp.PyArray_Descr *descr, object base)
@@ -108,3 +110,12 @@ cdef inline tuple plan_tuple(const char *reason, CallPlan *p, bint serial=False)
     if reason != NULL and not serial:
         return reason.decode(), -1, -1, 0
     return (reason.decode() if reason != NULL else ""), p.kernel, p.typenum, p.work
+
+
+cdef inline int start_dropins(str module) except -1:
+    """A family module's start: NumPy's C API and the dispatch core's, each
+    looked up once per module (each module has its own pointers)."""
+    cnp.import_array()
+    if dispatch.import_breakeven() != 0:
+        raise ImportError(f"{module}: the dispatch core's C API is missing")
+    return 0

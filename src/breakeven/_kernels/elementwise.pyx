@@ -161,6 +161,7 @@ from cpython.long cimport PyLong_AsDouble, PyLong_CheckExact
 from libc.math cimport fabs
 from breakeven cimport dispatch
 from breakeven._kernels.arrays cimport (
+    start_dropins,
     CallPlan,
     NOGIL_MIN,
     NOT_FLOAT,
@@ -184,9 +185,7 @@ from breakeven._kernels.registry import (
     uniform_array,
 )
 
-cnp.import_array()
-if dispatch.import_breakeven() != 0:
-    raise ImportError(f"{__name__}: the dispatch core's C API is missing")
+start_dropins(__name__)
 
 # The kernels' slots in the dispatch core, from their declarations'
 # registration (at the end of this module).

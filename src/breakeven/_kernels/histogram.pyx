@@ -195,6 +195,7 @@ from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZ
 from libc.math cimport isfinite
 from breakeven cimport dispatch
 from breakeven._kernels.arrays cimport (
+    start_dropins,
     CallPlan,
     NOT_FLOAT,
     PyArray_IsScalar_Floating,
@@ -215,9 +216,7 @@ from breakeven._kernels.registry import (
     uniform_array,
 )
 
-cnp.import_array()
-if dispatch.import_breakeven() != 0:
-    raise ImportError(f"{__name__}: the dispatch core's C API is missing")
+start_dropins(__name__)
 
 # The kernels' slots in the dispatch core, from their declarations'
 # registration (at the end of this module).

@@ -14,6 +14,7 @@ does not import SciPy.
 cimport numpy as cnp
 from breakeven cimport dispatch
 from breakeven._kernels.arrays cimport (
+    start_dropins,
     CallPlan,
     aligned,
     float_typenum,
@@ -28,9 +29,7 @@ from breakeven._kernels.registry import (
     register_builtin,
 )
 
-cnp.import_array()
-if dispatch.import_breakeven() != 0:
-    raise ImportError(f"{__name__}: the dispatch core's C API is missing")
+start_dropins(__name__)
 
 # The kernels' slots in the dispatch core, from their declarations'
 # registration (at the end of this module).

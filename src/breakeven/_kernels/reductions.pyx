@@ -245,6 +245,7 @@ cdef int dot_parallel_f(const float *x, const float *y, Py_ssize_t n, int nt,
 cimport numpy as cnp
 from breakeven cimport dispatch
 from breakeven._kernels.arrays cimport (
+    start_dropins,
     CallPlan,
     NOGIL_MIN,
     NOT_FLOAT,
@@ -264,9 +265,7 @@ from breakeven._kernels.registry import (
     uniform_array,
 )
 
-cnp.import_array()
-if dispatch.import_breakeven() != 0:
-    raise ImportError(f"{__name__}: the dispatch core's C API is missing")
+start_dropins(__name__)
 
 # The kernels' slots in the dispatch core, from their declarations'
 # registration (at the end of this module).

@@ -21,10 +21,9 @@ from breakeven._profile import (
     Profile,
     ProfileWarning,
     embedded_profile,
-    fingerprint,
     load_profile,
-    model,
 )
+from breakeven._profile.format import format_1_key, parse_hosts
 
 HERE = Fingerprint("Test CPU", 2, "libgomp", "default", "openblas test", "0.1.0")
 OTHER = Fingerprint("Other CPU", 64, "libgomp", "passive", "mkl", "0.1.0")
@@ -190,7 +189,7 @@ def test_concurrent_writers_leave_one_valid_file_with_both_hosts(tmp_path):
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    hosts = model.parse_hosts(path.read_text(), path)
+    hosts = parse_hosts(path.read_text(), path)
     assert len(hosts) == 2
     for cpu in ("CPU A", "CPU B"):
         fp = Fingerprint(cpu, 2, "libgomp", "default", "openblas", "0.1.0")
@@ -203,7 +202,7 @@ def test_embedded_default_is_valid_and_traceable():
     assert p.source.startswith("embedded default")
     data = Path(be.__file__).parent / "data"
     text = (data / "default_profile.toml").read_text()
-    hosts = model.parse_hosts(text, "embedded")
+    hosts = parse_hosts(text, "embedded")
     assert hosts, "the embedded default holds no reference host"
     for k in BUILTINS:  # every built-in has its default
         assert k in p.tables
@@ -380,7 +379,7 @@ def test_a_profile_of_the_previous_format_is_read_with_one_message(tmp_path):
     fp = {"cpu": here.cpu, "usable_cpus": here.usable_cpus, "openmp": here.openmp,
           "wait_policy": here.wait_policy, "blas": "openblas 0.3.0",
           "breakeven": "0.0.1"}
-    text = FORMAT_1.format(key=fingerprint.legacy_key(fp), cpu=here.cpu,
+    text = FORMAT_1.format(key=format_1_key(fp), cpu=here.cpu,
                            cpus=here.usable_cpus, openmp=here.openmp,
                            wait=here.wait_policy)
     path = tmp_path / "profile.toml"
@@ -402,6 +401,6 @@ def test_a_profile_of_the_previous_format_is_read_with_one_message(tmp_path):
     assert again.threshold("sum", "float64") == 4242
     assert again.threshold("dot", "float64") == 777
     # a format-1 key that does not match its fingerprint is still refused
-    path.write_text(text.replace(fingerprint.legacy_key(fp), "0123456789abcdef"))
+    path.write_text(text.replace(format_1_key(fp), "0123456789abcdef"))
     with pytest.warns(ProfileWarning, match="key does not match"):
         assert load_profile(path).source == "embedded default"

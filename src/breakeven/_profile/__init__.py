@@ -24,20 +24,14 @@ from breakeven._profile.format import (
     KERNEL_NAME,
     ProfileError,
     ProfileWarning,
-)
-from breakeven._profile.model import (
-    Profile,
-    dumps,
-    host_from_entry,
-    now_utc,
     parse_hosts,
 )
+from breakeven._profile.model import Profile, dumps, host_from_entry, now_utc
 from breakeven._profile.store import (
     embedded_profile,
     forget_warnings,
     load_profile,
     read_defaults,
-    similar_host,
 )
 
 __all__ = [
@@ -60,5 +54,4 @@ __all__ = [
     "now_utc",
     "parse_hosts",
     "read_defaults",
-    "similar_host",
 ]

@@ -49,9 +49,7 @@ class Fingerprint:
     @property
     def key(self) -> str:
         """A short stable identifier of the host's fields."""
-        d = self.as_dict()
-        text = json.dumps({k: d[k] for k in self.HOST}, sort_keys=True)
-        return _digest(text)
+        return key_of(self.as_dict(), self.HOST)
 
     def as_dict(self) -> dict:
         return {"cpu": self.cpu, "usable_cpus": self.usable_cpus,
@@ -73,16 +71,27 @@ class Fingerprint:
                 for k in self.LIBRARIES if a[k] != b[k]]
 
 
-def _digest(text: str) -> str:
+def key_of(fields: dict, names) -> str:
+    """A short stable identifier of the named ``fields``."""
     import hashlib  # milliseconds of import: only when a key is computed
+    text = json.dumps({k: fields[k] for k in names}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def legacy_key(fp: dict) -> str:
-    """The key of a host in a profile of format 1: of every field it had."""
-    old = ("cpu", "usable_cpus", "openmp", "wait_policy", "blas", "breakeven")
-    text = json.dumps({k: fp[k] for k in old}, sort_keys=True)
-    return _digest(text)
+def most_similar(references: list[Fingerprint], here: Fingerprint) -> int | None:
+    """Which of a set of reference hosts (an embedded or a library's
+    default) a host without a calibration of its own borrows from: its own,
+    else one of the same CPU model and CPU count, else of the same CPU
+    count, else the first.  Its index; None if there is none."""
+    if not references:
+        return None
+    for same in (lambda fp: fp.key == here.key,
+                 lambda fp: (fp.cpu, fp.usable_cpus) == (here.cpu, here.usable_cpus),
+                 lambda fp: fp.usable_cpus == here.usable_cpus):
+        chosen = next((i for i, fp in enumerate(references) if same(fp)), None)
+        if chosen is not None:
+            return chosen
+    return 0
 
 
 def _cpu_model() -> str:
@@ -132,7 +141,6 @@ def host_fingerprint(refresh: bool = False, *, libraries: bool = True
             _fingerprint_cache.clear()
         fp = _fingerprint_cache.get(libraries)
         if fp is None:
-
             fp = Fingerprint(
                 cpu=_cpu_model(),
                 usable_cpus=usable_cpus(),

@@ -1,20 +1,23 @@
-"""The profile file's format: its version, what an entry may hold, the
-validation of each piece read, and the TOML text written (the format is
-small and fixed; no writer dependency needed)."""
+"""The profile file's format: its version and the older ones it reads,
+what a host's entry may hold, the validation of every piece read (parsing
+a file's text), and the TOML text written (the format is small and fixed;
+no writer dependency needed)."""
 
 from __future__ import annotations
 
 import json
 import re
+import tomllib
 from pathlib import Path
 
+from breakeven._core.engine import DTYPES
+from breakeven._profile.fingerprint import Fingerprint, key_of
 from breakeven._profile.steps import Steps
 
 FORMAT_VERSION = 2
 # The versions this one reads: 1 is converted (Fingerprint: key of the host's
 # fields only; spin settings and NumPy's version added).
-READS = (1, 2)
-# The dtypes a profile holds tables for: those the dispatch core keeps.
+READABLE_FORMATS = (1, 2)
 # A kernel's name: a built-in's short name, or name-spaced ("mylib.relu").
 KERNEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 # The built-ins' defaults: their tables on breakeven's reference hosts.  A
@@ -25,6 +28,13 @@ EMBEDDED_DEFAULT = Path(__file__).parent.parent / "data" / "default_profile.toml
 ENTRY_KEYS = frozenset({"hot", "cold", "cold_idle", "times", "method"})
 # How an entry's tables were made (Profile.set_table).
 METHODS = ("full", "quick", "learned")
+# A host's [fingerprint] table: each field and its type.
+FINGERPRINT_FIELDS = {"cpu": str, "usable_cpus": int, "openmp": str,
+                      "wait_policy": str, "blas": str, "breakeven": str,
+                      "spin": str, "numpy": str}
+# Format 1 keyed a host by every field it had then.
+FORMAT_1_KEY_FIELDS = ("cpu", "usable_cpus", "openmp", "wait_policy", "blas",
+                       "breakeven")
 
 
 class ProfileError(ValueError):
@@ -164,6 +174,152 @@ def validate_wake(rows, where: str) -> tuple:
                                f"seconds >= 0 expected, got {row!r}")
         out.append((float(row[0]), int(row[1]), float(row[2])))
     return tuple(sorted(out))
+
+
+def validate_entry(where: str, hot, cold, times=None, cold_idle=None,
+                   method: str | None = None) -> dict:
+    """The entry of one kernel and dtype (see Profile.set_table), each
+    piece validated: ``where`` is ``"<kernel>.<dtype>"``."""
+    entry = {"hot": validate_steps(hot, f"{where}.hot"),
+             "cold": validate_steps(cold, f"{where}.cold")}
+    if times:
+        entry["times"] = validate_times(times, f"{where}.times")
+    if cold_idle:
+        entry["cold_idle"] = validate_cold_idle(cold_idle, f"{where}.cold_idle")
+    if method is not None:
+        if method not in METHODS:
+            raise ProfileError(f"{where}.method: one of {', '.join(METHODS)}, "
+                               f"got {method!r}")
+        entry["method"] = method
+    return entry
+
+
+def validate_fingerprint(fields, where: str) -> Fingerprint:
+    if not isinstance(fields, dict):
+        raise ProfileError(f"{where}: missing [fingerprint] table")
+    for name, typ in FINGERPRINT_FIELDS.items():
+        value = fields.get(name)
+        if not isinstance(value, typ) or isinstance(value, bool):
+            raise ProfileError(f"{where}.fingerprint.{name}: expected "
+                               f"{typ.__name__}, got {value!r}")
+    return Fingerprint(**{k: fields[k] for k in FINGERPRINT_FIELDS})
+
+
+def validate_kernels(kernels, where: str) -> dict:
+    """A host's ``kernels`` table (a dict): ``{kernel: {dtype: entry}}``."""
+    tables: dict[str, dict[str, dict]] = {}
+    for kname, per_dtype in kernels.items():
+        # A kernel of a library this process has not imported is kept (and
+        # saved again) all the same; dispatch uses the entries of the
+        # kernels registered, when they are.
+        if not isinstance(kname, str) or not KERNEL_NAME.match(kname):
+            raise ProfileError(f"{where}.kernels: {kname!r} is not a kernel name")
+        if not isinstance(per_dtype, dict):
+            raise ProfileError(f"{where}.kernels.{kname}: expected a table")
+        for dname, states in per_dtype.items():
+            if dname not in DTYPES:
+                raise ProfileError(f"{where}.kernels.{kname}: unknown dtype {dname!r}")
+            if not isinstance(states, dict) or not {"hot", "cold"} <= set(states) \
+                    or not set(states) <= ENTRY_KEYS:
+                raise ProfileError(f"{where}.kernels.{kname}.{dname}: expected "
+                                   "'hot' and 'cold' step tables (and 'times', "
+                                   "'cold_idle')")
+            tables.setdefault(kname, {})[dname] = validate_entry(
+                f"{kname}.{dname}", states["hot"], states["cold"],
+                states.get("times"), states.get("cold_idle"), states.get("method"))
+    return tables
+
+
+def validate_host(key: str, data, where: str) -> dict:
+    """A host's entry, validated: the fields of its :class:`Profile`
+    (``fingerprint``, ``tables``, ``calibrated_at``, ...)."""
+    if not isinstance(data, dict):
+        raise ProfileError(f"{where}: expected a table")
+    fingerprint = validate_fingerprint(data.get("fingerprint"), where)
+    sleep = data.get("sleep_after_us")
+    if sleep is not None and (not isinstance(sleep, (int, float))
+                              or isinstance(sleep, bool) or sleep < 0):
+        raise ProfileError(f"{where}.sleep_after_us: expected a non-negative number")
+    when = data.get("calibrated_at", "")
+    if not isinstance(when, str):
+        raise ProfileError(f"{where}.calibrated_at: expected a string")
+    if not isinstance(data.get("kernels", {}), dict):
+        raise ProfileError(f"{where}.kernels: expected a table")
+    host = {"fingerprint": fingerprint, "calibrated_at": when,
+            "sleep_after_us": None if sleep is None else float(sleep),
+            "batch": validate_batch(data.get("batch", {}), f"{where}.batch"),
+            "wake": validate_wake(data.get("wake", []), f"{where}.wake"),
+            "team_hot": validate_team_hot(data.get("team_hot", []),
+                                          f"{where}.team_hot"),
+            "tables": validate_kernels(data.get("kernels", {}), where)}
+    if key != fingerprint.key:
+        raise ProfileError(f"{where}: the key does not match its fingerprint "
+                           "(edited by hand?)")
+    return host
+
+
+def parse_hosts(text: str, path: Path | str, notes: list | None = None
+                ) -> dict[str, dict]:
+    """Parse and validate a profile file; returns its raw host tables, in
+    the current format.  A file of an older format this version reads is
+    converted (``notes`` receives a sentence saying so)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"not valid TOML ({exc})") from None
+    fmt = data.get("format")
+    if not isinstance(fmt, int) or isinstance(fmt, bool):
+        raise ProfileError("missing or non-integer 'format' version")
+    if fmt not in READABLE_FORMATS:
+        raise ProfileError(f"format version {fmt} is not supported (this breakeven "
+                           f"reads versions {', '.join(map(str, READABLE_FORMATS))})")
+    hosts = data.get("hosts", {})
+    if not isinstance(hosts, dict):
+        raise ProfileError("'hosts' must be a table")
+    if fmt == 1:
+        hosts = from_format_1(hosts)
+        if notes is not None and hosts:
+            notes.append(f"it is of format 1, read as format {FORMAT_VERSION} "
+                         "(a BLAS or breakeven upgrade now leaves a calibration "
+                         "in use, marked stale); the next save writes format "
+                         f"{FORMAT_VERSION}")
+    for key, host in hosts.items():
+        validate_host(key, host, f"hosts.{key}")
+    return hosts
+
+
+def format_1_key(fields: dict) -> str:
+    """The key of a host in a profile of format 1: of every field it had."""
+    return key_of(fields, FORMAT_1_KEY_FIELDS)
+
+
+def from_format_1(hosts: dict) -> dict:
+    """Format 1's hosts: keyed by a hash of every fingerprint field, and
+    without the spin settings and NumPy's version.  Re-keyed by the host's
+    fields (the key check of format 1 kept)."""
+    out = {}
+    for key, data in hosts.items():
+        fp = data.get("fingerprint") if isinstance(data, dict) else None
+        if not isinstance(fp, dict):
+            out[key] = data  # the validation says what is wrong
+            continue
+        fp = {**fp, "spin": fp.get("spin", "default"), "numpy": fp.get("numpy", "")}
+        try:
+            old_key = format_1_key(fp)
+        except (KeyError, TypeError):
+            out[key] = data
+            continue
+        if key != old_key:
+            raise ProfileError(f"hosts.{key}: the key does not match its "
+                               "fingerprint (edited by hand?)")
+        data = {**data, "fingerprint": fp}
+        try:
+            new_key = Fingerprint(**fp).key
+        except TypeError:
+            out[key] = data
+            continue
+        out[new_key] = data
+    return out
 
 
 def _toml_str(s: str) -> str:

@@ -1,33 +1,17 @@
 """The profile of one host (:class:`Profile`), and its conversions to and
-from the file's data: parsing a file's text, and its text."""
+from a host's entry in the file (the format and its validation are
+:mod:`.format`'s, the writing :mod:`.files`')."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from breakeven._core.engine import DTYPES
-from breakeven._profile.files import atomic_write, default_profile_path, locked
-from breakeven._profile.fingerprint import Fingerprint, host_fingerprint, legacy_key
-from breakeven._profile.format import (
-    ENTRY_KEYS,
-    FORMAT_VERSION,
-    KERNEL_NAME,
-    METHODS,
-    READS,
-    ProfileError,
-    hosts_text,
-    validate_batch,
-    validate_cold_idle,
-    validate_steps,
-    validate_team_hot,
-    validate_times,
-    validate_wake,
-)
+from breakeven._profile.files import default_profile_path, save_entry
+from breakeven._profile.fingerprint import Fingerprint, host_fingerprint
+from breakeven._profile.format import hosts_text, validate_entry, validate_host
 from breakeven._profile.steps import Steps, cold_tables
 from breakeven._profile.steps import threads_for as steps_threads_for
 
@@ -193,18 +177,8 @@ class Profile:
         ...)`` (see :meth:`cold_tables`).  ``method``: how the tables were
         made, ``"full"`` or ``"quick"`` (a calibration), or ``"learned"``
         (from a process's calls)."""
-        entry = {"hot": validate_steps(hot, f"{kernel}.{dtype}.hot"),
-                 "cold": validate_steps(cold, f"{kernel}.{dtype}.cold")}
-        if times:
-            entry["times"] = validate_times(times, f"{kernel}.{dtype}.times")
-        if cold_idle:
-            entry["cold_idle"] = validate_cold_idle(
-                cold_idle, f"{kernel}.{dtype}.cold_idle")
-        if method is not None:
-            if method not in METHODS:
-                raise ProfileError(f"{kernel}.{dtype}.method: one of "
-                                   f"{', '.join(METHODS)}, got {method!r}")
-            entry["method"] = method
+        entry = validate_entry(f"{kernel}.{dtype}", hot, cold, times, cold_idle,
+                               method)
         self.tables.setdefault(kernel, {})[dtype] = entry
 
     def method(self, kernel: str, dtype: str) -> str | None:
@@ -260,161 +234,22 @@ class Profile:
         The write is atomic and serialised with other writers by a lock file
         beside the profile.  Returns the path written.
         """
-        self.kept = []
         target = Path(path) if path is not None else default_profile_path()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with locked(target):
-            hosts: dict[str, dict] = {}
-            if target.exists():
-                try:
-                    hosts = parse_hosts(target.read_text(), target)
-                except (ProfileError, OSError, UnicodeDecodeError):
-                    # Never destroy what we cannot read: keep it aside.
-                    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-                    with contextlib.suppress(OSError):
-                        os.replace(target, target.with_name(
-                            f"{target.name}.unreadable-{stamp}"))
-                    hosts = {}
-            entry = host_entry(self)
-            old = hosts.get(self.fingerprint.key)
-            if isinstance(old, dict):
-                # a partial calibration (--kernels, --dtypes) keeps the
-                # tables it did not measure, and a quick one the full ones
-                for kname, per in old.get("kernels", {}).items():
-                    for dname, states in per.items():
-                        mine = entry["kernels"].setdefault(kname, {})
-                        new_entry = mine.get(dname)
-                        old_method = states.get("method", "full")
-                        if new_entry is None:
-                            mine[dname] = states
-                        elif (new_entry.get("method") == "learned"
-                              and old_method in ("full", "quick")) or (
-                                not replace and new_entry.get("method") == "quick"
-                                and old_method == "full"):
-                            # learned tables never replace a calibration
-                            mine[dname] = states
-                            self.kept.append((kname, dname))
-                if "batch" in old and "batch" not in entry:
-                    entry["batch"] = old["batch"]
-            hosts[self.fingerprint.key] = entry
-            atomic_write(target, hosts_text(hosts))
+        self.kept = save_entry(target, self.fingerprint.key, host_entry(self),
+                               replace)
         self.source = str(target)
         return target
 
 
 def host_from_entry(key: str, data, where: str) -> Profile:
-    if not isinstance(data, dict):
-        raise ProfileError(f"{where}: expected a table")
-    fp = data.get("fingerprint")
-    if not isinstance(fp, dict):
-        raise ProfileError(f"{where}: missing [fingerprint] table")
-    types = {"cpu": str, "usable_cpus": int, "openmp": str, "wait_policy": str,
-             "blas": str, "breakeven": str, "spin": str, "numpy": str}
-    for name, typ in types.items():
-        if not isinstance(fp.get(name), typ) or isinstance(fp.get(name), bool):
-            raise ProfileError(f"{where}.fingerprint.{name}: expected {typ.__name__}, "
-                               f"got {fp.get(name)!r}")
-    fingerprint = Fingerprint(**{k: fp[k] for k in types})
-    sleep = data.get("sleep_after_us")
-    if sleep is not None and (not isinstance(sleep, (int, float))
-                              or isinstance(sleep, bool) or sleep < 0):
-        raise ProfileError(f"{where}.sleep_after_us: expected a non-negative number")
-    when = data.get("calibrated_at", "")
-    if not isinstance(when, str):
-        raise ProfileError(f"{where}.calibrated_at: expected a string")
-    kernels = data.get("kernels", {})
-    if not isinstance(kernels, dict):
-        raise ProfileError(f"{where}.kernels: expected a table")
-    profile = Profile(fingerprint, {}, when, None if sleep is None else float(sleep))
-    profile.batch = validate_batch(data.get("batch", {}), f"{where}.batch")
-    profile.wake = validate_wake(data.get("wake", []), f"{where}.wake")
-    profile.team_hot = validate_team_hot(data.get("team_hot", []),
-                                          f"{where}.team_hot")
-    for kname, per_dtype in kernels.items():
-        # A kernel of a library this process has not imported is kept (and
-        # saved again) all the same; dispatch uses the entries of the
-        # kernels registered, when they are.
-        if not isinstance(kname, str) or not KERNEL_NAME.match(kname):
-            raise ProfileError(f"{where}.kernels: {kname!r} is not a kernel name")
-        if not isinstance(per_dtype, dict):
-            raise ProfileError(f"{where}.kernels.{kname}: expected a table")
-        for dname, states in per_dtype.items():
-            if dname not in DTYPES:
-                raise ProfileError(f"{where}.kernels.{kname}: unknown dtype {dname!r}")
-            if not isinstance(states, dict) or not {"hot", "cold"} <= set(states) \
-                    or not set(states) <= ENTRY_KEYS:
-                raise ProfileError(f"{where}.kernels.{kname}.{dname}: expected "
-                                   "'hot' and 'cold' step tables (and 'times', "
-                                   "'cold_idle')")
-            profile.set_table(kname, dname, states["hot"], states["cold"],
-                              states.get("times"), states.get("cold_idle"),
-                              states.get("method"))
-    if key != fingerprint.key:
-        raise ProfileError(f"{where}: the key does not match its fingerprint "
-                           "(edited by hand?)")
-    return profile
-
-
-def parse_hosts(text: str, path: Path | str, notes: list | None = None
-           ) -> dict[str, dict]:
-    """Parse and validate a profile file; returns its raw host tables, in
-    the current format.  A file of an older format this version reads is
-    converted (``notes`` receives a sentence saying so)."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"not valid TOML ({exc})") from None
-    fmt = data.get("format")
-    if not isinstance(fmt, int) or isinstance(fmt, bool):
-        raise ProfileError("missing or non-integer 'format' version")
-    if fmt not in READS:
-        raise ProfileError(f"format version {fmt} is not supported (this breakeven "
-                           f"reads versions {', '.join(map(str, READS))})")
-    hosts = data.get("hosts", {})
-    if not isinstance(hosts, dict):
-        raise ProfileError("'hosts' must be a table")
-    if fmt == 1:
-        hosts = from_format_1(hosts)
-        if notes is not None and hosts:
-            notes.append(f"it is of format 1, read as format {FORMAT_VERSION} "
-                         "(a BLAS or breakeven upgrade now leaves a calibration "
-                         "in use, marked stale); the next save writes format "
-                         f"{FORMAT_VERSION}")
-    for key, host in hosts.items():
-        host_from_entry(key, host, f"hosts.{key}")
-    return hosts
-
-
-def from_format_1(hosts: dict) -> dict:
-    """Format 1's hosts: keyed by a hash of every fingerprint field, and
-    without the spin settings and NumPy's version.  Re-keyed by the host's
-    fields (the key check of format 1 kept)."""
-    out = {}
-    for key, data in hosts.items():
-        fp = data.get("fingerprint") if isinstance(data, dict) else None
-        if not isinstance(fp, dict):
-            out[key] = data  # the validation says what is wrong
-            continue
-        fp = {**fp, "spin": fp.get("spin", "default"), "numpy": fp.get("numpy", "")}
-        try:
-            legacy = legacy_key(fp)
-        except (KeyError, TypeError):
-            out[key] = data
-            continue
-        if key != legacy:
-            raise ProfileError(f"hosts.{key}: the key does not match its "
-                               "fingerprint (edited by hand?)")
-        data = {**data, "fingerprint": fp}
-        try:
-            new_key = Fingerprint(**fp).key
-        except TypeError:
-            out[key] = data
-            continue
-        out[new_key] = data
-    return out
+    """The profile of a host's entry in a file (its ``key`` and table),
+    validated; ``where`` names the entry in errors."""
+    return Profile(**validate_host(key, data, where))
 
 
 def host_entry(p: Profile) -> dict:
+    """The data of a profile's entry in a file (what :func:`hosts_text`
+    writes under its key)."""
     d: dict = {"calibrated_at": p.calibrated_at}
     if p.sleep_after_us is not None:
         d["sleep_after_us"] = float(p.sleep_after_us)

@@ -10,21 +10,39 @@ import warnings
 from pathlib import Path
 
 from breakeven._profile.files import default_profile_path
-from breakeven._profile.fingerprint import Fingerprint, host_fingerprint
-from breakeven._profile.format import EMBEDDED_DEFAULT, ProfileError, ProfileWarning
-from breakeven._profile.model import Profile, host_from_entry, parse_hosts
+from breakeven._profile.fingerprint import Fingerprint, host_fingerprint, most_similar
+from breakeven._profile.format import (
+    EMBEDDED_DEFAULT,
+    ProfileError,
+    ProfileWarning,
+    parse_hosts,
+)
+from breakeven._profile.model import Profile, host_from_entry
 
 _warned: set[tuple[str, str]] = set()
 _warned_lock = threading.Lock()
 
 
-def _warn_once(path: Path | str, reason: str) -> None:
+def _first_time(path: Path | str, message: str) -> bool:
+    """Whether ``message`` about the file at ``path`` is new to this process."""
     with _warned_lock:
-        if (str(path), reason) in _warned:
-            return
-        _warned.add((str(path), reason))
-    warnings.warn(f"breakeven: ignoring profile {path}: {reason}; "
-                  "using the embedded default profile", ProfileWarning, stacklevel=3)
+        if (str(path), message) in _warned:
+            return False
+        _warned.add((str(path), message))
+        return True
+
+
+def _warn_once(path: Path | str, reason: str) -> None:
+    if _first_time(path, reason):
+        warnings.warn(f"breakeven: ignoring profile {path}: {reason}; using the "
+                      "embedded default profile", ProfileWarning, stacklevel=3)
+
+
+def _note_once(path: Path | str, sentence: str) -> None:
+    """A profile used, with something to say about it (once per file)."""
+    if _first_time(path, sentence):
+        warnings.warn(f"breakeven: profile {path}: {sentence}", ProfileWarning,
+                      stacklevel=3)
 
 
 def forget_warnings() -> None:
@@ -33,46 +51,10 @@ def forget_warnings() -> None:
         _warned.clear()
 
 
-def _note_once(path: Path | str, sentence: str) -> None:
-    """A profile used, with something to say about it (once per file)."""
-    with _warned_lock:
-        if (str(path), sentence) in _warned:
-            return
-        _warned.add((str(path), sentence))
-    warnings.warn(f"breakeven: profile {path}: {sentence}", ProfileWarning,
-                  stacklevel=3)
-
-
-def _pick_host(hosts: dict[str, dict], fingerprint: Fingerprint) -> Profile | None:
-    if fingerprint.key in hosts:
-        p = host_from_entry(fingerprint.key, hosts[fingerprint.key],
-                            f"hosts.{fingerprint.key}")
-        p.stale_against = fingerprint
-        return p
-    return None
-
-
-def similar_host(profiles: list[Profile], fingerprint: Fingerprint) -> Profile | None:
-    """The entry a host without a calibration of its own borrows from a set
-    of reference hosts (an embedded or a library's default): its own, else
-    one of the same CPU model and CPU count, else of the same CPU count,
-    else the first; None if there is none."""
-    if not profiles:
-        return None
-    for same in (lambda p: p.fingerprint.key == fingerprint.key,
-                 lambda p: (p.fingerprint.cpu, p.fingerprint.usable_cpus)
-                 == (fingerprint.cpu, fingerprint.usable_cpus),
-                 lambda p: p.fingerprint.usable_cpus == fingerprint.usable_cpus):
-        chosen = next((p for p in profiles if same(p)), None)
-        if chosen is not None:
-            return chosen
-    return profiles[0]
-
-
 def read_defaults(source, fingerprint: Fingerprint | None = None,
                   name: str = "default") -> Profile | None:
     """A default profile file (the embedded one, or a library's): the entry
-    for this host or a similar one (:func:`similar_host`), its ``source``
+    for this host or a similar one (:func:`.fingerprint.most_similar`), its ``source``
     naming the file; None if it has none.  Raises ProfileError or OSError
     if the file cannot be used."""
     fingerprint = fingerprint or host_fingerprint(libraries=False)
@@ -80,8 +62,10 @@ def read_defaults(source, fingerprint: Fingerprint | None = None,
         source = Path(source)
     text = source.read_text()
     hosts = parse_hosts(text, str(source))
-    chosen = similar_host([host_from_entry(k, h, f"hosts.{k}")
-                           for k, h in sorted(hosts.items())], fingerprint)
+    references = [host_from_entry(k, h, f"hosts.{k}")
+                  for k, h in sorted(hosts.items())]
+    index = most_similar([p.fingerprint for p in references], fingerprint)
+    chosen = None if index is None else references[index]
     if chosen is not None:
         chosen.source = name
         chosen.stale_against = fingerprint
@@ -93,7 +77,7 @@ def embedded_profile(fingerprint: Fingerprint | None = None) -> Profile:
 
     It holds the calibrations of reference hosts (see ``calibration/`` in
     the source tree); this host gets the entry of a similar host
-    (:func:`similar_host`).  Its fingerprint stays the reference host's.
+    (:func:`.fingerprint.most_similar`).  Its fingerprint stays the reference host's.
     """
     fingerprint = fingerprint or host_fingerprint(libraries=False)
     try:
@@ -151,32 +135,45 @@ def load_profile(path: str | os.PathLike | None = None, *,
     try:
         if not target.exists():
             return embedded_profile(fingerprint)
-        if target.is_dir():
-            raise ProfileError("it is a directory")
-        try:
-            text = target.read_text()
-        except PermissionError:
-            raise ProfileError("permission denied") from None
-        except UnicodeDecodeError:
-            raise ProfileError("not a text file") from None
-        notes: list[str] = []
-        hosts = parse_hosts(text, target, notes)
-        for note in notes:
-            _note_once(target, note)
-        profile = _pick_host(hosts, fingerprint)
-        if profile is None:
-            others = [host_from_entry(k, h, f"hosts.{k}") for k, h in hosts.items()]
-            detail = ""
-            if others:
-                diffs = others[0].fingerprint.differences(fingerprint)
-                detail = " (nearest entry differs in " + "; ".join(diffs[:3]) + ")"
-            raise ProfileError(f"it holds no calibration for this host among "
-                               f"{len(hosts)} host(s){detail}; run "
-                               "`breakeven calibrate`")
-        profile.source = str(target)
-        return profile
+        return _hosts_entry(target, fingerprint)
     except ProfileError as exc:
         _warn_once(target, str(exc))
     except OSError as exc:
         _warn_once(target, f"cannot be read ({exc.strerror or exc})")
     return embedded_profile(fingerprint)
+
+
+def _hosts_entry(target: Path, fingerprint: Fingerprint) -> Profile:
+    """The entry for the host ``fingerprint`` in the profile file ``target``;
+    raises ProfileError (or OSError) saying why there is none to use."""
+    if target.is_dir():
+        raise ProfileError("it is a directory")
+    try:
+        text = target.read_text()
+    except PermissionError:
+        raise ProfileError("permission denied") from None
+    except UnicodeDecodeError:
+        raise ProfileError("not a text file") from None
+    notes: list[str] = []
+    hosts = parse_hosts(text, target, notes)
+    for note in notes:
+        _note_once(target, note)
+    if fingerprint.key not in hosts:
+        raise ProfileError(_no_entry(hosts, fingerprint))
+    profile = host_from_entry(fingerprint.key, hosts[fingerprint.key],
+                              f"hosts.{fingerprint.key}")
+    profile.stale_against = fingerprint
+    profile.source = str(target)
+    return profile
+
+
+def _no_entry(hosts: dict[str, dict], fingerprint: Fingerprint) -> str:
+    """Why a file of these ``hosts`` has no entry to use for this host."""
+    detail = ""
+    if hosts:
+        key, nearest = next(iter(hosts.items()))
+        differs = host_from_entry(key, nearest, f"hosts.{key}").fingerprint \
+            .differences(fingerprint)
+        detail = " (nearest entry differs in " + "; ".join(differs[:3]) + ")"
+    return (f"it holds no calibration for this host among {len(hosts)} host(s)"
+            f"{detail}; run `breakeven calibrate`")

@@ -54,9 +54,9 @@ def forget_warnings() -> None:
 def read_defaults(source, fingerprint: Fingerprint | None = None,
                   name: str = "default") -> Profile | None:
     """A default profile file (the embedded one, or a library's): the entry
-    for this host or a similar one (:func:`.fingerprint.most_similar`), its ``source``
-    naming the file; None if it has none.  Raises ProfileError or OSError
-    if the file cannot be used."""
+    for this host or a similar one (:func:`.fingerprint.most_similar`), its
+    ``source`` naming the file; None if it has none.  Raises ProfileError or
+    OSError if the file cannot be used."""
     fingerprint = fingerprint or host_fingerprint(libraries=False)
     if isinstance(source, (str, os.PathLike)):
         source = Path(source)
@@ -65,10 +65,11 @@ def read_defaults(source, fingerprint: Fingerprint | None = None,
     references = [host_from_entry(k, h, f"hosts.{k}")
                   for k, h in sorted(hosts.items())]
     index = most_similar([p.fingerprint for p in references], fingerprint)
-    chosen = None if index is None else references[index]
-    if chosen is not None:
-        chosen.source = name
-        chosen.stale_against = fingerprint
+    if index is None:
+        return None
+    chosen = references[index]
+    chosen.source = name
+    chosen.stale_against = fingerprint
     return chosen
 
 
@@ -77,7 +78,8 @@ def embedded_profile(fingerprint: Fingerprint | None = None) -> Profile:
 
     It holds the calibrations of reference hosts (see ``calibration/`` in
     the source tree); this host gets the entry of a similar host
-    (:func:`.fingerprint.most_similar`).  Its fingerprint stays the reference host's.
+    (:func:`.fingerprint.most_similar`).  Its fingerprint stays the
+    reference host's.
     """
     fingerprint = fingerprint or host_fingerprint(libraries=False)
     try:

@@ -13,8 +13,8 @@
 and ``begin_end_ns``: the cost of one begin/end pair of that API, timed by a
 loop in C.  :func:`load` builds them once into ``build/bench-ext`` (the
 build reuses what is there) and returns the module, with the kernels
-registered under ``bench.*``; :func:`load_example` does the same for the
-example library of the docs (``docs/examples/mykernels``).
+registered under ``bench.*``; :func:`load_example` does the same for an
+example library of the docs (``docs/examples/mykernels``, ``bekmeans``).
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ relu_pair_fn = breakeven.kernel(parallel=relu_parallel,
 '''
 
 
-EXAMPLE = ROOT / "docs" / "examples" / "mykernels"
+EXAMPLES = ROOT / "docs" / "examples"
 
 
 def _build(module: str, pyx: Path, build_lib: Path, what: str) -> None:
@@ -184,21 +184,19 @@ def _stale(built: list[Path], sources) -> bool:
                             for f in sources)
 
 
-def load_example():
-    """The example library of the docs (``mykernels``), built with
-    setuptools into ``build/bench-ext/example`` and imported."""
-    import shutil
+def load_example(name: str = "mykernels"):
+    """An example library of the docs (``mykernels``, ``bekmeans``), built
+    into ``build/bench-ext/<name>`` by ``docs/examples/build_example.py``
+    (the suite's builder) when its sources changed, and imported."""
+    sys.path.insert(0, str(EXAMPLES))
+    import build_example
 
-    target = BUILD / "example"
-    pkg = target / "mykernels"
-    src = EXAMPLE / "src" / "mykernels"
-    if _stale(list(pkg.glob("_logistic*.so")), src.iterdir()):
-        _build("mykernels._logistic", src / "_logistic.pyx", target,
-               "the example library")
-    shutil.copy(src / "__init__.py", pkg / "__init__.py")
+    target = BUILD / name
+    if _stale(list((target / name).glob("*.so")), build_example.sources(name)):
+        build_example.build(name, target, BUILD / f"{name}-build", meson=False)
     if str(target) not in sys.path:
         sys.path.insert(0, str(target))
-    return importlib.import_module("mykernels")
+    return importlib.import_module(name)
 
 
 def load():

@@ -11,18 +11,15 @@ functions, which are compiled (``breakeven._fast``) and so invisible to
 Every doctest runs with ``BREAKEVEN_PROFILE`` pointing at a fresh temporary
 file, so none reads or writes the user's real profile, and with dispatch's
 per-process state reset before and after.  The page on kernels of your own
-imports ``mykernels``: the example project in ``docs/examples/mykernels`` is
-built once per session (with meson-python when it is installed, else with
-setuptools) and put on ``sys.path``.
+imports ``mykernels`` and the k-means case study ``bekmeans``: the example
+projects in ``docs/examples`` are built once per session (the ``example``
+fixture of the top-level conftest.py) and put on ``sys.path``.
 """
 
 from __future__ import annotations
 
 import doctest
 import inspect
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -36,7 +33,10 @@ from _pytest.doctest import (
 )
 
 HERE = Path(__file__).resolve().parent
-EXAMPLE = HERE / "examples" / "mykernels"
+# The pages that import an example library (built by the ``example``
+# fixture of the top-level conftest.py).
+PAGE_EXAMPLES = {HERE / "kernels.rst": "mykernels",
+                 HERE / "kmeans.rst": "bekmeans"}
 
 collect_ignore = ["conf.py", "_ext", "examples"]
 
@@ -93,61 +93,13 @@ def _doctest_environment(request, tmp_path, monkeypatch):
 
     monkeypatch.setenv("BREAKEVEN_PROFILE", str(tmp_path / "profile.toml"))
     monkeypatch.chdir(tmp_path)
-    if getattr(request.node, "path", None) == HERE / "kernels.rst":
-        monkeypatch.syspath_prepend(str(request.getfixturevalue("mykernels_build")))
+    page = getattr(request.node, "path", None)
+    if page in PAGE_EXAMPLES:  # the example library the page imports
+        monkeypatch.syspath_prepend(str(request.getfixturevalue("example")(
+            PAGE_EXAMPLES[page])))
     registered = dict(registry.KERNELS)
     testing.reset()
     yield
     registry.KERNELS.clear()
     registry.KERNELS.update(registered)
     testing.reset()
-
-
-@pytest.fixture(scope="session")
-def mykernels_build(tmp_path_factory):
-    """The example project of the kernels page, built and importable from
-    the directory returned."""
-    target = tmp_path_factory.mktemp("mykernels")
-    try:
-        import mesonpy  # noqa: F401
-
-        have_meson = shutil.which("ninja") is not None or _importable("ninja")
-    except ImportError:
-        have_meson = False
-    if have_meson:
-        # As a user would install it; the build tools of this environment.
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet",
-               "--disable-pip-version-check", "--no-build-isolation", "--no-deps",
-               "--target", str(target), str(EXAMPLE)]
-        run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    else:
-        import breakeven
-
-        build = tmp_path_factory.mktemp("mykernels-build")
-        # cythonize runs in this Python, which finds breakeven/dispatch.pxd on
-        # sys.path anyway; the include path says so (as meson.build does).
-        include = str(Path(breakeven.__file__).resolve().parent.parent)
-        script = (
-            "from setuptools import Extension, setup\n"
-            "from Cython.Build import cythonize\n"
-            "setup(ext_modules=cythonize([Extension('mykernels._logistic', "
-            f"[{str(EXAMPLE / 'src/mykernels/_logistic.pyx')!r}], "
-            "extra_compile_args=['-fopenmp', '-O2'], "
-            "extra_link_args=['-fopenmp'])], quiet=True, "
-            f"include_path=[{include!r}], build_dir={str(build)!r}), "
-            f"script_args=['build_ext', '--build-lib', {str(target)!r}, "
-            f"'--build-temp', {str(build)!r}])\n")
-        run = subprocess.run([sys.executable, "-c", script], cwd=build,
-                             capture_output=True, text=True, timeout=600)
-        shutil.copy(EXAMPLE / "src/mykernels/__init__.py",
-                    target / "mykernels" / "__init__.py")
-    assert run.returncode == 0, run.stdout + run.stderr
-    return target
-
-
-def _importable(name: str) -> bool:
-    try:
-        __import__(name)
-    except ImportError:
-        return False
-    return True

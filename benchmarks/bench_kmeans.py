@@ -1,0 +1,295 @@
+"""bekmeans (Lloyd's k-means on breakeven's Cython API) against scikit-learn.
+
+For n = 10^2 .. 10^6 samples of d = 2 and 50 features, k = 8 clusters, a
+fixed init (the first k samples) and a few iterations (``tol=0``), in one
+run, interleaved:
+
+- the loops alone, per iteration: ``bekmeans.run`` calibrated and
+  zero-config (no profile entry: the estimate and what the calls teach),
+  against scikit-learn's ``_kmeans_single_lloyd`` with its default threads
+  (``_openmp_effective_n_threads()``, all cores) and with one thread (what
+  ``threadpool_limits(1)`` gives it);
+- the whole call, validation included: ``bekmeans.lloyd`` against
+  ``KMeans(...).fit`` with its default threads and under
+  ``threadpool_limits(1)``;
+- two Python threads each running the loops at once, where each of
+  scikit-learn's calls takes every core.
+
+Both sides run the same iterations (checked: same labels and iteration
+count), so a ratio of times per iteration is a ratio of the loops' speed.
+The data are centered first for the loops, as ``KMeans.fit`` does.
+
+    python benchmarks/bench_kmeans.py [--quick] [--runs 3] [--output FILE.md]
+
+bekmeans is built from ``docs/examples/bekmeans`` and calibrated by the
+script (``breakeven.calibrate(kernels=["bekmeans.lloyd"])``, a few seconds)
+into the profile the run uses; the zero-config candidate uses the same
+profile without the kernel's entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import gc
+import platform
+import sys
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import _userkernels
+import numpy as np
+from _report import emit, fmt_ratio, fmt_time, table, targets_table
+from sklearn.cluster import KMeans
+from sklearn.cluster._kmeans import _kmeans_single_lloyd
+from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import breakeven as be
+from breakeven import testing
+from breakeven._calibrate.timing import time_interleaved
+from breakeven._core.openmp import usable_cpus
+from breakeven._profile import Profile
+
+SIZES = (100, 1000, 10 ** 4, 10 ** 5, 10 ** 6)
+FEATURES = (2, 50)
+K = 8
+ITERATIONS = 5
+KERNEL = "bekmeans.lloyd"
+TARGETS = {
+    "loops / scikit-learn's best, max": 1.0,
+    "loops / scikit-learn's default at n <= 1000, max": 0.7,
+    "two threads / scikit-learn's default, max": 0.8,
+    "zero-config / calibrated, max": 1.3,
+}
+# scikit-learn's loops without the threadpool_limits decorator of its
+# per-fit setup (counted with the validation, in the whole call)
+SK_LOOPS = getattr(_kmeans_single_lloyd, "__wrapped__", _kmeans_single_lloyd)
+
+
+def blobs(rng, n: int, d: int) -> np.ndarray:
+    centers = rng.uniform(-5, 5, (K, d))
+    return centers[rng.integers(0, K, n)] + rng.standard_normal((n, d))
+
+
+def without_kernel(p: Profile) -> Profile:
+    """The profile ``p`` with no entry for the k-means kernel (the host's
+    figures kept)."""
+    q = Profile(p.fingerprint, {k: v for k, v in p.tables.items() if k != KERNEL},
+                p.calibrated_at, p.sleep_after_us, f"{p.source}, without {KERNEL}")
+    q.wake, q.team_hot = p.wake, p.team_hot
+    return q
+
+
+def using(profile: Profile, after: Profile):
+    """A context factory: dispatch on ``profile`` (as in a new process),
+    then on ``after`` again."""
+    @contextlib.contextmanager
+    def ctx():
+        testing.reset(profile)
+        try:
+            yield
+        finally:
+            testing.reset(after)
+    return ctx
+
+
+class Case:
+    """One size: the data, centered data, init and the calls compared."""
+
+    def __init__(self, rng, n: int, d: int, bekmeans):
+        self.n, self.d = n, d
+        self.X = blobs(rng, n, d)
+        self.init = self.X[:K].copy()
+        self.Xc = self.X - self.X.mean(axis=0)
+        self.initc = self.init - self.X.mean(axis=0)
+        self.weights = np.ones(n)
+        self.bek = bekmeans
+        self.n_iter = self.check()
+
+    def bek_loops(self):
+        return self.bek.run(self.Xc, self.initc.copy(), np.full(self.n, -1, np.int32),
+                            ITERATIONS, 0.0)
+
+    def sk_loops(self, threads: int):
+        return SK_LOOPS(self.Xc, self.weights, self.initc.copy(),
+                        max_iter=ITERATIONS, tol=0.0, n_threads=threads)
+
+    def bek_fit(self):
+        return self.bek.lloyd(self.X, self.init, max_iter=ITERATIONS, tol=0.0)
+
+    def sk_fit(self):
+        return KMeans(n_clusters=K, init=self.init, n_init=1, max_iter=ITERATIONS,
+                      tol=0.0, algorithm="lloyd").fit(self.X)
+
+    def check(self) -> int:
+        """Both sides' iterations and labels agree; the iterations run."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ours, theirs = self.bek_fit(), self.sk_fit()
+        if ours[3] != theirs.n_iter_ or not np.array_equal(ours[1], theirs.labels_):
+            raise AssertionError(f"n={self.n} d={self.d}: bekmeans and scikit-learn "
+                                 "differ")
+        return ours[3]
+
+
+def both(pool, f):
+    """Two Python threads running ``f`` at once."""
+    a, b = pool.submit(f), pool.submit(f)
+    a.result()
+    b.result()
+
+
+def measure(case: Case, cal: Profile, zero: Profile, repeats: int, batch: float,
+            pool) -> dict[str, list[float]]:
+    """Interleaved timings, seconds per iteration (loops) or per call."""
+    sk_threads = _openmp_effective_n_threads()
+    cands = {
+        "bek": case.bek_loops,
+        "zero": case.bek_loops,
+        "sk": lambda: case.sk_loops(sk_threads),
+        "sk1": lambda: case.sk_loops(1),
+        "bek fit": case.bek_fit,
+        "sk fit": case.sk_fit,
+        "sk1 fit": case.sk_fit,
+        "bek x2": lambda: both(pool, case.bek_loops),
+        "sk x2": lambda: both(pool, lambda: case.sk_loops(sk_threads)),
+    }
+    around = {"zero": using(zero, cal), "sk1 fit": lambda: threadpool_limits(1)}
+    gc.collect()
+    gc.disable()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t = time_interleaved(cands, repeats=repeats, min_batch_time=batch,
+                                 around=around)
+    finally:
+        gc.enable()
+    per_iter = {"bek", "zero", "sk", "sk1", "bek x2", "sk x2"}
+    return {c: [s / case.n_iter if c in per_iter else s for s in t[c].samples]
+            for c in cands}
+
+
+def ratios(a: list[float], b: list[float]) -> list[float]:
+    return sorted(x / y for x, y in zip(a, b, strict=True))
+
+
+def summary(rs: list[float]) -> tuple[float, float, float]:
+    return (float(np.median(rs)), rs[0], rs[-1])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="n up to 10^5, one run")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--output")
+    args = ap.parse_args(argv)
+    bekmeans = _userkernels.load_example("bekmeans")
+    runs = 1 if args.quick else args.runs
+    sizes = SIZES[:-1] if args.quick else SIZES
+    repeats = 3 if args.quick else 5
+    print("calibrating bekmeans.lloyd ...", file=sys.stderr)
+    cal = be.calibrate(kernels=[KERNEL], progress=False)
+    zero = without_kernel(cal)
+    testing.reset(cal)
+    rng = np.random.default_rng(25)
+    cases = [Case(rng, n, d, bekmeans) for d in FEATURES for n in sizes]
+    got: dict[tuple[int, int], list[dict]] = {(c.n, c.d): [] for c in cases}
+    with ThreadPoolExecutor(2) as pool:
+        for r in range(runs):
+            for c in cases:
+                print(f"run {r + 1}/{runs}: n={c.n} d={c.d} ...", file=sys.stderr)
+                got[c.n, c.d].append(measure(c, cal, zero, repeats, 0.05, pool))
+    emit(report(cases, got, cal, runs, repeats), args.output)
+    return 0
+
+
+def report(cases, got, cal: Profile, runs: int, repeats: int) -> list[str]:
+    blas = [f"{i['internal_api']} {i['version']} ({i.get('architecture')}, "
+            f"{i['threading_layer']})" for i in threadpool_info()
+            if i["user_api"] == "blas"]
+    loops, fits, pairs = [], [], []
+    figures = dict.fromkeys(TARGETS, 0.0)
+
+    def med(samples: list[dict], c: str) -> float:  # median over runs
+        return float(np.median([np.median(s[c]) for s in samples]))
+
+    def ratio(samples: list[dict], a: str, b) -> tuple[float, float, float]:
+        """Median over runs of each run's median ratio, [min-max] of all."""
+        per_run = [ratios(s[a], b(s)) for s in samples]
+        everything = sorted(x for rs in per_run for x in rs)
+        return (float(np.median([np.median(rs) for rs in per_run])),
+                everything[0], everything[-1])
+
+    for c in cases:
+        s = got[c.n, c.d]
+        work = c.n * (K * c.d + K + c.d)
+        nt = be.decide(KERNEL, work, "float64", idle=0).threads
+        best = ratio(s, "bek", lambda x: [min(a, b) for a, b in zip(x["sk"], x["sk1"],
+                                                                     strict=True)])
+        vs_default = ratio(s, "bek", lambda x: x["sk"])
+        zero = ratio(s, "zero", lambda x: x["bek"])
+        two = ratio(s, "bek x2", lambda x: x["sk x2"])
+        figures["loops / scikit-learn's best, max"] = max(
+            figures["loops / scikit-learn's best, max"], best[0])
+        if c.n <= 1000:
+            key = "loops / scikit-learn's default at n <= 1000, max"
+            figures[key] = max(figures[key], vs_default[0])
+        key = "two threads / scikit-learn's default, max"
+        figures[key] = max(figures[key], two[0])
+        key = "zero-config / calibrated, max"
+        figures[key] = max(figures[key], zero[0])
+        loops.append((f"{c.n:,}", c.d, nt, *(fmt_time(med(s, x)) for x in
+                                              ("bek", "zero", "sk", "sk1")),
+                      fmt_ratio(best), fmt_ratio(vs_default), fmt_ratio(zero)))
+        fits.append((f"{c.n:,}", c.d, *(fmt_time(med(s, x)) for x in
+                                        ("bek fit", "sk fit", "sk1 fit")),
+                     fmt_time(med(s, "bek fit") - c.n_iter * med(s, "bek")),
+                     fmt_time(med(s, "sk fit") - c.n_iter * med(s, "sk"))))
+        pairs.append((f"{c.n:,}", c.d, fmt_time(med(s, "bek x2")),
+                      fmt_time(med(s, "sk x2")), fmt_ratio(two)))
+    hot = cal.steps(KERNEL, "float64")
+    return [
+        "# k-means: bekmeans against scikit-learn's KMeans (Lloyd)",
+        "",
+        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
+        f"- host: {platform.machine()}, {usable_cpus()} usable CPUs; breakeven "
+        f"{be.__version__}, numpy {np.__version__}, scikit-learn "
+        f"{__import__('sklearn').__version__}; BLAS: {'; '.join(blas)}",
+        f"- k = {K}, init = the first {K} samples, {ITERATIONS} iterations "
+        "(tol = 0), float64; data: Gaussian blobs",
+        f"- bekmeans calibrated in this run, float64 hot table (work = n (kd + k "
+        f"+ d), threads): {', '.join(f'{w:,}: {t}' for w, t in hot)}",
+        f"- {runs} runs of {repeats} interleaved timings each; times are medians "
+        "over runs of each run's median; ratios: median over runs of each "
+        "run's median timing-wise ratio [min-max over all timings]",
+        "",
+        "## The loops, per iteration",
+        "",
+        "bekmeans chose `threads` for a pass over the data (a call in a loop). "
+        "scikit-learn's best is the faster of its default and one thread, "
+        "timing by timing.",
+        "",
+        *table(("n", "d", "threads", "bekmeans", "zero-config", "scikit-learn",
+                "sklearn 1 thread", "bek / sklearn's best",
+                "bek / sklearn default", "zero-config / bek"), "rrrrrrrrrr", loops),
+        "",
+        "## The whole call, validation included",
+        "",
+        f"`lloyd` and `KMeans.fit` for {ITERATIONS} iterations; overhead is "
+        "the call less its loops (validation, copies, centering, thread limits).",
+        "",
+        *table(("n", "d", "bekmeans.lloyd", "KMeans.fit", "KMeans.fit, 1 thread",
+                "bekmeans overhead", "scikit-learn overhead"), "rrrrrrr", fits),
+        "",
+        "## Two Python threads at once, per iteration",
+        "",
+        *table(("n", "d", "bekmeans x2", "scikit-learn x2", "ratio"), "rrrrr", pairs),
+        "",
+        *targets_table(figures, TARGETS),
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

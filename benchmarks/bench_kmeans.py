@@ -5,7 +5,8 @@ fixed init (the first k samples) and a few iterations (``tol=0``), in one
 run, interleaved:
 
 - the loops alone, per iteration: ``bekmeans.run`` calibrated and
-  zero-config (no profile entry: the estimate and what the calls teach),
+  zero-config (a profile with no entry for the kernel: the estimate and
+  what its calls teach it, kept across the run as in a real program),
   against scikit-learn's ``_kmeans_single_lloyd`` with its default threads
   (``_openmp_effective_n_threads()``, all cores) and with one thread (what
   ``threadpool_limits(1)`` gives it);
@@ -17,24 +18,30 @@ run, interleaved:
 
 Both sides run the same iterations (checked: same labels and iteration
 count), so a ratio of times per iteration is a ratio of the loops' speed.
-The data are centered first for the loops, as ``KMeans.fit`` does.
+The data are centered first for the loops, as ``KMeans.fit`` does.  Each
+library runs in a worker process of its own (scikit-learn ships its own
+libgomp: in one process the two runtimes' teams would spin against each
+other, and breakeven would back off from the other team's threads); the
+batches of all candidates alternate in a random order.
 
     python benchmarks/bench_kmeans.py [--quick] [--runs 3] [--output FILE.md]
 
 bekmeans is built from ``docs/examples/bekmeans`` and calibrated by the
 script (``breakeven.calibrate(kernels=["bekmeans.lloyd"])``, a few seconds)
-into the profile the run uses; the zero-config candidate uses the same
+into the profile the run uses; the zero-config worker uses the same
 profile without the kernel's entry.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import gc
+import pickle
 import platform
+import subprocess
 import sys
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -48,7 +55,6 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import breakeven as be
 from breakeven import testing
-from breakeven._calibrate.timing import time_interleaved
 from breakeven._core.openmp import usable_cpus
 from breakeven._profile import Profile
 
@@ -82,31 +88,18 @@ def without_kernel(p: Profile) -> Profile:
     return q
 
 
-def using(profile: Profile, after: Profile):
-    """A context factory: dispatch on ``profile`` (as in a new process),
-    then on ``after`` again."""
-    @contextlib.contextmanager
-    def ctx():
-        testing.reset(profile)
-        try:
-            yield
-        finally:
-            testing.reset(after)
-    return ctx
-
-
 class Case:
     """One size: the data, centered data, init and the calls compared."""
 
-    def __init__(self, rng, n: int, d: int, bekmeans):
+    def __init__(self, n: int, d: int, bekmeans, check: bool = True):
         self.n, self.d = n, d
-        self.X = blobs(rng, n, d)
+        self.X = blobs(np.random.default_rng((25, n, d)), n, d)
         self.init = self.X[:K].copy()
         self.Xc = self.X - self.X.mean(axis=0)
         self.initc = self.init - self.X.mean(axis=0)
         self.weights = np.ones(n)
         self.bek = bekmeans
-        self.n_iter = self.check()
+        self.n_iter = self.check() if check else 0
 
     def bek_loops(self):
         return self.bek.run(self.Xc, self.initc.copy(), np.full(self.n, -1, np.int32),
@@ -141,34 +134,134 @@ def both(pool, f):
     b.result()
 
 
-def measure(case: Case, cal: Profile, zero: Profile, repeats: int, batch: float,
-            pool) -> dict[str, list[float]]:
-    """Interleaved timings, seconds per iteration (loops) or per call."""
+# Who runs what: each group in a process of its own, so that one library's
+# OpenMP runtime (scikit-learn ships its own libgomp) and its spinning
+# threads are not in the other's process, and so that breakeven's
+# contention check in the bekmeans processes judges bekmeans' calls only.
+# The two-thread cases have processes of their own too: once more threads
+# than CPUs have run OpenMP regions in a process (two Python threads with a
+# team each), libgomp shortens its spin-wait for good, and every later
+# parallel region in that process pays a wake-up (about twice the time of
+# a 10^4-sample pass here).
+GROUPS = {
+    "bek": ("bek", "bek fit"),        # calibrated
+    "zero": ("zero",),                # the kernel not in the profile
+    "sk": ("sk", "sk1", "sk fit", "sk1 fit"),
+    "bek x2": ("bek x2",),
+    "sk x2": ("sk x2",),
+}
+PER_ITERATION = {"bek", "zero", "sk", "sk1", "bek x2", "sk x2"}
+
+
+def calls(case: Case, pool) -> dict:
+    """The candidates' calls on one case (in a worker)."""
     sk_threads = _openmp_effective_n_threads()
-    cands = {
-        "bek": case.bek_loops,
-        "zero": case.bek_loops,
-        "sk": lambda: case.sk_loops(sk_threads),
-        "sk1": lambda: case.sk_loops(1),
-        "bek fit": case.bek_fit,
-        "sk fit": case.sk_fit,
-        "sk1 fit": case.sk_fit,
+
+    def sk1_fit():
+        with threadpool_limits(1):
+            return case.sk_fit()
+
+    return {
+        "bek": case.bek_loops, "zero": case.bek_loops, "bek fit": case.bek_fit,
         "bek x2": lambda: both(pool, case.bek_loops),
+        "sk": lambda: case.sk_loops(sk_threads), "sk1": lambda: case.sk_loops(1),
+        "sk fit": case.sk_fit, "sk1 fit": sk1_fit,
         "sk x2": lambda: both(pool, lambda: case.sk_loops(sk_threads)),
     }
-    around = {"zero": using(zero, cal), "sk1 fit": lambda: threadpool_limits(1)}
-    gc.collect()
-    gc.disable()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            t = time_interleaved(cands, repeats=repeats, min_batch_time=batch,
-                                 around=around)
-    finally:
-        gc.enable()
-    per_iter = {"bek", "zero", "sk", "sk1", "bek x2", "sk x2"}
-    return {c: [s / case.n_iter if c in per_iter else s for s in t[c].samples]
-            for c in cands}
+
+
+class Worker:
+    """A process running one group of candidates, timing a batch when
+    asked: bekmeans on a given profile, or scikit-learn."""
+
+    def __init__(self, group: str, profile: Profile | None, sizes):
+        self.proc = subprocess.Popen([sys.executable, __file__, "--worker"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self._ask((group, profile, list(sizes)))
+
+    def _ask(self, message):
+        pickle.dump(message, self.proc.stdin)
+        self.proc.stdin.flush()
+        return pickle.load(self.proc.stdout)
+
+    def time(self, n: int, d: int, cand: str, batch: float) -> tuple[float, float]:
+        """Seconds per call of a batch of at least ``batch`` seconds, and
+        the mean threads of bekmeans' passes in it (0 for scikit-learn)."""
+        return self._ask((n, d, cand, batch))
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def _batch(f, batch: float) -> float:
+    calls_, start = 0, time.perf_counter()
+    while True:
+        f()
+        calls_ += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= batch:
+            return elapsed / calls_
+
+
+def worker() -> None:
+    """A worker's loop (``--worker``): a setup message, then batches."""
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    group, profile, sizes = pickle.load(stdin)
+    bekmeans = (None if group.startswith("sk")
+                else _userkernels.load_example("bekmeans"))
+    if profile is not None:
+        testing.reset(profile)
+    pool = ThreadPoolExecutor(2)
+    cases = {(n, d): calls(Case(n, d, bekmeans, check=False), pool)
+             for n, d in sizes}
+    for c in cases.values():  # warm-up (and the zero-config's first lessons)
+        for cand in GROUPS[group]:
+            c[cand]()
+    pickle.dump("ready", stdout)
+    stdout.flush()
+    while True:
+        try:
+            n, d, cand, batch = pickle.load(stdin)
+        except EOFError:
+            return
+        if bekmeans is not None:
+            be.stats(reset=True)
+        gc.collect()
+        gc.disable()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                seconds = _batch(cases[n, d][cand], batch)
+        finally:
+            gc.enable()
+        threads = 0.0
+        if bekmeans is not None:
+            st = be.stats()[KERNEL, "float64"]
+            threads = ((st.mean_threads * st.parallel + st.serial)
+                       / max(1, st.parallel + st.serial))
+        pickle.dump((seconds, threads), stdout)
+        stdout.flush()
+
+
+def measure(case: Case, workers: dict[str, Worker], repeats: int, batch: float,
+            rng) -> dict[str, list[float]]:
+    """Interleaved timings: ``repeats`` rounds, each a batch of every
+    candidate in a new random order, a pause between batches (for the last
+    batch's idle OpenMP and BLAS threads to stop spinning).  Seconds per
+    iteration (the loops) or per call (the whole call)."""
+    owner = {c: g for g, cands in GROUPS.items() for c in cands}
+    got: dict[str, list[float]] = {c: [] for c in owner}
+    got["bek threads"], got["zero threads"] = [], []
+    for _ in range(repeats):
+        for cand in rng.permutation(list(owner)):
+            time.sleep(0.02)
+            seconds, threads = workers[owner[cand]].time(case.n, case.d, cand, batch)
+            got[cand].append(seconds / case.n_iter if cand in PER_ITERATION
+                             else seconds)
+            if cand in ("bek", "zero"):
+                got[f"{cand} threads"].append(threads)
+    return got
 
 
 def ratios(a: list[float], b: list[float]) -> list[float]:
@@ -184,23 +277,31 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="n up to 10^5, one run")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--output")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.worker:
+        worker()
+        return 0
     bekmeans = _userkernels.load_example("bekmeans")
     runs = 1 if args.quick else args.runs
     sizes = SIZES[:-1] if args.quick else SIZES
     repeats = 3 if args.quick else 5
     print("calibrating bekmeans.lloyd ...", file=sys.stderr)
     cal = be.calibrate(kernels=[KERNEL], progress=False)
-    zero = without_kernel(cal)
     testing.reset(cal)
-    rng = np.random.default_rng(25)
-    cases = [Case(rng, n, d, bekmeans) for d in FEATURES for n in sizes]
+    cases = [Case(n, d, bekmeans) for d in FEATURES for n in sizes]
+    sizes_ = [(c.n, c.d) for c in cases]
+    print("starting the workers ...", file=sys.stderr)
+    profiles = {"bek": cal, "bek x2": cal, "zero": without_kernel(cal)}
+    workers = {g: Worker(g, profiles.get(g), sizes_) for g in GROUPS}
+    rng = np.random.default_rng(0)
     got: dict[tuple[int, int], list[dict]] = {(c.n, c.d): [] for c in cases}
-    with ThreadPoolExecutor(2) as pool:
-        for r in range(runs):
-            for c in cases:
-                print(f"run {r + 1}/{runs}: n={c.n} d={c.d} ...", file=sys.stderr)
-                got[c.n, c.d].append(measure(c, cal, zero, repeats, 0.05, pool))
+    for r in range(runs):
+        for c in cases:
+            print(f"run {r + 1}/{runs}: n={c.n} d={c.d} ...", file=sys.stderr)
+            got[c.n, c.d].append(measure(c, workers, repeats, 0.05, rng))
+    for w in workers.values():
+        w.close()
     emit(report(cases, got, cal, runs, repeats), args.output)
     return 0
 
@@ -224,8 +325,6 @@ def report(cases, got, cal: Profile, runs: int, repeats: int) -> list[str]:
 
     for c in cases:
         s = got[c.n, c.d]
-        work = c.n * (K * c.d + K + c.d)
-        nt = be.decide(KERNEL, work, "float64", idle=0).threads
         best = ratio(s, "bek", lambda x: [min(a, b) for a, b in zip(x["sk"], x["sk1"],
                                                                      strict=True)])
         vs_default = ratio(s, "bek", lambda x: x["sk"])
@@ -240,8 +339,9 @@ def report(cases, got, cal: Profile, runs: int, repeats: int) -> list[str]:
         figures[key] = max(figures[key], two[0])
         key = "zero-config / calibrated, max"
         figures[key] = max(figures[key], zero[0])
-        loops.append((f"{c.n:,}", c.d, nt, *(fmt_time(med(s, x)) for x in
-                                              ("bek", "zero", "sk", "sk1")),
+        loops.append((f"{c.n:,}", c.d, f"{med(s, 'bek threads'):.1f}",
+                      f"{med(s, 'zero threads'):.1f}",
+                      *(fmt_time(med(s, x)) for x in ("bek", "zero", "sk", "sk1")),
                       fmt_ratio(best), fmt_ratio(vs_default), fmt_ratio(zero)))
         fits.append((f"{c.n:,}", c.d, *(fmt_time(med(s, x)) for x in
                                         ("bek fit", "sk fit", "sk1 fit")),
@@ -267,13 +367,15 @@ def report(cases, got, cal: Profile, runs: int, repeats: int) -> list[str]:
         "",
         "## The loops, per iteration",
         "",
-        "bekmeans chose `threads` for a pass over the data (a call in a loop). "
+        "threads: the mean threads of a pass over the data in bekmeans' batches "
+        "(calibrated and zero-config). "
         "scikit-learn's best is the faster of its default and one thread, "
         "timing by timing.",
         "",
-        *table(("n", "d", "threads", "bekmeans", "zero-config", "scikit-learn",
-                "sklearn 1 thread", "bek / sklearn's best",
-                "bek / sklearn default", "zero-config / bek"), "rrrrrrrrrr", loops),
+        *table(("n", "d", "threads", "zero-config threads", "bekmeans",
+                "zero-config", "scikit-learn", "sklearn 1 thread",
+                "bek / sklearn's best", "bek / sklearn default",
+                "zero-config / bek"), "rrrrrrrrrrr", loops),
         "",
         "## The whole call, validation included",
         "",

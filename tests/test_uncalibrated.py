@@ -126,6 +126,26 @@ def test_lone_calls_of_an_estimated_kernel_pay_the_wake_up(kernel):
     testing.reset()
 
 
+def test_a_loop_of_estimated_calls_wakes_the_team_once(kernel):
+    """Each call of a loop is serial for a lone call's wake-up, but the
+    next one comes within the sleep time: it wakes the team, and the rest
+    of the loop runs in parallel."""
+    with testing.simulated_cpus(N), testing.simulated_clock() as clock:
+        testing.reset(empty_profile(sleep_after_us=10_000.0,
+                                    wake=((10_000.0, N, 5e-3),)))
+        testing.idle(3600)
+        work = 1 << 16
+        for _ in range(6):  # lone calls (65 us): serial, the rate measured
+            clock.advance(1.0)
+            assert call(clock, work, 1.0, 0.3) == 1
+        assert be.decide("zc.kernel", work, idle=0).threads == N
+        clock.advance(1.0)  # then a loop
+        got = [call(clock, work, 1.0, 0.3) for _ in range(20)]
+        assert got[0] == 1, got  # lone: waking (5 ms) costs more than it saves
+        assert got[1:] == [N] * 19, got
+    testing.reset()
+
+
 # ---------------------------------------------------------------------------
 # a library's own default
 # ---------------------------------------------------------------------------

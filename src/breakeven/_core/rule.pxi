@@ -191,7 +191,12 @@ cdef int _from_estimate(Entry *e, Py_ssize_t work, int mode, long long idle,
         ch.explore_step = X_COUNTED
     ch.idle = idle
     t = _estimated(e, work, full, True, idle, ch, False)
-    return t if t > 1 else 0
+    # Serial for the wake-up alone, the call is still past its threshold
+    # (1, not 0): it counts as a call of a loop, so that the next one, if
+    # it comes within the sleep time, wakes the team once and the loop runs
+    # hot.  (With 0, a loop of such calls stayed serial for good: no call
+    # was ever "recent".)
+    return t if t > 1 else 1
 
 
 cdef inline int _from_table(Entry *e, Py_ssize_t work, int mode, long long idle,

@@ -104,7 +104,15 @@ cdef Py_ssize_t _part(const floating *X, Py_ssize_t n, int d,
                 counts[best] += 1
                 x = X + s * d
                 row = sums + best * d
-                for f in range(d):
+                # unrolled by hand: as a plain loop (SSE2, the baseline
+                # x86-64 build) it ran a tenth slower than scikit-learn's
+                # when both CPUs ran it, at 50 features
+                for f in range(0, d - 3, 4):
+                    row[f] += x[f]
+                    row[f + 1] += x[f + 1]
+                    row[f + 2] += x[f + 2]
+                    row[f + 3] += x[f + 3]
+                for f in range(d - d % 4, d):
                     row[f] += x[f]
     return changed
 

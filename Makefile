@@ -87,6 +87,8 @@ bench: $(VENV)/.bench-installed
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_zero_config.py \
 	    --output benchmarks/results/zero_config.md
 	$(PY) benchmarks/bench_import.py --output benchmarks/results/import.md
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_kmeans.py \
+	    --output benchmarks/results/kmeans.md
 
 bench-quick: $(VENV)/.bench-installed
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_peers.py --quick \
@@ -103,7 +105,7 @@ reliability: install
 	$(PY) reliability/run.py --output reliability/report.md
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks tools docs/_ext
+	$(VENV)/bin/ruff check src tests benchmarks tools docs/_ext docs/examples conftest.py
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/cython-lint src/breakeven
 
 clean:

@@ -222,6 +222,28 @@ def test_lone_calls_after_each_idle_time(n):
         assert be.decide("sum", 10**8).threads == n
 
 
+@pytest.mark.parametrize("n", [2, 8])
+def test_a_loop_of_long_calls_wakes_the_team_once(n):
+    """Calls that run longer than the team's sleep time, one after another:
+    the first is lone and runs serially (its cold table says waking does
+    not pay), but it is not the last call past a threshold for ever: the
+    next, straight after its end, belongs to a loop and runs hot."""
+    p = ladder_profile(n, sleep_us=10_000.0)
+    p.set_table("sum", "float64", ((0, 1), (1000, n)), ((0, 1),))  # cold: never
+    p.wake = ((10_000.0, n, 5e-3),)
+    with testing.simulated_cpus(n), testing.simulated_clock() as clock:
+        testing.reset(p)
+        testing.idle(3600)
+        got = []
+        for _ in range(6):
+            with be.grant("sum", 10**8) as g:  # 20 ms serially
+                clock.advance(20e-3 if g.threads == 1 else 20e-3 / n)
+            got.append(g.threads)
+        assert got == [1] + [n] * 5, got
+        clock.advance(1.0)  # a lone call again
+        assert be.decide("sum", 10**8).threads == 1
+
+
 # ---------------------------------------------------------------------------
 # the Cython API under load
 # ---------------------------------------------------------------------------

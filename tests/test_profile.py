@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import truncated
 
 import breakeven as be
 from breakeven import _profile, testing
@@ -108,7 +109,7 @@ def good_text():
 # Each case: how to spoil the file, and a word the warning must contain.
 FAULTS = {
     "empty": (lambda p: p.write_text(""), "format"),
-    "truncated": (lambda p: p.write_text(good_text()[: len(good_text()) // 2]), ""),
+    "truncated": (lambda p: p.write_text(truncated(good_text())), ""),
     "binary garbage": (lambda p: p.write_bytes(os.urandom(300) + b"\xff\xfe"), ""),
     "not toml": (lambda p: p.write_text("this is = = not toml ]]"), "TOML"),
     "wrong types": (lambda p: p.write_text(

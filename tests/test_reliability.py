@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from helpers import thread_control
+from helpers import thread_control, truncated
 
 import breakeven as be
 from breakeven import _profile, testing
@@ -259,7 +259,7 @@ KEY = host_fingerprint().key
 # Each class: how to spoil the file, and what the warning must say.
 CONFIG_FAULTS = {
     "empty": (lambda p: p.write_text(""), "format"),
-    "truncated": (lambda p: p.write_text(good_profile_text()[:700]), ""),
+    "truncated": (lambda p: p.write_text(truncated(good_profile_text())), ""),
     "binary garbage": (lambda p: p.write_bytes(bytes(range(256)) * 3), "not a text"),
     "not TOML": (lambda p: p.write_text("format = = 1 ]]"), "TOML"),
     "wrong type": (replace("usable_cpus = ", 'usable_cpus = "many" #'),

@@ -72,8 +72,11 @@ cdef int _commit(const Slot *s, dispatch.Call *c, Choice *ch, int t) noexcept no
 cdef inline void _serially(dispatch.Call *c, const Choice *ch) noexcept nogil:
     """A call past its threshold that runs serially: it holds a core of the
     budget while it runs, if one is free; a backed-off one is timed (its
-    time paces the next probe)."""
+    time paces the next probe).  Its start and its end (F_PAST) count as
+    the last call past a threshold: a call that follows it closely is one
+    of a loop, not a lone call, however long this one ran."""
     st_ll(&_last_call, ch.t_now)
+    c.flags |= F_PAST
     if not tl_section and _hold_core():
         c.flags |= F_HELD
     if c.flags & F_BACKED_OFF:

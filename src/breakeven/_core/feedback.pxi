@@ -63,6 +63,8 @@ cdef void _end(dispatch.Call *c) noexcept nogil:
             if not (c.flags & F_COLD):
                 _observe(e, t, c.work, ns, c.flags, t_end)
     else:
+        if c.flags & F_PAST:
+            st_ll(&_last_call, now())
         if c.flags & F_HELD:
             add_int(&_in_flight, -1)
             add_int(&_free, 1)

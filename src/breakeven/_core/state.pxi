@@ -28,6 +28,7 @@ cdef enum:
     F_BLAS = 64        # capped BLAS, to restore
     F_FORCED = 128     # threads(n, exact=True)
     F_CALLER = 1024    # counted among the callers sharing the cores
+    F_PAST = 2048      # past its threshold, run serially: its end is a loop's
 
 # The estimate (a kernel without a table): a parallel call of t threads is
 # taken to cost serial / (t * EFFICIENCY) + the team's hot start; a call

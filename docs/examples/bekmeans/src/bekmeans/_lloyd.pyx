@@ -112,8 +112,8 @@ cdef Py_ssize_t _part(const floating *X, Py_ssize_t n, int d,
                 x = X + s * d
                 row = sums + best * d
                 # unrolled by hand: as a plain loop (SSE2, the baseline
-                # x86-64 build) it ran a tenth slower than scikit-learn's
-                # when both CPUs ran it, at 50 features
+                # x86-64 build) it ran slower than scikit-learn's when both
+                # CPUs ran it, at 50 features
                 for f in range(0, d - 3, 4):
                     row[f] += x[f]
                     row[f + 1] += x[f + 1]
@@ -139,8 +139,8 @@ cdef struct Shape:
 cdef Shape _shape(Py_ssize_t n, int d, int k) noexcept nogil:
     """The chunks and parts of data of n x d with k centers: a function of
     the shape and the host's CPUs alone.  Parts cost their reduction (each
-    adds k x d values once a pass): a part per chunk, 391 at 10^5 samples,
-    made a 50-feature pass a fifth slower here than eight per CPU."""
+    adds k x d values once a pass): a part per chunk made a 50-feature pass
+    on 10^5 samples markedly slower than eight parts per CPU."""
     cdef Shape s
     cdef Py_ssize_t most = PART_VALUES_MAX // (<Py_ssize_t>k * (d + 1))
     s.n, s.d, s.k = n, d, k

@@ -20,7 +20,6 @@ example library of the docs (``docs/examples/mykernels``, ``bekmeans``).
 from __future__ import annotations
 
 import importlib
-import subprocess
 import sys
 from pathlib import Path
 
@@ -158,25 +157,23 @@ relu_pair_fn = breakeven.kernel(parallel=relu_parallel,
 EXAMPLES = ROOT / "docs" / "examples"
 
 
-def _build(module: str, pyx: Path, build_lib: Path, what: str) -> None:
+def _build(module: str, pyx: Path, build_lib: Path) -> None:
     """Compile ``pyx`` into the extension ``module`` under ``build_lib``
-    with setuptools and OpenMP, as a user's build would (cythonize finds
-    breakeven's .pxd on sys.path)."""
+    with setuptools and OpenMP, as a user's build would (the examples'
+    builder, at -O2)."""
     tmp = BUILD / f"{module}-build"
     tmp.mkdir(parents=True, exist_ok=True)
-    script = (
-        "from setuptools import Extension, setup\n"
-        "from Cython.Build import cythonize\n"
-        f"setup(ext_modules=cythonize([Extension({module!r}, [{str(pyx)!r}], "
-        "extra_compile_args=['-fopenmp', '-O2'], "
-        "extra_link_args=['-fopenmp'])], quiet=True, "
-        f"build_dir={str(tmp)!r}), "
-        f"script_args=['build_ext', '--build-lib', {str(build_lib)!r}, "
-        f"'--build-temp', {str(tmp)!r}])\n")
-    r = subprocess.run([sys.executable, "-c", script], cwd=tmp,
-                       capture_output=True, text=True, timeout=600)
-    if r.returncode != 0:
-        raise RuntimeError(f"building {what} failed:\n" + r.stdout + r.stderr)
+    _examples().compile_extensions([(module, str(pyx))], build_lib, tmp,
+                                   flags=("-O2",))
+
+
+def _examples():
+    """docs/examples/build_example.py, the examples' builder."""
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
+    import build_example
+
+    return build_example
 
 
 def _stale(built: list[Path], sources) -> bool:
@@ -188,9 +185,7 @@ def load_example(name: str = "mykernels"):
     """An example library of the docs (``mykernels``, ``bekmeans``), built
     into ``build/bench-ext/<name>`` by ``docs/examples/build_example.py``
     (the suite's builder) when its sources changed, and imported."""
-    sys.path.insert(0, str(EXAMPLES))
-    import build_example
-
+    build_example = _examples()
     target = BUILD / name
     if _stale(list((target / name).glob("*.so")), build_example.sources(name)):
         build_example.build(name, target, BUILD / f"{name}-build", meson=False)
@@ -206,7 +201,7 @@ def load():
     if not pyx.exists() or pyx.read_text() != PYX:
         pyx.write_text(PYX)
     if _stale(list(BUILD.glob("bench_relu_ext*.so")), [pyx]):
-        _build("bench_relu_ext", pyx, BUILD, "the benchmark's kernels")
+        _build("bench_relu_ext", pyx, BUILD)
     (BUILD / "bench_relu.py").write_text(WRAPPER)
     if str(BUILD) not in sys.path:
         sys.path.insert(0, str(BUILD))

@@ -32,7 +32,9 @@ def _as_data(a, name, dtype=None):
     if dtype is None:
         dtype = np.float32 if arr.dtype == np.float32 else np.float64
     arr = np.array(arr, dtype=dtype, order="C", copy=True)
-    if not np.isfinite(arr).all():
+    # a finite sum is proof enough (one pass, no temporary); a sum that
+    # overflowed is checked value by value
+    if not np.isfinite(arr.sum()) and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinity")
     return arr
 
@@ -113,12 +115,13 @@ def lloyd(X, init, max_iter=300, tol=1e-4):
     if not 1 <= centers.shape[0] <= n:
         raise ValueError(f"init must have between 1 and n_samples={n} centers, "
                          f"got {centers.shape[0]}")
-    # The tolerance scaled by the data's spread, on the data as given; then
-    # the data centered on their mean, for more accurate distances.
-    scaled_tol = float(np.mean(np.var(X, axis=0)) * tol) if tol != 0 else 0.0
+    # The data centered on their mean, for more accurate distances; the
+    # tolerance scaled by their spread (the mean of the features' variances,
+    # from the centered data: no temporary copy, as np.var would make).
     mean = X.mean(axis=0)
     X -= mean
     centers -= mean
+    scaled_tol = float(np.einsum("ij,ij->", X, X) / X.size * tol) if tol != 0 else 0.0
     labels = np.full(n, -1, dtype=np.int32)
     n_iter, inertia = run(X, centers, labels, int(max_iter), scaled_tol)
     centers += mean

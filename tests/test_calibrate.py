@@ -13,7 +13,13 @@ from breakeven._calibrate.budget import NEVER
 from breakeven._calibrate.sweeps import Job
 from breakeven._kernels.registry import KERNELS
 from breakeven._profile import Fingerprint, Profile
-from breakeven._profile.steps import Point, choose_steps, crossing
+from breakeven._profile.steps import (
+    Point,
+    choose_steps,
+    cold_tables,
+    crossing,
+    threads_for,
+)
 
 FP = Fingerprint("Test CPU", 8, "libgomp", "default", "openblas test", "0.1.0")
 
@@ -521,3 +527,24 @@ def test_real_quick_calibration_of_one_kernel(tmp_path):
     assert p.elapsed < 10
     path = p.save(tmp_path / "profile.toml")
     assert path.exists()
+
+
+def test_a_cold_table_goes_parallel_past_the_sizes_measured():
+    """Times measured up to 2^20, where two threads save 0.5 ms, and a
+    wake-up of 7 ms: no measured size pays for the wake-up, but a size
+    twenty times larger does (times grow with work), so the cold table is
+    not "never"."""
+    times = [(w, 1, w * 1e-9) for w in (1 << 16, 1 << 18, 1 << 20)]
+    times += [(w, 2, w * 0.5e-9 + 2e-6) for w in (1 << 16, 1 << 18, 1 << 20)]
+    ((idle, cold),) = cold_tables(times, ((100_000.0, 2, 7e-3),), 10_000.0, ((0, 1),))
+    assert idle == 0.1
+    assert threads_for(cold, 1 << 20) == 1  # 0.5 ms saved for 7 ms of wake-up
+    assert threads_for(cold, 1 << 25) == 2  # 16 ms saved
+    first = next(w for w, t in cold if t > 1)
+    # the step where the gain (0.5 ns a unit) covers the wake-up and the margin
+    assert 7e-3 / 0.5e-9 <= first <= 4 * 7e-3 / 0.5e-9, cold
+    # no gain at the largest size: no step beyond it either
+    flat = [(w, t, w * 1e-9) for w, t, _ in times]
+    ((_, cold),) = cold_tables(flat, ((100_000.0, 2, 7e-3),), 10_000.0, ((0, 1),))
+    assert cold == ((0, 1),)
+

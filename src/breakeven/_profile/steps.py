@@ -161,8 +161,28 @@ def cold_tables(times: Sequence[tuple[int, int, float]],
     points = [Point(w, ts) for w, ts in sorted(by_work.items()) if 1 in ts]
     if not points:
         return fallback
+    beyond = _beyond(points[-1], max(s for _, _, s in wake))
+    if beyond is not None:
+        points.append(beyond)
     out = []
     for gap in sorted({g for g, _, _ in wake}):
         penalty = {t: s for g, t, s in wake if g == gap}
         out.append((gap / 1e6, choose_steps(with_penalty(points, penalty), margin)))
     return out[:MAX_GAPS]
+
+
+def _beyond(last: Point, wake_s: float) -> Point | None:
+    """A point past the largest size measured, far enough that the gain of
+    its best parallel count pays for waking the team (``wake_s``) four
+    times over, its times scaled from ``last`` in proportion to work (as
+    the hot table's last step assumes).  Without it, a wake-up longer than
+    the gain at the largest size measured made a cold table say "never"
+    for any work, and a lone call of a thousand times that size ran
+    serially.  None when no parallel count gains there."""
+    gain = last.times[1] - min(last.times.values())
+    if gain <= 0:
+        return None
+    factor = 2.0 ** math.ceil(math.log2(max(2.0, 4 * wake_s / gain)))
+    return Point(int(last.work * factor),
+                 {t: s * factor for t, s in last.times.items()})
+

@@ -10,7 +10,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 # Re-install only when something that goes into the wheel changed.
 SOURCES := $(shell find src -type f -not -name '*.pyc') meson.build meson.options pyproject.toml
 
-.PHONY: all install test test-no-openmp test-matrix calibrate bench bench-quick bench-simulated bench-scaling docs fuzz \
+.PHONY: all install test test-no-openmp test-libomp test-matrix calibrate bench bench-quick bench-simulated bench-scaling docs fuzz \
         reliability lint clean help
 
 all: test
@@ -19,6 +19,7 @@ help:
 	@echo "make calibrate  build, install into $(VENV), calibrate this host, write its profile"
 	@echo "make test       build, install into $(VENV) and run the test suite"
 	@echo "make test-no-openmp  the suite on a build without OpenMP (every kernel serial)"
+	@echo "make test-libomp  the suite on a build with clang and LLVM libomp"
 	@echo "make test-matrix  the suite on every Python 3.11+ found, oldest and newest NumPy"
 	@echo "make bench      serial/parallel/NumPy benchmark tables (benchmarks/)"
 	@echo "make bench-quick  the side-by-side benchmark on a few sizes (smoke run)"
@@ -56,6 +57,22 @@ $(NOOMP)/.installed: $(SOURCES)
 # tests/ only: the guides' examples in docs/ show an OpenMP build's decisions.
 test-no-openmp: $(NOOMP)/.installed
 	BREAKEVEN_EXPECT_OPENMP=disabled $(NOOMP)/bin/python -m pytest -q -p no:cacheprovider tests
+
+# The build with clang and LLVM's OpenMP runtime (libomp), in a venv of its
+# own: the runtime macOS wheels ship.  Needs clang and libomp (Debian:
+# `apt-get install clang libomp-dev`, which .ci/run does); the suite holds
+# the build to them (BREAKEVEN_EXPECT_RUNTIME).
+LIBOMP := .venv-libomp
+$(LIBOMP)/.installed: $(SOURCES)
+	$(PYTHON) -m venv $(LIBOMP)
+	$(LIBOMP)/bin/python -m pip --disable-pip-version-check install --quiet --upgrade pip
+	CC=clang CXX=clang++ $(LIBOMP)/bin/python -m pip --disable-pip-version-check \
+	    install ".[test]"
+	@touch $@
+
+test-libomp: $(LIBOMP)/.installed
+	BREAKEVEN_EXPECT_RUNTIME=clang:libomp $(LIBOMP)/bin/python -m pytest -q \
+	    -p no:cacheprovider tests
 
 # Every Python from the lowest supported to 3.13 that this machine has, each
 # with the oldest NumPy it can install that the package claims, and the
@@ -109,7 +126,7 @@ lint: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/cython-lint src/breakeven
 
 clean:
-	rm -rf $(VENV) $(NOOMP) build dist .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(NOOMP) $(LIBOMP) build dist .pytest_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # Calibration on simulated many-core hosts, in simulated time (a cost model).

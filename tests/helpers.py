@@ -35,22 +35,17 @@ def thread_control(c):
 def build_extension(directory, name: str, source: str) -> None:
     """Compile ``source`` (Cython, OpenMP on) into the extension module
     ``name`` in ``directory``, as a user's own build would: cythonize finds
-    breakeven's installed .pxd files on sys.path."""
-    import subprocess
-    import sys
+    breakeven's installed .pxd files on sys.path; the compiler is the one
+    breakeven was built with (the examples' builder,
+    docs/examples/build_example.py)."""
     from pathlib import Path
 
-    Path(directory, f"{name}.pyx").write_text(source)
-    setup = ("from setuptools import setup, Extension\n"
-             "from Cython.Build import cythonize\n"
-             f"setup(ext_modules=cythonize([Extension({name!r}, [{name + '.pyx'!r}], "
-             "extra_compile_args=['-fopenmp', '-O2'], "
-             "extra_link_args=['-fopenmp'])], quiet=True, "
-             "compiler_directives={'language_level': 3}), "
-             "script_args=['build_ext', '--inplace'])\n")
-    r = subprocess.run([sys.executable, "-c", setup], cwd=directory,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
+    import build_example
+
+    pyx = Path(directory, f"{name}.pyx")
+    pyx.write_text(source)
+    build_example.compile_extensions([(name, str(pyx))], Path(directory),
+                                     Path(directory), flags=("-O2",))
 
 
 def ladder(n: int) -> tuple:

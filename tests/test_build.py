@@ -33,12 +33,31 @@ def test_sources_found():
 EXPECTED = os.environ.get("BREAKEVEN_EXPECT_OPENMP", "enabled")
 
 
+# The compiler and OpenMP runtime a run expects, when it says (`make
+# test-libomp`: clang and libomp); else whatever the build found.
+EXPECTED_RUNTIME = os.environ.get("BREAKEVEN_EXPECT_RUNTIME")
+
+
 def test_build_is_the_one_asked_for():
     assert _build.OPENMP_OPTION == EXPECTED
     if EXPECTED == "enabled":
         assert openmp.OPENMP and openmp.OPENMP_RUNTIME != "none"
     elif EXPECTED == "disabled":
         assert not openmp.OPENMP and openmp.OPENMP_RUNTIME == "none"
+    assert _build.C_COMPILER and _build.C_COMPILER_VERSION
+    if EXPECTED_RUNTIME is not None:
+        compiler, runtime = EXPECTED_RUNTIME.split(":")
+        assert (_build.C_COMPILER, openmp.OPENMP_RUNTIME) == (compiler, runtime)
+
+
+def test_info_names_the_compiler_and_runtime():
+    r = subprocess.run([sys.executable, "-m", "breakeven", "info"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    line = next(ln for ln in r.stdout.splitlines() if "runtime" in ln)
+    assert openmp.OPENMP_RUNTIME in line
+    if openmp.OPENMP:
+        assert f"by {_build.C_COMPILER} {_build.C_COMPILER_VERSION}" in line
 
 
 @pytest.mark.parametrize("pyx", PRANGE_SOURCES,

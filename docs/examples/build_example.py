@@ -13,6 +13,7 @@ where the running Python has them (breakeven's ``dispatch.pxd``, SciPy's
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -43,6 +44,20 @@ def _pxd_dirs() -> list[str]:
     return [str(Path(m.__file__).resolve().parent.parent) for m in (breakeven, scipy)]
 
 
+def compiler_env() -> dict[str, str]:
+    """The environment for a setuptools build with the compiler breakeven
+    was built with (``breakeven._build.C_COMPILER``), hence its OpenMP
+    runtime: a module whose parallel regions call breakeven must share the
+    runtime, or breakeven cannot see that a call comes from inside one."""
+    from breakeven import _build
+
+    env = dict(os.environ)
+    if _build.C_COMPILER == "clang":  # setuptools' default is Python's (gcc)
+        env["CC"] = "clang"
+        env["LDSHARED"] = "clang -shared"
+    return env
+
+
 def compile_extensions(modules: list[tuple[str, str]], build_lib: Path, tmp: Path,
                        flags: tuple[str, ...] = ("-O3", "-fno-wrapv")) -> None:
     """Compile ``(module, pyx path)`` pairs with setuptools, cythonize and
@@ -61,7 +76,7 @@ def compile_extensions(modules: list[tuple[str, str]], build_lib: Path, tmp: Pat
         f"build_dir={str(tmp)!r}), "
         f"script_args=['build_ext', '--build-lib', {str(build_lib)!r}, "
         f"'--build-temp', {str(tmp)!r}])\n")
-    run = subprocess.run([sys.executable, "-c", script], cwd=tmp,
+    run = subprocess.run([sys.executable, "-c", script], cwd=tmp, env=compiler_env(),
                          capture_output=True, text=True, timeout=900)
     if run.returncode != 0:
         raise RuntimeError(f"building {', '.join(m for m, _ in modules)} failed:\n"

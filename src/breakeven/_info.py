@@ -75,10 +75,13 @@ def info() -> dict[str, dict[str, str]]:
         "CPUs": _cpus(),
         "fingerprint": fp.key,
     }
+    from breakeven._build import C_COMPILER, C_COMPILER_VERSION
+
+    compiler = f"{C_COMPILER} {C_COMPILER_VERSION}"
     if OPENMP_RUNTIME == "none":
         runtime = "none: built without OpenMP, every kernel runs serially"
     else:
-        runtime = f"{OPENMP_RUNTIME} (built with OpenMP)"
+        runtime = f"{OPENMP_RUNTIME} (built with OpenMP, by {compiler})"
     limit = next((p["num_threads"] for p in pools
                   if p.get("user_api") == "breakeven"), None)
     out["openmp"] = {

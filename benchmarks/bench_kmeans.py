@@ -56,7 +56,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 import breakeven as be
 from breakeven import testing
 from breakeven._core.openmp import usable_cpus
-from breakeven._profile import Profile
+from breakeven._profile import Profile, host_fingerprint
 
 SIZES = (100, 1000, 10 ** 4, 10 ** 5, 10 ** 6)
 FEATURES = (2, 50)
@@ -359,7 +359,8 @@ def report(cases, got, cal: Profile, runs: int, repeats: int) -> list[str]:
         "# k-means: bekmeans against scikit-learn's KMeans (Lloyd)",
         "",
         f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
-        f"- host: {platform.machine()}, {usable_cpus()} usable CPUs; breakeven "
+        f"- host: {host_fingerprint().cpu} ({platform.machine()}), {usable_cpus()} "
+        "usable CPUs; breakeven "
         f"{be.__version__}, numpy {np.__version__}, scikit-learn "
         f"{__import__('sklearn').__version__}; BLAS: {'; '.join(blas)}",
         f"- k = {K}, init = the first {K} samples, {ITERATIONS} iterations "

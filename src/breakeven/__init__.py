@@ -5,7 +5,8 @@ Drop-in functions (:func:`sum`, :func:`dot`, :func:`axpy`, :func:`exp`,
 :data:`KERNELS`) run a serial or an OpenMP
 kernel, with as many threads as pay on this host, according to a profile that
 ``breakeven calibrate`` measures (:func:`load_profile`); :func:`explain` says
-why.  :func:`threads` and :func:`section` control the cores.  Kernels of
+why.  :func:`threads` and :func:`section` control the cores; the user's
+processes on the same CPUs share them (:func:`host_budget`).  Kernels of
 other libraries dispatch through the same core: :func:`register` gives one a
 slot for the Cython API (``from breakeven cimport dispatch``),
 :func:`kernel` dispatches a serial/parallel pair, and :func:`decide` and
@@ -17,6 +18,7 @@ items, inner or outer parallel.
 from breakeven._calibrate import calibrate  # noqa: E402
 from breakeven._core.decisions import Decision, decide, grant  # noqa: E402
 from breakeven._core.engine import section, threads  # noqa: E402
+from breakeven._core.host import HostBudget, host_budget, use_host_budget  # noqa: E402
 from breakeven._core.stats import KernelStats, Stats, stats  # noqa: E402
 from breakeven._core.tables import save_learned, use_profile  # noqa: E402
 from breakeven._cpu import usable_cpus  # noqa: E402
@@ -35,6 +37,7 @@ from breakeven._version import __version__  # noqa: E402
 __all__ = [
     "KERNELS",
     "Decision",
+    "HostBudget",
     "Kernel",
     "KernelStats",
     "Profile",
@@ -51,6 +54,7 @@ __all__ = [
     "get_kernel",
     "grant",
     "histogram",
+    "host_budget",
     "kernel",
     "load_profile",
     "map",
@@ -63,6 +67,7 @@ __all__ = [
     "sum",
     "threads",
     "usable_cpus",
+    "use_host_budget",
     "use_profile",
 ]
 

@@ -385,6 +385,20 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_budget(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from breakeven._core import host
+
+    host.join()
+    b = host.host_budget(sweep=True)  # the dead processes' cores back first
+    if args.json:
+        print(json.dumps(asdict(b), indent=2))
+    else:
+        print(b)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="breakeven",
@@ -397,6 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "OpenMP, BLAS, profile, versions")
     p.add_argument("--json", action="store_true", help="as JSON")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("budget", help="the host's core budget: the processes "
+                                      "sharing the cores, what each holds")
+    p.add_argument("--json", action="store_true", help="as JSON")
+    p.set_defaults(func=cmd_budget)
 
     p = sub.add_parser("calibrate", help="measure this host and write its profile")
     p.add_argument("--quick", action="store_true",

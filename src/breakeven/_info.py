@@ -13,7 +13,8 @@ __all__ = ["info", "show_versions"]
 PACKAGES = ("numpy", "scipy", "threadpoolctl", "joblib", "platformdirs",
             "dask", "distributed", "matplotlib", "Cython")
 # The environment variables that change what dispatch does.
-ENVIRONMENT = ("BREAKEVEN_PROFILE", "BREAKEVEN_SAVE_LEARNED", "OMP_NUM_THREADS",
+ENVIRONMENT = ("BREAKEVEN_PROFILE", "BREAKEVEN_SAVE_LEARNED", "BREAKEVEN_HOST_BUDGET",
+               "BREAKEVEN_HOST_BUDGET_DIR", "OMP_NUM_THREADS",
                "OMP_WAIT_POLICY", "OMP_PROC_BIND", "OMP_PLACES",
                "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OPENBLAS_NUM_THREADS",
                "MKL_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -70,10 +71,16 @@ def info() -> dict[str, dict[str, str]]:
                   f"({platform.python_implementation()}, {sys.executable})",
         "platform": platform.platform(),
     }
+    from breakeven._core import host
+
+    host.join()  # as a call would: says whether the host's budget can be used
+    shared = host.host_budget()
     out["host"] = {
         "cpu": fp.cpu,
         "CPUs": _cpus(),
         "fingerprint": fp.key,
+        "core budget": (f"the host's, {shared.reason}: {shared.path}" if shared.joined
+                        else f"this process's own: the host's is off, {shared.reason}"),
     }
     from breakeven._build import C_COMPILER, C_COMPILER_VERSION
 

@@ -165,8 +165,24 @@ cdef void note_parallel() noexcept nogil:
 
 
 cdef void _after_fork_in_child() noexcept nogil:
+    """A forked child holds no core: its own budget is whole again, and in
+    the host's it takes a slot of its own (or, if none is free, keeps its
+    own budget)."""
     global _free, _in_flight, _peak, _blas_users, _blas_lock, _callers
+    global _host, _mine, _mine_index, _mine_pid, _budget
+    cdef int i
     _free = _usable
+    if _host != NULL:
+        _mine_pid = getpid()
+        i = host_claim(_host, _mine_pid, proc_start(_mine_pid, NULL))
+        if i >= 0:
+            _mine_index = i
+            _mine = &_host.slots[i]
+        else:
+            _budget = &_free
+            _host = NULL
+            _mine = NULL
+            _mine_index = -1
     _in_flight = 0
     _callers = 0
     _peak = 0

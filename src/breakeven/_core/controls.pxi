@@ -252,21 +252,13 @@ cdef class _Section:
     def __enter__(self):
         global tl_section
         cdef int want = self.want if 0 < self.want < _usable else _usable
-        cdef int f
         if self.entered:
             raise RuntimeError("this section is open already")
         self.entered = True
         self.nested = tl_section != 0
         if self.nested:  # the outer section's reservation applies
             return None
-        # at least the calling thread's own core, even if none is free
-        f = ld_int(&_free)
-        while True:
-            self.got = want if want < f else f
-            if self.got < 1:
-                self.got = 1
-            if cas_int(&_free, &f, f - self.got):
-                break
+        self.got = _take_section(want)
         with nogil:
             _blas_cap()
         tl_section = self.got
@@ -280,5 +272,5 @@ cdef class _Section:
         tl_section = 0
         with nogil:
             _blas_restore()
-        add_int(&_free, self.got)
+        _give_cores(self.got)
         return False

@@ -4,11 +4,13 @@
 
 def set_usable(int n):
     """The usable CPUs (after a change of affinity or quota; or simulated):
-    the budget is reset to it."""
+    the budget is reset to it, the process's own (it leaves the host's:
+    :mod:`breakeven._core.host` joins again where it should)."""
     global _usable, _free, _in_flight, _peak, _callers, _held_back
     cdef int k
     if n < 1:
         raise ValueError(f"usable CPUs must be >= 1, got {n}")
+    _host_leave()
     _usable = n
     _free = n
     _in_flight = 0
@@ -41,8 +43,125 @@ def simulate_max_threads(int n):
 
 
 def budget():
-    """(usable, free, in flight, peak in flight)."""
-    return _usable, _free, _in_flight, _peak
+    """(usable, free, in flight, peak in flight): free in the budget in
+    force (the host's, once joined), in flight in this process."""
+    return _usable, _free_now(), _in_flight, _peak
+
+
+# ---- the host's budget (see budget.pxi, host.h and host.py) ------------
+
+cdef object _host_keep = None    # the mapping and its view, while joined
+
+
+def host_segment_size():
+    """The size in bytes of a host budget's segment (host.h's layout)."""
+    return host_size()
+
+
+def host_supported():
+    """Whether this platform can share a budget between processes."""
+    return bool(host_here())
+
+
+def host_format(mapping, int usable):
+    """Write a new segment's header into ``mapping`` (a writable buffer of
+    :func:`host_segment_size` bytes): ``usable`` cores, all free."""
+    cdef unsigned char[::1] view = mapping
+    if view.shape[0] != host_size():
+        raise ValueError("a host segment has the size host_segment_size() gives")
+    host_init(<be_host *>&view[0], usable)
+
+
+def host_join(mapping):
+    """Join the host budget in ``mapping`` (a writable, shared buffer):
+    None, or what is wrong with it (then the process keeps its own).  The
+    cores this process holds now move to the host's budget with it."""
+    global _host, _mine, _mine_index, _mine_pid, _budget, _host_keep
+    cdef unsigned char[::1] view = mapping
+    cdef be_host *h = <be_host *>&view[0]
+    cdef const char *wrong
+    cdef int i, pid, held
+    if _host != NULL:
+        host_leave()
+    wrong = host_check(h, view.shape[0], _usable)
+    if wrong != NULL:
+        return wrong.decode()
+    pid = getpid()
+    i = host_claim(h, pid, proc_start(pid, NULL))
+    if i < 0:
+        return "every one of its slots is held by a living process"
+    held = _usable - ld_int(&_free)  # cores of calls in progress
+    if held:
+        add_int(&h.free, -held)
+        add_int(&h.slots[i].held, held)
+    _host_keep = (mapping, view)
+    _mine_index, _mine_pid = i, pid
+    _mine = &h.slots[i]
+    _host = h
+    _budget = &h.free
+    return None
+
+
+def host_leave():
+    """Leave the host's budget (if joined): the process's own again, with
+    the cores its calls in progress hold."""
+    global _host_keep
+    _host_leave()
+    _host_keep = None
+
+
+def host_joined():
+    """Whether this process takes its cores from the host's budget."""
+    return _host != NULL
+
+
+def host_state():
+    """The host budget joined (None if not): its usable cores, free cores,
+    peak held, cores swept back, this process's slot, and per slot in use
+    (pid, held, peak, calls, short, waits, wait seconds, alive)."""
+    cdef be_host *h = _host
+    cdef be_host_slot *s
+    cdef int i, pid
+    if h == NULL:
+        return None
+    rows = []
+    for i in range(h.n_slots):
+        s = &h.slots[i]
+        pid = ld_acq_int(&s.pid)
+        if pid <= 0:
+            continue
+        rows.append((pid, ld_int(&s.held), ld_int(&s.peak), ld_ll(&s.calls),
+                     ld_ll(&s.short_), ld_ll(&s.waits), ld_ll(&s.wait_ns) / 1e9,
+                     pid == _mine_pid or not _gone(pid, ld_ll(&s.start))))
+    return {"usable": h.usable, "free": ld_int(&h.free), "peak": ld_int(&h.peak),
+            "swept": ld_ll(&h.swept), "slot": _mine_index, "slots": rows}
+
+
+cdef bint _gone(int pid, long long start):
+    cdef char state = 0
+    cdef long long t = proc_start(pid, &state)
+    return t >= 0 and (t != start or state == b'Z' or state == b'X')
+
+
+def host_sweep_now():
+    """Give back the cores of dead processes now (whatever the time since
+    the last sweep): how many came back."""
+    if _host == NULL:
+        return 0
+    return host_sweep(_host, _mine_pid, now(), 0)
+
+
+def host_held():
+    """Cores held host-wide, as the slots count them (the sum of every
+    slot's holdings); -1 if not joined."""
+    cdef be_host *h = _host
+    cdef int i, n = 0
+    if h == NULL:
+        return -1
+    for i in range(h.n_slots):
+        if ld_acq_int(&h.slots[i].pid) > 0:
+            n += ld_int(&h.slots[i].held)
+    return n
 
 
 def reset_peak():

@@ -270,7 +270,7 @@ cdef inline int _fair_share(int t, int callers, Choice *ch) noexcept nogil:
 cdef inline int _cores_seen(int t, Choice *ch) noexcept nogil:
     """Step 7 as a dry run sees it: at most the cores of the caller's open
     section, else the cores free in the budget now; fewer than 2: serial."""
-    ch.free = ld_int(&_free)
+    ch.free = _free_now()
     ch.section = tl_section
     if t > 1:
         if tl_section:

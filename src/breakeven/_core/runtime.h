@@ -69,6 +69,14 @@ static inline int be_cas_ptr(void **p, void *expected, void *desired) {
 static inline int be_xchg_acq_int(int *p, int v) {
     return __atomic_exchange_n(p, v, __ATOMIC_ACQUIRE);
 }
+static inline int be_cas_ll(long long *p, long long *expected, long long desired) {
+    return __atomic_compare_exchange_n(p, expected, desired, 0,
+                                       __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+static inline long long be_ld_acq_ll(long long *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void be_st_rel_ll(long long *p, long long v) {
+    __atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
 
 #elif BE_ATOMICS == BE_ATOMICS_MSVC
 
@@ -100,6 +108,15 @@ static inline int be_cas_ptr(void **p, void *expected, void *desired) {
 static inline int be_xchg_acq_int(int *p, int v) {
     return (int)InterlockedExchange((volatile long *)p, (long)v);
 }
+static inline int be_cas_ll(long long *p, long long *expected, long long desired) {
+    long long old = InterlockedCompareExchange64((volatile long long *)p, desired, *expected);
+    if (old == *expected)
+        return 1;
+    *expected = old;
+    return 0;
+}
+static inline long long be_ld_acq_ll(long long *p) { return *(volatile long long *)p; }
+static inline void be_st_rel_ll(long long *p, long long v) { *(volatile long long *)p = v; }
 
 #else /* C11 */
 
@@ -146,6 +163,16 @@ static inline int be_cas_ptr(void **p, void *expected, void *desired) {
 }
 static inline int be_xchg_acq_int(int *p, int v) {
     return atomic_exchange_explicit(BE_A(int, p), v, memory_order_acquire);
+}
+static inline int be_cas_ll(long long *p, long long *expected, long long desired) {
+    return atomic_compare_exchange_strong_explicit(
+        BE_A(long long, p), expected, desired, memory_order_acq_rel, memory_order_relaxed);
+}
+static inline long long be_ld_acq_ll(long long *p) {
+    return atomic_load_explicit(BE_A(long long, p), memory_order_acquire);
+}
+static inline void be_st_rel_ll(long long *p, long long v) {
+    atomic_store_explicit(BE_A(long long, p), v, memory_order_release);
 }
 
 #endif

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from breakeven._core import engine
+from breakeven._core.host import HostBudget, host_budget
 from breakeven._core.tables import origin_of
 
 __all__ = ["KernelStats", "Stats", "stats"]
@@ -83,6 +84,9 @@ class Stats(Mapping):
     ----------
     rows : dict
         ``{(kernel, dtype): KernelStats}``.
+    host : HostBudget, optional
+        The core budget in force (:func:`host_budget`), printed after the
+        table.
 
     See Also
     --------
@@ -102,8 +106,13 @@ class Stats(Mapping):
     sum     float32  default  1       0         0.0      0          0       ...
     """
 
-    def __init__(self, rows: dict[tuple[str, str], KernelStats]):
+    def __init__(self, rows: dict[tuple[str, str], KernelStats],
+                 host: HostBudget | None = None):
         self._rows = rows
+        #: The core budget the calls took their cores from (see
+        #: :func:`breakeven.host_budget`): the processes sharing it, the
+        #: cores each holds, the calls that found it short and the waits.
+        self.host = host
 
     def __getitem__(self, key: tuple[str, str]) -> KernelStats:
         return self._rows[key]
@@ -129,6 +138,8 @@ class Stats(Mapping):
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))
                  .rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
+        if self.host is not None:
+            lines += ["", str(self.host)]
         return "\n".join(lines)
 
 
@@ -175,4 +186,4 @@ def stats(reset: bool = False) -> Stats:
             r["most_threads"], r["backoffs"], r["probes"], r["recoveries"],
             r["parallel_seconds"], serial_s, timed, r["backed_off"], kind,
             r["learned"], r["explored"])
-    return Stats(rows)
+    return Stats(rows, host_budget())

@@ -16,7 +16,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 
-from breakeven._core import engine
+from breakeven._core import engine, host
 from breakeven._core.openmp import region_seconds
 from breakeven._interop.blas import thread_setters
 from breakeven._kernels import registry
@@ -240,8 +240,10 @@ def _registered(kernel: registry.Kernel) -> None:
 
 
 def _load() -> None:
-    """The core's hook, called (with the GIL) by the first dispatched call."""
+    """The core's hook, called (with the GIL) by the first dispatched call:
+    the profile, and the host's core budget joined."""
     profile()
+    host.join()
 
 
 registry._listeners.append(_registered)

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from breakeven._core import engine, tables
+from breakeven._core import engine, host, tables
 from breakeven._interop.blas import thread_setters
 from breakeven._kernels import registry
 from breakeven._profile import Profile
@@ -55,7 +55,10 @@ def reset(profile: Profile | None = None) -> None:
     team's clocks cleared.  (A profile file already warned about is not
     warned about again: :func:`forget_warnings`.)"""
     tables.use_profile(profile)
+    joined = engine.host_joined()
     engine.set_usable(engine.usable())
+    if joined:  # in the host's budget again, with a slot of its own
+        host.join()
 
 
 def profile() -> Profile:
@@ -131,14 +134,16 @@ def simulated_cpus(n: int) -> Iterator[None]:
     ``omp_get_max_threads() == n``): decisions, the budget and caps, and
     the kernels' clamp of ``n_threads`` (one usable-CPU count for the whole
     package); the kernels themselves still run on the real CPUs."""
-    real = engine.usable()
-    engine.set_usable(n)
+    real, joined = engine.usable(), engine.host_joined()
+    engine.set_usable(n)  # a budget of its own, of n cores
     engine.simulate_max_threads(n)
     try:
         yield
     finally:
         engine.simulate_max_threads(0)
         engine.set_usable(real)
+        if joined:
+            host.join()
 
 
 @contextlib.contextmanager

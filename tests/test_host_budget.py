@@ -1,0 +1,363 @@
+"""The host's core budget: processes of one user on one CPU set share one
+count of free cores in shared memory (breakeven/_core/host.py, host.h).
+
+The suite's processes share a budget of their own (tests/conftest.py points
+``BREAKEVEN_HOST_BUDGET_DIR`` at a temporary folder); the subprocesses
+started here inherit it, and join it at their first call, as workers do.
+"""
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import breakeven
+from breakeven import testing
+from breakeven._core import engine, host
+
+BIG = 1 << 22
+
+
+def run(code, env=None, **kw):
+    """Run ``code`` in a new Python process; its stdout as JSON."""
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, **(env or {})}, **kw)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def start(code, env=None):
+    """Start ``code`` in a new Python process that prints one line when it
+    is ready, and return it once it has."""
+    p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, **(env or {})})
+    line = p.stdout.readline()
+    assert line.strip() == "ready", p.stderr.read()
+    return p
+
+
+@pytest.fixture
+def joined():
+    """This process in the suite's host budget (as after a first call)."""
+    folder = os.environ[host.FOLDER]
+    assert breakeven.use_host_budget(True), breakeven.host_budget().reason
+    yield breakeven.host_budget()
+    breakeven.use_host_budget(False)  # back in the suite's (a test may have
+    os.environ[host.FOLDER] = folder  # moved it: monkeypatch restores later)
+    assert breakeven.use_host_budget(True)
+
+
+HOLD = """
+    import sys, time, breakeven
+    assert breakeven.use_host_budget(True)
+    with breakeven.section({n}):
+        print("ready", flush=True)
+        time.sleep(600)
+"""
+
+
+def test_a_process_joins_at_its_first_call_and_shares_the_file(joined):
+    b = run("""
+        import json, os, numpy as np, breakeven
+        before = breakeven.host_budget().joined
+        breakeven.exp(np.ones(1 << 16))
+        b = breakeven.host_budget()
+        print(json.dumps([before, b.joined, b.path, os.getpid(),
+                          [p.pid for p in b.processes]]))
+    """)
+    before, after, path, pid, pids = b
+    assert (before, after) == (False, True)
+    assert path == joined.path
+    assert pids[0] == pid and os.getpid() in pids
+    mode = os.stat(path).st_mode
+    assert stat.S_IMODE(mode) == 0o600
+
+
+@pytest.mark.openmp
+def test_cores_held_by_another_process_are_not_free_here(joined):
+    usable = breakeven.usable_cpus()
+    p = start(HOLD.format(n=usable))
+    try:
+        b = breakeven.host_budget()
+        held = {q.pid: q.held for q in b.processes}
+        assert held[p.pid] == usable
+        assert b.free == 0
+        # a parallel call here finds no core: serial
+        with breakeven.threads(usable, exact=True):
+            assert testing.hammer("exp", BIG, 3) == 1
+    finally:
+        p.terminate()
+        p.wait()
+    breakeven.host_budget(sweep=True)  # its cores back (it died holding them)
+    with breakeven.threads(usable, exact=True):
+        assert testing.hammer("exp", BIG, 3) == min(usable, engine.max_threads())
+
+
+def test_a_process_killed_holding_cores_gives_them_back_within_a_second(joined):
+    usable = breakeven.usable_cpus()
+    p = start(HOLD.format(n=usable))
+    assert breakeven.host_budget().free == 0
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    t0 = time.monotonic()
+    while True:  # a call that wants cores sweeps (at most every 100 ms)
+        with breakeven.section(usable):
+            got = testing.thread_controls()[2]
+        if got == usable or time.monotonic() - t0 > 1.0:
+            break
+        time.sleep(0.02)
+    assert got == usable
+    assert time.monotonic() - t0 < 1.0
+    b = breakeven.host_budget()
+    assert p.pid not in [q.pid for q in b.processes]
+    assert b.swept >= usable
+
+
+def test_a_zombie_holding_cores_counts_as_dead(joined):
+    p = start(HOLD.format(n=1))
+    os.kill(p.pid, signal.SIGKILL)
+    time.sleep(0.2)  # not reaped yet: a zombie
+    try:
+        assert breakeven.host_budget(sweep=True).free == breakeven.usable_cpus()
+    finally:
+        p.wait()
+
+
+def test_a_process_that_exits_releases_its_slot(joined):
+    pid = run("""
+        import json, os, numpy as np, breakeven
+        with breakeven.section(1):
+            pass
+        print(json.dumps(os.getpid()))
+    """)
+    b = breakeven.host_budget()
+    assert pid not in [q.pid for q in b.processes]
+    assert b.free == b.usable
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_takes_a_slot_of_its_own(joined):
+    r, w = os.pipe()
+    with breakeven.section(1):  # the parent holds a core across the fork
+        pid = os.fork()
+        if pid == 0:  # the child: report, then leave without atexit
+            try:
+                state = engine.host_state()
+                with breakeven.section(1):
+                    held = {row[0]: row[1] for row in engine.host_state()["slots"]}
+                after = engine.host_state()["free"]
+                msg = json.dumps([state["slot"], os.getpid() in held,
+                                  held.get(os.getpid()), held.get(os.getppid()),
+                                  state["free"], after])
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                msg = json.dumps(repr(exc))
+            os.write(w, msg.encode())
+            os._exit(0)
+        os.close(w)
+        _, status = os.waitpid(pid, 0)
+        data = json.loads(os.read(r, 4096))
+        os.close(r)
+        mine = engine.host_state()["slot"]
+    usable = breakeven.usable_cpus()
+    slot, listed, child_held, parent_held, free_at_fork, free_after = data
+    assert slot != mine and listed
+    assert child_held == 1 and parent_held == 1  # its own slot, the parent's kept
+    assert free_at_fork == usable - 1  # the parent's core stays taken
+    assert free_after == usable - 1  # the child's core came back
+    assert breakeven.host_budget().free == usable
+
+
+@pytest.fixture
+def public_folder():
+    """A folder like /dev/shm: anyone may make files in it, sticky."""
+    folder = tempfile.mkdtemp(prefix="breakeven-public-")
+    os.chmod(folder, 0o1777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_another_user_has_a_budget_of_its_own(public_folder, joined):
+    if os.getuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run a process as another user")
+    folder = public_folder
+    env = {"BREAKEVEN_HOST_BUDGET_DIR": str(folder)}
+    ours = start(HOLD.format(n=1), env)
+    try:
+        path = run("""
+            import json, breakeven
+            breakeven.use_host_budget(True)
+            print(json.dumps(breakeven.host_budget().path))
+        """, env)
+        code = f"""
+            import json, os, breakeven
+            try:
+                open({path!r}, "rb").read()
+                readable = True
+            except PermissionError:
+                readable = False
+            joined = breakeven.use_host_budget(True)
+            b = breakeven.host_budget()
+            print(json.dumps([os.getuid(), readable, joined, b.reason, b.free,
+                              [p.pid for p in b.processes]]))
+        """
+        argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                sys.executable, "-c", textwrap.dedent(code)]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                             env={**os.environ, **env})
+        if out.returncode != 0 and "Permission denied" in out.stderr:
+            pytest.skip("user nobody cannot run this Python: " + out.stderr[-200:])
+        assert out.returncode == 0, out.stderr
+        uid, readable, other_joined, other_reason, other_free, pids = json.loads(
+            out.stdout.strip().splitlines()[-1])
+    finally:
+        ours.terminate()
+        ours.wait()
+    assert uid == 65534
+    assert not readable  # nobody cannot read (or change) root's budget
+    assert other_joined, other_reason
+    assert "user 65534" in other_reason
+    assert other_free == breakeven.usable_cpus()  # root's held core is not its
+    assert ours.pid not in pids
+
+
+def test_a_file_of_another_user_is_refused_with_one_warning(tmp_path, monkeypatch,
+                                                            joined):
+    if os.getuid() != 0:
+        pytest.skip("needs root to give a file to another user")
+    breakeven.use_host_budget(False)
+    monkeypatch.setenv(host.FOLDER, str(tmp_path))
+    path = host.segment_path()
+    path.write_bytes(b"\0" * engine.host_segment_size())
+    os.chmod(path, 0o600)
+    os.chown(path, 65534, 65534)
+    with pytest.warns(host.HostBudgetWarning, match="belongs to user 65534") as w:
+        assert breakeven.use_host_budget(True) is False
+    assert str(path) in str(w[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # only one warning
+        assert breakeven.use_host_budget(True) is False
+    b = breakeven.host_budget()
+    assert not b.joined and "belongs to user 65534" in b.reason
+    assert b.free == b.usable  # the process's own budget
+    assert float(breakeven.sum(np.ones(BIG))) == BIG
+
+
+@pytest.mark.parametrize("damage", ["garbage", "short", "other CPUs", "open to all"])
+def test_a_corrupt_file_falls_back_to_the_process_budget(tmp_path, monkeypatch,
+                                                         joined, damage):
+    breakeven.use_host_budget(False)
+    monkeypatch.setenv(host.FOLDER, str(tmp_path))
+    assert breakeven.use_host_budget(True)  # makes the file in tmp_path
+    path = host.segment_path()
+    breakeven.use_host_budget(False)
+    data = bytearray(path.read_bytes())
+    if damage == "garbage":
+        data[:] = np.random.default_rng(1).integers(0, 256, len(data),
+                                                    dtype=np.uint8).tobytes()
+    elif damage == "short":
+        data = data[:100]
+    elif damage == "other CPUs":
+        data[16:20] = (999).to_bytes(4, sys.byteorder)  # the usable count
+    path.write_bytes(bytes(data))
+    os.chmod(path, 0o666 if damage == "open to all" else 0o600)
+    with pytest.warns(host.HostBudgetWarning, match=str(path)):
+        assert breakeven.use_host_budget(True) is False
+    b = breakeven.host_budget()
+    assert not b.joined and str(path) in b.reason
+    with breakeven.section(2):
+        assert 1 <= testing.thread_controls()[2] <= 2
+    assert float(breakeven.sum(np.ones(BIG))) == BIG
+    assert breakeven.host_budget().free == b.usable
+
+
+def test_it_can_be_turned_off(joined):
+    assert breakeven.use_host_budget(False) is False
+    b = breakeven.host_budget()
+    assert not b.joined and "use_host_budget(False)" in b.reason
+    with breakeven.section(1):  # takes from the process's own budget only
+        assert host.host_budget().free == b.usable - 1
+    out = run("""
+        import json, numpy as np, breakeven
+        breakeven.exp(np.ones(1 << 16))
+        b = breakeven.host_budget()
+        print(json.dumps([b.joined, b.reason]))
+    """, {"BREAKEVEN_HOST_BUDGET": "off"})
+    assert out == [False, "turned off by BREAKEVEN_HOST_BUDGET=off"]
+    with pytest.raises(TypeError, match="True or False"):
+        breakeven.use_host_budget("yes")
+
+
+def test_another_cpu_set_joins_another_budget(joined):
+    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two CPUs in the affinity mask")
+    cpu = min(os.sched_getaffinity(0))
+    out = run(f"""
+        import json, os, breakeven
+        os.sched_setaffinity(0, {{{cpu}}})
+        from breakeven._core import engine
+        engine.set_usable(breakeven.usable_cpus())
+        breakeven.use_host_budget(True)
+        b = breakeven.host_budget()
+        print(json.dumps([b.joined, b.path, b.usable]))
+    """)
+    assert out[0] and out[1] != joined.path and out[2] == 1
+
+
+def test_simulated_cpus_keep_a_budget_of_their_own(joined):
+    with testing.simulated_cpus(64):
+        b = breakeven.host_budget()
+        assert not b.joined and b.usable == 64
+        assert not breakeven.use_host_budget(True)
+        assert "simulated" in breakeven.host_budget().reason
+    assert breakeven.host_budget().joined
+
+
+HAMMER = """
+    import json, os, threading, breakeven
+    from breakeven import testing
+    from breakeven._core import engine
+    assert breakeven.use_host_budget(True)
+    most = []
+    def work():
+        with breakeven.threads({want}, exact=True):
+            most.append(testing.hammer("exp", 1 << 22, {calls}))
+    ts = [threading.Thread(target=work) for _ in range({threads})]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    s = breakeven.stats()["exp", "float64"]
+    me = [r for r in engine.host_state()["slots"] if r[0] == os.getpid()][0]
+    print(json.dumps([max(most), s.parallel, me[1], me[3], engine.budget()[2]]))
+"""
+
+
+@pytest.mark.openmp
+def test_four_processes_of_four_threads_share_the_cores_exactly(joined):
+    usable = breakeven.usable_cpus()
+    want = usable + 2  # more than the CPUs: clamped
+    before = breakeven.host_budget()
+    code = textwrap.dedent(HAMMER.format(want=want, calls=3000, threads=4))
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
+    rows = [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
+    after = breakeven.host_budget(sweep=True)
+    for most, parallel, held, calls, in_flight in rows:
+        assert 2 <= most <= usable
+        assert parallel > 0 and calls >= parallel
+        assert held == 0 and in_flight == 0  # everything given back
+    assert before.peak <= after.peak <= usable  # never more held than CPUs
+    assert after.free == usable
+    assert sum(q.held for q in after.processes) == 0

@@ -241,3 +241,36 @@ def test_batch_figures_round_trip_and_faults(tmp_path):
     with pytest.warns(ProfileWarning, match="batch.task_s"):
         q = load_profile(path)
     assert q.source == "embedded default"
+
+
+@pytest.mark.openmp
+def test_loky_workers_share_the_host_budget_instead_of_a_static_split(rng):
+    """With the host's core budget, a loky batch lifts joblib's
+    inner_max_num_threads (cpus // n_jobs by default) to every usable CPU:
+    the workers take the cores their neighbours leave idle."""
+    usable = be.usable_cpus()
+    if usable < 2:
+        pytest.skip("one usable CPU: nothing to share")
+    xs = [rng.standard_normal(2 ** 16) for _ in range(6)]
+    log = joblib.delayed(map_module.worker_log)
+    assert be.use_host_budget(True)
+    try:
+        with joblib.parallel_config(backend="loky", n_jobs=2):
+            d = be.explain(be.map, be.exp, xs)
+            got = be.map(be.exp, xs)
+        # the same workers (loky keeps them for the same limits)
+        with joblib.parallel_config(backend="loky", n_jobs=2,
+                                    inner_max_num_threads=usable):
+            logs = joblib.Parallel()(log() for _ in range(4))
+        be.use_host_budget(False)
+        with joblib.parallel_config(backend="loky", n_jobs=2):
+            off = be.explain(be.map, be.exp, xs)
+    finally:
+        be.use_host_budget(True)
+    assert d.variant == "backend" and f"lifted to {usable}" in d.reason
+    assert "lifted" not in off.reason
+    for g, x in zip(got, xs, strict=True):
+        np.testing.assert_array_equal(g, be.exp(x))
+    entries = [e for lg in logs for e in lg]
+    assert entries, "no worker ran a batch"
+    assert all(limit == usable for _, limit, _ in entries)

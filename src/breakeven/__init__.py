@@ -18,7 +18,12 @@ items, inner or outer parallel.
 from breakeven._calibrate import calibrate  # noqa: E402
 from breakeven._core.decisions import Decision, decide, grant  # noqa: E402
 from breakeven._core.engine import section, threads  # noqa: E402
-from breakeven._core.host import HostBudget, host_budget, use_host_budget  # noqa: E402
+from breakeven._core.host import (  # noqa: E402
+    HostBudget,
+    HostProcess,
+    host_budget,
+    use_host_budget,
+)
 from breakeven._core.stats import KernelStats, Stats, stats  # noqa: E402
 from breakeven._core.tables import save_learned, use_profile  # noqa: E402
 from breakeven._cpu import usable_cpus  # noqa: E402
@@ -38,6 +43,7 @@ __all__ = [
     "KERNELS",
     "Decision",
     "HostBudget",
+    "HostProcess",
     "Kernel",
     "KernelStats",
     "Profile",

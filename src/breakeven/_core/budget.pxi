@@ -16,6 +16,9 @@ cdef extern from "host.h":
         long long waits
         long long wait_ns
         int peak
+        int lent
+        long long busy_until
+        long long lent_until
     ctypedef struct be_host:
         int version
         int size
@@ -24,6 +27,7 @@ cdef extern from "host.h":
         int free
         int peak
         long long swept
+        int running
         be_host_slot slots[1]
     int HOST_SLOTS "BE_HOST_SLOTS"
     int host_here "be_host_supported"() noexcept nogil
@@ -33,12 +37,17 @@ cdef extern from "host.h":
     int host_sweep "be_host_sweep"(be_host *h, int self_pid, long long now,
                                    long long every) noexcept nogil
     void host_release "be_host_release"(be_host *h, int i, int pid) noexcept nogil
+    int host_reclaim "be_host_reclaim"(be_host *h, int self_pid,
+                                       long long now) noexcept nogil
     void host_init "be_host_init"(be_host *h, int usable) noexcept nogil
     const char *host_check "be_host_check"(be_host *h, long long size,
                                            int usable) noexcept nogil
 
 cdef extern from "<unistd.h>" nogil:
     int getpid()
+
+cdef extern from "<sched.h>" nogil:
+    int sched_yield()
 
 # A call that finds fewer cores free than it wants sweeps the host's slots
 # for processes that died holding some, at most this often (ns), host-wide.
@@ -49,56 +58,95 @@ cdef be_host *_host = NULL       # the host's segment, if joined
 cdef be_host_slot *_mine = NULL  # this process's slot in it
 cdef int _mine_index = -1
 cdef int _mine_pid = 0
+# the process's own budget: its last parallel call's expected end (ns), and
+# the waits for cores
+cdef long long _busy_until = 0
+cdef long long _n_waits = 0
+cdef long long _wait_ns = 0
 
 
 cdef inline void _held_more(int n) noexcept nogil:
     """n cores taken (n < 0: given back), in the process's host slot."""
     cdef be_host_slot *m = _mine
-    cdef be_host *h = _host
     if m != NULL:
         max_int(&m.peak, add_int(&m.held, n) + n)
         if n > 0:
             add_ll(&m.calls, 1)
-            max_int(&h.peak, h.usable - ld_int(&h.free))
+
+
+cdef inline void _running(int n) noexcept nogil:
+    """A parallel call's n threads started (n < 0: ended), host-wide."""
+    cdef be_host *h = _host
+    if h != NULL:
+        max_int(&h.peak, add_int(&h.running, n) + n)
 
 
 cdef inline bint _swept() noexcept nogil:
-    """The budget looked short: give back the cores of dead processes (at
-    most every SWEEP_EVERY ns host-wide); whether any came back."""
+    """The budget looked short: take back the cores of other processes'
+    teams gone to sleep, and give back those of dead processes (at most
+    every SWEEP_EVERY ns host-wide); whether any came back."""
+    cdef long long t
     if _mine == NULL:
         return False
     add_ll(&_mine.short_, 1)
-    return host_sweep(_host, _mine_pid, now(), SWEEP_EVERY) > 0
+    t = now()
+    return (host_reclaim(_host, _mine_pid, t)
+            + host_sweep(_host, _mine_pid, t, SWEEP_EVERY)) > 0
+
+
+cdef inline int _take_lent(int want) noexcept nogil:
+    """Up to ``want`` of the cores this process's idle team spins on (host
+    budget): the number taken."""
+    cdef be_host_slot *m = _mine
+    cdef int lent, got
+    if m == NULL:
+        return 0
+    lent = ld_int(&m.lent)
+    while lent > 0:
+        got = want if want < lent else lent
+        if cas_int(&m.lent, &lent, lent - got):
+            return got
+    return 0
 
 
 cdef inline int _take_cores(int want) noexcept nogil:
     """Take up to ``want`` cores for a parallel call: the number taken, or 0
-    if fewer than 2 are free."""
+    if fewer than 2 are free.  In the host's budget, the cores this
+    process's idle team spins on first."""
+    cdef int mine = _take_lent(want), rest = want - mine
     cdef int f = ld_int(_budget), got
     cdef bint swept = False
     while True:
-        got = want if want < f else f
-        if got < want and not swept:
+        got = rest if rest < f else f
+        if got < 0:
+            got = 0
+        if got < rest and not swept:
             swept = True
             if _swept():
                 f = ld_int(_budget)
                 continue
-        if got < 2:
+        if mine + got < 2:
+            if mine:
+                add_int(&_mine.lent, mine)
             return 0
-        if cas_int(_budget, &f, f - got):
-            _held_more(got)
-            return got
+        if got == 0 or cas_int(_budget, &f, f - got):
+            _held_more(mine + got)
+            _running(mine + got)
+            return mine + got
 
 
 cdef inline bint _hold_core() noexcept nogil:
-    """One core for a parallel-sized call that runs serially, if one is free."""
-    cdef int f = ld_int(_budget)
-    while f > 0:
-        if cas_int(_budget, &f, f - 1):
-            _held_more(1)
-            max_int(&_peak, add_int(&_in_flight, 1) + 1)
-            return True
-    return False
+    """The core a parallel-sized call that runs serially occupies: taken
+    even if none is free (the count goes below zero), so that no parallel
+    call starts beside it on the core it runs on.  (A call below its
+    threshold is too short to count, and never touches the budget.)
+    Whether a core was free for it (then it counts among the threads in
+    flight, which never exceed the usable CPUs)."""
+    cdef bint free = _take_lent(1) > 0 or add_int(_budget, -1) > 0
+    _held_more(1)
+    if free:
+        max_int(&_peak, add_int(&_in_flight, 1) + 1)
+    return free
 
 
 cdef inline int _take_section(int want) noexcept nogil:
@@ -127,8 +175,24 @@ cdef inline void _give_cores(int n) noexcept nogil:
     add_int(_budget, n)
 
 
+cdef inline void _give_team_cores(int n, long long t_end) noexcept nogil:
+    """A parallel call's cores at its end: in the host's budget, lent to
+    the process's team, which spins on them until it sleeps (the
+    calibrated sleep time); in its own, back in the budget."""
+    cdef be_host_slot *m = _mine
+    _running(-n)
+    if m == NULL or _sleep_after <= 0:
+        _give_cores(n)
+        return
+    st_ll(&m.lent_until, t_end + _sleep_after)
+    _held_more(-n)
+    add_int(&m.lent, n)
+
+
 cdef inline int _free_now() noexcept nogil:
-    return ld_int(_budget)
+    """The cores a call of this process could take now."""
+    cdef be_host_slot *m = _mine
+    return ld_int(_budget) + (ld_int(&m.lent) if m != NULL else 0)
 
 
 cdef void _host_leave() noexcept nogil:
@@ -139,9 +203,91 @@ cdef void _host_leave() noexcept nogil:
     cdef int i = _mine_index
     if h == NULL:
         return
-    _free = _usable - ld_int(&_mine.held)
+    _free = _usable - ld_int(&_mine.held)  # (its lent cores: free again)
     _budget = &_free
     _host = NULL
     _mine = NULL
     _mine_index = -1
     host_release(h, i, _mine_pid)
+
+
+# ---- waiting for cores --------------------------------------------------
+
+cdef inline double _expected_ns(Entry *e, int t, Py_ssize_t work) noexcept nogil:
+    """What a call of ``work`` on ``t`` threads is expected to take (ns):
+    the best rate its kernel has shown at that count and size (the
+    contention check's), or 0 if it has shown none."""
+    cdef int i, b = _bucket(work)
+    if e == NULL or t < 2:
+        return 0
+    for i in range(MAX_TC):
+        if e.rate_threads[i] == t:
+            return e.best[i][b] * work * 1e9
+    return 0
+
+
+cdef inline void _publish_end(long long end) noexcept nogil:
+    """A parallel call started that should end at ``end`` (ns)."""
+    if _mine != NULL:
+        st_ll(&_mine.busy_until, end)
+    else:
+        st_ll(&_busy_until, end)
+
+
+cdef long long _soonest_end(long long t_now) noexcept nogil:
+    """When the first parallel call in flight should end (ns; an overdue one:
+    now), -1 if none is known."""
+    cdef be_host *h = _host
+    cdef long long soonest = -1, end
+    cdef int i
+    if h == NULL:
+        if ld_int(&_in_flight) > 0:
+            end = ld_ll(&_busy_until)
+            soonest = end if end > t_now else t_now
+        return soonest
+    for i in range(h.n_slots):
+        if ld_acq_int(&h.slots[i].pid) <= 0 or ld_int(&h.slots[i].held) < 2:
+            continue
+        end = ld_ll(&h.slots[i].busy_until)
+        end = end if end > t_now else t_now
+        if soonest < 0 or end < soonest:
+            soonest = end
+    return soonest
+
+
+cdef int _wait_for_cores(Entry *e, int want, Py_ssize_t work,
+                         long long t_now) noexcept nogil:
+    """A call past its threshold that found fewer than 2 cores free: wait
+    for them if that pays, and take them; the cores taken (0: run serially).
+
+    Waiting pays when the wait (until the first call in flight should end)
+    plus the call's parallel time ``p`` is below its serial time, taken as
+    ``p * want * EFFICIENCY`` (the estimate's model): the call waits at most
+    ``p * (want * EFFICIENCY - 1)``.  It does not wait without a measured
+    parallel time for its size, nor with the simulated clock."""
+    cdef double p = _expected_ns(e, want, work)
+    cdef double most = p * (want * C_EFFICIENCY - 1)
+    cdef long long soonest, deadline, t
+    cdef int got
+    if p <= 0 or most <= 0 or ld_int(&sim_clock):
+        return 0
+    soonest = _soonest_end(t_now)
+    if soonest < 0 or soonest - t_now > most:
+        return 0
+    deadline = t_now + <long long>most
+    while True:
+        sched_yield()  # the core to the calls it waits for
+        got = _take_cores(want)
+        t = now()
+        if got >= 2 or t > deadline:
+            break
+    if _mine != NULL:
+        add_ll(&_mine.waits, 1)
+        add_ll(&_mine.wait_ns, t - t_now)
+    else:
+        add_ll(&_n_waits, 1)
+        add_ll(&_wait_ns, t - t_now)
+    if e != NULL:
+        add_ll(&e.n_waits, 1)
+        add_ll(&e.ns_waited, t - t_now)
+    return got

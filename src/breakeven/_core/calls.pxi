@@ -24,7 +24,7 @@ cdef int _begin(dispatch.Call *c, int kernel, int typenum,
     if e != NULL and e.estimate and ch.explore_step != X_NONE:
         _explore_commit(e, &ch)
     if t > 0:
-        t = _commit(s, c, &ch, t)
+        t = _commit(s, e, c, &ch, t)
     else:
         t = 1
     c.threads = t
@@ -45,10 +45,12 @@ cdef inline void _explore_commit(Entry *e, const Choice *ch) noexcept nogil:
         e.explore_left = 1
 
 
-cdef int _commit(const Slot *s, dispatch.Call *c, Choice *ch, int t) noexcept nogil:
+cdef int _commit(const Slot *s, Entry *e, dispatch.Call *c, Choice *ch,
+                 int t) noexcept nogil:
     """What a real call's choice implies, in one place: counted among the
     callers and held to its fair share (step 6), its cores taken from the
-    section or the budget (step 7), then run serially or in parallel."""
+    section or the budget (step 7; too few free: waited for, where waiting
+    pays), then run serially or in parallel."""
     cdef int got
     if ch.hold_back:
         st_ll(&_held_back, ch.t_now)
@@ -61,32 +63,34 @@ cdef int _commit(const Slot *s, dispatch.Call *c, Choice *ch, int t) noexcept no
             c.flags |= F_SECTION
         else:
             got = _take_cores(t)
+            if got < 2 and not c.flags & F_FORCED:
+                got = _wait_for_cores(e, t, c.work, ch.t_now)
             t = got if got > 1 else 1
     if t < 2:
         _serially(c, ch)
         return 1
-    _in_parallel(s, c, ch, t)
+    _in_parallel(s, e, c, ch, t)
     return t
 
 
 cdef inline void _serially(dispatch.Call *c, const Choice *ch) noexcept nogil:
     """A call past its threshold that runs serially: it holds a core of the
-    budget while it runs, if one is free; a backed-off one is timed (its
+    budget while it runs (even if none is free); a backed-off one is timed (its
     time paces the next probe).  Its start and its end (F_PAST) count as
     the last call past a threshold: a call that follows it closely is one
     of a loop, not a lone call, however long this one ran."""
     st_ll(&_last_call, ch.t_now)
     c.flags |= F_PAST
-    if not tl_section and _hold_core():
-        c.flags |= F_HELD
+    if not tl_section:
+        c.flags |= F_HELD if _hold_core() else F_OVER
     if c.flags & F_BACKED_OFF:
         c.flags |= F_TIMED
         c.start = ch.t_now
     c.flags &= ~(F_PROBE | F_SECTION)
 
 
-cdef inline void _in_parallel(const Slot *s, dispatch.Call *c, const Choice *ch,
-                              int t) noexcept nogil:
+cdef inline void _in_parallel(const Slot *s, Entry *e, dispatch.Call *c,
+                              const Choice *ch, int t) noexcept nogil:
     """A parallel call: its cores in flight, whether its time can be judged,
     the BLAS cap, and its start."""
     cdef long long since
@@ -114,6 +118,8 @@ cdef inline void _in_parallel(const Slot *s, dispatch.Call *c, const Choice *ch,
         _blas_cap()
         c.flags |= F_BLAS
     c.start = now()
+    if not tl_section:  # when its cores should be free again, for a waiter
+        _publish_end(c.start + <long long>_expected_ns(e, t, c.work))
 
 
 cdef inline void _count(Entry *e, dispatch.Call *c, int t,

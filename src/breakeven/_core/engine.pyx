@@ -25,9 +25,10 @@ callables, for :func:`breakeven.decide`, and, as a dry run, for
 6. at most its fair share of the usable CPUs among the calls in progress
    that want several (outside sections);
 7. within an open ``section()``, at most its cores; else taken from the
-   process's core budget (fewer if fewer are free); fewer than 2: serial,
-   and a call past its threshold that runs serially still holds a core of
-   the budget while it runs, if one is free.
+   core budget, the process's or the host's (fewer if fewer are free);
+   fewer than 2: serial, and a call past its threshold that runs serially
+   still takes the core it runs on from the budget, even if none is free
+   (the count goes below zero: no parallel call starts beside it).
 
 The choice (steps 1-5, and 6-7 as a dry run sees them) has no side effect;
 what it implies for a real call (its share and cores taken atomically, the

@@ -56,7 +56,7 @@ cdef void _end(dispatch.Call *c) noexcept nogil:
         # flight never exceeds what was taken
         add_int(&_in_flight, -t)
         if not (c.flags & F_SECTION):
-            _give_cores(t)
+            _give_team_cores(t, t_end)
         st_ll(&_last_parallel, t_end)
         if e != NULL:
             add_ll(&e.ns_parallel, ns)
@@ -67,6 +67,8 @@ cdef void _end(dispatch.Call *c) noexcept nogil:
             st_ll(&_last_call, now())
         if c.flags & F_HELD:
             add_int(&_in_flight, -1)
+            _give_cores(1)
+        elif c.flags & F_OVER:
             _give_cores(1)
         if c.flags & F_TIMED and e != NULL:
             ns = <long long>((now() - c.start) * _clock_scale)

@@ -118,7 +118,7 @@ def host_joined():
 def host_state():
     """The host budget joined (None if not): its usable cores, free cores,
     peak held, cores swept back, this process's slot, and per slot in use
-    (pid, held, peak, calls, short, waits, wait seconds, alive)."""
+    (pid, held, lent, peak, calls, short, waits, wait seconds, alive)."""
     cdef be_host *h = _host
     cdef be_host_slot *s
     cdef int i, pid
@@ -130,7 +130,8 @@ def host_state():
         pid = ld_acq_int(&s.pid)
         if pid <= 0:
             continue
-        rows.append((pid, ld_int(&s.held), ld_int(&s.peak), ld_ll(&s.calls),
+        rows.append((pid, ld_int(&s.held), ld_int(&s.lent), ld_int(&s.peak),
+                     ld_ll(&s.calls),
                      ld_ll(&s.short_), ld_ll(&s.waits), ld_ll(&s.wait_ns) / 1e9,
                      pid == _mine_pid or not _gone(pid, ld_ll(&s.start))))
     return {"usable": h.usable, "free": ld_int(&h.free), "peak": ld_int(&h.peak),
@@ -264,6 +265,7 @@ def stats(bint reset=False):
                 "backed_off": bool(e.backoff), "cap": e.cap,
                 "estimate": bool(e.estimate), "explored": e.n_explored,
                 "learned": sum(1 for b in range(BUCKETS) if e.learned[b]),
+                "waits": e.n_waits, "wait_seconds": e.ns_waited / 1e9,
             })
             if reset:
                 e.n_serial = e.n_parallel = e.thread_sum = 0
@@ -271,4 +273,5 @@ def stats(bint reset=False):
                 e.ns_parallel = e.ns_serial = e.n_serial_timed = 0
                 e.most_threads = 0
                 e.n_explored = 0
+                e.n_waits = e.ns_waited = 0
     return out

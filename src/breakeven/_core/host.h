@@ -34,9 +34,12 @@ typedef struct {
     long long waits;     /* its calls that waited for cores */
     long long wait_ns;   /* how long they waited */
     int peak;            /* the most cores it held at once */
-    int pad0;
-    long long pad1;
-} be_host_slot;          /* 64 bytes: one cache line */
+    int lent;            /* cores its idle OpenMP team still spins on */
+    long long busy_until;  /* ns (CLOCK_MONOTONIC): its last parallel call's
+                              expected end */
+    long long lent_until;  /* ns: when that team goes to sleep */
+    long long pad[7];
+} be_host_slot;          /* 128 bytes: two cache lines */
 
 typedef struct {
     long long magic;     /* written last, when the rest is set */
@@ -44,11 +47,14 @@ typedef struct {
     int size;            /* of the segment, in bytes */
     int usable;          /* the CPUs the budget shares */
     int n_slots;
-    int free;            /* cores free on the host */
-    int peak;            /* the most cores held at once, host-wide */
+    int free;            /* cores free on the host (below 0: serial calls past
+                            their threshold run beyond it) */
+    int peak;            /* the most threads of parallel calls at once */
     long long last_sweep;  /* ns (CLOCK_MONOTONIC) of the last sweep */
     long long swept;     /* cores given back by sweeps */
-    long long pad[3];
+    int running;         /* threads of parallel calls running now */
+    int pad0;
+    long long pad[2];
     be_host_slot slots[BE_HOST_SLOTS];
 } be_host;
 
@@ -131,6 +137,9 @@ static int be_host_claim(be_host *h, int pid, long long start) {
             be_st_ll(&s->short_, 0);
             be_st_ll(&s->waits, 0);
             be_st_ll(&s->wait_ns, 0);
+            be_st_ll(&s->busy_until, 0);
+            be_st_int(&s->lent, 0);
+            be_st_ll(&s->lent_until, 0);
             be_st_rel_int(&s->pid, pid);
             return i;
         }
@@ -139,7 +148,8 @@ static int be_host_claim(be_host *h, int pid, long long start) {
             int p = be_ld_acq_int(&h->slots[i].pid);
             if (p > 0 && p != pid && be_proc_gone(p, be_ld_ll(&h->slots[i].start))
                     && be_cas_int(&h->slots[i].pid, &p, BE_SLOT_SWEEPING)) {
-                int held = be_xchg_acq_int(&h->slots[i].held, 0);
+                int held = be_xchg_acq_int(&h->slots[i].held, 0)
+                           + be_xchg_acq_int(&h->slots[i].lent, 0);
                 if (held)
                     be_add_int(&h->free, held);
                 be_st_rel_int(&h->slots[i].pid, 0);
@@ -172,7 +182,7 @@ static int be_host_sweep(be_host *h, int self_pid, long long now, long long ever
             continue;
         if (!be_cas_int(&s->pid, &p, BE_SLOT_SWEEPING))
             continue;
-        held = be_xchg_acq_int(&s->held, 0);
+        held = be_xchg_acq_int(&s->held, 0) + be_xchg_acq_int(&s->lent, 0);
         if (held) {
             be_add_int(&h->free, held);
             be_add_ll(&h->swept, held);
@@ -192,10 +202,29 @@ static void be_host_release(be_host *h, int i, int pid) {
     s = &h->slots[i];
     if (be_ld_acq_int(&s->pid) != pid || !be_cas_int(&s->pid, &pid, BE_SLOT_SWEEPING))
         return;
-    held = be_xchg_acq_int(&s->held, 0);
+    held = be_xchg_acq_int(&s->held, 0) + be_xchg_acq_int(&s->lent, 0);
     if (held)
         be_add_int(&h->free, held);
     be_st_rel_int(&s->pid, 0);
+}
+
+/* The cores of other processes' teams that have gone to sleep, back in the
+   budget: how many came back. */
+static int be_host_reclaim(be_host *h, int self_pid, long long now) {
+    int i, lent, back = 0;
+    be_host_slot *s;
+    for (i = 0; i < h->n_slots && i < BE_HOST_SLOTS; i++) {
+        s = &h->slots[i];
+        lent = be_ld_int(&s->lent);
+        if (lent <= 0 || be_ld_ll(&s->lent_until) > now
+                || be_ld_acq_int(&s->pid) == self_pid)
+            continue;
+        if (be_cas_int(&s->lent, &lent, 0)) {
+            be_add_int(&h->free, lent);
+            back += lent;
+        }
+    }
+    return back;
 }
 
 #else  /* no shared budget: each process keeps its own */
@@ -210,6 +239,9 @@ static int be_host_sweep(be_host *h, int self_pid, long long now, long long ever
     (void)h; (void)self_pid; (void)now; (void)every; return 0;
 }
 static void be_host_release(be_host *h, int i, int pid) { (void)h; (void)i; (void)pid; }
+static int be_host_reclaim(be_host *h, int self_pid, long long now) {
+    (void)h; (void)self_pid; (void)now; return 0;
+}
 
 #endif
 
@@ -239,7 +271,7 @@ static const char *be_host_check(be_host *h, long long size, int usable) {
     if (h->usable != usable)
         return "it shares another number of CPUs";
     f = be_ld_int(&h->free);
-    if (f > usable || f < -BE_HOST_SLOTS * usable)
+    if (f > usable || f < -(1 << 24))
         return "its count of free cores is out of range";
     return NULL;
 }

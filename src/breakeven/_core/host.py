@@ -59,7 +59,10 @@ class HostProcess:
     pid : int
         Its process id.
     held : int
-        Cores it holds now.
+        Cores its calls run on now.
+    lent : int
+        Cores its idle OpenMP team still spins on: its own next calls take
+        them first, other processes once the team has gone to sleep.
     peak : int
         The most cores it held at once.
     calls : int
@@ -77,6 +80,7 @@ class HostProcess:
 
     pid: int
     held: int
+    lent: int
     peak: int
     calls: int
     short: int
@@ -100,9 +104,11 @@ class HostBudget:
     usable : int
         The CPUs the budget shares.
     free : int
-        Cores free in it now.
+        Cores free in it now (below zero when serial calls past their
+        threshold run beyond it: each takes the core it runs on).
     peak : int
-        The most cores held at once in it (host-wide once joined).
+        The most threads parallel calls ran at once: host-wide once joined,
+        else in this process.
     swept : int
         Cores given back after processes died holding them.
     processes : tuple of HostProcess
@@ -121,19 +127,22 @@ class HostBudget:
     def __str__(self) -> str:
         head = (f"host budget: {'on' if self.joined else 'off'} ({self.reason})"
                 + (f"\n  file: {self.path}" if self.path and self.joined else ""))
-        head += f"\n  cores: {self.usable} usable, {self.free} free, peak {self.peak} held"
+        head += (f"\n  cores: {self.usable} usable, {self.free} free; at most "
+                 f"{self.peak} threads of parallel calls at once")
         if self.swept:
             head += f", {self.swept} given back from processes that died"
         if not self.processes:
             return head
-        rows = [("pid", "held", "peak", "calls", "short", "waits", "waited s", "")]
-        rows += [(str(p.pid), str(p.held), str(p.peak), str(p.calls), str(p.short),
+        rows = [("pid", "held", "lent", "peak", "calls", "short", "waits", "waited s",
+                 "")]
+        rows += [(str(p.pid), str(p.held), str(p.lent), str(p.peak), str(p.calls),
+                  str(p.short),
                   str(p.waits), f"{p.wait_seconds:.3f}",
                   ("this process" if i == 0 else "") + ("" if p.alive else "ended"))
                  for i, p in enumerate(self.processes)]
         widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-        lines = ["  " + "  ".join(v.rjust(w) for v, w in zip(r, widths)).rstrip()
-                 for r in rows]
+        lines = ["  " + "  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True))
+                 .rstrip() for r in rows]
         n = len(self.processes)
         return (head + f"\n  {n} process{'es' if n > 1 else ''} joined:\n"
                 + "\n".join(lines))
@@ -187,7 +196,8 @@ def _map(fd: int, size: int) -> mmap.mmap:
     if st.st_uid != os.getuid():
         raise _Refused(f"it belongs to user {st.st_uid}, not to this process's user")
     if st.st_mode & 0o077:
-        raise _Refused(f"other users may read or write it (mode {st.st_mode & 0o777:o})")
+        raise _Refused("other users may read or write it "
+                       f"(mode {st.st_mode & 0o777:o})")
     if st.st_size != size:
         raise _Refused(f"it is {st.st_size} bytes, a budget {size}")
     return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
@@ -353,7 +363,7 @@ def host_budget(sweep: bool = False) -> HostBudget:
     --------
     >>> import breakeven
     >>> b = breakeven.host_budget()
-    >>> 0 <= b.free + sum(p.held for p in b.processes) <= b.usable or not b.joined
+    >>> b.free + sum(p.held + p.lent for p in b.processes) == b.usable
     True
     """
     with _lock:

@@ -278,7 +278,7 @@ cdef inline int _cores_seen(int t, Choice *ch) noexcept nogil:
         elif t > ch.free:
             t = ch.free if ch.free > 1 else 1
             ch.budget = True
-    ch.held = t < 2 and not tl_section and ch.free > 0
+    ch.held = t < 2 and not tl_section
     return t
 
 

@@ -19,7 +19,7 @@ cdef enum:
 cdef enum:
     F_EXPLORE = 256    # the estimate's other choice, to measure it
     F_NOT_HOT = 512    # not back to back with the last parallel call
-    F_HELD = 1         # holds a core of the budget while it runs serially
+    F_HELD = 1         # holds a free core of the budget while it runs serially
     F_COLD = 2         # found the team asleep: its time includes the wake-up
     F_TIMED = 4        # timed serial call
     F_BACKED_OFF = 8   # ran with fewer threads for contention
@@ -29,6 +29,7 @@ cdef enum:
     F_FORCED = 128     # threads(n, exact=True)
     F_CALLER = 1024    # counted among the callers sharing the cores
     F_PAST = 2048      # past its threshold, run serially: its end is a loop's
+    F_OVER = 4096      # runs serially on a core the budget did not have
 
 # The estimate (a kernel without a table): a parallel call of t threads is
 # taken to cost serial / (t * EFFICIENCY) + the team's hot start; a call
@@ -116,6 +117,8 @@ ctypedef struct Entry:
     long long n_serial_timed
     int most_threads
     long long n_explored
+    long long n_waits     # calls that waited for cores, and how long (ns)
+    long long ns_waited
     # no table: the estimate, refined by the calls (see _estimated)
     int estimate
     long long explore

@@ -45,6 +45,12 @@ class KernelStats:
         Sizes (powers of two) at which both choices have been measured.
     explored : int
         Calls that ran the estimate's other choice, to measure it.
+    waits : int
+        Calls that found too few cores free and waited for them (where
+        waiting for a call in flight to end was expected to beat running
+        serially).
+    wait_seconds : float
+        How long they waited in all.
 
     See Also
     --------
@@ -74,6 +80,8 @@ class KernelStats:
     source: str = ""
     learned: int = 0
     explored: int = 0
+    waits: int = 0
+    wait_seconds: float = 0.0
 
 
 class Stats(Mapping):
@@ -185,5 +193,5 @@ def stats(reset: bool = False) -> Stats:
             r["serial"], par, r["thread_sum"] / par if par else 0.0,
             r["most_threads"], r["backoffs"], r["probes"], r["recoveries"],
             r["parallel_seconds"], serial_s, timed, r["backed_off"], kind,
-            r["learned"], r["explored"])
+            r["learned"], r["explored"], r["waits"], r["wait_seconds"])
     return Stats(rows, host_budget())

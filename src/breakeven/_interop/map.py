@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from breakeven._core import engine, tables
+from breakeven._core import engine, host, tables
 from breakeven._core.decisions import Decision
 from breakeven._kernels import api, registry
 from breakeven._text import duration
@@ -70,6 +70,7 @@ class MapPlan:
     backend: str = ""
     inner_limit: int | None = None
     estimates: tuple = ()
+    lifted: bool = False  # inner_max_num_threads lifted: the host's budget shares
 
     def decision(self) -> Decision:
         return Decision(self.mode, self.threads, self.work, self.reason,
@@ -260,12 +261,21 @@ def _plan(func, items: list, n_jobs) -> MapPlan:
         workers = effective_n_jobs(max_workers if max_workers else -1)
         tasks = max(1, min(n, TASKS_PER_WORKER * workers))
         limit = f", {inner_limit} inner threads" if inner_limit else ""
+        lifted = (not inner_limit and workers > 1
+                  and getattr(_backend, "supports_inner_max_num_threads", False)
+                  and host.join())
+        if lifted:  # the workers share the host's budget: no static split
+            inner_limit = engine.usable()
+            limit = (f", joblib's inner_max_num_threads lifted to {inner_limit}: the "
+                     f"workers share the host's core budget, each taking the "
+                     f"cores its neighbours leave idle (not "
+                     f"{max(1, inner_limit // workers)} each)")
         return MapPlan("backend", workers, inner_limit or 0, tasks, 0, name,
                        f"joblib backend {backend_name!r} chosen by "
                        f"parallel_config: {n} items in {tasks} tasks over "
                        f"{workers} workers{limit}; each worker dispatches with "
                        "its own host's profile",
-                       backend=backend_name, inner_limit=inner_limit)
+                       backend=backend_name, inner_limit=inner_limit, lifted=lifted)
     sample = _sample(items)
     exact, cap, _ = engine.thread_controls()
     limit = min(engine.usable(), engine.max_threads(),
@@ -392,9 +402,16 @@ def _run(plan: MapPlan, func, items: list) -> list:
 
     if plan.mode == "backend":
         _, ref = _resolve(func)
-        parts = Parallel(n_jobs=plan.workers)(
-            delayed(_apply)(ref, chunk, plan.inner_limit, starred)
-            for chunk in _chunks(items, plan.tasks))
+        backend = _joblib_config()[1]
+        if plan.lifted:  # for this batch only
+            backend.inner_max_num_threads = plan.inner_limit
+        try:
+            parts = Parallel(n_jobs=plan.workers)(
+                delayed(_apply)(ref, chunk, plan.inner_limit, starred)
+                for chunk in _chunks(items, plan.tasks))
+        finally:
+            if plan.lifted:
+                backend.inner_max_num_threads = None
     else:
         parts = Parallel(n_jobs=plan.workers, backend="threading")(
             delayed(_apply)(func, chunk, plan.threads, starred)

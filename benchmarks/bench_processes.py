@@ -19,7 +19,12 @@ are measured in turn, in a rotating order:
 - **breakeven, host budget**: dispatched, the processes sharing one budget.
 
 For each: throughput (calls per second, all workers), and the mean and p90
-call time.  Each figure is the median of ``--runs`` runs (default 3).
+call time.  Each figure is the median of ``--runs`` runs (default 3).  The
+kernels are calibrated first (the workers dispatch with that profile); the
+record also gives the cost of a parallel call's bookkeeping with each
+budget.  How long an idle OpenMP team spins on its cores decides much here
+(GNU libgomp's default: some milliseconds): run it again with
+``GOMP_SPINCOUNT`` set to compare.
 
     python benchmarks/bench_processes.py [--quick] [--runs N] [--output FILE.md]
 """
@@ -158,7 +163,29 @@ def measure(runs: int, counts, seconds: float) -> dict:
     return got
 
 
-def report(got: dict, counts, runs: int, seconds: float) -> list[str]:
+FAST_PAIRS = 200_000
+
+
+def fast_path(repeats: int, pairs: int = FAST_PAIRS) -> dict[str, list[float]]:
+    """ns per begin/end pair of a parallel call (the rule, the cores taken
+    and given back, the clock reads and the contention check; no kernel
+    runs), with the process's own budget and with the host's, interleaved."""
+    from breakeven import testing
+
+    usable = be.usable_cpus()
+    got: dict[str, list[float]] = {"own budget": [], "host budget": []}
+    with be.threads(max(2, usable), exact=True):
+        for _ in range(repeats):
+            for name in got:
+                be.use_host_budget(name == "host budget")
+                t0 = time.perf_counter()
+                testing.hammer("exp", N, pairs)
+                got[name].append((time.perf_counter() - t0) / pairs * 1e9)
+    be.use_host_budget(True)
+    return got
+
+
+def report(got: dict, counts, runs: int, seconds: float, fast: dict) -> list[str]:
     def med(key, field):
         return float(np.median([m[field] for m in got[key]]))
 
@@ -166,8 +193,19 @@ def report(got: dict, counts, runs: int, seconds: float) -> list[str]:
              *stamp(), f"- {runs} runs, windows of {seconds:g} s; bursts of "
              f"{BURST} calls on {N} float64; duty = a serial burst's time over "
              "the burst and its idle time", "",
+             f"- GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', '(unset)')}, "
+             f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}: how "
+             "long an idle team spins on its cores", "",
              "Throughput is calls per second, all processes together; times "
-             "are per call. Each figure is the median of the runs.", ""]
+             "are per call. Each figure is the median of the runs.", "",
+             "## The fast path", "",
+             "A parallel call's begin/end pair alone (the rule, the cores taken "
+             "and given back, clock reads, the contention check; no kernel runs), "
+             f"in a C loop of {FAST_PAIRS:,} pairs, {len(fast['own budget'])} "
+             "times each, interleaved:", "",
+             *table(("budget", "ns per pair, median", "min", "max"), "lrrr",
+                    [(name, f"{np.median(v):.1f}", f"{min(v):.1f}", f"{max(v):.1f}")
+                     for name, v in fast.items()]), ""]
     worst_tp, worst_mean = np.inf, 0.0
     summary = []
     for kernel in KERNELS:
@@ -233,11 +271,19 @@ def main(argv=None) -> int:
     seconds = args.window or (0.3 if args.quick else 1.0)
     counts = range(1, args.processes + 1)
     KERNELS = tuple(k for k in args.kernels.split(",") if k in KERNELS)
-    # the workers' budget: their own, not the user's
-    os.environ["BREAKEVEN_HOST_BUDGET_DIR"] = tempfile.mkdtemp(prefix="bench-budget-")
-    be.sum(np.ones(4))  # the profile loaded, for the header
+    # the workers' budget and profile: their own, not the user's
+    folder = tempfile.mkdtemp(prefix="bench-processes-")
+    os.environ["BREAKEVEN_HOST_BUDGET_DIR"] = folder
+    os.environ["BREAKEVEN_PROFILE"] = os.path.join(folder, "profile.toml")
+    log(f"calibrating {', '.join(KERNELS)} (the workers dispatch with it) ...")
+    be.calibrate(kernels=list(KERNELS), quick=args.quick, progress=False).save()
+    from breakeven import testing
+
+    testing.reset()  # this process too
+    log("the fast path ...")
+    fast = fast_path(3 if args.quick else 9)
     got = measure(runs, counts, seconds)
-    emit(report(got, counts, runs, seconds), args.output)
+    emit(report(got, counts, runs, seconds, fast), args.output)
     return 0
 
 

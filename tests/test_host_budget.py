@@ -6,6 +6,7 @@ The suite's processes share a budget of their own (tests/conftest.py points
 started here inherit it, and join it at their first call, as workers do.
 """
 
+import copy
 import json
 import os
 import shutil
@@ -364,3 +365,82 @@ def test_four_processes_of_four_threads_share_the_cores_exactly(joined):
     assert before.peak <= after.peak <= usable  # never more held than CPUs
     assert after.free == usable
     assert sum(q.held for q in after.processes) == 0
+
+
+def test_the_budget_command_lists_the_processes_and_their_cores(joined):
+    usable = breakeven.usable_cpus()
+    p = start(HOLD.format(n=usable))
+    try:
+        out = subprocess.run([sys.executable, "-m", "breakeven", "budget", "--json"],
+                             capture_output=True, text=True, timeout=120, check=True)
+        text = subprocess.run([sys.executable, "-m", "breakeven", "budget"],
+                              capture_output=True, text=True, timeout=120,
+                              check=True).stdout
+    finally:
+        p.terminate()
+        p.wait()
+    b = json.loads(out.stdout)
+    assert b["joined"] and b["path"] == joined.path and b["free"] <= 0
+    rows = {q["pid"]: q for q in b["processes"]}
+    assert rows[p.pid]["held"] == usable and rows[p.pid]["alive"]
+    assert os.getpid() in rows  # this process, joined by the fixture
+    assert "host budget: on" in text and str(p.pid) in text
+
+
+def test_info_says_which_budget_and_why():
+    out = subprocess.run([sys.executable, "-m", "breakeven", "info", "--json"],
+                         capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(out.stdout)["host"]["core budget"].startswith("the host's")
+    out = subprocess.run([sys.executable, "-m", "breakeven", "info", "--json"],
+                         capture_output=True, text=True, timeout=120, check=True,
+                         env={**os.environ, "BREAKEVEN_HOST_BUDGET": "0"})
+    said = json.loads(out.stdout)["host"]["core budget"]
+    assert said.startswith("this process's own") and "BREAKEVEN_HOST_BUDGET=0" in said
+
+
+@pytest.fixture
+def slow_team():
+    """A profile whose OpenMP team spins for a minute after a call (so that
+    what is lent stays lent while a test looks)."""
+    slow = copy.copy(testing.profile())
+    slow.sleep_after_us = 60e6
+    testing.reset(slow)
+    yield
+    testing.reset()
+
+
+@pytest.mark.openmp
+def test_a_parallel_call_s_cores_stay_with_its_idle_team(joined, slow_team):
+    """After a parallel call, its cores are lent to the process's team (which
+    spins on them) until it sleeps: the process's next call takes them, a
+    neighbour does not (it runs serially)."""
+    usable = breakeven.usable_cpus()
+    with breakeven.threads(usable, exact=True):
+        assert testing.hammer("exp", BIG, 1) == usable
+    me = {q.pid: q for q in breakeven.host_budget().processes}[os.getpid()]
+    assert me.lent == usable and breakeven.host_budget().free == 0
+    assert testing.budget().free == usable  # for this process: its own team's
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import json, sys, breakeven
+        from breakeven import testing
+        assert breakeven.use_host_budget(True)
+        print("ready", flush=True)
+        sys.stdin.readline()
+        with breakeven.threads({usable}, exact=True):
+            most = testing.hammer("exp", {BIG}, 1)
+        print(json.dumps(most), flush=True)
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        with breakeven.threads(usable, exact=True):  # lent again, just now
+            assert testing.hammer("exp", BIG, 1) == usable
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        got = json.loads(child.stdout.readline())
+    finally:
+        child.communicate(timeout=60)
+    assert got == 1  # within our team's sleep time: not its cores
+    with breakeven.threads(usable, exact=True):
+        assert testing.hammer("exp", BIG, 1) == usable  # ours, at once
+    testing.reset()  # leaves the budget (what it lent back) and joins again
+    assert breakeven.host_budget().free == usable

@@ -26,7 +26,9 @@ callables, for :func:`breakeven.decide`, and, as a dry run, for
    that want several (outside sections);
 7. within an open ``section()``, at most its cores; else taken from the
    core budget, the process's or the host's (fewer if fewer are free);
-   fewer than 2: serial, and a call past its threshold that runs serially
+   fewer than 2: waited for, if the first call in flight should end soon
+   enough that waiting beats running serially (budget.pxi), else serial;
+   and a call past its threshold that runs serially
    still takes the core it runs on from the budget, even if none is free
    (the count goes below zero: no parallel call starts beside it).
 
@@ -37,7 +39,8 @@ one place (:func:`_commit`, calls.pxi).
 
 The extension is one module, in parts by concern: ``runtime.h`` (atomics,
 thread-locals, the clock, fork), ``state.pxi`` (constants, tables, process
-state), ``blas.pxi``, ``budget.pxi``, ``rule.pxi``, ``estimate.pxi``,
+state), ``blas.pxi``, ``budget.pxi`` (the process's budget or the
+host's, laid out in ``host.h``; waiting for cores), ``rule.pxi``, ``estimate.pxi``,
 ``feedback.pxi`` (end, the contention check, learning), ``calls.pxi``
 (begin, commit, the C API), and the Python side: ``tables.pxi`` (slots,
 tables, profile hooks), ``hooks.pxi`` (process state, test hooks, stats),

@@ -106,6 +106,10 @@ bench: $(VENV)/.bench-installed
 	$(PY) benchmarks/bench_import.py --output benchmarks/results/import.md
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_kmeans.py \
 	    --output benchmarks/results/kmeans.md
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_processes.py \
+	    --output benchmarks/results/processes.md
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE GOMP_SPINCOUNT=10000 \
+	    $(PY) benchmarks/bench_processes.py --output benchmarks/results/processes-spin.md
 
 bench-quick: $(VENV)/.bench-installed
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_peers.py --quick \

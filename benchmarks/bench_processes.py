@@ -192,7 +192,7 @@ def report(got: dict, counts, runs: int, seconds: float, fast: dict) -> list[str
     lines = ["# Processes sharing the cores: the host's core budget", "",
              *stamp(), f"- {runs} runs, windows of {seconds:g} s; bursts of "
              f"{BURST} calls on {N} float64; duty = a serial burst's time over "
-             "the burst and its idle time", "",
+             "the burst and its idle time",
              f"- GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', '(unset)')}, "
              f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}: how "
              "long an idle team spins on its cores", "",

@@ -30,6 +30,8 @@ cdef extern from "host.h":
         int running
         be_host_slot slots[1]
     int HOST_SLOTS "BE_HOST_SLOTS"
+    int getpid "be_getpid"() noexcept nogil
+    void sched_yield "be_yield"() noexcept nogil
     int host_here "be_host_supported"() noexcept nogil
     int host_size "be_host_size"() noexcept nogil
     long long proc_start "be_proc_start"(int pid, char *state) noexcept nogil
@@ -43,11 +45,6 @@ cdef extern from "host.h":
     const char *host_check "be_host_check"(be_host *h, long long size,
                                            int usable) noexcept nogil
 
-cdef extern from "<unistd.h>" nogil:
-    int getpid()
-
-cdef extern from "<sched.h>" nogil:
-    int sched_yield()
 
 # A call that finds fewer cores free than it wants sweeps the host's slots
 # for processes that died holding some, at most this often (ns), host-wide.

@@ -60,6 +60,17 @@ typedef struct {
 
 static inline int be_host_size(void) { return (int)sizeof(be_host); }
 
+/* this process's id, and the CPU given up to other threads for a moment */
+#if defined(_WIN32)
+static inline int be_getpid(void) { return (int)GetCurrentProcessId(); }
+static inline void be_yield(void) { SwitchToThread(); }
+#else
+#include <sched.h>
+#include <unistd.h>
+static inline int be_getpid(void) { return (int)getpid(); }
+static inline void be_yield(void) { sched_yield(); }
+#endif
+
 #if defined(__linux__)
 #include <errno.h>
 #include <fcntl.h>

@@ -76,6 +76,17 @@ class HostProcess:
     alive : bool
         Whether it is still running (a dead one's cores come back at the
         next sweep).
+
+    See Also
+    --------
+    host_budget : The budget, with its processes.
+
+    Examples
+    --------
+    >>> import os, breakeven
+    >>> b = breakeven.host_budget()
+    >>> all(p.held >= 0 and p.lent >= 0 for p in b.processes)
+    True
     """
 
     pid: int
@@ -113,6 +124,18 @@ class HostBudget:
         Cores given back after processes died holding them.
     processes : tuple of HostProcess
         The processes joined (this one first); empty if not joined.
+
+    See Also
+    --------
+    host_budget : Makes one.
+    use_host_budget : Turn sharing on or off.
+
+    Examples
+    --------
+    >>> import breakeven
+    >>> b = breakeven.host_budget()
+    >>> print(b)  # doctest: +ELLIPSIS
+    host budget: ...
     """
 
     joined: bool

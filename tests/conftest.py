@@ -1,17 +1,7 @@
-import atexit
-import os
-import shutil
-import tempfile
-
 import numpy as np
 import pytest
 
-# The suite's processes (and the subprocesses its tests start) share a host
-# core budget of their own, not the user's.
-os.environ["BREAKEVEN_HOST_BUDGET_DIR"] = tempfile.mkdtemp(prefix="breakeven-budget-")
-atexit.register(shutil.rmtree, os.environ["BREAKEVEN_HOST_BUDGET_DIR"], True)
-
-from breakeven._core.openmp import NO_OPENMP, OPENMP  # noqa: E402
+from breakeven._core.openmp import NO_OPENMP, OPENMP
 
 
 def pytest_collection_modifyitems(config, items):

@@ -444,3 +444,31 @@ def test_a_parallel_call_s_cores_stay_with_its_idle_team(joined, slow_team):
         assert testing.hammer("exp", BIG, 1) == usable  # ours, at once
     testing.reset()  # leaves the budget (what it lent back) and joins again
     assert breakeven.host_budget().free == usable
+
+
+def test_calibration_measures_on_the_process_s_own_budget(joined):
+    """A forced count measured while another process held cores of the
+    host's budget would run serially and pass for a parallel time:
+    calibration leaves the host's budget while it measures, and joins again
+    after."""
+    from breakeven._calibrate import calibrate
+    from breakeven._calibrate.team import TeamCosts
+    from breakeven._profile.steps import Point
+
+    seen = []
+
+    def measure(kernel, dtype, work, threads, settings):
+        seen.append((breakeven.host_budget().joined, testing.budget().free))
+        return Point(work, {t: work * 1e-9 / t + 1e-6 * (t > 1) for t in threads})
+
+    usable = breakeven.usable_cpus()
+    p = start(HOLD.format(n=usable))  # every core of the host's budget held
+    try:
+        calibrate(["sum"], progress=False, dtypes=("float64",), budget=0.5,
+                  measure=measure, team=lambda threads: TeamCosts({}, 20000.0),
+                  batch=lambda usable: {"start_s": 1e-3, "task_s": 2e-5})
+        assert breakeven.host_budget().joined  # again
+    finally:
+        p.terminate()
+        p.wait()
+    assert seen and all(not j and free == usable for j, free in seen)

@@ -166,13 +166,34 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
     """
     import numpy as np
 
+    from breakeven._calibrate.measure import forget_probes
+    from breakeven._core import engine, host
+    from breakeven._core.openmp import NO_OPENMP, OPENMP
+
+    settings = _settings(settings, quick, budget)
+    names = _kernels_to_time(kernels)
+    dtypes = [np.dtype(d) for d in dtypes]
+    if measure is None and not OPENMP:
+        raise RuntimeError(f"{NO_OPENMP}, so there is nothing to calibrate")
+    threads = _thread_counts(usable, topology)
+    pairs = [(n, d) for n in names for d in dtypes if d in KERNELS[n].dtypes]
+
+    engine.note_omp_started()  # the team runs from here on (fork)
+    forget_probes()
+    # Measured on the process's own budget: the host's would give a forced
+    # count fewer cores while another process holds some, and the time of a
+    # serial call would pass for a parallel one's.  (Another process on the
+    # cores shows as interference, measured again.)
+    with host.suspended():
+        return _run(settings, names, dtypes, threads, pairs, quick, progress,
+                    measure, team, batch, fingerprint, clock)
+
+
+def _run(settings, names, dtypes, threads, pairs, quick, progress, measure, team,
+         batch, fingerprint, clock):
+    """The passes of :func:`calibrate`, on the process's own core budget."""
     from breakeven._calibrate.budget import Budget
-    from breakeven._calibrate.measure import (
-        busy_retries,
-        forget_probes,
-        measure_batch,
-        measure_point,
-    )
+    from breakeven._calibrate.measure import busy_retries, measure_batch, measure_point
     from breakeven._calibrate.passes import (
         first_pass,
         polish_pass,
@@ -182,22 +203,10 @@ def calibrate(kernels: Iterable[str] | None = None, budget: float | None = None,
     from breakeven._calibrate.result import Calibration
     from breakeven._calibrate.sweeps import Job
     from breakeven._calibrate.team import measure_team, team_costs
-    from breakeven._core import engine
-    from breakeven._core.openmp import NO_OPENMP, OPENMP
     from breakeven._profile import host_fingerprint
 
-    settings = _settings(settings, quick, budget)
-    names = _kernels_to_time(kernels)
-    dtypes = [np.dtype(d) for d in dtypes]
-    if measure is None and not OPENMP:
-        raise RuntimeError(f"{NO_OPENMP}, so there is nothing to calibrate")
-    threads = _thread_counts(usable, topology)
     run = Budget.from_now(settings.budget, clock)
-    pairs = [(n, d) for n in names for d in dtypes if d in KERNELS[n].dtypes]
     bar = Progress(2 * len(pairs) + 2, enabled=progress)
-
-    engine.note_omp_started()  # the team runs from here on (fork)
-    forget_probes()
     costs = team_costs(threads, team or measure_team)
     bar.step("OpenMP team wake-up")
     result = Calibration.started(fingerprint or host_fingerprint(), costs)

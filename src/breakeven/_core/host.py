@@ -42,7 +42,7 @@ _OFF = ("0", "off", "no", "false")
 
 _lock = threading.RLock()
 _state: dict = {"wanted": None, "reason": "not joined yet: no call has needed cores",
-                "path": None}
+                "path": None, "suspended": 0}
 _warned: set[tuple[str, str]] = set()
 
 
@@ -279,6 +279,9 @@ def join() -> bool:
     with _lock:
         if engine.host_joined():
             return True
+        if _state["suspended"]:
+            _state["reason"] = "left while this process calibrates"
+            return False
         if not _wanted():
             _state["reason"] = ("turned off by use_host_budget(False)"
                                 if _state["wanted"] is False
@@ -311,6 +314,23 @@ def leave() -> None:
         if engine.host_joined():
             engine.host_leave()
             _state["reason"] = "left"
+
+
+@contextlib.contextmanager
+def suspended():
+    """The process's own budget for a block (calibration's measurements),
+    the host's again after it if it was joined."""
+    with _lock:
+        joined = engine.host_joined()
+        _state["suspended"] += 1
+        leave()
+    try:
+        yield
+    finally:
+        with _lock:
+            _state["suspended"] -= 1
+            if joined and not _state["suspended"]:
+                join()
 
 
 def use_host_budget(enabled: bool = True) -> bool:

@@ -472,3 +472,14 @@ def test_calibration_measures_on_the_process_s_own_budget(joined):
         p.terminate()
         p.wait()
     assert seen and all(not j and free == usable for j, free in seen)
+
+
+@pytest.mark.openmp
+def test_explain_says_whose_budget_the_cores_come_from(joined):
+    x = np.ones(BIG)
+    with breakeven.threads(2, exact=True):
+        assert "CPUs free in the host's budget" in breakeven.explain(breakeven.sum,
+                                                                     x).reason
+        breakeven.use_host_budget(False)
+        reason = breakeven.explain(breakeven.sum, x).reason
+    assert "CPUs free" in reason and "host" not in reason

@@ -238,7 +238,8 @@ def _host_limits(why: dict, threads: int) -> list[str]:
     if why["section"]:
         parts.append(f"inside a section holding {why['section']} cores")
     elif why["budget"] or threads > 1:
-        parts.append(f"{max(why['free'], 0)} of {why['usable']} CPUs free")
+        shared = " in the host's budget" if engine.host_joined() else ""
+        parts.append(f"{max(why['free'], 0)} of {why['usable']} CPUs free{shared}")
     return parts
 
 

@@ -140,3 +140,19 @@ def test_no_back_off_where_the_rate_drops_past_the_calibrated_sizes(host, profil
     log = testing.run_callers(HOST, "exp", work, 1, 0.1, host)
     assert {t for _, _, _, t in log.calls} == {full}
     assert be.stats()["exp", "float64"].backoffs == 0
+
+
+def test_processes_share_a_host_budget_within_the_cpus(host):
+    """8 simulated processes calling in bursts, half of the time, through
+    one host budget (the core's code, a slot each): the parallel calls'
+    threads never exceed the CPUs, a process alone gets the host's best
+    count, and every core comes back when the processes leave."""
+    log = testing.run_processes(HOST, "exp", WORK, 8, 0.5, 0.05, host)
+    best = HOST.best(testing.KERNEL_MODELS["exp"], WORK)[0]
+    assert 0 < log.peak <= HOST.cpus
+    assert log.calls[0][3] == best  # the first call found every core free
+    assert max(t for *_, t in log.calls) <= best
+    assert log.free_at_end == HOST.cpus
+    static = testing.run_processes(HOST, "exp", WORK, 8, 0.5, 0.05, host,
+                                   shared=False)
+    assert {t for *_, t in static.calls} == {HOST.cpus // 8}

@@ -310,6 +310,8 @@ CHECK_FACTOR = 2
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from breakeven._core import host
+
     _import_modules(args.module)
     path = Path(args.profile) if args.profile else default_profile_path()
     profile = load_profile(path)
@@ -335,8 +337,9 @@ def cmd_check(args: argparse.Namespace) -> int:
                       else [("largest", settings.max_work)])
             verdicts = []
             for where, work in probes:
-                p = measure_point(k, np.dtype(dname), work,
-                                  [1, most], settings)
+                with host.suspended():  # as calibration measures
+                    p = measure_point(k, np.dtype(dname), work,
+                                      [1, most], settings)
                 speedup = p.times[1] / p.times[most]
                 wins = speedup > 1 + settings.margin
                 bad = (where == "above" and not wins) or (where != "above" and wins)

@@ -19,6 +19,7 @@ cdef extern from "host.h":
         int lent
         long long busy_until
         long long lent_until
+        int callers
     ctypedef struct be_host:
         int version
         int size
@@ -28,6 +29,7 @@ cdef extern from "host.h":
         int peak
         long long swept
         int running
+        int top
         be_host_slot slots[1]
     int HOST_SLOTS "BE_HOST_SLOTS"
     int getpid "be_getpid"() noexcept nogil
@@ -41,6 +43,7 @@ cdef extern from "host.h":
     void host_release "be_host_release"(be_host *h, int i, int pid) noexcept nogil
     int host_reclaim "be_host_reclaim"(be_host *h, int self_pid,
                                        long long now) noexcept nogil
+    int host_active "be_host_active"(be_host *h, int self, long long now) noexcept nogil
     void host_init "be_host_init"(be_host *h, int usable) noexcept nogil
     const char *host_check "be_host_check"(be_host *h, long long size,
                                            int usable) noexcept nogil
@@ -106,13 +109,55 @@ cdef inline int _take_lent(int want) noexcept nogil:
     return 0
 
 
+cdef inline int _host_share(int want, long long t_now) noexcept nogil:
+    """In the host's budget, a call takes at most its process's fair share
+    of the usable CPUs among the processes using cores now (itself
+    included): what step 6 does among the callers of one process."""
+    cdef int others, share
+    if _host == NULL:
+        return want
+    others = host_active(_host, _mine_index, t_now)
+    if others == 0:
+        return want
+    share = _host.usable // (others + 1)
+    return want if want < share else share
+
+
+cdef inline void _lend_back(int keep) noexcept nogil:
+    """The cores lent to this process's idle team beyond ``keep`` go back
+    to the host's budget (a call held to its share leaves them to the
+    other processes)."""
+    cdef be_host_slot *m = _mine
+    cdef int lent
+    if m == NULL:
+        return
+    lent = ld_int(&m.lent)
+    while lent > keep:
+        if cas_int(&m.lent, &lent, keep):
+            add_int(_budget, lent - keep)
+            return
+
+
 cdef inline int _take_cores(int want) noexcept nogil:
     """Take up to ``want`` cores for a parallel call: the number taken, or 0
-    if fewer than 2 are free.  In the host's budget, the cores this
-    process's idle team spins on first."""
-    cdef int mine = _take_lent(want), rest = want - mine
-    cdef int f = ld_int(_budget), got
+    if fewer than 2 are free.  In the host's budget, at most its process's
+    share among the processes using cores, and the cores this process's
+    idle team spins on first."""
+    cdef int share = _host_share(want, now()) if _host != NULL else want
+    cdef int mine, rest, f, got
     cdef bint swept = False
+    if share < want:  # other processes use cores: are they all alive?
+        swept = True
+        if _swept():
+            share = _host_share(want, now())
+    if share < want:
+        _lend_back(share)
+        want = share
+    if want < 2:
+        return 0
+    mine = _take_lent(want)
+    rest = want - mine
+    f = ld_int(_budget)
     while True:
         got = rest if rest < f else f
         if got < 0:
@@ -186,6 +231,13 @@ cdef inline void _give_team_cores(int n, long long t_end) noexcept nogil:
     add_int(&m.lent, n)
 
 
+cdef inline int *_callers_at() noexcept nogil:
+    """The count of calls in progress that want several threads (step 6):
+    the process's, kept in its host slot once joined."""
+    cdef be_host_slot *m = _mine
+    return &m.callers if m != NULL else &_callers
+
+
 cdef inline int _free_now() noexcept nogil:
     """The cores a call of this process could take now."""
     cdef be_host_slot *m = _mine
@@ -201,6 +253,7 @@ cdef void _host_leave() noexcept nogil:
     if h == NULL:
         return
     _free = _usable - ld_int(&_mine.held)  # (its lent cores: free again)
+    add_int(&_callers, ld_int(&_mine.callers))
     _budget = &_free
     _host = NULL
     _mine = NULL
@@ -242,7 +295,7 @@ cdef long long _soonest_end(long long t_now) noexcept nogil:
             end = ld_ll(&_busy_until)
             soonest = end if end > t_now else t_now
         return soonest
-    for i in range(h.n_slots):
+    for i in range(ld_int(&h.top)):
         if ld_acq_int(&h.slots[i].pid) <= 0 or ld_int(&h.slots[i].held) < 2:
             continue
         end = ld_ll(&h.slots[i].busy_until)

@@ -56,7 +56,7 @@ cdef int _commit(const Slot *s, Entry *e, dispatch.Call *c, Choice *ch,
         st_ll(&_held_back, ch.t_now)
     if t > 1 and not tl_section:
         c.flags |= F_CALLER
-        t = _fair_share(t, add_int(&_callers, 1) + 1, ch)
+        t = _fair_share(t, add_int(_callers_at(), 1) + 1, ch)
     if t > 1:
         if tl_section:
             t = t if t < tl_section else tl_section

@@ -43,7 +43,7 @@ cdef void _end(dispatch.Call *c) noexcept nogil:
     if s == NULL or c.dtype < 0 or c.dtype >= N_DTYPES:
         return
     if c.flags & F_CALLER:
-        add_int(&_callers, -1)
+        add_int(_callers_at(), -1)
     e = <Entry *>load_ptr(<void **>&s.entries[c.dtype])
     if t > 1:
         t_end = now()

@@ -94,6 +94,8 @@ def host_join(mapping):
     if held:
         add_int(&h.free, -held)
         add_int(&h.slots[i].held, held)
+    st_int(&h.slots[i].callers, ld_int(&_callers))  # and its callers
+    st_int(&_callers, 0)
     _host_keep = (mapping, view)
     _mine_index, _mine_pid = i, pid
     _mine = &h.slots[i]
@@ -142,6 +144,33 @@ cdef bint _gone(int pid, long long start):
     cdef char state = 0
     cdef long long t = proc_start(pid, &state)
     return t >= 0 and (t != start or state == b'Z' or state == b'X')
+
+
+def host_extra_slot():
+    """Test hook (the simulation of several processes): another slot of the
+    joined budget for this process, as if it were another process: its
+    index (-1 if none is free)."""
+    if _host == NULL:
+        raise RuntimeError("not in a host budget")
+    return host_claim(_host, _mine_pid, proc_start(_mine_pid, NULL))
+
+
+def host_act_as(int i):
+    """Test hook: the calls that follow are those of the process of slot
+    ``i`` (from :func:`host_extra_slot`, or this process's own)."""
+    global _mine, _mine_index
+    if _host == NULL or not 0 <= i < _host.n_slots:
+        raise ValueError(f"no slot {i} in a joined host budget")
+    _mine = &_host.slots[i]
+    _mine_index = i
+
+
+def host_release_slot():
+    """Test hook: the process of the slot acted as (:func:`host_act_as`)
+    leaves: what it holds and lends back, its slot free."""
+    if _host == NULL:
+        raise RuntimeError("not in a host budget")
+    host_release(_host, _mine_index, _mine_pid)
 
 
 def host_sweep_now():

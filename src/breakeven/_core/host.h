@@ -38,7 +38,9 @@ typedef struct {
     long long busy_until;  /* ns (CLOCK_MONOTONIC): its last parallel call's
                               expected end */
     long long lent_until;  /* ns: when that team goes to sleep */
-    long long pad[7];
+    int callers;         /* its calls in progress that want several threads */
+    int pad0;
+    long long pad[6];
 } be_host_slot;          /* 128 bytes: two cache lines */
 
 typedef struct {
@@ -53,7 +55,7 @@ typedef struct {
     long long last_sweep;  /* ns (CLOCK_MONOTONIC) of the last sweep */
     long long swept;     /* cores given back by sweeps */
     int running;         /* threads of parallel calls running now */
-    int pad0;
+    int top;             /* slots in use lie below this index */
     long long pad[2];
     be_host_slot slots[BE_HOST_SLOTS];
 } be_host;
@@ -151,7 +153,9 @@ static int be_host_claim(be_host *h, int pid, long long start) {
             be_st_ll(&s->busy_until, 0);
             be_st_int(&s->lent, 0);
             be_st_ll(&s->lent_until, 0);
+            be_st_int(&s->callers, 0);
             be_st_rel_int(&s->pid, pid);
+            be_max_int(&h->top, i + 1);
             return i;
         }
         /* all taken: free the slots of processes that have ended */
@@ -184,7 +188,7 @@ static int be_host_sweep(be_host *h, int self_pid, long long now, long long ever
     /* one sweeper at a time */
     if (!be_cas_ll(&h->last_sweep, &last, now))
         return 0;
-    for (i = 0; i < h->n_slots && i < BE_HOST_SLOTS; i++) {
+    for (i = 0; i < be_ld_int(&h->top) && i < BE_HOST_SLOTS; i++) {
         s = &h->slots[i];
         p = be_ld_acq_int(&s->pid);
         if (p <= 0 || p == self_pid || be_ld_int(&s->held) == 0)
@@ -219,12 +223,28 @@ static void be_host_release(be_host *h, int i, int pid) {
     be_st_rel_int(&s->pid, 0);
 }
 
+/* How many processes other than slot `self` use cores now: calls running
+   on them, or a team spinning on them (lent, until it sleeps). */
+static int be_host_active(be_host *h, int self, long long now) {
+    int i, n = 0, top = be_ld_int(&h->top);
+    be_host_slot *s;
+    for (i = 0; i < top && i < BE_HOST_SLOTS; i++) {
+        s = &h->slots[i];
+        if (i == self || be_ld_int(&s->pid) <= 0)
+            continue;
+        if (be_ld_int(&s->held) > 0
+                || (be_ld_int(&s->lent) > 0 && be_ld_ll(&s->lent_until) > now))
+            n++;
+    }
+    return n;
+}
+
 /* The cores of other processes' teams that have gone to sleep, back in the
    budget: how many came back. */
 static int be_host_reclaim(be_host *h, int self_pid, long long now) {
-    int i, lent, back = 0;
+    int i, lent, back = 0, top = be_ld_int(&h->top);
     be_host_slot *s;
-    for (i = 0; i < h->n_slots && i < BE_HOST_SLOTS; i++) {
+    for (i = 0; i < top && i < BE_HOST_SLOTS; i++) {
         s = &h->slots[i];
         lent = be_ld_int(&s->lent);
         if (lent <= 0 || be_ld_ll(&s->lent_until) > now
@@ -252,6 +272,9 @@ static int be_host_sweep(be_host *h, int self_pid, long long now, long long ever
 static void be_host_release(be_host *h, int i, int pid) { (void)h; (void)i; (void)pid; }
 static int be_host_reclaim(be_host *h, int self_pid, long long now) {
     (void)h; (void)self_pid; (void)now; return 0;
+}
+static int be_host_active(be_host *h, int self, long long now) {
+    (void)h; (void)self; (void)now; return 0;
 }
 
 #endif

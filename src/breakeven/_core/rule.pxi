@@ -259,7 +259,7 @@ cdef inline int _clamped(int t, Choice *ch) noexcept nogil:
 cdef inline int _fair_share(int t, int callers, Choice *ch) noexcept nogil:
     """Step 6: a call past its threshold takes at most its fair share of the
     usable CPUs among the ``callers`` that want several (itself included)."""
-    cdef int share = _usable // callers
+    cdef int share = _usable // (callers if callers > 1 else 1)
     if t > share:
         t = share if share > 1 else 1
         ch.share = t
@@ -327,6 +327,6 @@ cdef int _choose_steps(Entry *e, Py_ssize_t work, int mode, long long idle,
     if mode == M_CALL:
         return t
     if t > 1 and not tl_section:
-        t = _fair_share(t, ld_int(&_callers) + 1, ch)  # 6
+        t = _fair_share(t, ld_int(_callers_at()) + 1, ch)  # 6
     t = ch.threads = _cores_seen(t, ch)  # 7
     return t

@@ -31,12 +31,11 @@ from breakeven._profile import Profile
 from breakeven._profile import forget_warnings as _forget_warnings
 
 __all__ = ["HOSTS", "KERNEL_MODELS", "Budget", "CallLog", "KernelModel",
-           "SimulatedHost", "Simulation", "TORCH_GRAIN", "backoff_state",
-           "blas_functions", "budget", "clock_scale", "fixed_rules", "forget_warnings",
-           "hammer", "idle", "kernel_models", "make_probe_due", "profile", "regret",
-           "reset",
-           "reset_peak", "run_callers", "simulated_clock", "simulated_cpus",
-           "table_rule", "thread_controls"]
+           "ProcessesLog", "SimulatedHost", "Simulation", "TORCH_GRAIN",
+           "backoff_state", "blas_functions", "budget", "clock_scale", "fixed_rules",
+           "forget_warnings", "hammer", "idle", "kernel_models", "make_probe_due",
+           "profile", "regret", "reset", "reset_peak", "run_callers", "run_processes",
+           "simulated_clock", "simulated_cpus", "table_rule", "thread_controls"]
 
 
 class Budget(NamedTuple):
@@ -212,11 +211,13 @@ from breakeven.testing.simhost import (  # noqa: E402
     TORCH_GRAIN,
     CallLog,
     KernelModel,
+    ProcessesLog,
     SimulatedHost,
     Simulation,
     fixed_rules,
     kernel_models,
     regret,
     run_callers,
+    run_processes,
     table_rule,
 )

@@ -59,8 +59,8 @@ from breakeven._profile import host_fingerprint
 from breakeven._profile.steps import Point, merge, threads_for
 
 __all__ = ["HOSTS", "KERNEL_MODELS", "KernelModel", "SimulatedHost", "Simulation",
-           "CallLog", "TORCH_GRAIN", "fixed_rules", "kernel_models", "regret",
-           "run_callers", "table_rule"]
+           "CallLog", "ProcessesLog", "TORCH_GRAIN", "fixed_rules", "kernel_models",
+           "regret", "run_callers", "run_processes", "table_rule"]
 
 
 def kernel_models(kernels=None) -> dict[str, KernelModel]:
@@ -407,3 +407,105 @@ def run_callers(host: SimulatedHost, kernel: str, work: int, callers: int,
         seq += 1
     return CallLog(calls, running_at, max((n for _, n in running_at), default=0),
                    engine.budget()[3])
+
+
+class ProcessesLog(NamedTuple):
+    """What :func:`run_processes` saw: per call ``(process, start, end,
+    threads)``, the calls ended per simulated second, the mean and p90 call
+    time, the most threads running at once (serial calls included), and,
+    with a shared budget, the most threads of parallel calls at once and
+    the cores free at the end (with every process gone)."""
+
+    calls: list[tuple[int, float, float, int]]
+    throughput: float
+    mean: float
+    p90: float
+    most_running: int
+    peak: int = 0
+    free_at_end: int = 0
+
+
+def run_processes(host: SimulatedHost, kernel: str, work: int, processes: int,
+                  duty: float, until: float, clock, *, shared: bool = True,
+                  model: KernelModel | None = None, dtype="float64",
+                  burst: int = 4) -> ProcessesLog:
+    """``processes`` processes on ``host``, each running bursts of ``burst``
+    calls of ``kernel`` on ``work`` elements and then idling, so that a
+    serial burst would keep it busy ``duty`` of the time, for ``until``
+    seconds of simulated time.
+
+    With ``shared``, the processes share one host budget (a segment in
+    memory, one slot each, taken and lent by the core's own code; a process
+    is simulated by acting as its slot), and each call asks for the host's
+    best thread count at that size.  Without, each call is forced to
+    ``host.cpus // processes`` threads (a static split).  A discrete-event
+    simulation on one thread, as :func:`run_callers`: a call lasts what
+    :meth:`SimulatedHost.time` says with the other calls' threads taken as
+    busy (the model has no spinning idle teams: lending costs cores here
+    and gains nothing).  Use inside :func:`breakeven.testing.simulated_cpus`
+    with ``host.cpus``, with a :func:`breakeven.testing.simulated_clock`, and
+    a profile whose sleep time is the host's (the lending time)."""
+    import heapq
+
+    from breakeven._core import engine
+    from breakeven._core.decisions import grant
+    model = model or KERNEL_MODELS[kernel]
+    want = host.best(model, work, dtype)[0] if shared else max(
+        1, host.cpus // processes)
+    serial_burst = burst * host.time(model, work, 1, dtype)
+    idle = serial_burst * (1 - duty) / duty
+    slots: list[int] = []
+    if shared:
+        segment = bytearray(engine.host_segment_size())
+        engine.host_format(segment, host.cpus)
+        wrong = engine.host_join(segment)
+        if wrong is not None:
+            raise RuntimeError(wrong)
+        slots = [engine.host_state()["slot"]] + [engine.host_extra_slot()
+                                                 for _ in range(processes - 1)]
+    start = clock.now
+    ready = [(start + i * idle / processes, i, 0) for i in range(processes)]
+    running: list = []  # heap of (end, process, grant, threads, began, nth)
+    calls, most, peak, free = [], 0, 0, 0
+    try:
+        while ready or running:
+            first = min(ready) if ready else (math.inf, -1, 0)
+            if running and running[0][0] <= first[0]:
+                end, p, g, t, began, nth = heapq.heappop(running)
+                clock.advance(max(0.0, end - clock.now))
+                if shared:
+                    engine.host_act_as(slots[p])
+                g.end()
+                calls.append((p, began - start, end - start, t))
+                if end - start < until:
+                    after = end + (idle if nth + 1 == burst else 1e-6)
+                    ready.append((after, p, (nth + 1) % burst))
+                continue
+            ready.remove(first)
+            now, p, nth = first
+            clock.advance(max(0.0, now - clock.now))
+            if shared:
+                engine.host_act_as(slots[p])
+            g = grant(kernel, work, dtype)
+            with engine.threads(want, exact=True):
+                t = g.begin()
+            busy = sum(r[3] for r in running)
+            most = max(most, busy + t)
+            s = host.time(model, work, t, dtype, taken=busy)
+            heapq.heappush(running, (now + s, p, g, t, now, nth))
+        if shared:  # every other process leaves
+            for i in slots[1:]:
+                engine.host_act_as(i)
+                engine.host_release_slot()
+            engine.host_act_as(slots[0])
+            state = engine.host_state()
+            peak = state["peak"]
+            free = state["free"] + sum(r[1] + r[2] for r in state["slots"])
+    finally:
+        if shared:
+            engine.host_act_as(slots[0])
+            engine.host_leave()
+    done = [c for c in calls if c[2] <= until]
+    times = np.array([c[2] - c[1] for c in done]) if done else np.zeros(1)
+    return ProcessesLog(calls, len(done) / until, float(times.mean()),
+                        float(np.percentile(times, 90)), most, peak, free)

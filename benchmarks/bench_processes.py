@@ -34,9 +34,11 @@ budget.  How long an idle OpenMP team spins on its cores decides much here
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import multiprocessing as mp
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -327,6 +329,7 @@ def main(argv=None) -> int:
     KERNELS = tuple(k for k in args.kernels.split(",") if k in KERNELS)
     # the workers' budget and profile: their own, not the user's
     folder = tempfile.mkdtemp(prefix="bench-processes-")
+    atexit.register(shutil.rmtree, folder, True)
     os.environ["BREAKEVEN_HOST_BUDGET_DIR"] = folder
     os.environ["BREAKEVEN_PROFILE"] = os.path.join(folder, "profile.toml")
     log(f"calibrating {', '.join(KERNELS)} (the workers dispatch with it) ...")

@@ -113,7 +113,7 @@ def test_a_process_killed_holding_cores_gives_them_back_within_a_second(joined):
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
     t0 = time.monotonic()
-    while True:  # a call that wants cores sweeps (at most every 100 ms)
+    while True:  # a call that wants cores sweeps (at most every SWEEP_SECONDS)
         with breakeven.section(usable):
             got = testing.thread_controls()[2]
         if got == usable or time.monotonic() - t0 > 1.0:

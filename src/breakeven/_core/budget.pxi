@@ -50,8 +50,9 @@ cdef extern from "host.h":
 
 
 # A call that finds fewer cores free than it wants sweeps the host's slots
-# for processes that died holding some, at most this often (ns), host-wide.
-cdef long long SWEEP_EVERY = 100000000
+# for processes that died holding some, at most this often, host-wide.
+SWEEP_SECONDS = 0.1
+cdef long long SWEEP_EVERY = <long long>(SWEEP_SECONDS * 1e9)
 
 cdef int *_budget = &_free       # the free count: the process's or the host's
 cdef be_host *_host = NULL       # the host's segment, if joined
@@ -81,17 +82,15 @@ cdef inline void _running(int n) noexcept nogil:
         max_int(&h.peak, add_int(&h.running, n) + n)
 
 
-cdef inline bint _swept() noexcept nogil:
+cdef inline bint _swept(long long t_now) noexcept nogil:
     """The budget looked short: take back the cores of other processes'
     teams gone to sleep, and give back those of dead processes (at most
     every SWEEP_EVERY ns host-wide); whether any came back."""
-    cdef long long t
     if _mine == NULL:
         return False
     add_ll(&_mine.short_, 1)
-    t = now()
-    return (host_reclaim(_host, _mine_pid, t)
-            + host_sweep(_host, _mine_pid, t, SWEEP_EVERY)) > 0
+    return (host_reclaim(_host, _mine_pid, t_now)
+            + host_sweep(_host, _mine_pid, t_now, SWEEP_EVERY)) > 0
 
 
 cdef inline int _take_lent(int want) noexcept nogil:
@@ -138,18 +137,18 @@ cdef inline void _lend_back(int keep) noexcept nogil:
             return
 
 
-cdef inline int _take_cores(int want) noexcept nogil:
+cdef inline int _take_cores(int want, long long t_now) noexcept nogil:
     """Take up to ``want`` cores for a parallel call: the number taken, or 0
     if fewer than 2 are free.  In the host's budget, at most its process's
     share among the processes using cores, and the cores this process's
-    idle team spins on first."""
-    cdef int share = _host_share(want, now()) if _host != NULL else want
+    idle team spins on first.  ``t_now``: the call's clock reading."""
+    cdef int share = _host_share(want, t_now) if _host != NULL else want
     cdef int mine, rest, f, got
     cdef bint swept = False
     if share < want:  # other processes use cores: are they all alive?
         swept = True
-        if _swept():
-            share = _host_share(want, now())
+        if _swept(t_now):
+            share = _host_share(want, t_now)
     if share < want:
         _lend_back(share)
         want = share
@@ -164,7 +163,7 @@ cdef inline int _take_cores(int want) noexcept nogil:
             got = 0
         if got < rest and not swept:
             swept = True
-            if _swept():
+            if _swept(t_now):
                 f = ld_int(_budget)
                 continue
         if mine + got < 2:
@@ -200,7 +199,7 @@ cdef inline int _take_section(int want) noexcept nogil:
         got = want if want < f else f
         if got < want and not swept:
             swept = True
-            if _swept():
+            if _swept(now()):
                 f = ld_int(_budget)
                 continue
         if got < 1:
@@ -327,8 +326,8 @@ cdef int _wait_for_cores(Entry *e, int want, Py_ssize_t work,
     deadline = t_now + <long long>most
     while True:
         sched_yield()  # the core to the calls it waits for
-        got = _take_cores(want)
         t = now()
+        got = _take_cores(want, t)
         if got >= 2 or t > deadline:
             break
     if _mine != NULL:

@@ -62,7 +62,7 @@ cdef int _commit(const Slot *s, Entry *e, dispatch.Call *c, Choice *ch,
             t = t if t < tl_section else tl_section
             c.flags |= F_SECTION
         else:
-            got = _take_cores(t)
+            got = _take_cores(t, ch.t_now)
             if got < 2 and not c.flags & F_FORCED:
                 got = _wait_for_cores(e, t, c.work, ch.t_now)
             t = got if got > 1 else 1

@@ -388,8 +388,8 @@ def host_budget(sweep: bool = False) -> HostBudget:
     ----------
     sweep : bool
         First give back the cores of processes that died holding some
-        (a call that finds the budget short does this at most every
-        100 ms).
+        (a call that finds the budget short does this too, but at most once
+        in ``SWEEP_SECONDS`` of the dispatch core, host-wide).
 
     Returns
     -------

@@ -409,6 +409,34 @@ def run_callers(host: SimulatedHost, kernel: str, work: int, callers: int,
                    engine.budget()[3])
 
 
+def _joined_slots(cpus: int, processes: int) -> list[int]:
+    """A host budget of ``cpus`` in memory, joined, with a slot for each of
+    ``processes`` simulated processes (all this process's: no sweep takes
+    them for dead ones)."""
+    from breakeven._core import engine
+
+    segment = bytearray(engine.host_segment_size())
+    engine.host_format(segment, cpus)
+    wrong = engine.host_join(segment)
+    if wrong is not None:
+        raise RuntimeError(wrong)
+    return [engine.host_state()["slot"]] + [engine.host_extra_slot()
+                                             for _ in range(processes - 1)]
+
+
+def _others_leave(slots: list[int]) -> tuple[int, int]:
+    """Every simulated process but the first leaves: (the most threads of
+    parallel calls at once, the cores free once all of them are gone)."""
+    from breakeven._core import engine
+
+    for i in slots[1:]:
+        engine.host_act_as(i)
+        engine.host_release_slot()
+    engine.host_act_as(slots[0])
+    state = engine.host_state()
+    return state["peak"], state["free"] + sum(r[1] + r[2] for r in state["slots"])
+
+
 class ProcessesLog(NamedTuple):
     """What :func:`run_processes` saw: per call ``(process, start, end,
     threads)``, the calls ended per simulated second, the mean and p90 call
@@ -454,15 +482,7 @@ def run_processes(host: SimulatedHost, kernel: str, work: int, processes: int,
         1, host.cpus // processes)
     serial_burst = burst * host.time(model, work, 1, dtype)
     idle = serial_burst * (1 - duty) / duty
-    slots: list[int] = []
-    if shared:
-        segment = bytearray(engine.host_segment_size())
-        engine.host_format(segment, host.cpus)
-        wrong = engine.host_join(segment)
-        if wrong is not None:
-            raise RuntimeError(wrong)
-        slots = [engine.host_state()["slot"]] + [engine.host_extra_slot()
-                                                 for _ in range(processes - 1)]
+    slots = _joined_slots(host.cpus, processes) if shared else []
     start = clock.now
     ready = [(start + i * idle / processes, i, 0) for i in range(processes)]
     running: list = []  # heap of (end, process, grant, threads, began, nth)
@@ -493,14 +513,8 @@ def run_processes(host: SimulatedHost, kernel: str, work: int, processes: int,
             most = max(most, busy + t)
             s = host.time(model, work, t, dtype, taken=busy)
             heapq.heappush(running, (now + s, p, g, t, now, nth))
-        if shared:  # every other process leaves
-            for i in slots[1:]:
-                engine.host_act_as(i)
-                engine.host_release_slot()
-            engine.host_act_as(slots[0])
-            state = engine.host_state()
-            peak = state["peak"]
-            free = state["free"] + sum(r[1] + r[2] for r in state["slots"])
+        if shared:
+            peak, free = _others_leave(slots)
     finally:
         if shared:
             engine.host_act_as(slots[0])

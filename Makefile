@@ -10,7 +10,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 # Re-install only when something that goes into the wheel changed.
 SOURCES := $(shell find src -type f -not -name '*.pyc') meson.build meson.options pyproject.toml
 
-.PHONY: all install test test-no-openmp test-libomp test-matrix calibrate bench bench-quick bench-simulated bench-scaling docs fuzz \
+.PHONY: all install test test-no-openmp test-libomp test-intel test-runtimes test-matrix calibrate bench bench-quick bench-simulated bench-scaling docs fuzz \
         reliability lint clean help
 
 all: test
@@ -20,6 +20,8 @@ help:
 	@echo "make test       build, install into $(VENV) and run the test suite"
 	@echo "make test-no-openmp  the suite on a build without OpenMP (every kernel serial)"
 	@echo "make test-libomp  the suite on a build with clang and LLVM libomp"
+	@echo "make test-intel  the suite on the gcc build with Intel's libiomp5 preloaded"
+	@echo "make test-runtimes  test-libomp, test-intel, then a quick calibration per runtime"
 	@echo "make test-matrix  the suite on every Python 3.11+ found, oldest and newest NumPy"
 	@echo "make bench      serial/parallel/NumPy benchmark tables (benchmarks/)"
 	@echo "make bench-quick  the side-by-side benchmark on a few sizes (smoke run)"
@@ -73,6 +75,28 @@ $(LIBOMP)/.installed: $(SOURCES)
 test-libomp: $(LIBOMP)/.installed
 	BREAKEVEN_EXPECT_RUNTIME=clang:libomp $(LIBOMP)/bin/python -m pytest -q \
 	    -p no:cacheprovider tests
+
+# gcc's build with Intel's OpenMP runtime (libiomp5, from PyPI's
+# intel-openmp) preloaded in place of libgomp, whose entry points it
+# provides: the runtime conda environments carry.
+INTEL := .venv-intel
+IOMP  := $(CURDIR)/$(INTEL)/lib/libiomp5.so
+$(INTEL)/.installed: $(SOURCES)
+	$(PYTHON) -m venv $(INTEL)
+	$(INTEL)/bin/python -m pip --disable-pip-version-check install --quiet --upgrade pip
+	$(INTEL)/bin/python -m pip --disable-pip-version-check install ".[test]" intel-openmp
+	@touch $@
+
+test-intel: $(INTEL)/.installed
+	LD_PRELOAD=$(IOMP) BREAKEVEN_EXPECT_RUNTIME=gcc:libiomp $(INTEL)/bin/python -m pytest -q \
+	    -p no:cacheprovider tests
+
+# Each runtime: the suite on clang + libomp and on gcc + Intel's runtime
+# (`make test` is gcc + libgomp), then a quick calibration on all three,
+# interleaved, into the record calibration/runtimes.md.
+test-runtimes: install test-libomp test-intel
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) tools/runtimes.py \
+	    --output calibration/runtimes.md
 
 # Every Python from the lowest supported to 3.13 that this machine has, each
 # with the oldest NumPy it can install that the package claims, and the
@@ -130,7 +154,7 @@ lint: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/cython-lint src/breakeven
 
 clean:
-	rm -rf $(VENV) $(NOOMP) $(LIBOMP) build dist .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(NOOMP) $(LIBOMP) $(INTEL) build dist .pytest_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # Calibration on simulated many-core hosts, in simulated time (a cost model).

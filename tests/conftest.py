@@ -24,6 +24,18 @@ def private_profile(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
+def own_budget():
+    """The process's own core budget, not the host's: in the host's, a
+    parent that has just run parallel calls counts as a process using
+    cores, and a forked child's share of the CPUs is lower."""
+    import breakeven
+
+    breakeven.use_host_budget(False)
+    yield
+    breakeven.use_host_budget(True)
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(20261126)
 

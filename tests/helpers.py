@@ -32,11 +32,11 @@ def thread_control(c):
     return be.section(n)
 
 
-def build_extension(directory, name: str, source: str) -> None:
+def build_extension(directory, name: str, source: str, compiler=None) -> None:
     """Compile ``source`` (Cython, OpenMP on) into the extension module
     ``name`` in ``directory``, as a user's own build would: cythonize finds
     breakeven's installed .pxd files on sys.path; the compiler is the one
-    breakeven was built with (the examples' builder,
+    breakeven was built with, or ``compiler`` (the examples' builder,
     docs/examples/build_example.py)."""
     from pathlib import Path
 
@@ -45,7 +45,8 @@ def build_extension(directory, name: str, source: str) -> None:
     pyx = Path(directory, f"{name}.pyx")
     pyx.write_text(source)
     build_example.compile_extensions([(name, str(pyx))], Path(directory),
-                                     Path(directory), flags=("-O2",))
+                                     Path(directory), flags=("-O2",),
+                                     compiler=compiler)
 
 
 def ladder(n: int) -> tuple:

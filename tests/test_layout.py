@@ -130,7 +130,10 @@ BASE = {"breakeven._cpu", "breakeven._errors", "breakeven._text",
 ALLOWED = {
     "breakeven._core.engine": BASE,
     "breakeven._core.openmp": BASE | {"breakeven._core.engine"},
+    "breakeven._core.runtimes": BASE | {"breakeven._core.engine",
+                                        "breakeven._core.openmp"},
     "breakeven._profile": BASE | {"breakeven._core.engine", "breakeven._core.openmp",
+                                  "breakeven._core.runtimes",
                                   "breakeven._interop.blas"},
     "breakeven._interop.blas": BASE,
 }

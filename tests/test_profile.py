@@ -347,13 +347,23 @@ def test_another_host_is_not_this_one(tmp_path, field, value):
     assert p.source == "embedded default"
 
 
-def test_the_spin_settings_are_in_the_fingerprint(monkeypatch):
-    monkeypatch.setenv("GOMP_SPINCOUNT", "1000")
+def test_the_running_runtimes_spin_settings_are_in_the_fingerprint(monkeypatch):
+    # its own variables count, another runtime's do not (KMP_BLOCKTIME says
+    # nothing of libgomp's threads)
+    from breakeven._core import runtimes
+
+    own = runtimes.SPIN_VARIABLES.get(runtimes.running().name, ())
+    every = {v for names in runtimes.SPIN_VARIABLES.values() for v in names}
+    assert every - set(own)  # another runtime's variable is set too
+    for v in sorted(every):
+        monkeypatch.setenv(v, "1000")
     fp = _profile.host_fingerprint(refresh=True)
     try:
-        assert fp.spin == "GOMP_SPINCOUNT=1000"
+        assert fp.spin == (";".join(f"{v}=1000" for v in own) or "default")
+        assert fp.openmp == runtimes.running().name
     finally:
-        monkeypatch.delenv("GOMP_SPINCOUNT")
+        for v in every:
+            monkeypatch.delenv(v)
         _profile.host_fingerprint(refresh=True)
 
 

@@ -44,28 +44,36 @@ def _pxd_dirs() -> list[str]:
     return [str(Path(m.__file__).resolve().parent.parent) for m in (breakeven, scipy)]
 
 
-def compiler_env() -> dict[str, str]:
-    """The environment for a setuptools build with the compiler breakeven
-    was built with (``breakeven._build.C_COMPILER``), hence its OpenMP
-    runtime: a module whose parallel regions call breakeven must share the
-    runtime, or breakeven cannot see that a call comes from inside one."""
+def compiler_env(compiler: str | None = None) -> dict[str, str]:
+    """The environment for a setuptools build with ``compiler`` (``"gcc"``
+    or ``"clang"``; default: the one breakeven was built with,
+    ``breakeven._build.C_COMPILER``), hence its OpenMP runtime: a module
+    whose parallel regions call breakeven should share the runtime, or its
+    loops run on a thread pool of their own (the tests build one that does
+    not, on purpose)."""
     from breakeven import _build
 
     env = dict(os.environ)
-    if _build.C_COMPILER == "clang":  # setuptools' default is Python's (gcc)
-        env["CC"] = "clang"
-        env["LDSHARED"] = "clang -shared"
+    compiler = compiler or _build.C_COMPILER
+    if compiler not in ("gcc", "clang"):
+        raise ValueError(f"compiler must be 'gcc' or 'clang', got {compiler!r}")
+    if compiler == "clang" or env.get("CC", "gcc").split()[0] != "gcc":
+        # (setuptools' default is Python's own compiler: gcc, here)
+        env["CC"] = compiler
+        env["LDSHARED"] = f"{compiler} -shared"
     return env
 
 
 def compile_extensions(modules: list[tuple[str, str]], build_lib: Path, tmp: Path,
-                       flags: tuple[str, ...] = ("-O3", "-fno-wrapv")) -> None:
+                       flags: tuple[str, ...] = ("-O3", "-fno-wrapv"),
+                       compiler: str | None = None) -> None:
     """Compile ``(module, pyx path)`` pairs with setuptools, cythonize and
     OpenMP into ``build_lib`` (``tmp`` for the build's own files), with
     ``flags`` after Python's own.  The default builds as meson's release
     build does: Python's flags include ``-fwrapv``, under which the loops
     of ``bekmeans`` ran measurably slower.  Raises RuntimeError with the
-    compiler's output if the build fails."""
+    compiler's output if the build fails.  ``compiler``: see
+    :func:`compiler_env`."""
     script = (
         "from setuptools import Extension, setup\n"
         "from Cython.Build import cythonize\n"
@@ -76,7 +84,8 @@ def compile_extensions(modules: list[tuple[str, str]], build_lib: Path, tmp: Pat
         f"build_dir={str(tmp)!r}), "
         f"script_args=['build_ext', '--build-lib', {str(build_lib)!r}, "
         f"'--build-temp', {str(tmp)!r}])\n")
-    run = subprocess.run([sys.executable, "-c", script], cwd=tmp, env=compiler_env(),
+    run = subprocess.run([sys.executable, "-c", script], cwd=tmp,
+                         env=compiler_env(compiler),
                          capture_output=True, text=True, timeout=900)
     if run.returncode != 0:
         raise RuntimeError(f"building {', '.join(m for m, _ in modules)} failed:\n"

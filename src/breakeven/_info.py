@@ -55,7 +55,7 @@ def info() -> dict[str, dict[str, str]]:
     """
     import platform
 
-    from breakeven._core import engine, tables
+    from breakeven._core import engine, runtimes, tables
     from breakeven._core.openmp import OPENMP_RUNTIME
     from breakeven._profile import default_profile_path, host_fingerprint
 
@@ -85,8 +85,12 @@ def info() -> dict[str, dict[str, str]]:
     from breakeven._build import C_COMPILER, C_COMPILER_VERSION
 
     compiler = f"{C_COMPILER} {C_COMPILER_VERSION}"
+    running = runtimes.running()
     if OPENMP_RUNTIME == "none":
         runtime = "none: built without OpenMP, every kernel runs serially"
+    elif running.name != OPENMP_RUNTIME:
+        runtime = (f"{running.name} (preloaded in place of {OPENMP_RUNTIME}, "
+                   f"which the build links; built with OpenMP, by {compiler})")
     else:
         runtime = f"{OPENMP_RUNTIME} (built with OpenMP, by {compiler})"
     limit = next((p["num_threads"] for p in pools
@@ -99,10 +103,22 @@ def info() -> dict[str, dict[str, str]]:
         "breakeven limit": ("none" if limit is None or limit >= engine.usable()
                             else str(limit)) + " (threadpoolctl)",
     }
-    for p in pools:
-        if p.get("user_api") == "openmp":
-            out["openmp"][f"loaded {p['internal_api']}"] = (
-                f"{p['num_threads']} threads, {p['filepath']}")
+    threads = {os.path.realpath(p["filepath"]): p["num_threads"]
+               for p in pools if p.get("user_api") == "openmp"}
+    pools_, shadowed = runtimes.others()
+    for r in runtimes.loaded():
+        role = ("breakeven's kernels run on it" if r.path == running.path
+                else "a thread pool of its own: its modules' loops run there, "
+                     "beside breakeven's team" if r in pools_
+                else f"unused: calls go to the preloaded {running.name}"
+                if r in shadowed else "")
+        out["openmp"][f"loaded {r.name} {r.path}"] = (
+            f"{threads.get(r.path, '?')} threads; {role}".rstrip("; "))
+    teams = runtimes.teams()
+    if len(teams) > 1:
+        out["openmp"]["teams"] = "; ".join(
+            f"{i}: {r.name} ({', '.join(_kernels_of_team(i)) or 'no kernel'})"
+            for i, r in enumerate(teams))
     out["blas"] = {
         f"{p['internal_api']} {p.get('version')}":
             f"{p['num_threads']} threads ({p.get('architecture')}, "
@@ -117,6 +133,13 @@ def info() -> dict[str, dict[str, str]]:
                           if v in os.environ} or {"(none set)": ""}
     out["packages"] = {p: _version(p) for p in PACKAGES}
     return out
+
+
+def _kernels_of_team(team: int) -> list[str]:
+    from breakeven._core import engine
+    from breakeven._kernels.registry import KERNELS
+
+    return [k.name for k in KERNELS.values() if engine.kernel_team(k.slot) == team]
 
 
 def format_info(sections: dict[str, dict[str, str]]) -> str:

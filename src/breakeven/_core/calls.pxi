@@ -19,6 +19,7 @@ cdef int _begin(dispatch.Call *c, int kernel, int typenum,
     c.kernel = kernel
     c.dtype = d
     c.work = work
+    ch.tm = &_teams[s.team]
     t = _choose(e, work, M_CALL, 0, &ch)
     c.flags = ch.flags
     if e != NULL and e.estimate and ch.explore_step != X_NONE:
@@ -53,7 +54,7 @@ cdef int _commit(const Slot *s, Entry *e, dispatch.Call *c, Choice *ch,
     pays), then run serially or in parallel."""
     cdef int got
     if ch.hold_back:
-        st_ll(&_held_back, ch.t_now)
+        st_ll(&ch.tm.held_back, ch.t_now)
     if t > 1 and not tl_section:
         c.flags |= F_CALLER
         t = _fair_share(t, add_int(_callers_at(), 1) + 1, ch)
@@ -79,7 +80,7 @@ cdef inline void _serially(dispatch.Call *c, const Choice *ch) noexcept nogil:
     time paces the next probe).  Its start and its end (F_PAST) count as
     the last call past a threshold: a call that follows it closely is one
     of a loop, not a lone call, however long this one ran."""
-    st_ll(&_last_call, ch.t_now)
+    st_ll(&ch.tm.last_call, ch.t_now)
     c.flags |= F_PAST
     if not tl_section:
         c.flags |= F_HELD if _hold_core() else F_OVER
@@ -104,16 +105,17 @@ cdef inline void _in_parallel(const Slot *s, Entry *e, dispatch.Call *c,
     # Its time says nothing of contention.  So is a call wider than the part
     # of the team still awake (found by the rule when it read the hot table;
     # looked up here otherwise).
-    if ch.lone or ch.t_now - ld_ll(&_last_parallel) > (
+    if ch.lone or ch.t_now - ld_ll(&ch.tm.last_parallel) > (
             _sleep_after if 0 < _sleep_after < UNJUDGED_AFTER else UNJUDGED_AFTER) \
             or (_sleep_after > 0 and t > (
-                ch.team_awake if ch.team_awake else _awake(ch.t_now, t, &since))):
+                ch.team_awake if ch.team_awake
+                else _awake(ch.tm, ch.t_now, t, &since))):
         c.flags |= F_COLD
-    if ch.t_now - ld_ll(&_last_parallel) > HOT_GAP:
+    if ch.t_now - ld_ll(&ch.tm.last_parallel) > HOT_GAP:
         # the team may have begun to doze: no measure of the parallel rate
         # for the estimate, which compares calls in a loop
         c.flags |= F_NOT_HOT
-    st_int(&omp_started, 1)
+    st_int(&ch.tm.started, 1)
     if s.uses_blas and not tl_section:
         _blas_cap()
         c.flags |= F_BLAS
@@ -165,18 +167,31 @@ _C_API = PyCapsule_New(<void *>&_api, b"breakeven._core._C_API", NULL)
 
 
 cdef void note_parallel() noexcept nogil:
-    """An OpenMP region ran (a kernel called directly): after a fork, the
-    child must stay serial."""
-    st_int(&omp_started, 1)
+    """An OpenMP region ran on breakeven's own team (a kernel called
+    directly): after a fork, the child may have to stay serial."""
+    st_int(&_teams[0].started, 1)
 
 
 cdef void _after_fork_in_child() noexcept nogil:
     """A forked child holds no core: its own budget is whole again, and in
     the host's it takes a slot of its own (or, if none is free, keeps its
-    own budget)."""
+    own budget).  Its teams have no threads: each is asleep, and one whose
+    runtime's pool does not survive fork (libgomp's, which hangs at the
+    child's first region) and that ran a region in the parent cannot run
+    here at all: its kernels run serially (rule step 1).  LLVM's and
+    Intel's runtimes start a new pool in the child."""
     global _free, _in_flight, _peak, _blas_users, _blas_lock, _callers
-    global _host, _mine, _mine_index, _mine_pid, _budget
-    cdef int i
+    global _host, _mine, _mine_index, _mine_pid, _budget, forked_child
+    cdef int i, k
+    for i in range(MAX_TEAMS):
+        if _teams[i].started and _teams[i].fork_serial:
+            _teams[i].forked = 1
+            forked_child = 1
+        _teams[i].started = 0
+        _teams[i].last_parallel = _teams[i].last_call = -(1LL << 62)
+        _teams[i].held_back = -(1LL << 62)
+        for k in range(32):
+            _teams[i].wide_n[k] = 0
     _free = _usable
     if _host != NULL:
         _mine_pid = getpid()

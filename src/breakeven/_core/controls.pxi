@@ -21,6 +21,7 @@ def decide(int kernel, int d, Py_ssize_t work, idle=None):
     e = _entry(s, d)
     zero_choice(&choice)
     choice.threshold = INFINITY
+    choice.tm = &_teams[s.team]
     t = max(_choose(e, work, mode, idle_ns, &choice), 1)
     return t, {
         "table": ("none", "hot", "cold", "forced", "forked", "estimate",
@@ -36,7 +37,7 @@ def decide(int kernel, int d, Py_ssize_t work, idle=None):
         "nested": bool(choice.nested), "section": choice.section, "free": choice.free,
         "budget": bool(choice.budget), "held": bool(choice.held),
         "share": choice.share, "callers": choice.callers, "awake": choice.awake,
-        "forced": tl_exact, "sleep_after": _sleep_after / 1e9,
+        "forced": tl_exact, "sleep_after": _sleep_after / 1e9, "team": s.team,
     }
 
 

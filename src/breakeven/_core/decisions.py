@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from breakeven._core import engine, openmp
+from breakeven._core import engine, openmp, runtimes
 from breakeven._core.tables import TableOrigin, origin_of, profile
 from breakeven._kernels import registry
 from breakeven._profile import Profile
@@ -147,10 +147,14 @@ def _words(why: dict, kernel: str, dtype: str, work: int, threads: int,
     choice (``why``): what decided it, then each step that lowered it."""
     if not openmp.OPENMP and engine.max_threads() <= 1:
         return openmp.NO_OPENMP  # (a simulated host still gets its words)
+    team = runtimes.teams()[why["team"]] if why["team"] else None
     if why["table"] == "forked":
-        return ("in a forked child: OpenMP is not fork-safe, so this process "
-                "runs serially")
+        return (f"in a forked child: {(team or runtimes.running()).name}'s "
+                "thread pool does not survive fork, so this kernel runs serially")
     first, final = _table_words(why, kernel, dtype, work, threads, p, src)
+    if team is not None:  # its loops run on another runtime's threads
+        first += (f"; its loops run on another OpenMP runtime, {team}, whose "
+                  "threads wake and sleep apart from breakeven's team")
     if final:
         return first
     parts = [first]

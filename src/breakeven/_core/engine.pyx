@@ -7,8 +7,9 @@ callables, for :func:`breakeven.decide`, and, as a dry run, for
 :func:`breakeven.explain`.  For a call of kernel ``k`` (a slot) on dtype
 ``d`` with work ``w``:
 
-1. a forked child of a process that ran OpenMP regions runs serially
-   (libgomp's thread pool does not survive ``fork``);
+1. in a forked child, a kernel whose OpenMP team ran regions in the parent
+   on a runtime whose pool does not survive ``fork`` (libgomp's) runs
+   serially;
 2. ``threads(n, exact=True)`` in force on the calling thread: ``n``;
 3. otherwise the step table: a kernel with no table for ``d`` runs serially
    (or, with no table but an estimate, as estimate.pxi says); below the hot
@@ -101,7 +102,6 @@ cdef extern from "runtime.h":
     int sim_clock "be_sim_clock"
     long long sim_now "be_sim_now"
     long long now "be_now"() noexcept nogil
-    int omp_started "be_omp_started"
     int forked_child "be_forked"
     int register_atfork "be_register_atfork"(void (*child)() noexcept nogil) noexcept
 

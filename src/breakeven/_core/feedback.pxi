@@ -40,15 +40,17 @@ cdef void _end(dispatch.Call *c) noexcept nogil:
     cdef Entry *e
     cdef long long t_end, ns
     cdef int t = c.threads
+    cdef Team *tm
     if s == NULL or c.dtype < 0 or c.dtype >= N_DTYPES:
         return
+    tm = &_teams[s.team]
     if c.flags & F_CALLER:
         add_int(_callers_at(), -1)
     e = <Entry *>load_ptr(<void **>&s.entries[c.dtype])
     if t > 1:
         t_end = now()
-        st_ll(&_wide_end[_bits(t)], t_end)
-        st_int(&_wide_n[_bits(t)], t)
+        st_ll(&tm.wide_end[_bits(t)], t_end)
+        st_int(&tm.wide_n[_bits(t)], t)
         ns = <long long>((t_end - c.start) * _clock_scale)
         if c.flags & F_BLAS:
             _blas_restore()
@@ -57,14 +59,14 @@ cdef void _end(dispatch.Call *c) noexcept nogil:
         add_int(&_in_flight, -t)
         if not (c.flags & F_SECTION):
             _give_team_cores(t, t_end)
-        st_ll(&_last_parallel, t_end)
+        st_ll(&tm.last_parallel, t_end)
         if e != NULL:
             add_ll(&e.ns_parallel, ns)
             if not (c.flags & F_COLD):
                 _observe(e, t, c.work, ns, c.flags, t_end)
     else:
         if c.flags & F_PAST:
-            st_ll(&_last_call, now())
+            st_ll(&tm.last_call, now())
         if c.flags & F_HELD:
             add_int(&_in_flight, -1)
             _give_cores(1)

@@ -6,8 +6,7 @@ def set_usable(int n):
     """The usable CPUs (after a change of affinity or quota; or simulated):
     the budget is reset to it, the process's own (it leaves the host's:
     :mod:`breakeven._core.host` joins again where it should)."""
-    global _usable, _free, _in_flight, _peak, _callers, _held_back
-    cdef int k
+    global _usable, _free, _in_flight, _peak, _callers
     if n < 1:
         raise ValueError(f"usable CPUs must be >= 1, got {n}")
     _host_leave()
@@ -16,12 +15,24 @@ def set_usable(int n):
     _in_flight = 0
     _peak = 0
     _callers = 0
-    _held_back = -(1LL << 62)
-    for k in range(32):  # no team awake
-        _wide_n[k] = 0
-        _wide_end[k] = -(1LL << 62)
+    _teams_asleep(-(1LL << 62), 0)
 
 
+cdef void _teams_asleep(long long t, int width) noexcept nogil:
+    """Every team's last calls ended at ``t``, the widest ``width`` threads
+    wide (0: no team awake)."""
+    cdef int i, k, b = _bits(width)
+    for i in range(MAX_TEAMS):
+        st_ll(&_teams[i].last_parallel, t)
+        st_ll(&_teams[i].last_call, t)
+        st_ll(&_teams[i].held_back, -(1LL << 62))
+        for k in range(32):
+            st_int(&_teams[i].wide_n[k], width if width > 1 and k == b else 0)
+            st_ll(&_teams[i].wide_end[k], t if width > 1 and k == b else -(1LL << 62))
+
+
+for _i in range(MAX_TEAMS):  # until breakeven._core.runtimes says otherwise
+    _teams[_i].fork_serial = 1
 set_usable(_count_usable_cpus())
 
 
@@ -213,8 +224,7 @@ def simulate_clock(bint on, double seconds=0.0):
     global sim_clock, sim_now
     st_ll(&sim_now, <long long>(seconds * 1e9))
     if sim_clock != on:
-        st_ll(&_last_parallel, -(1LL << 62))
-        st_ll(&_last_call, -(1LL << 62))
+        _teams_asleep(-(1LL << 62), 0)
     st_int(&sim_clock, on)
 
 
@@ -227,30 +237,62 @@ def set_idle(double seconds):
     """Test hook: the last parallel call (of the whole team), and the last
     call past a threshold, ended ``seconds`` ago (negative: they will end in
     the future, so the team counts as awake for that long)."""
-    global _last_parallel, _last_call, _held_back
-    cdef long long t = now() - <long long>(seconds * 1e9)
-    cdef int k, b = _bits(_usable)
-    st_ll(&_last_parallel, t)
-    st_ll(&_last_call, t)
-    st_ll(&_held_back, -(1LL << 62))
-    for k in range(32):
-        st_int(&_wide_n[k], _usable if k == b else 0)
-        st_ll(&_wide_end[k], t if k == b else -(1LL << 62))
+    _teams_asleep(now() - <long long>(seconds * 1e9), _usable)
 
 
-def idle():
-    """Seconds since the last parallel call or call past a threshold."""
-    cdef long long recent = max(_last_parallel, _last_call)
+def idle(int team=0):
+    """Seconds since the last parallel call or call past a threshold (of
+    the team's kernels)."""
+    if not 0 <= team < MAX_TEAMS:
+        raise IndexError(f"no team {team}")
+    cdef long long recent = max(_teams[team].last_parallel, _teams[team].last_call)
     return (now() - recent) / 1e9
 
 
 def forked():
-    """Whether this process is a forked child that runs serially."""
+    """Whether this process is a forked child in which some kernels run
+    serially (their team's runtime does not survive fork)."""
     return bool(forked_child)
 
 
 def note_omp_started():
     note_parallel()
+
+
+MAX_TEAM_COUNT = MAX_TEAMS
+
+
+def set_kernel_team(int kernel, int team):
+    """The kernel's OpenMP team (breakeven._core.runtimes decides it)."""
+    cdef Slot *s = _slot(kernel)
+    if s == NULL:
+        raise IndexError(f"no slot {kernel}")
+    if not 0 <= team < MAX_TEAMS:
+        raise IndexError(f"no team {team}")
+    st_int(&s.team, team)
+
+
+def kernel_team(int kernel):
+    """The kernel's OpenMP team: 0, breakeven's own runtime's."""
+    cdef Slot *s = _slot(kernel)
+    if s == NULL:
+        raise IndexError(f"no slot {kernel}")
+    return ld_int(&s.team)
+
+
+def set_team_fork(int team, bint serial):
+    """Whether the team's runtime leaves a forked child unable to run it."""
+    if not 0 <= team < MAX_TEAMS:
+        raise IndexError(f"no team {team}")
+    _teams[team].fork_serial = serial
+
+
+def team_state(int team):
+    """(started, fork_serial, forked) of a team."""
+    if not 0 <= team < MAX_TEAMS:
+        raise IndexError(f"no team {team}")
+    return (bool(_teams[team].started), bool(_teams[team].fork_serial),
+            bool(_teams[team].forked))
 
 
 def thread_controls():

@@ -33,6 +33,27 @@ cdef extern from *:
     """
     const char *BE_OPENMP_RUNTIME
 
+cdef extern from *:
+    """
+    /* The file of the OpenMP runtime this module's OpenMP calls run on: the
+       library that omp_get_max_threads resolves to here, which is the one
+       preloaded (LD_PRELOAD) or loaded with RTLD_GLOBAL if any, else the
+       one this module links.  "" if unknown (no OpenMP, no dladdr). */
+    #if defined(_OPENMP) && (defined(__linux__) || defined(__APPLE__))
+    #include <dlfcn.h>
+    static const char *be_runtime_file(void) {
+        Dl_info info;
+        void *f = (void *)&omp_get_max_threads;
+        if (dladdr(f, &info) && info.dli_fname != NULL)
+            return info.dli_fname;
+        return "";
+    }
+    #else
+    static const char *be_runtime_file(void) { return ""; }
+    #endif
+    """
+    const char *be_runtime_file()
+
 # The OpenMP runtime of this build (part of a host's fingerprint).
 OPENMP_RUNTIME = BE_OPENMP_RUNTIME.decode()
 # Whether the kernels can run in parallel at all, and how breakeven says
@@ -55,6 +76,12 @@ cdef int check_threads(Py_ssize_t n_threads) except -1:
     note_parallel()  # a kernel called directly: a forked child must stay serial
     cdef int usable = usable_count()
     return <int>(n_threads if n_threads < usable else usable)
+
+
+def runtime_file():
+    """The file of the OpenMP runtime breakeven's kernels run on (``""``
+    if unknown): the one the build linked, or one preloaded in its place."""
+    return be_runtime_file().decode(errors="replace")
 
 
 def max_threads():

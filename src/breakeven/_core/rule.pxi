@@ -34,6 +34,8 @@ cdef enum:
 
 
 ctypedef struct Choice:
+    # the kernel's OpenMP team (set by the caller of _choose)
+    Team *tm
     # what _commit and end() need (set by every _choose)
     int threads          # what the rule gives (a real call: before its share)
     int flags            # F_* for end(): F_FORCED, F_PROBE, F_BACKED_OFF, F_EXPLORE
@@ -81,7 +83,8 @@ cdef inline int _bits(int t) noexcept nogil:
     return k
 
 
-cdef inline int _awake(long long t_now, int want, long long *since) noexcept nogil:
+cdef inline int _awake(Team *tm, long long t_now, int want,
+                       long long *since) noexcept nogil:
     """The threads of the team still awake (the widest parallel call that
     ended within the sleep time; 1 if none), and in ``since`` when a call of
     at least ``want`` threads last ended."""
@@ -89,10 +92,10 @@ cdef inline int _awake(long long t_now, int want, long long *since) noexcept nog
     cdef long long end
     since[0] = -(1LL << 62)
     for k in range(1, _bits(_usable) + 2):
-        n = ld_int(&_wide_n[k])
+        n = ld_int(&tm.wide_n[k])
         if n < 2:
             continue
-        end = ld_ll(&_wide_end[k])
+        end = ld_ll(&tm.wide_end[k])
         if t_now - end <= _sleep_after and n > awake:
             awake = n
         if n >= want and end > since[0]:
@@ -140,9 +143,9 @@ cdef inline long long _idle_now(int mode, long long idle, Choice *ch) noexcept n
     if tl_section or _sleep_after <= 0 or mode == M_HOT:
         return 0
     if mode != M_IDLE:
-        idle = ld_ll(&_last_parallel)
-        if ld_ll(&_last_call) > idle:
-            idle = ld_ll(&_last_call)
+        idle = ld_ll(&ch.tm.last_parallel)
+        if ld_ll(&ch.tm.last_call) > idle:
+            idle = ld_ll(&ch.tm.last_call)
         idle = ch.t_now - idle
     ch.lone = idle > _sleep_after
     return idle
@@ -157,9 +160,9 @@ cdef inline int _partly_awake(const Entry *e, Py_ssize_t work, int t, int mode,
     cdef long long since
     cdef int g, cold
     if (e.n_gaps == 0 or _sleep_after <= 0 or tl_section or mode == M_HOT
-            or ch.t_now - ld_ll(&_held_back) <= _sleep_after):
+            or ch.t_now - ld_ll(&ch.tm.held_back) <= _sleep_after):
         return t
-    ch.team_awake = _awake(ch.t_now, t, &since)
+    ch.team_awake = _awake(ch.tm, ch.t_now, t, &since)
     if not 1 < ch.team_awake < t:
         return t
     g = _gap_index(e, ch.t_now - since)
@@ -306,7 +309,7 @@ cdef int _choose_steps(Entry *e, Py_ssize_t work, int mode, long long idle,
     with no table, forked, or serial by its estimate), which touches
     nothing else; 1 or more, a call past it."""
     cdef int t
-    if ld_int(&forked_child):  # 1: libgomp's pool does not survive fork
+    if ld_int(&forked_child) and ld_int(&ch.tm.forked):  # 1: see _after_fork
         ch.table = T_FORKED
         ch.explore_step = X_NONE  # (else set by the estimate, if it runs)
         return 0

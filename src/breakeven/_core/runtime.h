@@ -17,6 +17,7 @@
 #ifndef BREAKEVEN_RUNTIME_H
 #define BREAKEVEN_RUNTIME_H
 #include <limits.h>
+#include <stddef.h>
 #include <time.h>
 
 #define BE_ATOMICS_GNU 1
@@ -253,13 +254,11 @@ static inline long long be_now(void) {
     return be_monotonic_ns();
 }
 
-/* ---- fork: the child of a process that ran OpenMP regions stays serial */
-static int be_omp_started = 0;
+/* ---- fork: the child's handler (the core's) says which of its OpenMP
+   teams cannot run there; be_forked is set when one cannot */
 static int be_forked = 0;
 static void (*be_on_fork_child)(void) = NULL;
 static void be_fork_child(void) {
-    if (be_ld_int(&be_omp_started))
-        be_forked = 1;
     be_tl_section = 0;
     if (be_on_fork_child != NULL)
         be_on_fork_child();

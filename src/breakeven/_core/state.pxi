@@ -155,6 +155,7 @@ cdef extern from "runtime.h":
 
 ctypedef struct Slot:
     int uses_blas
+    int team         # the kernel's OpenMP team (an index of _teams)
     Entry *entries[N_DTYPES]
 
 # The slots (be_slots, be_n_slots above) grow with the GIL held; an array
@@ -171,19 +172,34 @@ cdef int _peak = 0
 cdef int _sim_max = 0          # simulated omp_get_max_threads (0: the real one)
 cdef int _configured = 0       # the profile's tables are loaded
 cdef long long _sleep_after = 0  # ns idle after which the team sleeps (0: never)
-cdef long long _last_parallel = -(1LL << 62)  # ns, end of the last parallel call
-cdef long long _last_call = -(1LL << 62)      # ns, of the last call past a threshold
 # Calls in progress that wanted several threads (outside sections): each is
 # a caller the cores are shared among.
 cdef int _callers = 0
-# The end (ns) and width of the last parallel call of each bit length of its
-# thread count: the threads of the widest one within the sleep time are
-# awake, the rest of the pool has gone to sleep.
-cdef long long _wide_end[32]
-cdef int _wide_n[32]
-# ns of the last call held to the awake part of the team: a call soon after
-# it is in a loop, and wakes the rest (once) instead
-cdef long long _held_back = -(1LL << 62)
+# The OpenMP teams: one per OpenMP runtime the kernels' loops run on.
+# Team 0 is the runtime breakeven's own kernels run on; a kernel of a
+# library that loaded another runtime (its own libgomp beside breakeven's
+# libomp, say) runs its loops on that runtime's threads, which wake and
+# sleep on their own: its team is another (breakeven._core.runtimes gives
+# each registered kernel its team).  Whether a team is awake is its own.
+cdef enum:
+    MAX_TEAMS = 4
+
+ctypedef struct Team:
+    long long last_parallel  # ns, end of its last parallel call
+    long long last_call      # ns, of its last call past a threshold
+    # ns of the last call held to the awake part of the team: a call soon
+    # after it is in a loop, and wakes the rest (once) instead
+    long long held_back
+    # The end (ns) and width of the last parallel call of each bit length
+    # of its thread count: the threads of the widest one within the sleep
+    # time are awake, the rest of the pool has gone to sleep.
+    long long wide_end[32]
+    int wide_n[32]
+    int started      # a parallel region ran on it (in this process)
+    int fork_serial  # its runtime's pool does not survive fork (libgomp)
+    int forked       # this is a forked child, and the team cannot run here
+
+cdef Team _teams[MAX_TEAMS]
 cdef double _clock_scale = 1.0
 # The host's team costs, for the estimate: a hot region's start (ns) and the
 # wake-up after each measured idle time (ns from, ns cost).

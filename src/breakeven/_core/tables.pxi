@@ -214,7 +214,6 @@ def configure(double sleep_after_s):
 def unconfigure():
     """Forget every table and all learnt state (rates, back-off, counters);
     the next call loads the profile again."""
-    global _last_parallel, _last_call
     cdef int k, d
     cdef Entry *e
     st_rel_int(&_configured, 0)
@@ -225,7 +224,7 @@ def unconfigure():
                 lock(&e.lock)
                 zero_entry(e)
                 _init_entry(e)
-    _last_parallel = _last_call = -(1LL << 62)
+    _teams_asleep(-(1LL << 62), 0)
 
 
 def configured():

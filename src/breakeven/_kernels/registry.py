@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from breakeven._core import engine
+from breakeven._core import engine, runtimes
 from breakeven._profile import EMBEDDED_DEFAULT, KERNEL_NAME
 
 __all__ = ["Kernel", "KERNELS", "get_kernel", "register"]
@@ -178,6 +178,10 @@ def register(kernel: Kernel) -> Kernel:
         raise ValueError(f"a kernel name is letters, digits, '_', '.' and '-', "
                          f"not starting with a digit: got {kernel.name!r}")
     slot = engine.add_slot(kernel.name, bool(kernel.uses_blas))
+    # the OpenMP team its loops run on: another runtime's, if its module
+    # links one of its own
+    engine.set_kernel_team(slot, runtimes.team_for(kernel.call, kernel.parallel,
+                                            kernel.serial))
     kernel = dataclasses.replace(kernel, slot=slot)
     KERNELS[kernel.name] = kernel
     for listener in _listeners:

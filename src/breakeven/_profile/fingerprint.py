@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from breakeven._core.openmp import OPENMP_RUNTIME, usable_cpus
+from breakeven._core.openmp import usable_cpus
+from breakeven._core.runtimes import running
 from breakeven._interop.blas import blas_libraries
 from breakeven._version import __version__
 
@@ -118,16 +119,6 @@ _fingerprint_cache: dict[bool, Fingerprint] = {}
 _fingerprint_lock = threading.RLock()
 
 
-# The OpenMP runtimes' settings of how long idle threads spin before they
-# sleep: they change what waking the team costs (libgomp, LLVM/Intel).
-SPIN_VARIABLES = ("GOMP_SPINCOUNT", "KMP_BLOCKTIME")
-
-
-def _spin_settings() -> str:
-    set_ = [f"{v}={os.environ[v]}" for v in SPIN_VARIABLES if v in os.environ]
-    return ";".join(set_) or "default"
-
-
 def host_fingerprint(refresh: bool = False, *, libraries: bool = True
                      ) -> Fingerprint:
     """This host's fingerprint (cached; ``refresh=True`` recomputes it).
@@ -141,14 +132,17 @@ def host_fingerprint(refresh: bool = False, *, libraries: bool = True
             _fingerprint_cache.clear()
         fp = _fingerprint_cache.get(libraries)
         if fp is None:
+            # the runtime the kernels run on (one preloaded in place of the
+            # build's counts), with its own spin settings
+            runtime = running()
             fp = Fingerprint(
                 cpu=_cpu_model(),
                 usable_cpus=usable_cpus(),
-                openmp=OPENMP_RUNTIME,
+                openmp=runtime.name,
                 wait_policy=os.environ.get("OMP_WAIT_POLICY", "default").lower(),
                 blas=_blas_info() if libraries else "",
                 breakeven=__version__,
-                spin=_spin_settings(),
+                spin=runtime.spin(),
                 numpy=np.__version__,
             )
             _fingerprint_cache[libraries] = fp

@@ -122,7 +122,7 @@ __declspec(dllimport) int __stdcall SwitchToThread(void);
     "time.h": "#pragma once\n#include <stddef.h>\n",
     "stdlib.h": """#pragma once
 #include <stddef.h>
-void *malloc(size_t); void free(void *);
+void *malloc(size_t); void free(void *); char *getenv(const char *);
 void *_aligned_malloc(size_t, size_t); void _aligned_free(void *);
 """,
     "malloc.h": "#pragma once\n#include <stdlib.h>\n",

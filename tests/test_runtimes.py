@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -50,15 +49,24 @@ def test_a_runtimes_family_is_told_from_its_file_name():
     assert runtimes.family("/usr/lib/libopenblas.so") == "unknown"
 
 
-def test_each_runtime_has_its_own_spin_settings():
+def test_each_runtime_has_its_own_spin_settings(monkeypatch):
     env = {"GOMP_SPINCOUNT": "10000", "KMP_BLOCKTIME": "0", "KMP_LIBRARY": "turnaround"}
     assert runtimes.Runtime("libgomp", "").spin(env) == "GOMP_SPINCOUNT=10000"
     assert (runtimes.Runtime("libomp", "").spin(env)
             == "KMP_BLOCKTIME=0;KMP_LIBRARY=turnaround")
     assert runtimes.Runtime("libiomp", "").spin({}) == "default"
+    monkeypatch.delenv("KMP_INIT_AT_FORK", raising=False)
     assert not runtimes.Runtime("libgomp", "").fork_safe
     assert runtimes.Runtime("libomp", "").fork_safe
     assert runtimes.Runtime("libiomp", "").fork_safe
+    # scikit-learn sets it so when imported: LLVM's and Intel's runtimes
+    # then register no fork handler, and a child's first region hangs
+    for false in ("FALSE", "0", "no", "off", ".false."):
+        monkeypatch.setenv("KMP_INIT_AT_FORK", false)
+        assert not runtimes.Runtime("libomp", "").fork_safe, false
+    for true in ("TRUE", "1", "yes", "on"):
+        monkeypatch.setenv("KMP_INIT_AT_FORK", true)
+        assert runtimes.Runtime("libiomp", "").fork_safe, true
 
 
 @pytest.mark.openmp
@@ -93,6 +101,7 @@ testing.reset(p)
 x = np.random.default_rng(0).standard_normal(1 << 20)
 expected = be.sum(x)
 assert be.explain(be.sum, x).variant == "parallel"
+safe = runtimes.survives_fork()
 pid = os.fork()
 if pid == 0:
     code = 1
@@ -100,7 +109,7 @@ if pid == 0:
         variant = be.explain(be.sum, x).variant
         ok = be.sum(x) == expected
         # a fork-safe runtime's team runs in the child: a real region
-        size = openmp.team_size(2) if runtimes.running().fork_safe else 1
+        size = openmp.team_size(2) if safe else 1
         print(variant, size, ok, flush=True)
         code = 0
     finally:
@@ -112,20 +121,25 @@ sys.exit(os.waitstatus_to_exitcode(status))
 
 @pytest.mark.openmp
 @needs2
-def test_a_forked_child_runs_parallel_only_on_a_runtime_that_survives_fork():
+@pytest.mark.parametrize("init_at_fork", [None, "FALSE"])
+def test_a_forked_child_runs_parallel_only_on_a_runtime_that_survives_fork(
+        init_at_fork):
     """libgomp's pool does not survive fork (the child's first region hangs):
     its kernels run serially in the child.  LLVM's and Intel's runtimes
     start a new pool there: the child dispatches in parallel, and a region
-    really runs on two threads."""
+    really runs on two threads; unless KMP_INIT_AT_FORK was false when the
+    runtime started (as scikit-learn sets it): then they are as libgomp."""
+    env = {k: v for k, v in os.environ.items() if k != "KMP_INIT_AT_FORK"}
+    if init_at_fork is not None:
+        env["KMP_INIT_AT_FORK"] = init_at_fork
     r = subprocess.run([sys.executable, "-c", FORK_CHILD], capture_output=True,
-                       text=True, timeout=60)
+                       text=True, timeout=60, env=env)
     assert r.returncode == 0, r.stderr
     variant, size, ok = r.stdout.split()
     assert ok == "True"
-    if runtimes.running().fork_safe:
+    if runtimes.running().name in ("libomp", "libiomp") and init_at_fork is None:
         assert (variant, size) == ("parallel", "2")
     else:
-        assert runtimes.running().name == "libgomp"
         assert variant == "serial"
 
 
@@ -208,12 +222,14 @@ def _profile_for_both():
 
 
 @needs2
-def test_a_kernel_of_another_runtime_has_a_team_of_its_own(other_runtime_module):
+def test_a_kernel_of_another_runtime_has_a_team_of_its_own(other_runtime_module,
+                                                           own_budget):
     """Its module links the other compiler's runtime: unless one runtime is
     preloaded for all, its loops run on a second thread pool.  That team
     sleeps while breakeven's is busy: a call of it after breakeven's own
     parallel calls is a lone call (the cold table: serial), until its own
-    calls wake its team; explain and show_versions say so."""
+    calls wake its team; explain and info say so.  (The process's own
+    budget: other processes of the suite would lower its share.)"""
     mod = other_runtime_module
     shared = runtimes.global_runtime() is not None
     team = be.get_kernel("othert.twice").slot
@@ -237,58 +253,66 @@ def test_a_kernel_of_another_runtime_has_a_team_of_its_own(other_runtime_module)
     for _ in range(3):  # its own team now
         mod.twice(x, out)
     np.testing.assert_array_equal(out, 2.0 * x)
-    assert be.explain(mod.twice, x, out).variant == "parallel"
+    d = be.explain(mod.twice, x, out)
+    assert d.variant == "parallel", str(d)
     found = info()["openmp"]
     if not shared:
         assert any("thread pool of its own" in v for v in found.values()), found
         assert "othert.twice" in found["teams"], found
 
 
+TEAMS_CHILD = """
+import os, sys
+import numpy as np
+import othert
+import breakeven as be
+from breakeven import testing
+from breakeven._core import engine
+from breakeven._profile import Profile, host_fingerprint
+
+be.use_host_budget(False)  # the parent's own share would lower the child's
+p = Profile(host_fingerprint(), {}, "now", 10_000.0, "test profile")
+for k in ("sum", "othert.twice"):
+    p.set_table(k, "float64", ((0, 1), (1000, 2)), ((0, 1),))
+testing.reset(p)
+x = np.random.default_rng(0).standard_normal(1 << 18)
+out = np.empty_like(x)
+for _ in range(3):
+    be.sum(x)
+    othert.twice(x, out)
+pid = os.fork()
+if pid == 0:
+    code = 1
+    try:
+        testing.idle(-3600)  # both teams "awake": only fork decides
+        print(be.explain(be.sum, x).variant, be.explain(othert.twice, x, out).variant,
+              flush=True)
+        code = 0
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 @needs2
-def test_a_forked_child_runs_each_team_by_its_runtimes_rule(other_runtime_module,
-                                                            own_budget):
+def test_a_forked_child_runs_each_team_by_its_runtimes_rule(other_runtime_module):
     """In a forked child, a team that ran on libgomp in the parent cannot
-    run (its kernels serial); a team on libomp can: each by its own rule."""
+    run (its kernels serial); a team on LLVM's libomp can: each team by its
+    own runtime's rule (a fresh process, without KMP_INIT_AT_FORK)."""
     if runtimes.global_runtime() is not None:
         pytest.skip("one runtime preloaded for every module: one team")
-    mod = other_runtime_module
-    testing.reset(_profile_for_both())
-    x = rng.standard_normal(1 << 18)
-    out = np.empty_like(x)
-    for _ in range(3):
-        be.sum(x)
-        mod.twice(x, out)
-    from breakeven._core import engine
-
-    k_team = engine.kernel_team(be.get_kernel("othert.twice").slot)
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            testing.idle(-3600)  # both teams "awake": only fork decides
-            words = " ".join(be.explain(f, x, out).variant
-                             for f in (be.sum, mod.twice))
-            os.write(write, words.encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write)
-    deadline = time.monotonic() + 30
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, 9)
-            pytest.fail("forked child hung")
-        time.sleep(0.01)
-    words = os.read(read, 100).decode().replace("numpy", "serial").split()
-    os.close(read)
-    assert os.waitstatus_to_exitcode(status) == 0
-    expected = ["parallel" if r.fork_safe else "serial"
-                for r in (runtimes.running(), runtimes.teams()[k_team])]
-    assert words == expected
+    env = {k: v for k, v in os.environ.items() if k != "KMP_INIT_AT_FORK"}
+    env["PYTHONPATH"] = os.pathsep.join(
+        [os.path.dirname(other_runtime_module.__file__),
+         *filter(None, [env.get("PYTHONPATH")])])
+    r = subprocess.run([sys.executable, "-c", TEAMS_CHILD], capture_output=True,
+                       text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    own = runtimes.running().name
+    other = "libomp" if own == "libgomp" else "libgomp"
+    expected = ["parallel" if rt == "libomp" else "serial" for rt in (own, other)]
+    assert r.stdout.split() == expected
 
 
 def test_two_runtimes_in_one_process_are_reported(tmp_path):
@@ -315,3 +339,37 @@ def test_two_runtimes_in_one_process_are_reported(tmp_path):
         assert "thread pool of its own" in r.stdout, r.stdout
     else:
         assert "unused" in r.stdout, r.stdout
+
+
+@pytest.mark.openmp
+@needs2
+def test_scikit_learns_own_runtime_is_reported_as_a_second_pool():
+    """scikit-learn's Linux wheels vendor a renamed libgomp: imported beside
+    breakeven, its loops run on a pool of their own.  info lists it, and a
+    parallel decision's explanation says the two pools share the cores."""
+    pytest.importorskip("sklearn")
+    code = textwrap.dedent("""
+        import numpy as np
+        import sklearn.cluster  # loads scikit-learn's OpenMP runtime
+        import breakeven as be
+        from breakeven._core import runtimes
+        from breakeven._info import info
+        be.use_host_budget(False)
+        x = np.ones(1 << 20)
+        with be.threads(2, exact=True):
+            be.sum(x)
+            print(be.explain(be.sum, x))
+        vendored = [r for r in runtimes.loaded() if "scikit_learn" in r.path]
+        print("VENDORED", len(vendored))
+        for k, v in info()["openmp"].items():
+            print(k, v)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    if "VENDORED 0" in r.stdout:
+        pytest.skip("this scikit-learn build vendors no OpenMP runtime")
+    shared = runtimes.global_runtime() is not None
+    assert ("OpenMP runtimes have thread pools in this process" in r.stdout) != shared
+    assert ("scikit_learn" in r.stdout and
+            ("thread pool of its own" in r.stdout) != shared), r.stdout

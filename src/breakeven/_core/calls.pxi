@@ -115,7 +115,8 @@ cdef inline void _in_parallel(const Slot *s, Entry *e, dispatch.Call *c,
         # the team may have begun to doze: no measure of the parallel rate
         # for the estimate, which compares calls in a loop
         c.flags |= F_NOT_HOT
-    st_int(&ch.tm.started, 1)
+    if not ld_int(&ch.tm.started):  # the team's first region here
+        _team_starts(ch.tm)
     if s.uses_blas and not tl_section:
         _blas_cap()
         c.flags |= F_BLAS
@@ -166,10 +167,25 @@ _api.usable_cpus = usable_count
 _C_API = PyCapsule_New(<void *>&_api, b"breakeven._core._C_API", NULL)
 
 
+cdef void _team_starts(Team *tm) noexcept nogil:
+    """A team's first region in this process: its runtime reads
+    KMP_INIT_AT_FORK about now (when it starts), which decides whether a
+    forked child can run it."""
+    if env_false(b"KMP_INIT_AT_FORK"):
+        st_int(&tm.kmp_no_fork, 1)
+    st_int(&tm.started, 1)
+
+
+cdef inline bint _team_survives_fork(const Team *tm) noexcept nogil:
+    return tm.fork_rule == FORK_UNLESS_KMP and not tm.kmp_no_fork \
+        and not env_false(b"KMP_INIT_AT_FORK")
+
+
 cdef void note_parallel() noexcept nogil:
     """An OpenMP region ran on breakeven's own team (a kernel called
     directly): after a fork, the child may have to stay serial."""
-    st_int(&_teams[0].started, 1)
+    if not ld_int(&_teams[0].started):
+        _team_starts(&_teams[0])
 
 
 cdef void _after_fork_in_child() noexcept nogil:
@@ -177,17 +193,19 @@ cdef void _after_fork_in_child() noexcept nogil:
     the host's it takes a slot of its own (or, if none is free, keeps its
     own budget).  Its teams have no threads: each is asleep, and one whose
     runtime's pool does not survive fork (libgomp's, which hangs at the
-    child's first region) and that ran a region in the parent cannot run
-    here at all: its kernels run serially (rule step 1).  LLVM's and
-    Intel's runtimes start a new pool in the child."""
+    child's first region; LLVM's and Intel's when KMP_INIT_AT_FORK is
+    false) and that ran a region in the parent cannot run here at all: its
+    kernels run serially (rule step 1).  Otherwise LLVM's and Intel's
+    runtimes start a new pool in the child."""
     global _free, _in_flight, _peak, _blas_users, _blas_lock, _callers
     global _host, _mine, _mine_index, _mine_pid, _budget, forked_child
     cdef int i, k
     for i in range(MAX_TEAMS):
-        if _teams[i].started and _teams[i].fork_serial:
+        if _teams[i].started and not _team_survives_fork(&_teams[i]):
             _teams[i].forked = 1
             forked_child = 1
         _teams[i].started = 0
+        _teams[i].kmp_no_fork = 0
         _teams[i].last_parallel = _teams[i].last_call = -(1LL << 62)
         _teams[i].held_back = -(1LL << 62)
         for k in range(32):

@@ -161,6 +161,13 @@ def _words(why: dict, kernel: str, dtype: str, work: int, threads: int,
     if why["table"] != "forced":
         parts += _kernel_limits(why)
     parts += _host_limits(why, threads)
+    if threads > 1:
+        pools = runtimes.other_pools()
+        if pools:
+            parts.append(
+                f"{len(pools) + 1} OpenMP runtimes have thread pools in this "
+                f"process (also {', '.join(str(r) for r in pools)}): their idle "
+                "threads may spin on the cores this call runs on")
     return "; ".join(parts)
 
 

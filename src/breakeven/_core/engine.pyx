@@ -103,6 +103,7 @@ cdef extern from "runtime.h":
     long long sim_now "be_sim_now"
     long long now "be_now"() noexcept nogil
     int forked_child "be_forked"
+    int env_false "be_env_false"(const char *name) noexcept nogil
     int register_atfork "be_register_atfork"(void (*child)() noexcept nogil) noexcept
 
 

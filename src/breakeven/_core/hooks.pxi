@@ -32,7 +32,7 @@ cdef void _teams_asleep(long long t, int width) noexcept nogil:
 
 
 for _i in range(MAX_TEAMS):  # until breakeven._core.runtimes says otherwise
-    _teams[_i].fork_serial = 1
+    _teams[_i].fork_rule = FORK_NEVER
 set_usable(_count_usable_cpus())
 
 
@@ -255,6 +255,13 @@ def forked():
     return bool(forked_child)
 
 
+def env_is_false(str name):
+    """Whether the environment variable is set to false, as LLVM's and
+    Intel's OpenMP runtimes read a boolean (the core's reading)."""
+    cdef bytes b = name.encode()
+    return bool(env_false(b))
+
+
 def note_omp_started():
     note_parallel()
 
@@ -280,18 +287,28 @@ def kernel_team(int kernel):
     return ld_int(&s.team)
 
 
-def set_team_fork(int team, bint serial):
-    """Whether the team's runtime leaves a forked child unable to run it."""
+def set_team_fork(int team, int rule):
+    """Whether the team's runtime survives fork: FORK_RULE_NEVER or
+    FORK_RULE_UNLESS_KMP."""
     if not 0 <= team < MAX_TEAMS:
         raise IndexError(f"no team {team}")
-    _teams[team].fork_serial = serial
+    if rule not in (FORK_NEVER, FORK_UNLESS_KMP):
+        raise ValueError(f"no fork rule {rule}")
+    _teams[team].fork_rule = rule
+
+
+def team_survives_fork(int team):
+    """Whether a child forked now could run the team's regions."""
+    if not 0 <= team < MAX_TEAMS:
+        raise IndexError(f"no team {team}")
+    return bool(_team_survives_fork(&_teams[team]))
 
 
 def team_state(int team):
-    """(started, fork_serial, forked) of a team."""
+    """(started, survives fork, forked) of a team."""
     if not 0 <= team < MAX_TEAMS:
         raise IndexError(f"no team {team}")
-    return (bool(_teams[team].started), bool(_teams[team].fork_serial),
+    return (bool(_teams[team].started), bool(_team_survives_fork(&_teams[team])),
             bool(_teams[team].forked))
 
 

@@ -263,6 +263,23 @@ static void be_fork_child(void) {
     if (be_on_fork_child != NULL)
         be_on_fork_child();
 }
+/* Whether the environment variable is set to false, as LLVM's and Intel's
+   OpenMP runtimes read a boolean setting ("0", "false", "no", "off",
+   ".false.", or any word starting with f or n).  getenv: no lock, no
+   allocation (used in the fork child's handler). */
+#include <stdlib.h>
+static int be_env_false(const char *name) {
+    const char *v = getenv(name);
+    char c;
+    if (v == NULL)
+        return 0;
+    while (*v == ' ' || *v == '.')
+        v++;
+    c = *v;
+    if (c == '0' || c == 'f' || c == 'F' || c == 'n' || c == 'N')
+        return 1;
+    return (c == 'o' || c == 'O') && (v[1] == 'f' || v[1] == 'F');
+}
 static int be_register_atfork(void (*child)(void)) {
     be_on_fork_child = child;
 #if !defined(_WIN32)

@@ -33,7 +33,14 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from breakeven._core.engine import MAX_TEAM_COUNT, set_team_fork
+from breakeven._core.engine import (
+    FORK_RULE_NEVER,
+    FORK_RULE_UNLESS_KMP,
+    MAX_TEAM_COUNT,
+    env_is_false,
+    set_team_fork,
+    team_survives_fork,
+)
 from breakeven._core.openmp import OPENMP_RUNTIME, runtime_file
 
 # A runtime's family from its file name (threadpoolctl's prefixes); the
@@ -47,8 +54,11 @@ SPIN_VARIABLES = {"libgomp": ("GOMP_SPINCOUNT",),
                   "libomp": ("KMP_BLOCKTIME", "KMP_LIBRARY"),
                   "libiomp": ("KMP_BLOCKTIME", "KMP_LIBRARY")}
 # Whether a forked child of a parent that ran the runtime's regions can run
-# regions of its own (LLVM's and Intel's start a new pool in the child).
-FORK_SAFE = {"libomp": True, "libiomp": True}
+# regions of its own: LLVM's and Intel's start a new pool in the child from
+# a fork handler they register when they start, unless KMP_INIT_AT_FORK is
+# false then (scikit-learn sets it so, when imported); libgomp never does.
+# The core applies the rule (engine.team_survives_fork).
+FORK_RULES = {"libomp": FORK_RULE_UNLESS_KMP, "libiomp": FORK_RULE_UNLESS_KMP}
 
 
 def family(path: str) -> str:
@@ -74,9 +84,15 @@ class Runtime:
     path: str
 
     @property
+    def fork_rule(self) -> int:
+        return FORK_RULES.get(self.name, FORK_RULE_NEVER)
+
+    @property
     def fork_safe(self) -> bool:
-        """Whether a forked child can run its parallel regions."""
-        return FORK_SAFE.get(self.name, False)
+        """Whether a child forked now could run its parallel regions (if
+        it started after KMP_INIT_AT_FORK was last changed)."""
+        return (self.fork_rule == FORK_RULE_UNLESS_KMP
+                and not env_is_false("KMP_INIT_AT_FORK"))
 
     def spin(self, environ=None) -> str:
         """Its spin settings in force (``"default"`` if none is set)."""
@@ -210,7 +226,7 @@ def _team_index(path: str) -> int:
             if len(_teams) >= MAX_TEAM_COUNT:
                 return len(_teams) - 1  # shares the last team's state
             _teams.append(path)
-            set_team_fork(len(_teams) - 1, not FORK_SAFE.get(family(path), False))
+            set_team_fork(len(_teams) - 1, Runtime(family(path), path).fork_rule)
         return _teams.index(path)
 
 
@@ -238,6 +254,32 @@ def others() -> tuple[list[Runtime], list[Runtime]]:
     return rest, []
 
 
+def survives_fork(team: int = 0) -> bool:
+    """Whether a child forked now could run the team's regions (the core's
+    rule step 1, as the fork handler will apply it): the team's runtime
+    starts a new pool in a child, and KMP_INIT_AT_FORK was not false when
+    the team started, nor is now."""
+    return team_survives_fork(team)
+
+
+_pools_seen: tuple[int, list[Runtime]] = (-1, [])
+
+
+def other_pools() -> list[Runtime]:
+    """:func:`others`' pools, looked up again only when modules were
+    imported since (a runtime comes with an extension module): cheap
+    enough for every ``explain``."""
+    global _pools_seen
+    n = len(sys.modules)
+    if _pools_seen[0] != n:
+        try:
+            pools = others()[0]
+        except Exception:  # threadpoolctl missing or failing: say nothing
+            pools = []
+        _pools_seen = (n, pools)
+    return _pools_seen[1]
+
+
 def configure() -> None:
     """Tell the core whether breakeven's own team survives fork."""
-    set_team_fork(0, not running().fork_safe)
+    set_team_fork(0, running().fork_rule)

@@ -196,10 +196,22 @@ ctypedef struct Team:
     long long wide_end[32]
     int wide_n[32]
     int started      # a parallel region ran on it (in this process)
-    int fork_serial  # its runtime's pool does not survive fork (libgomp)
+    int fork_rule    # FORK_* below: whether its pool survives fork
+    int kmp_no_fork  # KMP_INIT_AT_FORK was false when it started
     int forked       # this is a forked child, and the team cannot run here
 
 cdef Team _teams[MAX_TEAMS]
+
+# Whether a team's pool survives fork, by its runtime
+# (breakeven._core.runtimes.FORK_RULES says which).  LLVM's and Intel's
+# runtimes start a new pool in the child from a fork handler they register
+# when they start, unless KMP_INIT_AT_FORK is false then (scikit-learn sets
+# it so when imported): the child's first region then hangs, as libgomp's.
+cdef enum:
+    FORK_NEVER = 1      # libgomp, or not known
+    FORK_UNLESS_KMP = 2  # LLVM's, Intel's: unless KMP_INIT_AT_FORK is false
+FORK_RULE_NEVER = FORK_NEVER
+FORK_RULE_UNLESS_KMP = FORK_UNLESS_KMP
 cdef double _clock_scale = 1.0
 # The host's team costs, for the estimate: a hot region's start (ns) and the
 # wake-up after each measured idle time (ns from, ns cost).

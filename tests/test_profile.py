@@ -222,9 +222,13 @@ def test_default_path_follows_the_environment(monkeypatch, tmp_path):
 def test_host_fingerprint_describes_this_host():
     fp = _profile.host_fingerprint()
     assert fp.usable_cpus >= 1 and fp.cpu and fp.breakeven
+    from breakeven._core import runtimes
     from breakeven._core.openmp import OPENMP_RUNTIME
 
-    assert fp.openmp == OPENMP_RUNTIME  # libgomp, libomp, ... as built
+    # the runtime the kernels run on: as built, unless one is preloaded
+    assert fp.openmp == runtimes.running().name
+    if runtimes.global_runtime() is None:
+        assert fp.openmp == OPENMP_RUNTIME
     assert fp.key == _profile.host_fingerprint().key
 
 

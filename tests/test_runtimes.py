@@ -187,7 +187,11 @@ cdef int TWICE = breakeven.register(
 def _other_compiler() -> str | None:
     """The compiler whose OpenMP runtime is not breakeven's build's, if it
     is here with its runtime: clang with libomp beside gcc, gcc beside
-    clang."""
+    clang.  With Intel's runtime preloaded, gcc: its module links libgomp,
+    which the preloaded runtime shadows (LLVM's libomp and Intel's must not
+    be loaded together: threadpoolctl warns of crashes, and they do)."""
+    if runtimes.running().name == "libiomp":
+        return "gcc" if shutil.which("gcc") else None
     if C_COMPILER == "gcc":
         libomp = list(Path("/usr/lib").glob("llvm-*/lib/libomp.so*"))
         if shutil.which("clang") and libomp:

@@ -6,6 +6,7 @@ The suite's processes share a budget of their own (tests/conftest.py points
 started here inherit it, and join it at their first call, as workers do.
 """
 
+import contextlib
 import copy
 import json
 import os
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import warnings
 
@@ -192,6 +194,12 @@ def public_folder():
 def test_another_user_has_a_budget_of_its_own(public_folder, joined):
     if os.getuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to run a process as another user")
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                 sys.executable]
+    can = subprocess.run([*as_nobody, "-c", "pass"], capture_output=True, text=True,
+                         timeout=60)
+    if can.returncode != 0:  # an interpreter under root's home (pyenv's)
+        pytest.skip("user nobody cannot run this Python: " + can.stderr[-200:])
     folder = public_folder
     env = {"BREAKEVEN_HOST_BUDGET_DIR": str(folder)}
     ours = start(HOLD.format(n=1), env)
@@ -213,12 +221,9 @@ def test_another_user_has_a_budget_of_its_own(public_folder, joined):
             print(json.dumps([os.getuid(), readable, joined, b.reason, b.free,
                               [p.pid for p in b.processes]]))
         """
-        argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                sys.executable, "-c", textwrap.dedent(code)]
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+        out = subprocess.run([*as_nobody, "-c", textwrap.dedent(code)],
+                             capture_output=True, text=True, timeout=120,
                              env={**os.environ, **env})
-        if out.returncode != 0 and "Permission denied" in out.stderr:
-            pytest.skip("user nobody cannot run this Python: " + out.stderr[-200:])
         assert out.returncode == 0, out.stderr
         uid, readable, other_joined, other_reason, other_free, pids = json.loads(
             out.stdout.strip().splitlines()[-1])
@@ -483,3 +488,79 @@ def test_explain_says_whose_budget_the_cores_come_from(joined):
         breakeven.use_host_budget(False)
         reason = breakeven.explain(breakeven.sum, x).reason
     assert "CPUs free" in reason and "host" not in reason
+
+
+# ---------------------------------------------------------------------------
+# waiting for cores another process holds
+# ---------------------------------------------------------------------------
+
+# sum's measured time on 2 threads, in seconds per element (a synthetic
+# rate, the profile's): a call of 2^20 elements is expected to take 100 ms
+# in parallel and twice that serially, so it waits up to
+# 100 * (2 * EFFICIENCY - 1) ms for cores rather than run serially.
+RATE = 0.1 / 2**20
+
+HOLD_CALL = """
+    import sys, breakeven
+    assert breakeven.use_host_budget(True)
+    with breakeven.grant("sum", {work}) as g:
+        assert g.threads == 2, g.threads
+        print("ready", flush=True)
+        sys.stdin.readline()  # until the test says
+"""
+
+
+def _waiting_profile():
+    from breakeven._profile import Profile, host_fingerprint
+
+    p = Profile(host_fingerprint(), {}, "now", 10_000.0, "waiting profile")
+    times = [(w, t, RATE * w * (2 if t == 1 else 1))
+             for w in (2**12, 2**16, 2**20, 2**24) for t in (1, 2)]
+    p.set_table("sum", "float64", ((0, 1), (1000, 2)), ((0, 1), (1000, 2)), times)
+    return p
+
+
+@pytest.mark.openmp
+@pytest.mark.skipif(breakeven.usable_cpus() < 2, reason="Requires at least 2 CPUs")
+@pytest.mark.parametrize("held_work, waits", [(2**16, True), (2**24, False)])
+def test_a_call_waits_for_cores_another_process_holds_when_waiting_pays(
+        joined, tmp_path, held_work, waits):
+    """Another process holds every core in a call expected to end soon (6 ms,
+    against the 100 ms this call takes in parallel): this call waits for
+    them and runs in parallel, and explain says so beforehand.  Held by a
+    call expected to take 1.6 s: it runs serially at once."""
+    profile = _waiting_profile()
+    path = profile.save(tmp_path / "profile.toml")
+    testing.reset(profile)
+    assert breakeven.use_host_budget(True)
+    x = np.ones(2**20)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(HOLD_CALL.format(work=held_work))],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, "BREAKEVEN_PROFILE": str(path)})
+    assert holder.stdout.readline().strip() == "ready", holder.stderr.read()
+
+    def end_holder():
+        with contextlib.suppress(OSError, ValueError):  # (already gone)
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+
+    timer = threading.Timer(0.02, end_holder)
+
+    try:
+        d = breakeven.explain(breakeven.sum, x)
+        assert ("would wait for the call in flight" in d.reason) == waits, d.reason
+        assert d.variant == ("parallel" if waits else "serial"), d.reason
+        timer.start()  # the holder's call ends in 20 ms
+        assert breakeven.sum(x) == 2**20
+        st = breakeven.stats()["sum", "float64"]  # (reset() cleared them)
+    finally:
+        timer.cancel()
+        if timer.is_alive():
+            timer.join()
+        holder.kill()
+        holder.wait()
+    assert st.waits == (1 if waits else 0)
+    assert (st.parallel, st.serial) == ((1, 0) if waits else (0, 1))
+    if waits:  # it waited for the holder, not for its whole allowance
+        assert 0.005 < st.wait_seconds < 0.08

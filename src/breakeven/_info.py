@@ -112,8 +112,11 @@ def info() -> dict[str, dict[str, str]]:
                      "beside breakeven's team" if r in pools_
                 else f"unused: calls go to the preloaded {running.name}"
                 if r in shadowed else "")
-        out["openmp"][f"loaded {r.name} {r.path}"] = (
-            f"{threads.get(r.path, '?')} threads; {role}".rstrip("; "))
+        key, i = f"loaded {r.name}", 2
+        while key in out["openmp"]:  # two of a family (a vendored libgomp)
+            key, i = f"loaded {r.name} ({i})", i + 1
+        out["openmp"][key] = (f"{r.path}: {threads.get(r.path, '?')} threads; "
+                              f"{role}").rstrip("; ")
     teams = runtimes.teams()
     if len(teams) > 1:
         out["openmp"]["teams"] = "; ".join(

@@ -304,10 +304,11 @@ cdef long long _soonest_end(long long t_now) noexcept nogil:
     return soonest
 
 
-cdef int _wait_for_cores(Entry *e, int want, Py_ssize_t work,
-                         long long t_now) noexcept nogil:
-    """A call past its threshold that found fewer than 2 cores free: wait
-    for them if that pays, and take them; the cores taken (0: run serially).
+cdef long long _wait_deadline(Entry *e, int want, Py_ssize_t work,
+                              long long t_now, long long *soonest) noexcept nogil:
+    """Whether a call past its threshold that found fewer than 2 cores free
+    should wait for them: until when (ns), or -1 (run serially); in
+    ``soonest``, when the first call in flight should end.
 
     Waiting pays when the wait (until the first call in flight should end)
     plus the call's parallel time ``p`` is below its serial time, taken as
@@ -316,20 +317,46 @@ cdef int _wait_for_cores(Entry *e, int want, Py_ssize_t work,
     parallel time for its size, nor with the simulated clock."""
     cdef double p = _expected_ns(e, want, work)
     cdef double most = p * (want * C_EFFICIENCY - 1)
-    cdef long long soonest, deadline, t
-    cdef int got
+    soonest[0] = -1
     if p <= 0 or most <= 0 or ld_int(&sim_clock):
+        return -1
+    soonest[0] = _soonest_end(t_now)
+    if soonest[0] < 0 or soonest[0] - t_now > most:
+        return -1
+    return t_now + <long long>most
+
+
+cdef extern from "Python.h":
+    ctypedef struct PyThreadState:
+        pass
+    int PyGILState_Check() nogil
+    PyThreadState *PyEval_SaveThread() nogil
+    void PyEval_RestoreThread(PyThreadState *state) nogil
+
+
+cdef int _wait_for_cores(Entry *e, int want, Py_ssize_t work,
+                         long long t_now) noexcept nogil:
+    """A call past its threshold that found fewer than 2 cores free: wait
+    for them if that pays (:func:`_wait_deadline`), and take them; the
+    cores taken (0: run serially).  A caller holding the GIL (the drop-ins
+    call begin() with it) releases it while it waits: the process's other
+    threads, whose calls may hold the cores it waits for, run meanwhile."""
+    cdef long long soonest, t
+    cdef long long deadline = _wait_deadline(e, want, work, t_now, &soonest)
+    cdef int got
+    cdef PyThreadState *state = NULL
+    if deadline < 0:
         return 0
-    soonest = _soonest_end(t_now)
-    if soonest < 0 or soonest - t_now > most:
-        return 0
-    deadline = t_now + <long long>most
+    if PyGILState_Check():
+        state = PyEval_SaveThread()
     while True:
         sched_yield()  # the core to the calls it waits for
         t = now()
         got = _take_cores(want, t)
         if got >= 2 or t > deadline:
             break
+    if state != NULL:
+        PyEval_RestoreThread(state)
     if _mine != NULL:
         add_ll(&_mine.waits, 1)
         add_ll(&_mine.wait_ns, t - t_now)

@@ -38,6 +38,9 @@ def decide(int kernel, int d, Py_ssize_t work, idle=None):
         "budget": bool(choice.budget), "held": bool(choice.held),
         "share": choice.share, "callers": choice.callers, "awake": choice.awake,
         "forced": tl_exact, "sleep_after": _sleep_after / 1e9, "team": s.team,
+        "wait": (choice.wait / 1e9 if choice.wait >= 0 and choice.wait_most > 0
+                 else None),
+        "wait_most": choice.wait_most / 1e9,
     }
 
 

@@ -251,6 +251,12 @@ def _host_limits(why: dict, threads: int) -> list[str]:
     elif why["budget"] or threads > 1:
         shared = " in the host's budget" if engine.host_joined() else ""
         parts.append(f"{max(why['free'], 0)} of {why['usable']} CPUs free{shared}")
+        if why["wait"] is not None:
+            parts.append(
+                "it would wait for the call in flight, due to end in "
+                f"{duration(why['wait'], digits=3)}, for at most "
+                f"{duration(why['wait_most'], digits=3)}: waiting and running in "
+                "parallel beats running serially")
     return parts
 
 

@@ -69,6 +69,8 @@ ctypedef struct Choice:
     int share           # lowered to this fair share of the CPUs (0: not)
     int callers         # ... among this many callers
     int awake           # held to the awake part of the team, this wide (0: not)
+    long long wait      # would wait this long (ns) for cores to be free (-1: not)
+    long long wait_most  # ... at most this long
 
 
 cdef extern from "runtime.h":
@@ -270,14 +272,28 @@ cdef inline int _fair_share(int t, int callers, Choice *ch) noexcept nogil:
     return t
 
 
-cdef inline int _cores_seen(int t, Choice *ch) noexcept nogil:
+cdef inline int _cores_seen(Entry *e, Py_ssize_t work, int t,
+                            Choice *ch) noexcept nogil:
     """Step 7 as a dry run sees it: at most the cores of the caller's open
-    section, else the cores free in the budget now; fewer than 2: serial."""
+    section, else the cores free in the budget now; fewer than 2: waited
+    for, if the call in flight should end soon enough that waiting pays
+    (as _commit would), else serial."""
+    cdef long long soonest, deadline
     ch.free = _free_now()
     ch.section = tl_section
+    ch.wait = -1
     if t > 1:
         if tl_section:
             t = t if t < tl_section else tl_section
+        elif ch.free < 2 and ch.t_now and not (ch.flags & F_FORCED):
+            deadline = _wait_deadline(e, t, work, ch.t_now, &soonest)
+            if deadline >= 0:
+                ch.budget = True
+                ch.wait = soonest - ch.t_now if soonest > ch.t_now else 0
+                ch.wait_most = deadline - ch.t_now
+                return t
+            t = 1
+            ch.budget = True
         elif t > ch.free:
             t = ch.free if ch.free > 1 else 1
             ch.budget = True
@@ -331,5 +347,5 @@ cdef int _choose_steps(Entry *e, Py_ssize_t work, int mode, long long idle,
         return t
     if t > 1 and not tl_section:
         t = _fair_share(t, ld_int(_callers_at()) + 1, ch)  # 6
-    t = ch.threads = _cores_seen(t, ch)  # 7
+    t = ch.threads = _cores_seen(e, work, t, ch)  # 7
     return t

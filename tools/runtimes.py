@@ -29,8 +29,15 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# the settings that change how long idle threads spin (every runtime's)
-SPIN = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "KMP_LIBRARY")
+
+
+def spin_variables() -> tuple[str, ...]:
+    """The settings that change how long idle threads spin, every runtime's
+    (breakeven's own list of them)."""
+    from breakeven._core.runtimes import SPIN_VARIABLES
+
+    names = {v for per_runtime in SPIN_VARIABLES.values() for v in per_runtime}
+    return ("OMP_WAIT_POLICY", *sorted(names))
 
 
 def builds() -> list[tuple[str, str, dict[str, str]]]:
@@ -138,9 +145,10 @@ def main(argv=None) -> int:
     for k in keys:
         row = " | ".join(fmt(medians[n][k], k) for n in runs)
         lines.append(f"| {k} | {row} |")
-    spin = [f"{v}={os.environ[v]}" for v in SPIN if v in os.environ]
+    names = spin_variables()
+    spin = [f"{v}={os.environ[v]}" for v in names if v in os.environ]
     lines += ["", "Spin settings in force: " + (", ".join(spin) if spin else
-              "the runtimes' defaults (none of " + ", ".join(SPIN) + " set)") + "."]
+              "the runtimes' defaults (none of " + ", ".join(names) + " set)") + "."]
     args.output.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -16,7 +16,8 @@ PACKAGES = ("numpy", "scipy", "threadpoolctl", "joblib", "platformdirs",
 ENVIRONMENT = ("BREAKEVEN_PROFILE", "BREAKEVEN_SAVE_LEARNED", "BREAKEVEN_HOST_BUDGET",
                "BREAKEVEN_HOST_BUDGET_DIR", "OMP_NUM_THREADS",
                "OMP_WAIT_POLICY", "OMP_PROC_BIND", "OMP_PLACES",
-               "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OPENBLAS_NUM_THREADS",
+               "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "KMP_LIBRARY", "KMP_INIT_AT_FORK",
+               "OPENBLAS_NUM_THREADS",
                "MKL_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
@@ -55,8 +56,7 @@ def info() -> dict[str, dict[str, str]]:
     """
     import platform
 
-    from breakeven._core import engine, runtimes, tables
-    from breakeven._core.openmp import OPENMP_RUNTIME
+    from breakeven._core import tables
     from breakeven._profile import default_profile_path, host_fingerprint
 
     fp = host_fingerprint()  # with the BLAS libraries (imports threadpoolctl)
@@ -82,46 +82,7 @@ def info() -> dict[str, dict[str, str]]:
         "core budget": (f"the host's, {shared.reason}: {shared.path}" if shared.joined
                         else f"this process's own: the host's is off, {shared.reason}"),
     }
-    from breakeven._build import C_COMPILER, C_COMPILER_VERSION
-
-    compiler = f"{C_COMPILER} {C_COMPILER_VERSION}"
-    running = runtimes.running()
-    if OPENMP_RUNTIME == "none":
-        runtime = "none: built without OpenMP, every kernel runs serially"
-    elif running.name != OPENMP_RUNTIME:
-        runtime = (f"{running.name} (preloaded in place of {OPENMP_RUNTIME}, "
-                   f"which the build links; built with OpenMP, by {compiler})")
-    else:
-        runtime = f"{OPENMP_RUNTIME} (built with OpenMP, by {compiler})"
-    limit = next((p["num_threads"] for p in pools
-                  if p.get("user_api") == "breakeven"), None)
-    out["openmp"] = {
-        "runtime": runtime,
-        "max threads": f"omp_get_max_threads() {engine.max_threads()}",
-        "wait policy": fp.wait_policy,
-        "spin": fp.spin,
-        "breakeven limit": ("none" if limit is None or limit >= engine.usable()
-                            else str(limit)) + " (threadpoolctl)",
-    }
-    threads = {os.path.realpath(p["filepath"]): p["num_threads"]
-               for p in pools if p.get("user_api") == "openmp"}
-    pools_, shadowed = runtimes.others()
-    for r in runtimes.loaded():
-        role = ("breakeven's kernels run on it" if r.path == running.path
-                else "a thread pool of its own: its modules' loops run there, "
-                     "beside breakeven's team" if r in pools_
-                else f"unused: calls go to the preloaded {running.name}"
-                if r in shadowed else "")
-        key, i = f"loaded {r.name}", 2
-        while key in out["openmp"]:  # two of a family (a vendored libgomp)
-            key, i = f"loaded {r.name} ({i})", i + 1
-        out["openmp"][key] = (f"{r.path}: {threads.get(r.path, '?')} threads; "
-                              f"{role}").rstrip("; ")
-    teams = runtimes.teams()
-    if len(teams) > 1:
-        out["openmp"]["teams"] = "; ".join(
-            f"{i}: {r.name} ({', '.join(_kernels_of_team(i)) or 'no kernel'})"
-            for i, r in enumerate(teams))
+    out["openmp"] = _openmp_section(fp, pools)
     out["blas"] = {
         f"{p['internal_api']} {p.get('version')}":
             f"{p['num_threads']} threads ({p.get('architecture')}, "
@@ -135,6 +96,54 @@ def info() -> dict[str, dict[str, str]]:
     out["environment"] = {v: os.environ[v] for v in ENVIRONMENT
                           if v in os.environ} or {"(none set)": ""}
     out["packages"] = {p: _version(p) for p in PACKAGES}
+    return out
+
+
+def _openmp_section(fp, pools: list[dict]) -> dict[str, str]:
+    """info()'s "openmp" section: the runtime built for and the one the
+    kernels run on, its settings, every runtime loaded and the teams."""
+    from breakeven._build import C_COMPILER, C_COMPILER_VERSION
+    from breakeven._core import engine, runtimes
+    from breakeven._core.openmp import OPENMP_RUNTIME
+
+    compiler = f"{C_COMPILER} {C_COMPILER_VERSION}"
+    running = runtimes.running()
+    if OPENMP_RUNTIME == "none":
+        runtime = "none: built without OpenMP, every kernel runs serially"
+    elif running.name != OPENMP_RUNTIME:
+        runtime = (f"{running.name} (preloaded in place of {OPENMP_RUNTIME}, "
+                   f"which the build links; built with OpenMP, by {compiler})")
+    else:
+        runtime = f"{OPENMP_RUNTIME} (built with OpenMP, by {compiler})"
+    limit = next((p["num_threads"] for p in pools
+                  if p.get("user_api") == "breakeven"), None)
+    out = {
+        "runtime": runtime,
+        "max threads": f"omp_get_max_threads() {engine.max_threads()}",
+        "wait policy": fp.wait_policy,
+        "spin": fp.spin,
+        "breakeven limit": ("none" if limit is None or limit >= engine.usable()
+                            else str(limit)) + " (threadpoolctl)",
+    }
+    threads = {os.path.realpath(p["filepath"]): p["num_threads"]
+               for p in pools if p.get("user_api") == "openmp"}
+    loaded = runtimes.loaded(pools)
+    own_pools, shadowed = runtimes.others(loaded)
+    for r in loaded:
+        role = ("breakeven's kernels run on it" if r.path == running.path
+                else "a thread pool of its own: its modules' loops run there, "
+                     "beside breakeven's team" if r in own_pools
+                else f"unused: calls go to the preloaded {running.name}"
+                if r in shadowed else "")
+        key, i = f"loaded {r.name}", 2
+        while key in out:  # two of a family (a vendored libgomp)
+            key, i = f"loaded {r.name} ({i})", i + 1
+        out[key] = f"{r.path}: {threads.get(r.path, '?')} threads; {role}".rstrip("; ")
+    teams = runtimes.teams()
+    if len(teams) > 1:
+        out["teams"] = "; ".join(
+            f"{i}: {r.name} ({', '.join(_kernels_of_team(i)) or 'no kernel'})"
+            for i, r in enumerate(teams))
     return out
 
 

@@ -230,25 +230,29 @@ def _team_index(path: str) -> int:
         return _teams.index(path)
 
 
-def loaded() -> list[Runtime]:
-    """Every OpenMP runtime library loaded in this process (threadpoolctl
-    finds them), breakeven's first."""
-    from threadpoolctl import threadpool_info
+def loaded(pools: list[dict] | None = None) -> list[Runtime]:
+    """Every OpenMP runtime library loaded in this process, breakeven's
+    first: from threadpoolctl's ``threadpool_info()`` (``pools``, if the
+    caller has it already)."""
+    if pools is None:
+        from threadpoolctl import threadpool_info
 
+        pools = threadpool_info()
     found = [Runtime(family(p["filepath"]), _real(p["filepath"]))
-             for p in threadpool_info() if p.get("user_api") == "openmp"]
+             for p in pools if p.get("user_api") == "openmp"]
     own = running()
     return sorted({r.path: r for r in found}.values(), key=lambda r: r.path != own.path)
 
 
-def others() -> tuple[list[Runtime], list[Runtime]]:
+def others(found: list[Runtime] | None = None
+           ) -> tuple[list[Runtime], list[Runtime]]:
     """The runtimes loaded beside breakeven's: ``(pools, shadowed)``.
     ``pools`` have thread pools of their own (their modules' loops run
     there); ``shadowed`` are loaded but a global runtime takes their calls
     (an Intel runtime preloaded in place of libgomp leaves libgomp loaded,
     unused)."""
     own = running()
-    rest = [r for r in loaded() if r.path != own.path]
+    rest = [r for r in (loaded() if found is None else found) if r.path != own.path]
     if global_runtime() is not None:
         return [], rest
     return rest, []

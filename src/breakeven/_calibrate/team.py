@@ -83,7 +83,11 @@ def measure_team(threads: Sequence[int], *,
 
     Opens an empty parallel region back to back (hot: the median of
     ``TEAM_HOT``, after ``TEAM_WARMUP``) and after each idle gap of
-    ``gaps_ms`` (cold: the median of ``trials``); the sleep time is read
+    ``gaps_ms`` (cold: the mean of ``trials``, the expected cost: on a
+    virtual machine a wake-up after the same idle time costs from a tenth
+    of a millisecond to several, when the host has descheduled the idle
+    virtual CPU, and a median of a few trials hides the costly ones; and
+    never less than after a shorter idle time); the sleep time is read
     from the largest count of ``threads``.  See :class:`TeamCosts`.
     """
     def region(t):
@@ -108,7 +112,9 @@ def measure_team(threads: Sequence[int], *,
                 region(t)
                 sleep(gap / 1e3)
                 samples.append(region(t))
-            costs.append(float(np.median(samples)))
+            costs.append(float(np.mean(samples)))
+        # a longer idle time never makes the wake-up cheaper
+        costs = [float(c) for c in np.maximum.accumulate(costs)]
         cold = costs[-1]
         penalty[t] = max(0.0, cold - hot)
         per_gap += [(gap * 1e3, t, max(0.0, c - hot))

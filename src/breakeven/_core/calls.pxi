@@ -22,7 +22,7 @@ cdef int _begin(dispatch.Call *c, int kernel, int typenum,
     ch.tm = &_teams[s.team]
     t = _choose(e, work, M_CALL, 0, &ch)
     c.flags = ch.flags
-    if e != NULL and e.estimate and ch.explore_step != X_NONE:
+    if e != NULL and ch.explore_step != X_NONE:
         _explore_commit(e, &ch)
     if t > 0:
         t = _commit(s, e, c, &ch, t)
@@ -67,9 +67,16 @@ cdef int _commit(const Slot *s, Entry *e, dispatch.Call *c, Choice *ch,
             if got < 2 and not c.flags & F_FORCED:
                 got = _wait_for_cores(e, t, c.work, ch.t_now)
             t = got if got > 1 else 1
+    if ch.corrected == 2:  # a lone call the measured wake-ups corrected
+        if t < 2:
+            ch.tm.lone_credit += ch.serial_ns
+        elif c.flags & F_EXPLORE:
+            ch.tm.lone_credit = 0
     if t < 2:
         _serially(c, ch)
         return 1
+    if t == ch.threads:
+        c.flags |= F_WHOLE
     _in_parallel(s, e, c, ch, t)
     return t
 
@@ -105,6 +112,8 @@ cdef inline void _in_parallel(const Slot *s, Entry *e, dispatch.Call *c,
     # Its time says nothing of contention.  So is a call wider than the part
     # of the team still awake (found by the rule when it read the hot table;
     # looked up here otherwise).
+    if ch.lone:
+        c.flags |= F_LONE
     if ch.lone or ch.t_now - ld_ll(&ch.tm.last_parallel) > (
             _sleep_after if 0 < _sleep_after < UNJUDGED_AFTER else UNJUDGED_AFTER) \
             or (_sleep_after > 0 and t > (
@@ -127,8 +136,10 @@ cdef inline void _in_parallel(const Slot *s, Entry *e, dispatch.Call *c,
 
 cdef inline void _count(Entry *e, dispatch.Call *c, int t,
                         Py_ssize_t work) noexcept nogil:
-    """The call's counters (stats()); a serial call is timed as a sample,
-    and an estimated kernel's serial calls teach it its serial rate."""
+    """The call's counters (stats()); a serial call is timed as a sample (one
+    in SAMPLE_EVERY), or to measure its size (a call off the fast path whose
+    size has fewer than EXPLORE_UNTIL timed, and the serial choice of an
+    exploration), and teaches the check its serial rate."""
     cdef long long n
     if t > 1:
         if c.flags & F_PROBE:
@@ -138,9 +149,9 @@ cdef inline void _count(Entry *e, dispatch.Call *c, int t,
         max_int(&e.most_threads, t)
     else:
         n = add_ll(&e.n_serial, 1)
-        if not c.flags & F_TIMED and (n % SAMPLE_EVERY == 0 or (e.estimate and (
-                c.flags & F_EXPLORE or e.ser_n[_bucket(work)] < EXPLORE_UNTIL
-                or (work >= ESTIMATE_TIME_ALL and n % ESTIMATE_SAMPLE == 0)))):
+        if not c.flags & F_TIMED and (n % SAMPLE_EVERY == 0 or (
+                (e.estimate or work >= e.fast_min) and (
+                    c.flags & F_EXPLORE or e.ser[_bucket(work)].n < EXPLORE_UNTIL))):
             c.flags |= F_TIMED
             c.start = now()
     if c.flags & F_EXPLORE:

@@ -41,6 +41,8 @@ def decide(int kernel, int d, Py_ssize_t work, idle=None):
         "wait": (choice.wait / 1e9 if choice.wait >= 0 and choice.wait_most > 0
                  else None),
         "wait_most": choice.wait_most / 1e9,
+        "corrected": choice.corrected, "wake_seen": choice.wake_seen / 1e9,
+        "assumed_wake": _wake_ns(choice.idle) / 1e9 if choice.corrected == 2 else 0.0,
     }
 
 

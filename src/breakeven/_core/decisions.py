@@ -122,6 +122,8 @@ def decision(slot: int, d: int, work: int, idle: float | None = None) -> Decisio
     """The core's decision for a call (a dry run), with its reason in words."""
     p = profile()
     threads, why = engine.decide(slot, d, work, idle)
+    if why["corrected"]:
+        why["evidence"] = engine.evidence(slot, d, work)
     name = engine.slot_name(slot)
     dtype = engine.DTYPES[d]
     src = origin_of(slot, d) or TableOrigin("estimate")
@@ -209,9 +211,30 @@ def _table_words(why: dict, kernel: str, dtype: str, work: int, threads: int,
     if why["table_threads"] <= 1:
         below = (f"work {work} < {thr}" if thr is not None
                  else "parallel never paid for this kernel")
-        return f"{below} in the {table} table of {src.words()}{cold}", True
-    return (f"work {work} >= {thr} in the {table} table of "
-            f"{src.words()}{cold}"), False
+        said = f"{below} in the {table} table of {src.words()}{cold}"
+    else:
+        said = f"work {work} >= {thr} in the {table} table of {src.words()}{cold}"
+    if why["corrected"]:
+        return f"{said}; {_corrected_words(why, threads)}", threads <= 1
+    return said, why["table_threads"] <= 1
+
+
+def _corrected_words(why: dict, threads: int) -> str:
+    """How this process's calls corrected a table (the online check)."""
+    choice = "parallel" if threads > 1 else "serial"
+    if why["corrected"] == 2:
+        return (f"corrected to serial by this process's lone calls: they measured "
+                f"the team's wake-up at {duration(why['wake_seen'], digits=3)} on "
+                f"average, where the profile says "
+                f"{duration(why['assumed_wake'], digits=3)}; a hot call's "
+                f"{duration(why['parallel_ns'] / 1e9 - why['wake_seen'], digits=3)} "
+                "plus that wake-up does not beat serial's "
+                f"{duration(why['serial_ns'] / 1e9, digits=3)}")
+    return (f"corrected to {choice} by this process's calls, which measured this "
+            f"size at {duration(why['serial_ns'] / 1e9, digits=3)} serially and "
+            f"{duration(why['parallel_ns'] / 1e9, digits=3)} in parallel, the means "
+            f"of {why['evidence'][0][2]} and {why['evidence'][1][2]} calls (a "
+            "difference beyond their noise)")
 
 
 def _kernel_limits(why: dict) -> list[str]:

@@ -63,9 +63,9 @@ every index is bounded, so the worst it gets is an odd thread count, and
 every kernel is correct for any thread count).
 """
 from cpython.pycapsule cimport PyCapsule_New
-from libc.math cimport INFINITY
+from libc.math cimport INFINITY, sqrt
 from libc.stdlib cimport calloc, free
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from breakeven cimport dispatch
 from breakeven._core.omp cimport omp_get_max_threads, omp_in_parallel

@@ -4,36 +4,92 @@
 
 cdef inline double _serial_rate(const Entry *e, int b) noexcept nogil:
     """The serial seconds per unit of work the model takes at log2 size b:
-    the best of two or more calls at this size; else the best of any
+    the mean of two or more calls at this size; else the least of any
     smaller size measured twice or more (a first call is often slowed by
     cold caches and first touches of memory, and a rate per unit seldom
     falls as the size grows: this errs towards serial, and the serial calls
-    it makes measure the size); else the best of the 4 sizes above measured
+    it makes measure the size); else the least of the 4 sizes above measured
     twice; 0 if none (the call then runs serially, and is timed)."""
     cdef int i
     cdef double r = 0
-    if e.ser_n[b] >= 2:
-        return e.ser_rate[b]
+    if e.ser[b].n >= 2:
+        return e.ser[b].mean
     for i in range(b):
-        if e.ser_n[i] >= 2 and (r == 0 or e.ser_rate[i] < r):
-            r = e.ser_rate[i]
+        if e.ser[i].n >= 2 and (r == 0 or e.ser[i].mean < r):
+            r = e.ser[i].mean
     if r > 0:
         return r
     for i in range(b + 1, b + 5 if b + 5 < BUCKETS else BUCKETS):
-        if e.ser_n[i] >= 2 and (r == 0 or e.ser_rate[i] < r):
-            r = e.ser_rate[i]
+        if e.ser[i].n >= 2 and (r == 0 or e.ser[i].mean < r):
+            r = e.ser[i].mean
     return r
 
 
-cdef inline double _wake_ns(long long idle) noexcept nogil:
-    """What waking the team costs after ``idle`` ns (the longest measured
-    idle time not longer than it)."""
+cdef inline double _parallel_ns(const Entry *e, int b, int t, Py_ssize_t work,
+                                bint model) noexcept nogil:
+    """A hot parallel call's expected time (ns) at log2 size b on t threads:
+    the calls' mean at this size, else the calibration's time for t (the
+    contention check's yardstick, seeded from the profile), else, with
+    ``model``, the model's from the serial rate; 0 if none."""
     cdef int i
-    cdef double cost = _wake_cost[0] if _n_wake > 0 else 0
+    cdef double rs
+    if e.par[b].n >= 2:
+        return e.par[b].mean * work * 1e9
+    for i in range(MAX_TC):
+        if e.rate_threads[i] == t and e.best[i][b] > 0:
+            return e.best[i][b] * work * 1e9
+    rs = _serial_rate(e, b) if model else 0
+    return _model_parallel_ns(rs * work * 1e9) if rs > 0 else 0
+
+
+cdef inline double _wake_ns(long long idle) noexcept nogil:
+    """What waking the team costs after ``idle`` ns, as the profile says
+    (the longest measured idle time not longer than it)."""
+    cdef int g = _wake_index(idle)
+    return _wake_cost[g] if g >= 0 else 0
+
+
+cdef inline int _wake_index(long long idle) noexcept nogil:
+    """The profile's wake-up entry for ``idle`` ns (-1: none)."""
+    cdef int i, g = 0 if _n_wake > 0 else -1
     for i in range(1, _n_wake):
         if idle >= _wake_gap[i]:
-            cost = _wake_cost[i]
-    return cost
+            g = i
+    return g
+
+
+cdef inline double _wake_seen(const Team *tm, long long idle) noexcept nogil:
+    """What the team's lone calls measured its wake-up to cost after ``idle``
+    ns (ns), where that is confidently more than the profile says (else 0):
+    the most of it after any idle time not longer (a longer idle time never
+    makes a wake-up cheaper)."""
+    cdef int i, g = _wake_index(idle)
+    cdef double most = 0, assumed
+    cdef const Arm *a
+    for i in range(g + 1):
+        a = &tm.wake_seen[i]
+        assumed = _wake_cost[i]
+        if (a.n >= C_EVIDENCE_MIN and a.mean > most
+                and (a.mean - assumed) * (a.mean - assumed)
+                > C_CONFIDENT * C_CONFIDENT * a.var / _weight(a)
+                and a.mean > assumed):
+            most = a.mean
+    return most
+
+
+cdef inline double _wake_expected(const Team *tm, long long idle) noexcept nogil:
+    """A lone call's expected wake-up (ns): the profile's, or what the calls
+    measured where that is confidently more."""
+    cdef double seen = _wake_seen(tm, idle), assumed = _wake_ns(idle)
+    return seen if seen > assumed else assumed
+
+
+cdef inline signed char _settled(const Entry *e, int b) noexcept nogil:
+    """What the calls settled at log2 size b: its own evidence, else what
+    both sizes either side settled alike."""
+    if e.learned[b] or b == 0 or b == BUCKETS - 1:
+        return e.learned[b]
+    return e.learned[b - 1] if e.learned[b - 1] == e.learned[b + 1] else 0
 
 
 cdef int _estimated(const Entry *e, Py_ssize_t work, int full, bint lone,
@@ -44,18 +100,18 @@ cdef int _estimated(const Entry *e, Py_ssize_t work, int full, bint lone,
     ``explore`` (a real call), the other choice now and then (see
     EXPLORE_EVERY)."""
     cdef int b = _bucket(work), t
-    cdef signed char learned = e.learned[b]
-    cdef double rs, rp, ts, tp, wake = _wake_ns(idle) if lone else 0
+    cdef signed char learned = _settled(e, b)
+    cdef double rs, ts, tp
     if full < 2:
         return 1
     rs = _serial_rate(e, b)
-    rp = e.par_rate[b] if e.par_n[b] >= 2 else 0  # one call may be an outlier
     ts = rs * work * 1e9
-    tp = rp * work * 1e9 if rp > 0 else ts / (full * C_EFFICIENCY) + _team_hot_ns
-    tp += wake
+    tp = _parallel_ns(e, b, full, work, True)
+    if lone:
+        tp += _wake_expected(ch.tm, idle)
     ch.table = T_LEARNED if learned and not lone else T_ESTIMATE
     ch.serial_ns = ts
-    ch.parallel_ns = tp if rs > 0 or rp > 0 else 0
+    ch.parallel_ns = tp if rs > 0 or e.par[b].n >= 2 else 0
     if rs <= 0:
         return 1  # nothing known yet: serially, and the call is timed
     if learned and not lone:
@@ -70,14 +126,17 @@ cdef int _estimated(const Entry *e, Py_ssize_t work, int full, bint lone,
 cdef int _explored(const Entry *e, int b, int t, int full, double ts,
                    Choice *ch) noexcept nogil:
     """The decision ``t``, or once in EXPLORE_EVERY calls the other choice
-    (once in EXPLORE_LATER when it has been measured EXPLORE_UNTIL times at
-    this size), where it is, by the model (serial time ``ts``; a parallel
-    one of ``ts`` / (count x EFFICIENCY) + the team's start), at most
-    EXPLORE_LOSS times as slow.  (By the model, not by what was measured:
-    a measurement may be an outlier, or out of date, and must be measured
-    again.)  What it implies for the explore counter and a parallel
-    exploration's second call is left in ``ch.explore_step``."""
-    cdef double model_tp = ts / (full * C_EFFICIENCY) + _team_hot_ns
+    (once in EXPLORE_LATER when the size is settled and the other choice
+    has been measured EXPLORE_UNTIL times there), where it is at most
+    EXPLORE_LOSS times as slow: by the model for parallel (serial time
+    ``ts``; a parallel one of ``ts`` / (count x EFFICIENCY) + the team's
+    start), by the model or the parallel calls' mean, the slower, for
+    serial.  (Not by what was measured alone: a fast measurement may be an
+    outlier, or out of date, and must be measured again; a slow parallel
+    mean only makes serial worth measuring.)  What it implies for the
+    explore counter and a parallel exploration's second call is left in
+    ``ch.explore_step``."""
+    cdef double tp = ts / (full * C_EFFICIENCY) + _team_hot_ns
     cdef long long n, every
     if ts <= 0:
         return t
@@ -89,12 +148,14 @@ cdef int _explored(const Entry *e, int b, int t, int full, double ts,
         ch.flags |= F_EXPLORE
         ch.explore = True
         return full
-    if (ts if t > 1 else model_tp) > C_EXPLORE_LOSS * (model_tp if t > 1 else ts):
+    if t > 1 and e.par[b].n >= 2 and e.par[b].mean * ts / _serial_rate(e, b) > tp:
+        tp = e.par[b].mean * ts / _serial_rate(e, b)  # (ts / rate: the work)
+    if (ts if t > 1 else tp) > C_EXPLORE_LOSS * (tp if t > 1 else ts):
         return t
     ch.explore_step = X_COUNTED
     n = ld_ll(&e.explore)  # _commit advances it
-    every = (C_EXPLORE_EVERY if (e.par_n[b] if t == 1 else e.ser_n[b]) < EXPLORE_UNTIL
-             else EXPLORE_LATER)
+    every = (C_EXPLORE_EVERY if not e.learned[b] or (
+        e.par[b].n if t == 1 else e.ser[b].n) < EXPLORE_UNTIL else C_EXPLORE_LATER)
     if n % every != every - 1:
         return t
     ch.flags |= F_EXPLORE

@@ -2,36 +2,94 @@
 # check, back-off and probes; the estimate's lessons).
 # (an include file of engine.pyx: see its docstring)
 
-cdef inline void _teach(float (*ring)[RING], double *rate, signed char *count,
-                        Entry *e, Py_ssize_t work, long long ns) noexcept nogil:
-    """A measured call: its rate among the last RING at its size, and
-    their median (under e.lock).  A median, not the best: the best of one
-    choice's calls is often a lucky one (a boosted clock, a warm cache), and
-    the two choices must be compared alike."""
-    cdef int b = _bucket(work), n, i, j
-    cdef float v[RING]
-    cdef float x
-    n = count[b]
-    ring[b][n % RING] = <float>(ns * 1e-9 / work)
-    if count[b] < 100:
-        count[b] += 1
-    n = count[b] if count[b] < RING else RING
-    for i in range(n):  # insertion sort of at most RING values
-        x = ring[b][i]
-        j = i
-        while j > 0 and v[j - 1] > x:
-            v[j] = v[j - 1]
-            j -= 1
-        v[j] = x
-    rate[b] = v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
-    _learn(e, b)
+cdef inline double _weight(const Arm *a) noexcept nogil:
+    return a.n if a.n < C_ARM_WEIGHT else C_ARM_WEIGHT
 
 
-cdef inline void _learn(Entry *e, int b) noexcept nogil:
-    """Both choices measured at log2 size b, twice each at least: their
-    medians decide it (under e.lock)."""
-    if e.ser_n[b] >= 2 and e.par_n[b] >= 2:
-        e.learned[b] = 2 if e.par_rate[b] * (1 + C_MARGIN) < e.ser_rate[b] else 1
+cdef inline void _add(Arm *a, double x) noexcept nogil:
+    """One more measurement in an arm: its running mean and variance, the
+    last ARM_WEIGHT weighing most."""
+    cdef double w, d
+    if a.n < (1 << 30):
+        a.n += 1
+    w = 1.0 / _weight(a)
+    d = x - a.mean
+    a.mean += w * d
+    a.var = (1 - w) * (a.var + w * d * d)
+
+
+cdef inline double _gain_z(const Arm *s, const Arm *p) noexcept nogil:
+    """By how many standard errors parallel's mean time beats serial's by
+    MARGIN (negative: falls short of it), discounted for few calls (as
+    Student's t is: the spread of a few calls is itself uncertain); 0
+    without EVIDENCE_MIN calls of each."""
+    cdef double d, se2, few = s.n if s.n < p.n else p.n
+    if few < C_EVIDENCE_MIN:
+        return 0
+    d = s.mean - p.mean * (1 + C_MARGIN)
+    se2 = s.var / _weight(s) + p.var * (1 + C_MARGIN) * (1 + C_MARGIN) / _weight(p)
+    if se2 <= d * d * 1e-12:  # (no noise at all)
+        return INFINITY if d > 0 else -INFINITY if d < 0 else 0
+    return d / sqrt(se2) / (1 + 1.5 / (few - 1))
+
+
+cdef inline void _teach(Entry *e, Arm *arm, Py_ssize_t work,
+                        long long ns) noexcept nogil:
+    """A measured call of a choice (under e.lock): its time per unit of work
+    in the choice's arm at its size, and what the evidence now settles."""
+    cdef int b = _bucket(work)
+    cdef signed char was = e.learned[b]
+    cdef double z
+    _add(&arm[b], ns * 1e-9 / work)
+    z = _gain_z(&e.ser[b], &e.par[b])
+    if z > C_CONFIDENT:
+        e.learned[b] = 2
+    elif z < -C_CONFIDENT_SERIAL:
+        e.learned[b] = 1
+    if e.learned[b] != was:
+        _set_fast_min(e)
+    elif arm == e.ser and b < BUCKETS - 1 and work >= e.fast_min:
+        _raise_model_min(e, b)
+
+
+cdef inline double _model_parallel_ns(double ts) noexcept nogil:
+    """The model's time of a call on the host's full count, from its serial
+    time ``ts`` (ns)."""
+    return ts / (_full_count() * C_EFFICIENCY) + _team_hot_ns
+
+
+cdef void _raise_model_min(Entry *e, int b) noexcept nogil:
+    """Step the estimate's fast-path bound past size b (under e.lock) while
+    each size at the bound has the serial calls (EXPLORE_UNTIL of them)
+    that show the model ruling parallel out there: parallel over
+    EXPLORE_LOSS times serial even at the size's largest work."""
+    cdef double ts
+    cdef Py_ssize_t top
+    while b < BUCKETS - 1 and e.model_min == <double>(<Py_ssize_t>1 << b >> 1):
+        top = <Py_ssize_t>1 << b
+        ts = e.ser[b].mean * top * 1e9
+        if (e.ser[b].n < EXPLORE_UNTIL or e.learned[b] == 2
+                or _model_parallel_ns(ts) <= C_EXPLORE_LOSS * ts):
+            return
+        e.model_min = <double>top
+        _set_fast_min(e)
+        b += 1
+
+
+cdef void _set_fast_min(Entry *e) noexcept nogil:
+    """The fast path's bound (Entry.fast_min) from the table's threshold,
+    the sizes the calls settled parallel, and the model's bound."""
+    cdef int b
+    cdef double low = e.hot_min if e.has_table else INFINITY, bound
+    for b in range(BUCKETS):
+        if e.learned[b] == 2:
+            if <double>(<Py_ssize_t>1 << b >> 1) < low:
+                low = <double>(<Py_ssize_t>1 << b >> 1)
+            break
+    bound = low / C_CHECK_BELOW
+    if not (e.has_table and e.hot_min < INFINITY) and e.model_min < bound:
+        bound = e.model_min  # (a table that never goes parallel: the model's)
+    e.fast_min = bound
 
 
 cdef void _end(dispatch.Call *c) noexcept nogil:
@@ -59,6 +117,8 @@ cdef void _end(dispatch.Call *c) noexcept nogil:
         add_int(&_in_flight, -t)
         if not (c.flags & F_SECTION):
             _give_team_cores(t, t_end)
+        if e != NULL and c.flags & F_LONE and not c.flags & F_UNJUDGED:
+            _saw_wake(tm, e, t, c.work, ns, c.start - _last_active(tm))
         st_ll(&tm.last_parallel, t_end)
         if e != NULL:
             add_ll(&e.ns_parallel, ns)
@@ -78,13 +138,33 @@ cdef void _end(dispatch.Call *c) noexcept nogil:
             add_ll(&e.n_serial_timed, 1)
             if c.flags & F_BACKED_OFF:
                 add_ll(&e.spent, ns)
-            # the estimate learns from the calls it decides, not forced ones
-            if (e.estimate and c.work > 0 and not (c.flags & F_FORCED)
+            # the check learns from the calls the rule decides: not forced
+            # ones, nor those backed off for contention
+            if (c.work > 0 and not (c.flags & (F_FORCED | F_BACKED_OFF))
                     and trylock(&e.lock)):
-                _teach(e.ser_ring, e.ser_rate, e.ser_n, e, c.work, ns)
+                _teach(e, e.ser, c.work, ns)
                 unlock(&e.lock)
     c.flags = 0
     c.kernel = -1
+
+
+cdef inline long long _last_active(const Team *tm) noexcept nogil:
+    """When the team's last call past a threshold started or ended."""
+    cdef long long a = ld_ll(&tm.last_parallel), b = ld_ll(&tm.last_call)
+    return a if a > b else b
+
+
+cdef void _saw_wake(Team *tm, Entry *e, int t, Py_ssize_t work, long long ns,
+                    long long idle) noexcept nogil:
+    """A lone parallel call took ``ns`` after ``idle`` ns: what it paid
+    beyond a hot call of its size (the calls' mean, else the calibration's
+    time) is a wake-up of the team, measured."""
+    cdef int g = _wake_index(idle)
+    cdef double hot = _parallel_ns(e, _bucket(work), t, work, False)
+    if g < 0 or hot <= 0 or not trylock(&tm.lock):
+        return
+    _add(&tm.wake_seen[g], ns - hot if ns > hot else 0.0)
+    unlock(&tm.lock)
 
 
 cdef int _rate_index(Entry *e, int t, bint make) noexcept nogil:
@@ -118,9 +198,8 @@ cdef void _observe(Entry *e, int t, Py_ssize_t work, long long ns, int flags,
         return  # another call is updating it: skip this observation
     i = _rate_index(e, t, True)
     e.rate_used[i] = t_end
-    if (e.estimate and not (flags & (F_BACKED_OFF | F_FORCED | F_NOT_HOT))
-            and t >= _full_count()):
-        _teach(e.par_ring, e.par_rate, e.par_n, e, work, ns)
+    if not flags & (F_UNJUDGED | F_NOT_HOT) and flags & F_WHOLE and work > 0:
+        _teach(e, e.par, work, ns)
     rate = ns * 1e-9 / (work if work > 0 else 1)
     best = e.best[i][b]
     if best == 0 or rate < best or (

@@ -63,7 +63,9 @@ ctypedef struct Choice:
     int free            # cores free in the budget
     bint budget         # the budget lowered it
     bint held           # would hold a core while running serially
-    bint explore        # the estimate's other choice
+    bint explore        # the other choice, to measure it
+    int corrected       # the calls corrected the table: 1 hot, 2 a lone call's
+    double wake_seen    # ... the wake-up (ns) the lone calls measured
     double serial_ns    # the estimate's predicted serial time (0: none)
     double parallel_ns  # ... and parallel time
     int share           # lowered to this fair share of the CPUs (0: not)
@@ -207,9 +209,10 @@ cdef int _from_estimate(Entry *e, Py_ssize_t work, int mode, long long idle,
 cdef inline int _from_table(Entry *e, Py_ssize_t work, int mode, long long idle,
                             Choice *ch) noexcept nogil:
     """Step 3: the threads the kernel's hot table gives, or a lone call's
-    cold table, or its estimate; 0 (serial, and not past a threshold) with
-    no table or when the estimate says serial.  (Below the hot table's
-    threshold, _choose has returned already.)"""
+    cold table, each as the calls checked it; or its estimate; 0 (serial,
+    and not past a threshold) with no table, below the threshold or when
+    the estimate says serial.  (Below the fast path's bound, _choose has
+    returned already.)"""
     cdef int t
     if e == NULL or not (e.has_table or e.estimate):
         return 0
@@ -217,16 +220,78 @@ cdef inline int _from_table(Entry *e, Py_ssize_t work, int mode, long long idle,
         return _from_estimate(e, work, mode, idle, ch)
     ch.table = T_HOT
     ch.threshold = e.hot_min
+    ch.explore_step = X_NONE
     idle = _idle_now(mode, idle, ch)
     if ch.lone and e.n_gaps > 0:
         ch.idle = idle
         ch.gap = _gap_index(e, idle)
         ch.table = T_COLD
         ch.threshold = _first_parallel(&e.cold[ch.gap])
-        return _lookup(&e.cold[ch.gap], work)
+        return _lone_checked(e, work, _lookup(&e.cold[ch.gap], work), idle,
+                             mode, ch)
     ch.lone = False
-    t = _lookup(&e.hot, work)
+    t = _hot_checked(e, work, _lookup(&e.hot, work), mode, ch)
+    if t == 0:
+        return 0
     return _partly_awake(e, work, t, mode, ch) if t > 1 else t
+
+
+cdef int _hot_checked(Entry *e, Py_ssize_t work, int t, int mode,
+                      Choice *ch) noexcept nogil:
+    """The hot table's ``t`` as the calls checked it: the other choice where
+    the calls settled it (CONFIDENT), else the table's; and now and then
+    the other choice, to measure it (as the estimate explores).  0 for a
+    serial call below the table's threshold."""
+    cdef int b = _bucket(work), full = _full_count()
+    cdef signed char settled = _settled(e, b)
+    cdef double ts
+    ch.table_threads = t
+    if settled == 1 and t > 1:
+        t = 1
+        ch.corrected = 1
+    elif settled == 2 and t < 2 and full > 1:
+        t = full
+        ch.corrected = 1
+    if ch.corrected:
+        ch.serial_ns = e.ser[b].mean * work * 1e9
+        ch.parallel_ns = e.par[b].mean * work * 1e9
+    elif mode == M_CALL and full > 1:
+        ts = _serial_rate(e, b) * work * 1e9
+        t = _explored(e, b, t if t > 1 else 1, full, ts, ch)
+    if t < 2 and work < e.hot_min and not ch.corrected:
+        return 0
+    return t
+
+
+cdef int _lone_checked(Entry *e, Py_ssize_t work, int t, long long idle,
+                       int mode, Choice *ch) noexcept nogil:
+    """A lone call's cold-table ``t``, checked against the wake-ups the
+    team's lone calls measured: where they cost confidently more than the
+    profile says, the call runs in parallel only if a hot call's time plus
+    that wake-up beats serial by the margin.  A call so corrected runs in
+    parallel now and then all the same (LONE_PACE), to measure anew."""
+    cdef int b = _bucket(work)
+    cdef double wake, tp, ts
+    if t < 2:
+        return t
+    wake = _wake_seen(ch.tm, idle)
+    if wake <= 0:
+        return t
+    tp = _parallel_ns(e, b, t, work, True)
+    ts = _serial_rate(e, b) * work * 1e9
+    if ts <= 0 and tp > 0:
+        ts = (tp - _team_hot_ns) * t * C_EFFICIENCY  # the model, backwards
+    tp += wake
+    ch.serial_ns, ch.parallel_ns, ch.wake_seen = ts, tp, wake
+    if ts > 0 and tp * (1 + C_MARGIN) < ts:
+        return t
+    ch.corrected = 2
+    ch.table_threads = t
+    if mode == M_CALL and ch.tm.lone_credit >= C_LONE_PACE * (tp - ts):
+        ch.flags |= F_EXPLORE
+        ch.explore = True
+        return t  # measured again (and the credit spent: _commit)
+    return 1
 
 
 cdef inline int _capped(Entry *e, int t, Choice *ch) noexcept nogil:
@@ -304,13 +369,16 @@ cdef inline int _cores_seen(Entry *e, Py_ssize_t work, int t,
 cdef inline int _choose(Entry *e, Py_ssize_t work, int mode, long long idle,
                         Choice *ch) noexcept nogil:
     """The rule's choice: see :func:`_choose_steps`.  The commonest call
-    first, without a function call: step 3 below the hot table's threshold
-    (not forked, not forced), serial, with no clock read."""
+    first, without a function call: step 3 below the fast path's bound
+    (Entry.fast_min: well below the hot table's threshold, or where the
+    estimate's model rules parallel out; not forked, not forced), serial,
+    unchecked, with no clock read."""
     ch.flags = 0
-    if (not tl_exact and e != NULL and e.has_table and work < e.hot_min
-            and not ld_int(&forked_child)):
-        ch.table = T_HOT
+    if (e != NULL and work < e.fast_min and not tl_exact
+            and not ld_int(&forked_child) and (e.has_table or mode == M_CALL)):
+        ch.table = T_HOT if e.has_table else T_ESTIMATE
         ch.threshold = e.hot_min
+        ch.explore_step = X_NONE
         return 0
     return _choose_steps(e, work, mode, idle, ch)
 
@@ -325,6 +393,8 @@ cdef int _choose_steps(Entry *e, Py_ssize_t work, int mode, long long idle,
     with no table, forked, or serial by its estimate), which touches
     nothing else; 1 or more, a call past it."""
     cdef int t
+    ch.corrected = 0
+    ch.explore_step = X_NONE
     if ld_int(&forked_child) and ld_int(&ch.tm.forked):  # 1: see _after_fork
         ch.table = T_FORKED
         ch.explore_step = X_NONE  # (else set by the estimate, if it runs)

@@ -12,7 +12,6 @@ cdef enum:
     N_DTYPES = 6
     N_TYPENUMS = 32  # NumPy type numbers mapped to dtype indices
     MAX_BLAS = 8
-    RING = 8         # the estimate's recent measurements per size and choice
     SAMPLE_EVERY = 16  # one serial call in this many is timed
 
 # call flags (dispatch.Call.flags)
@@ -30,16 +29,18 @@ cdef enum:
     F_CALLER = 1024    # counted among the callers sharing the cores
     F_PAST = 2048      # past its threshold, run serially: its end is a loop's
     F_OVER = 4096      # runs serially on a core the budget did not have
+    F_WHOLE = 8192     # ran on the count the rule chose (not cut by share or cores)
+    F_LONE = 16384     # decided as a lone call (the team asleep)
+    # not what the rule would choose: its time teaches no arm
+    F_UNJUDGED = F_BACKED_OFF | F_FORCED | F_PROBE
 
 # The estimate (a kernel without a table): a parallel call of t threads is
-# taken to cost serial / (t * EFFICIENCY) + the team's hot start; a call
-# timed serially teaches the serial rate, a parallel one the parallel rate,
-# per log2 size, and once a size has both (twice each), the medians of the
-# last calls of each decide.  At most one call in EXPLORE_EVERY tries the
-# other choice while it has fewer than EXPLORE_UNTIL measurements at that
-# size (then one in EXPLORE_LATER), and only where the model puts it at
-# most EXPLORE_LOSS times as slow: exploring costs at most
-# (EXPLORE_LOSS - 1) / EXPLORE_EVERY of the time, for a while.
+# taken to cost serial / (t * EFFICIENCY) + the team's hot start.  At most
+# one call in EXPLORE_EVERY tries the other choice while it has fewer than
+# EXPLORE_UNTIL measurements at that size (then one in EXPLORE_LATER), and
+# only where the model puts it at most EXPLORE_LOSS times as slow:
+# exploring costs at most (EXPLORE_LOSS - 1) / EXPLORE_EVERY of the time,
+# for a while.
 EFFICIENCY = 0.9
 EXPLORE_EVERY = 32
 EXPLORE_LOSS = 2.0
@@ -54,13 +55,42 @@ cdef double C_MARGIN = MARGIN
 # once in EXPLORE_LATER calls only (what the calls meet can change: a size
 # called among others meets cold caches, the same size in a loop warm ones).
 cdef int EXPLORE_UNTIL = 8
-cdef long long EXPLORE_LATER = 256
-# In estimate mode a size's serial calls are all timed until EXPLORE_UNTIL
-# of them are; then, of at least ESTIMATE_TIME_ALL work, one in
-# ESTIMATE_SAMPLE, and smaller ones one in SAMPLE_EVERY (a clock read costs
-# as much as a small call): they keep the serial rate up to date.
-cdef Py_ssize_t ESTIMATE_TIME_ALL = 4096
-cdef long long ESTIMATE_SAMPLE = 4
+EXPLORE_LATER = 256
+cdef long long C_EXPLORE_LATER = EXPLORE_LATER
+# The online check (every kernel, whatever decided it): per log2 size, the
+# mean and variance of the serial calls' time per unit of work, and of the
+# parallel calls' that ran hot on the count the rule chose (like with like:
+# a parallel call that woke the team, or was cut short of cores, is not
+# compared with a serial one).  A mean, not a median: costs are
+# heavy-tailed, and the expected cost is what a choice costs in the end.
+# The last ARM_WEIGHT calls weigh most (an exponential mean after that
+# many), so that a mean follows a host that changes.  A choice is settled
+# when the evidence is confident: parallel when it beats serial by MARGIN
+# by more than CONFIDENT standard errors, serial when it falls short of
+# that by more than CONFIDENT_SERIAL of them (serial, which holds fewer
+# cores, wins a tie), each with EVIDENCE_MIN calls at least (with few calls,
+# the standard errors count for more: see _gain_z); otherwise the
+# choice stays as it was (the table's, or the model's, or what was settled
+# before): noise does not flip a settled choice.
+EVIDENCE_MIN = 2
+ARM_WEIGHT = 64
+CONFIDENT = 2.0
+CONFIDENT_SERIAL = 1.0
+cdef int C_EVIDENCE_MIN = EVIDENCE_MIN
+cdef int C_ARM_WEIGHT = ARM_WEIGHT
+cdef double C_CONFIDENT = CONFIDENT
+cdef double C_CONFIDENT_SERIAL = CONFIDENT_SERIAL
+# A table's choice is checked at sizes from its threshold / CHECK_BELOW up
+# (below that the calls take the fast path, unchecked: parallel there would
+# cost more than EXPLORE_LOSS times serial by any table worth its name).
+CHECK_BELOW = 4
+cdef double C_CHECK_BELOW = CHECK_BELOW
+# A lone call corrected to serial (the team's wake-ups cost more than its
+# cold table assumed) runs in parallel again, to measure the wake-up anew,
+# once the corrected calls since the last one have taken LONE_PACE times
+# what that one is expected to lose: at most 1 / LONE_PACE of their time.
+LONE_PACE = 32
+cdef double C_LONE_PACE = LONE_PACE
 
 SLOW = 3.0
 SEVERE = 10.0
@@ -93,11 +123,24 @@ ctypedef struct Steps:
     Py_ssize_t work[MAX_STEPS]
     int threads[MAX_STEPS]
 
+ctypedef struct Arm:
+    # the calls measured at one size and choice: the mean and variance of
+    # their seconds per unit of work, weighted as in ARM_WEIGHT, and how
+    # many there were (up to 2^30)
+    double mean
+    double var
+    int n
+
+
 ctypedef struct Entry:
     # What every call reads or writes first, together in the first cache
     # lines: a call below its threshold touches nothing else.
     int has_table
     double hot_min       # the smallest work the hot table sends parallel
+    # calls of less work take the fast path: serial, unchecked (the hot
+    # threshold over CHECK_BELOW, lower where the calls settled parallel;
+    # for the estimate, where the model rules parallel out)
+    double fast_min
     long long n_serial   # counters (atomic)
     long long n_parallel
     int backoff          # the back-off: read by begin() without the lock
@@ -137,18 +180,13 @@ ctypedef struct Entry:
     long long rate_used[MAX_TC]
     double best[MAX_TC][BUCKETS]      # best seconds per unit of work seen
     signed char seeded[MAX_TC][BUCKETS]  # which size seeded each entry (-1: seen)
-    # the estimate's measurements, per log2 size: seconds per unit of work
-    # of the last RING calls run serially and at the host's full count, their
-    # medians (0: none yet), how many calls measured them (at most 100), and
-    # what they decided (0: not yet, 1: serial, 2: parallel)
-    float ser_ring[BUCKETS][RING]
-    float par_ring[BUCKETS][RING]
-    double ser_rate[BUCKETS]
-    double par_rate[BUCKETS]
-    signed char ser_n[BUCKETS]
-    signed char par_n[BUCKETS]
+    # the online check's evidence per log2 size (see ARM_WEIGHT), and what
+    # it settled (0: nothing yet, 1: serial, 2: parallel); the least work
+    # the estimate's model may send parallel or explore (see _model_bound)
+    double model_min
+    Arm ser[BUCKETS]
+    Arm par[BUCKETS]
     signed char learned[BUCKETS]
-
 cdef extern from "runtime.h":
     void zero_entry "be_zero"(Entry *e) noexcept nogil
 
@@ -199,6 +237,12 @@ ctypedef struct Team:
     int fork_rule    # FORK_* below: whether its pool survives fork
     int kmp_no_fork  # KMP_INIT_AT_FORK was false when it started
     int forked       # this is a forked child, and the team cannot run here
+    # what its lone calls' wake-ups cost beyond a hot call, by the profile's
+    # idle times (_wake_gap), as the calls measured them (ns), and the pace
+    # of the lone calls a costlier wake-up sent serial (see LONE_PACE)
+    Arm wake_seen[MAX_GAPS]
+    double lone_credit
+    int lock         # of wake_seen
 
 cdef Team _teams[MAX_TEAMS]
 
@@ -240,6 +284,7 @@ cdef inline Slot *_slot(int kernel) noexcept nogil:
 cdef void _init_entry(Entry *e) noexcept nogil:
     cdef int i, b
     e.hot_min = INFINITY
+    e.fast_min = 0
     e.ratio = C_PROBE_RATIO
     e.recovered_at = -(1LL << 62)
     for i in range(MAX_TC):

@@ -101,6 +101,7 @@ def set_estimate(int kernel, int d):
     cdef Entry *e = _entry_of(kernel, d)
     e.has_table = 0
     e.estimate = 1
+    _set_fast_min(e)
 
 
 def set_team(double hot_s, wake=()):
@@ -129,8 +130,31 @@ def estimate_state(int kernel, int d):
     serial calls measured, parallel calls measured; counts stop at 100)."""
     cdef Entry *e = _entry_of(kernel, d)
     cdef int b
-    return [(b, e.ser_rate[b], e.par_rate[b], e.learned[b], e.ser_n[b], e.par_n[b])
-            for b in range(BUCKETS) if e.ser_rate[b] > 0 or e.par_rate[b] > 0]
+    return [(b, e.ser[b].mean, e.par[b].mean, e.learned[b], e.ser[b].n, e.par[b].n)
+            for b in range(BUCKETS) if e.ser[b].n or e.par[b].n]
+
+
+def evidence(int kernel, int d, Py_ssize_t work):
+    """What the calls measured at this work's log2 size: ((serial mean,
+    standard deviation, calls), (parallel ...), settled: 0 nothing, 1
+    serial, 2 parallel), times per unit of work in seconds."""
+    cdef Entry *e = _entry_of(kernel, d)
+    cdef int b = _bucket(work)
+    return ((e.ser[b].mean, sqrt(e.ser[b].var), e.ser[b].n),
+            (e.par[b].mean, sqrt(e.par[b].var), e.par[b].n), e.learned[b])
+
+
+def wake_seen(int team=0):
+    """The wake-ups a team's lone calls measured, per idle time of the
+    profile's: [(idle seconds, the profile's wake-up seconds, measured mean
+    seconds, standard deviation, calls), ...]."""
+    cdef Team *tm = &_teams[team]
+    cdef int i
+    if not 0 <= team < MAX_TEAMS:
+        raise IndexError(f"no team {team}")
+    return [(_wake_gap[i] / 1e9, _wake_cost[i] / 1e9, tm.wake_seen[i].mean / 1e9,
+             sqrt(tm.wake_seen[i].var) / 1e9, tm.wake_seen[i].n)
+            for i in range(_n_wake)]
 
 
 def set_table(int kernel, int d, hot, cold):
@@ -149,6 +173,7 @@ def set_table(int kernel, int d, hot, cold):
     e.n_gaps = len(cold)
     e.hot_min = _first_parallel(&e.hot)
     e.has_table = 1
+    _set_fast_min(e)
 
 
 def clear_table(int kernel, int d):
@@ -157,6 +182,7 @@ def clear_table(int kernel, int d):
     cdef Entry *e = _entry_of(kernel, d)
     e.has_table = 0
     e.estimate = 0
+    e.fast_min = INFINITY
 
 
 def tables(int kernel, int d):
@@ -224,6 +250,9 @@ def unconfigure():
                 lock(&e.lock)
                 zero_entry(e)
                 _init_entry(e)
+    for k in range(MAX_TEAMS):
+        memset(_teams[k].wake_seen, 0, sizeof(_teams[k].wake_seen))
+        _teams[k].lone_credit = 0
     _teams_asleep(-(1LL << 62), 0)
 
 

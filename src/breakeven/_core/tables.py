@@ -175,6 +175,7 @@ def _use(p: Profile) -> None:
     global _profile
     _profile = p
     _sources.clear()
+    _team(p)
     for k in list(registry.KERNELS.values()):
         _give_tables(p, k)
     engine.configure((_host_figures(p).sleep_after_us or 0) / 1e6)
@@ -195,7 +196,6 @@ def _give_tables(p: Profile, kernel: registry.Kernel) -> None:
         _sources[(kernel.slot, d)] = src
         if src.profile is None:
             if name in dtypes:
-                _team(p)
                 engine.set_estimate(kernel.slot, d)
             else:
                 engine.clear_table(kernel.slot, d)
@@ -215,10 +215,10 @@ _team_known: list[Profile] = []
 
 
 def _team(p: Profile) -> None:
-    """The host's team costs in the core, for the estimate: a hot region's
-    start from the profile, or measured now (well under a millisecond, once
-    per process and profile); the wake-up costs from the profile's host
-    figures."""
+    """The host's team costs in the core, for the estimate and the online
+    check of lone calls: a hot region's start from the profile, or measured
+    now (well under a millisecond, once per process and profile); the
+    wake-up costs from the profile's host figures."""
     if _team_known and _team_known[0] is p:
         return
     full = min(engine.usable(), engine.max_threads())

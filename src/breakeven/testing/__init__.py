@@ -30,12 +30,13 @@ from breakeven._kernels import registry
 from breakeven._profile import Profile
 from breakeven._profile import forget_warnings as _forget_warnings
 
-__all__ = ["HOSTS", "KERNEL_MODELS", "Budget", "CallLog", "KernelModel",
-           "ProcessesLog", "SimulatedHost", "Simulation", "TORCH_GRAIN",
-           "backoff_state", "blas_functions", "budget", "clock_scale", "fixed_rules",
-           "forget_warnings", "hammer", "idle", "kernel_models", "make_probe_due",
-           "profile", "regret", "reset", "reset_peak", "run_callers", "run_processes",
-           "simulated_clock", "simulated_cpus", "table_rule", "thread_controls"]
+__all__ = ["EVIDENCE_MIN", "HOSTS", "KERNEL_MODELS", "Budget", "CallLog", "Evidence",
+           "KernelModel", "ProcessesLog", "SimulatedHost", "Simulation", "TORCH_GRAIN",
+           "backoff_state", "blas_functions", "budget", "clock_scale", "evidence",
+           "fixed_rules", "forget_warnings", "hammer", "idle", "kernel_models",
+           "make_probe_due", "profile", "regret", "reset", "reset_peak", "run_callers",
+           "run_processes", "simulated_clock", "simulated_cpus", "table_rule",
+           "thread_controls", "wake_seen"]
 
 
 class Budget(NamedTuple):
@@ -188,6 +189,36 @@ def make_probe_due(kernel: str, dtype: str = "float64") -> None:
     engine.make_probe_due(*_slot(kernel, dtype))
 
 
+class Evidence(NamedTuple):
+    """What a kernel's calls measured at one log2 size (the online check):
+    each choice's mean seconds per unit of work, its standard deviation and
+    how many calls measured it; ``settled`` is what that evidence settled
+    (``"serial"``, ``"parallel"`` or ``""``: nothing yet, the table's or the
+    estimate's choice stands)."""
+
+    serial_mean: float
+    serial_std: float
+    serial_calls: int
+    parallel_mean: float
+    parallel_std: float
+    parallel_calls: int
+    settled: str
+
+
+def evidence(kernel: str, work: int, dtype: str = "float64") -> Evidence:
+    """What the kernel's calls measured at the log2 size of ``work``."""
+    ser, par, settled = engine.evidence(*_slot(kernel, dtype), int(work))
+    return Evidence(*ser, *par, ("", "serial", "parallel")[settled])
+
+
+def wake_seen(team: int = 0) -> list[tuple[float, float, float, float, int]]:
+    """The wake-ups of an OpenMP team (0: breakeven's own) its lone calls
+    measured, per idle time of the profile: ``(idle_seconds,
+    profile_wake_seconds, measured_mean_seconds, measured_std_seconds,
+    calls)``."""
+    return engine.wake_seen(team)
+
+
 def hammer(kernel: str, work: int, calls: int, dtype: str = "float64") -> int:
     """``calls`` begin/end pairs of the Cython API without the GIL, as a
     kernel's caller makes them (nothing runs in between); returns the most
@@ -201,6 +232,7 @@ SEVERE = engine.SEVERE
 BACKOFF_AFTER = engine.BACKOFF_AFTER
 PROBE_RATIO = engine.PROBE_RATIO
 EXPLORE_EVERY = engine.EXPLORE_EVERY
+EVIDENCE_MIN = engine.EVIDENCE_MIN
 
 
 # Simulated hosts (a cost model of many-core machines): for calibration

@@ -1,0 +1,213 @@
+"""The online check: every decision, whatever its source, is measured by the
+calls it decides and corrected where the other choice runs confidently
+faster; lone calls are judged against the wake-ups the team's calls
+measured.  All in simulated time, through breakeven.grant (the begin/end a
+kernel's Cython code calls) and the test hooks."""
+
+import numpy as np
+import pytest
+
+import breakeven as be
+from breakeven import testing
+from breakeven._profile import Profile, host_fingerprint
+
+N = 4  # simulated CPUs
+NAME = "oc.kernel"
+
+
+def sample(work, dtype, rng):
+    return (np.ones(int(work), dtype),)
+
+
+@pytest.fixture
+def kernel():
+    k = be.register(NAME, lambda x: x, work=0, sample=sample, dtypes=("float64",))
+    yield k
+    be.KERNELS.pop(NAME, None)
+
+
+def profile(hot, cold=((0, 1),), **host):
+    """A profile calibrated for the kernel with these tables, a team start
+    of 2 us."""
+    p = Profile(host_fingerprint(), {}, "now", None, "test profile")
+    p.set_table(NAME, "float64", hot, cold)
+    p.team_hot = {N: 2e-6}
+    for name, value in host.items():
+        setattr(p, name, value)
+    return p
+
+
+class Host:
+    """The simulated host's truth: serial ns per unit of work; parallel ns
+    per unit plus a fixed cost; a lone parallel call's wake-up; noise."""
+
+    def __init__(self, clock, serial=1.0, parallel=0.3, fixed_us=0.0, wake_ms=0.0,
+                 noise=0.0, seed=0):
+        self.clock, self.serial, self.parallel = clock, serial, parallel
+        self.fixed, self.wake, self.noise = fixed_us * 1e-6, wake_ms * 1e-3, noise
+        self.rng = np.random.default_rng(seed)
+
+    def call(self, work, lone=False):
+        """One call of the kernel, as long as its choice takes here."""
+        with be.grant(NAME, work) as g:
+            if g.threads == 1:
+                s = self.serial * work * 1e-9
+            else:
+                s = self.parallel * work * 1e-9 + self.fixed
+                s += self.wake if lone else 0.0
+            if self.noise:
+                s *= self.rng.lognormal(0.0, self.noise)
+            self.clock.advance(s)
+        return g.threads
+
+
+@pytest.fixture
+def clock():
+    with testing.simulated_cpus(N), testing.simulated_clock() as c:
+        yield c
+    testing.reset()
+
+
+def hot_loop(clock, p):
+    testing.reset(p)
+    testing.idle(-3600)  # calls in a loop: the team awake
+
+
+def test_a_hot_table_that_goes_parallel_too_soon_is_corrected(kernel, clock):
+    """The table says parallel from 1,000; here parallel costs 20 us more
+    than the model, so serial is faster up to about 2^14.5."""
+    hot_loop(clock, profile(((0, 1), (1000, N))))
+    host = Host(clock, fixed_us=20.0)
+    for _ in range(40):  # small calls: their serial rate, timed
+        host.call(500)
+    work = 1 << 13  # serial 8 us, parallel 22.5 us
+    assert be.decide(NAME, work).threads == N
+    got = [host.call(work) for _ in range(300)]
+    assert got[-100:] == [1] * 100  # corrected: serial, from then on
+    ev = testing.evidence(NAME, work)
+    assert ev.settled == "serial" and ev.serial_calls >= testing.EVIDENCE_MIN
+    d = be.decide(NAME, work)
+    assert d.variant == "serial" and d.source == "calibrated", d
+    assert "corrected to serial by this process's calls" in d.reason, d.reason
+    # a size where the table is right keeps its choice
+    big = 1 << 18  # serial 262 us, parallel 99 us
+    assert [host.call(big) for _ in range(200)][-50:].count(N) >= 49
+    assert testing.evidence(NAME, big).settled in ("", "parallel")
+
+
+def test_a_hot_table_that_goes_parallel_too_late_is_corrected(kernel, clock):
+    """The table says serial up to 2^20; here parallel wins from a few
+    thousand: sizes near the threshold are checked, and a size settled
+    parallel extends the check to smaller sizes."""
+    hot_loop(clock, profile(((0, 1), (1 << 20, N))))
+    host = Host(clock)
+    near = 3 << 18  # within CHECK_BELOW of the threshold
+    got = [host.call(near) for _ in range(300)]
+    assert got[-100:] == [N] * 100
+    assert testing.evidence(NAME, near).settled == "parallel"
+    d = be.decide(NAME, near)
+    assert d.threads == N and "corrected to parallel" in d.reason, d.reason
+    lower = 3 << 16
+    got = [host.call(lower) for _ in range(300)]
+    assert got[-100:] == [N] * 100
+    # far below, the fast path: serial and unchecked
+    assert [host.call(64) for _ in range(100)] == [1] * 100
+    assert testing.evidence(NAME, 64).settled == ""
+
+
+def test_a_cold_table_whose_wake_up_is_too_cheap_is_corrected(kernel, clock):
+    """The profile says waking the team costs 0.1 ms after 10 ms idle (its
+    cold table sends 2^18 parallel); here it costs 5 ms: after a few lone
+    calls, lone calls of that size go serial, and explain says why."""
+    p = profile(((0, 1), (1000, N)), cold=((0, 1), (1 << 16, N)),
+                sleep_after_us=10_000.0, wake=((10_000.0, N, 1e-4),))
+    hot_loop(clock, p)
+    host = Host(clock, wake_ms=5.0)
+    work = 1 << 18  # serial 262 us; parallel 79 us hot, 5.08 ms lone
+    for _ in range(20):
+        host.call(work)  # in a loop: the hot time measured
+    testing.idle(0)
+    got = []
+    for _ in range(200):
+        clock.advance(0.05)
+        got.append(host.call(work, lone=True))
+    first = got.index(1)
+    assert first <= 4, got  # a few lone calls measured the wake-up
+    # and then serial, but for a rare call that measures it anew, paced so
+    # that it costs at most 1 / LONE_PACE of the time
+    assert got[first:].count(N) <= 1, got
+    idle, assumed, seen, _, calls = testing.wake_seen()[0]
+    assert assumed == pytest.approx(1e-4) and seen == pytest.approx(5e-3, rel=0.05)
+    d = be.decide(NAME, work, idle=0.05)
+    assert d.variant == "serial", d
+    assert "lone calls" in d.reason and "wake-up" in d.reason, d.reason
+    # a size whose gain pays for the measured wake-up stays parallel
+    assert be.decide(NAME, 1 << 26, idle=0.05).threads == N
+    # and the hot table is not touched
+    assert be.decide(NAME, work).threads == N
+
+
+def test_a_lone_estimate_takes_the_measured_wake_up(kernel, clock):
+    """A kernel without a table: its lone calls' model adds the wake-up the
+    team's lone calls measured, once confidently above the profile's."""
+    p = Profile(host_fingerprint(), {}, "now", 10_000.0, "empty")
+    p.team_hot = {N: 2e-6}
+    p.wake = ((10_000.0, N, 1e-4),)
+    hot_loop(clock, p)
+    host = Host(clock, wake_ms=5.0)
+    work = 1 << 18
+    for _ in range(10):
+        host.call(work)
+    testing.idle(0)
+    assert be.decide(NAME, work, idle=0.05).threads == N  # 0.1 ms: pays
+    for _ in range(4):
+        clock.advance(0.05)
+        host.call(work, lone=True)
+    assert be.decide(NAME, work, idle=0.05).variant == "serial"
+
+
+@pytest.mark.parametrize("gain, settled", [(1.2, "parallel"), (1.0, "serial")])
+def test_noise_does_not_flip_a_settled_choice(kernel, clock, gain, settled):
+    """A memory-bound kernel without a table, on a noisy host (a log-normal
+    factor of 10% on every call, and one call in 50 slowed three times):
+    parallel 1.2x faster than serial settles parallel and stays so; one
+    that gains nothing settles serial."""
+    p = Profile(host_fingerprint(), {}, "now", None, "empty")
+    p.team_hot = {N: 2e-6}
+    hot_loop(clock, p)
+    host = Host(clock, serial=1.0, parallel=1.0 / gain, noise=0.1, seed=7)
+    work = 1 << 18
+    rng = np.random.default_rng(1)
+    states, got = [], []
+    for _ in range(3000):
+        if rng.random() < 0.02:
+            with testing.clock_scale(3.0):
+                got.append(host.call(work))
+        else:
+            got.append(host.call(work))
+        states.append(testing.evidence(NAME, work).settled)
+    assert states[-1] == settled
+    first = states.index(settled)
+    assert first < 1500
+    assert set(states[first:]) == {settled}  # never flipped once settled
+    want = N if settled == "parallel" else 1
+    assert got[-500:].count(want) >= 480  # exploring aside
+
+
+def test_settled_sizes_time_a_sample_of_their_calls(kernel, clock):
+    """Once a size is settled serial, its calls are timed one in
+    SAMPLE_EVERY (a clock read costs as much as a small call), and small
+    calls take the fast path."""
+    p = Profile(host_fingerprint(), {}, "now", None, "empty")
+    p.team_hot = {N: 2e-6}
+    hot_loop(clock, p)
+    host = Host(clock)
+    for _ in range(20):
+        host.call(16)
+    before = be.stats()[NAME, "float64"]
+    for _ in range(1600):
+        assert host.call(16) == 1
+    after = be.stats()[NAME, "float64"]
+    timed = after.serial_timed - before.serial_timed
+    assert timed <= 1600 // 16 + 1, timed
+    assert after.explored == before.explored  # never worth trying parallel

@@ -132,24 +132,26 @@ def test_a_cold_table_whose_wake_up_is_too_cheap_is_corrected(kernel, clock):
         clock.advance(0.05)
         got.append(host.call(work, lone=True))
     first = got.index(1)
-    assert first <= 4, got  # a few lone calls measured the wake-up
+    assert first <= 5, got  # a few lone calls measured the wake-up
     # and then serial, but for a rare call that measures it anew, paced so
     # that it costs at most 1 / LONE_PACE of the time
     assert got[first:].count(N) <= 1, got
-    idle, assumed, seen, _, calls = testing.wake_seen()[0]
-    assert assumed == pytest.approx(1e-4) and seen == pytest.approx(5e-3, rel=0.05)
+    (since, seen, _, calls), = testing.wake_seen()  # one idle time: 50 ms
+    assert since <= 0.05 < 2 * since and calls >= 2
+    assert seen == pytest.approx(5e-3, rel=0.05)
     d = be.decide(NAME, work, idle=0.05)
     assert d.variant == "serial", d
-    assert "lone calls" in d.reason and "wake-up" in d.reason, d.reason
+    assert "measured waking the team" in d.reason, d.reason
+    assert "the profile says 100 us" in d.reason, d.reason
     # a size whose gain pays for the measured wake-up stays parallel
     assert be.decide(NAME, 1 << 26, idle=0.05).threads == N
-    # and the hot table is not touched
-    assert be.decide(NAME, work).threads == N
+    # and a call in a loop, the team awake, is not touched
+    assert be.decide(NAME, work, idle=0).threads == N
 
 
 def test_a_lone_estimate_takes_the_measured_wake_up(kernel, clock):
     """A kernel without a table: its lone calls' model adds the wake-up the
-    team's lone calls measured, once confidently above the profile's."""
+    team's calls measured, once above the profile's."""
     p = Profile(host_fingerprint(), {}, "now", 10_000.0, "empty")
     p.team_hot = {N: 2e-6}
     p.wake = ((10_000.0, N, 1e-4),)
@@ -160,7 +162,7 @@ def test_a_lone_estimate_takes_the_measured_wake_up(kernel, clock):
         host.call(work)
     testing.idle(0)
     assert be.decide(NAME, work, idle=0.05).threads == N  # 0.1 ms: pays
-    for _ in range(4):
+    for _ in range(testing.WAKE_EVIDENCE):
         clock.advance(0.05)
         host.call(work, lone=True)
     assert be.decide(NAME, work, idle=0.05).variant == "serial"
@@ -211,3 +213,28 @@ def test_settled_sizes_time_a_sample_of_their_calls(kernel, clock):
     timed = after.serial_timed - before.serial_timed
     assert timed <= 1600 // 16 + 1, timed
     assert after.explored == before.explored  # never worth trying parallel
+
+
+def test_a_loop_after_a_costly_wake_up_wakes_the_team_once_it_pays(kernel, clock):
+    """The team sleeps soon after a call (here: 0.5 ms of idle costs a
+    2 ms wake-up) though the profile says it stays awake: calls 1 ms apart
+    measure it, and go serial; but calls close together add up what serial
+    loses them, and once that would have paid for the wake-up, one wakes
+    the team and the rest run hot."""
+    hot_loop(clock, profile(((0, 1), (1000, N))))
+    host = Host(clock, wake_ms=2.0)
+    work = 1 << 18  # serial 262 us, parallel 79 us hot: 183 us lost serially
+    for _ in range(10):
+        host.call(work)  # a loop: hot
+    for _ in range(testing.WAKE_EVIDENCE + 2):
+        clock.advance(1e-3)
+        host.call(work, lone=True)
+    assert be.decide(NAME, work, idle=1e-3).variant == "serial"
+    clock.advance(1e-3)
+    got = []
+    for _ in range(40):  # a loop: back to back
+        got.append(host.call(work, lone=not got or got[-1] == 1))
+    woke = got.index(N)
+    # serial until the losses reach the 2 ms wake-up (11 calls of 183 us)
+    assert 8 <= woke <= 14, got
+    assert got[woke:] == [N] * (40 - woke), got

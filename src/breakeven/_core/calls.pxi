@@ -67,11 +67,15 @@ cdef int _commit(const Slot *s, Entry *e, dispatch.Call *c, Choice *ch,
             if got < 2 and not c.flags & F_FORCED:
                 got = _wait_for_cores(e, t, c.work, ch.t_now)
             t = got if got > 1 else 1
-    if ch.corrected == 2:  # a lone call the measured wake-ups corrected
+    if ch.corrected == 2:  # a call a measured wake-up sent serial
         if t < 2:
-            ch.tm.lone_credit += ch.serial_ns
+            if ch.t_now - ch.tm.rent_at >= RENT_GAP:
+                ch.tm.rent = 0
+            ch.tm.rent += ch.serial_ns - (ch.parallel_ns - ch.wake_seen)
+            ch.tm.rent_at = ch.t_now
+            ch.tm.credit += ch.serial_ns
         elif c.flags & F_EXPLORE:
-            ch.tm.lone_credit = 0
+            ch.tm.credit = 0
     if t < 2:
         _serially(c, ch)
         return 1
@@ -112,8 +116,6 @@ cdef inline void _in_parallel(const Slot *s, Entry *e, dispatch.Call *c,
     # Its time says nothing of contention.  So is a call wider than the part
     # of the team still awake (found by the rule when it read the hot table;
     # looked up here otherwise).
-    if ch.lone:
-        c.flags |= F_LONE
     if ch.lone or ch.t_now - ld_ll(&ch.tm.last_parallel) > (
             _sleep_after if 0 < _sleep_after < UNJUDGED_AFTER else UNJUDGED_AFTER) \
             or (_sleep_after > 0 and t > (

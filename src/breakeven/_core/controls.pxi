@@ -42,7 +42,7 @@ def decide(int kernel, int d, Py_ssize_t work, idle=None):
                  else None),
         "wait_most": choice.wait_most / 1e9,
         "corrected": choice.corrected, "wake_seen": choice.wake_seen / 1e9,
-        "assumed_wake": _wake_ns(choice.idle) / 1e9 if choice.corrected == 2 else 0.0,
+        "assumed_wake": choice.wake_assumed / 1e9,
     }
 
 

@@ -223,10 +223,11 @@ def _corrected_words(why: dict, threads: int) -> str:
     """How this process's calls corrected a table (the online check)."""
     choice = "parallel" if threads > 1 else "serial"
     if why["corrected"] == 2:
-        return (f"corrected to serial by this process's lone calls: they measured "
-                f"the team's wake-up at {duration(why['wake_seen'], digits=3)} on "
-                f"average, where the profile says "
-                f"{duration(why['assumed_wake'], digits=3)}; a hot call's "
+        assumed = (f"where the profile says {duration(why['assumed_wake'], digits=3)}"
+                   if why["assumed_wake"] else "where the table assumes it awake")
+        return (f"serial: this process's calls measured waking the team after "
+                f"such an idle time at {duration(why['wake_seen'], digits=3)} on "
+                f"average, {assumed}; a hot call's "
                 f"{duration(why['parallel_ns'] / 1e9 - why['wake_seen'], digits=3)} "
                 "plus that wake-up does not beat serial's "
                 f"{duration(why['serial_ns'] / 1e9, digits=3)}")

@@ -12,13 +12,17 @@ callables, for :func:`breakeven.decide`, and, as a dry run, for
    serially;
 2. ``threads(n, exact=True)`` in force on the calling thread: ``n``;
 3. otherwise the step table: a kernel with no table for ``d`` runs serially
-   (or, with no table but an estimate, as estimate.pxi says); below the hot
-   table's threshold, serially (no clock read); past it, the hot table, or,
-   for a lone call (no call past a threshold within the team's calibrated
-   sleep time, and no section open), the cold table of the longest
-   measured idle time not longer than this one's; a call in a loop that
-   finds only part of the team awake asks the cold table whether waking
-   the rest pays;
+   (or, with no table but an estimate, as estimate.pxi says); below the
+   fast path's bound (the hot threshold / CHECK_BELOW), serially (no clock
+   read); past it, the hot table, or, for a lone call (no call past a
+   threshold within the team's calibrated sleep time, and no section
+   open), the cold table of the longest measured idle time not longer than
+   this one's; a call in a loop that finds only part of the team awake
+   asks the cold table whether waking the rest pays; each as the calls
+   checked it (the online check, feedback.pxi: a size where the calls
+   settled the other choice confidently gets it, and a call that finds the
+   team idle pays the wake-up the calls measured, where the table assumed
+   less);
 4. capped by ``threads(n)``; a kernel backed off for contention gets its
    reduced count (or, when a probe is due, its full count);
 5. clamped by the usable CPUs, ``omp_get_max_threads()`` and a limit set
@@ -47,9 +51,11 @@ host's, laid out in ``host.h``; waiting for cores), ``rule.pxi``, ``estimate.pxi
 tables, profile hooks), ``hooks.pxi`` (process state, test hooks, stats),
 ``controls.pxi`` (dry runs, Grant, ``threads()``, ``section()``).
 
-``end()`` returns the cores, records the time, and feeds the contention
-check: a parallel call more than SLOW times slower than the best seen for
-its thread count and size counts as contended; BACKOFF_AFTER such calls in a
+``end()`` returns the cores, records the time, teaches the online check
+(per size, the mean and variance of each choice's time; per idle time, the
+team's wake-up), and feeds the contention check: a parallel call more
+than SLOW times slower than the best seen for its thread count and size
+(its wake-up left out) counts as contended; BACKOFF_AFTER such calls in a
 row (or two SEVERE ones) halve the kernel's threads; a probe at the full
 count runs once the backed-off calls have taken PROBE_RATIO times the last
 slow call's time, and lifts the back-off if it runs at normal speed.

@@ -58,30 +58,30 @@ cdef inline int _wake_index(long long idle) noexcept nogil:
     return g
 
 
-cdef inline double _wake_seen(const Team *tm, long long idle) noexcept nogil:
-    """What the team's lone calls measured its wake-up to cost after ``idle``
-    ns (ns), where that is confidently more than the profile says (else 0):
-    the most of it after any idle time not longer (a longer idle time never
-    makes a wake-up cheaper)."""
-    cdef int i, g = _wake_index(idle)
-    cdef double most = 0, assumed
-    cdef const Arm *a
-    for i in range(g + 1):
-        a = &tm.wake_seen[i]
-        assumed = _wake_cost[i]
-        if (a.n >= C_EVIDENCE_MIN and a.mean > most
-                and (a.mean - assumed) * (a.mean - assumed)
-                > C_CONFIDENT * C_CONFIDENT * a.var / _weight(a)
-                and a.mean > assumed):
-            most = a.mean
-    return most
+cdef inline int _idle_bucket(long long idle) noexcept nogil:
+    """The log2 idle time of ``idle`` ns, as Team.wake counts it (-1: the
+    team is hot)."""
+    cdef int k = _bucket(idle) - 1 - WAKE_FROM
+    if k < 0:
+        return -1
+    return k if k < WAKE_BUCKETS else WAKE_BUCKETS - 1
 
 
-cdef inline double _wake_expected(const Team *tm, long long idle) noexcept nogil:
-    """A lone call's expected wake-up (ns): the profile's, or what the calls
-    measured where that is confidently more."""
-    cdef double seen = _wake_seen(tm, idle), assumed = _wake_ns(idle)
-    return seen if seen > assumed else assumed
+cdef inline double _wake_measured(const Team *tm, long long idle) noexcept nogil:
+    """What waking the team after ``idle`` ns costs (ns) as the calls
+    measured it: the mean at this idle time, else the most of the shorter
+    ones' (a longer idle time never makes it cheaper); -1 where fewer than
+    WAKE_EVIDENCE calls measured it."""
+    cdef int i, k = _idle_bucket(idle)
+    cdef double w = -1
+    if k < 0:
+        return -1
+    if tm.wake[k].n >= C_WAKE_EVIDENCE:
+        return tm.wake[k].mean
+    for i in range(k):
+        if tm.wake[i].n >= C_WAKE_EVIDENCE and tm.wake[i].mean > w:
+            w = tm.wake[i].mean
+    return w
 
 
 cdef inline signed char _settled(const Entry *e, int b) noexcept nogil:
@@ -92,13 +92,13 @@ cdef inline signed char _settled(const Entry *e, int b) noexcept nogil:
     return e.learned[b - 1] if e.learned[b - 1] == e.learned[b + 1] else 0
 
 
-cdef int _estimated(const Entry *e, Py_ssize_t work, int full, bint lone,
-                    long long idle, Choice *ch, bint explore) noexcept nogil:
-    """The threads of a call of a kernel without a table: what its calls
-    taught (both choices measured at this size), else the model from its
+cdef int _estimated(const Entry *e, Py_ssize_t work, int full, Choice *ch,
+                    bint explore) noexcept nogil:
+    """The threads of a call of a kernel without a table, as a call in a
+    loop: what its calls settled at this size, else the model from its
     serial rate and the team's costs; 1 without a serial rate yet.  With
     ``explore`` (a real call), the other choice now and then (see
-    EXPLORE_EVERY)."""
+    EXPLORE_EVERY).  (A wake-up is the caller's: _wake_checked.)"""
     cdef int b = _bucket(work), t
     cdef signed char learned = _settled(e, b)
     cdef double rs, ts, tp
@@ -107,18 +107,16 @@ cdef int _estimated(const Entry *e, Py_ssize_t work, int full, bint lone,
     rs = _serial_rate(e, b)
     ts = rs * work * 1e9
     tp = _parallel_ns(e, b, full, work, True)
-    if lone:
-        tp += _wake_expected(ch.tm, idle)
-    ch.table = T_LEARNED if learned and not lone else T_ESTIMATE
+    ch.table = T_LEARNED if learned else T_ESTIMATE
     ch.serial_ns = ts
     ch.parallel_ns = tp if rs > 0 or e.par[b].n >= 2 else 0
     if rs <= 0:
         return 1  # nothing known yet: serially, and the call is timed
-    if learned and not lone:
+    if learned:
         t = full if learned == 2 else 1
     else:
         t = full if tp * (1 + C_MARGIN) < ts else 1
-    if not explore or lone:
+    if not explore:
         return t
     return _explored(e, b, t, full, ts, ch)
 

@@ -98,6 +98,7 @@ cdef void _end(dispatch.Call *c) noexcept nogil:
     cdef Entry *e
     cdef long long t_end, ns
     cdef int t = c.threads
+    cdef double wake
     cdef Team *tm
     if s == NULL or c.dtype < 0 or c.dtype >= N_DTYPES:
         return
@@ -117,13 +118,18 @@ cdef void _end(dispatch.Call *c) noexcept nogil:
         add_int(&_in_flight, -t)
         if not (c.flags & F_SECTION):
             _give_team_cores(t, t_end)
-        if e != NULL and c.flags & F_LONE and not c.flags & F_UNJUDGED:
-            _saw_wake(tm, e, t, c.work, ns, c.start - _last_active(tm))
+        wake = 0
+        if (e != NULL and c.flags & F_NOT_HOT and c.flags & F_WHOLE
+                and not c.flags & F_UNJUDGED):
+            wake = _saw_wake(tm, e, t, c.work, ns, c.start - ld_ll(&tm.last_parallel))
         st_ll(&tm.last_parallel, t_end)
+        tm.rent = 0  # the team is awake
         if e != NULL:
             add_ll(&e.ns_parallel, ns)
             if not (c.flags & F_COLD):
-                _observe(e, t, c.work, ns, c.flags, t_end)
+                # judged for contention without the wake-up such calls pay
+                _observe(e, t, c.work, ns - <long long>wake if ns > wake else 0,
+                         c.flags, t_end)
     else:
         if c.flags & F_PAST:
             st_ll(&tm.last_call, now())
@@ -148,23 +154,20 @@ cdef void _end(dispatch.Call *c) noexcept nogil:
     c.kernel = -1
 
 
-cdef inline long long _last_active(const Team *tm) noexcept nogil:
-    """When the team's last call past a threshold started or ended."""
-    cdef long long a = ld_ll(&tm.last_parallel), b = ld_ll(&tm.last_call)
-    return a if a > b else b
-
-
-cdef void _saw_wake(Team *tm, Entry *e, int t, Py_ssize_t work, long long ns,
-                    long long idle) noexcept nogil:
-    """A lone parallel call took ``ns`` after ``idle`` ns: what it paid
-    beyond a hot call of its size (the calls' mean, else the calibration's
-    time) is a wake-up of the team, measured."""
-    cdef int g = _wake_index(idle)
-    cdef double hot = _parallel_ns(e, _bucket(work), t, work, False)
-    if g < 0 or hot <= 0 or not trylock(&tm.lock):
-        return
-    _add(&tm.wake_seen[g], ns - hot if ns > hot else 0.0)
+cdef double _saw_wake(Team *tm, Entry *e, int t, Py_ssize_t work, long long ns,
+                      long long idle) noexcept nogil:
+    """A parallel call took ``ns`` after the team was idle ``idle`` ns: what
+    it paid beyond a hot call of its size (the calls' mean, else the
+    calibration's time, else the model's) is a wake-up, measured.  Returns
+    the mean wake-up measured after such an idle time (ns; 0: none)."""
+    cdef int k = _idle_bucket(idle)
+    cdef double hot = _parallel_ns(e, _bucket(work), t, work, True), mean
+    if k < 0 or hot <= 0 or not trylock(&tm.lock):
+        return 0
+    _add(&tm.wake[k], ns - hot if ns > hot else 0.0)
+    mean = tm.wake[k].mean
     unlock(&tm.lock)
+    return mean
 
 
 cdef int _rate_index(Entry *e, int t, bint make) noexcept nogil:

@@ -65,7 +65,8 @@ ctypedef struct Choice:
     bint held           # would hold a core while running serially
     bint explore        # the other choice, to measure it
     int corrected       # the calls corrected the table: 1 hot, 2 a lone call's
-    double wake_seen    # ... the wake-up (ns) the lone calls measured
+    double wake_seen    # ... the wake-up (ns) the calls measured
+    double wake_assumed  # ... and the one the table assumed
     double serial_ns    # the estimate's predicted serial time (0: none)
     double parallel_ns  # ... and parallel time
     int share           # lowered to this fair share of the CPUs (0: not)
@@ -181,28 +182,28 @@ cdef inline int _partly_awake(const Entry *e, Py_ssize_t work, int t, int mode,
 
 cdef int _from_estimate(Entry *e, Py_ssize_t work, int mode, long long idle,
                         Choice *ch) noexcept nogil:
-    """Step 3 for a kernel without a table: the estimate, first as a call
-    in a loop (a serial decision needs no clock), then, for a lone call,
-    with the team's wake-up cost (and no exploration)."""
+    """Step 3 for a kernel without a table: the estimate as a call in a
+    loop (a serial decision needs no clock), then with the team's wake-up
+    if it is idle (a lone call: the profile's or the one measured, the
+    more; and no exploration)."""
     cdef int t, full = _full_count()
-    ch.explore_step = X_NONE
-    t = _estimated(e, work, full, False, 0, ch, mode == M_CALL)
+    t = _estimated(e, work, full, ch, mode == M_CALL)
     if t < 2:
         return 0
     idle = _idle_now(mode, idle, ch)
-    if not ch.lone:
-        return t
-    ch.flags &= ~F_EXPLORE
-    ch.explore = False
-    if ch.explore_step != X_NONE:
-        ch.explore_step = X_COUNTED
-    ch.idle = idle
-    t = _estimated(e, work, full, True, idle, ch, False)
+    if ch.lone:
+        ch.flags &= ~F_EXPLORE
+        ch.explore = False
+        if ch.explore_step != X_NONE:
+            ch.explore_step = X_COUNTED
+        ch.idle = idle
+        ch.table = T_ESTIMATE
+    t = _wake_checked(e, work, t, _wake_ns(idle) if ch.lone else 0, False,
+                      _team_idle(mode, idle, ch), mode, ch)
     # Serial for the wake-up alone, the call is still past its threshold
     # (1, not 0): it counts as a call of a loop, so that the next one, if
-    # it comes within the sleep time, wakes the team once and the loop runs
-    # hot.  (With 0, a loop of such calls stayed serial for good: no call
-    # was ever "recent".)
+    # it comes within the sleep time, finds the team's wake-up paid for by
+    # the loop's calls (see _wake_checked).
     return t if t > 1 else 1
 
 
@@ -227,13 +228,17 @@ cdef inline int _from_table(Entry *e, Py_ssize_t work, int mode, long long idle,
         ch.gap = _gap_index(e, idle)
         ch.table = T_COLD
         ch.threshold = _first_parallel(&e.cold[ch.gap])
-        return _lone_checked(e, work, _lookup(&e.cold[ch.gap], work), idle,
-                             mode, ch)
+        return _wake_checked(e, work, _lookup(&e.cold[ch.gap], work),
+                             _wake_ns(idle), True, idle, mode, ch)
     ch.lone = False
     t = _hot_checked(e, work, _lookup(&e.hot, work), mode, ch)
     if t == 0:
         return 0
-    return _partly_awake(e, work, t, mode, ch) if t > 1 else t
+    if t > 1:
+        t = _partly_awake(e, work, t, mode, ch)
+    if t > 1 and not ch.hold_back:
+        t = _wake_checked(e, work, t, 0, True, _team_idle(mode, idle, ch), mode, ch)
+    return t
 
 
 cdef int _hot_checked(Entry *e, Py_ssize_t work, int t, int mode,
@@ -263,31 +268,62 @@ cdef int _hot_checked(Entry *e, Py_ssize_t work, int t, int mode,
     return t
 
 
-cdef int _lone_checked(Entry *e, Py_ssize_t work, int t, long long idle,
-                       int mode, Choice *ch) noexcept nogil:
-    """A lone call's cold-table ``t``, checked against the wake-ups the
-    team's lone calls measured: where they cost confidently more than the
-    profile says, the call runs in parallel only if a hot call's time plus
-    that wake-up beats serial by the margin.  A call so corrected runs in
-    parallel now and then all the same (LONE_PACE), to measure anew."""
-    cdef int b = _bucket(work)
-    cdef double wake, tp, ts
-    if t < 2:
+cdef inline long long _team_idle(int mode, long long idle,
+                                 const Choice *ch) noexcept nogil:
+    """How long the team has been without a parallel call (ns): given, for
+    a dry run as a lone call; 0 for one as a call in a loop."""
+    if mode == M_IDLE:
+        return idle
+    if ch.t_now == 0 or tl_section:
+        return 0
+    return ch.t_now - ld_ll(&ch.tm.last_parallel)
+
+
+cdef int _wake_checked(Entry *e, Py_ssize_t work, int t, double assumed,
+                       bint baked, long long idle, int mode,
+                       Choice *ch) noexcept nogil:
+    """A parallel ``t`` for a team idle ``idle`` ns, checked against the
+    wake-up the calls measured after such an idle time: a table whose
+    choice already paid ``assumed`` for it (``baked``: a cold table; the hot
+    one assumes none) is corrected where the measured one is more; the
+    estimate takes the more of the two.  The call then runs in parallel
+    only if a hot call's time plus the wake-up beats serial by the margin.
+
+    Calls close together (a loop's, RENT_GAP apart at most) that a wake-up
+    sent serial add up what serial lost them (the rent); once it would
+    have paid for the wake-up, the next one wakes the team, and the rest
+    of the loop runs hot: at most twice the better of the two, however
+    long the loop turns out to be (renting skis until they would have been
+    bought).  And a call so sent serial runs in parallel now and then all
+    the same (LONE_PACE), to measure the wake-up anew."""
+    cdef int b
+    cdef double w, hot, ts, owed
+    if t < 2 or tl_section:
         return t
-    wake = _wake_seen(ch.tm, idle)
-    if wake <= 0:
+    w = _wake_measured(ch.tm, idle)
+    if baked and w <= assumed:
         return t
-    tp = _parallel_ns(e, b, t, work, True)
+    if w < assumed:
+        w = assumed
+    if w <= 0:
+        return t
+    b = _bucket(work)
+    hot = _parallel_ns(e, b, t, work, True)
     ts = _serial_rate(e, b) * work * 1e9
-    if ts <= 0 and tp > 0:
-        ts = (tp - _team_hot_ns) * t * C_EFFICIENCY  # the model, backwards
-    tp += wake
-    ch.serial_ns, ch.parallel_ns, ch.wake_seen = ts, tp, wake
-    if ts > 0 and tp * (1 + C_MARGIN) < ts:
+    if ts <= 0 and hot > _team_hot_ns:
+        ts = (hot - _team_hot_ns) * t * C_EFFICIENCY  # the model, backwards
+    if ts <= 0 or hot <= 0:
+        return t
+    # (a dry run as a lone call: as long since the last call as the team idle)
+    owed = w - (ch.tm.rent if (ch.t_now - ch.tm.rent_at if ch.t_now else idle)
+                < RENT_GAP else 0)
+    ch.serial_ns, ch.parallel_ns, ch.wake_seen = ts, hot + w, w
+    ch.wake_assumed = assumed
+    if (hot + (owed if owed > 0 else 0)) * (1 + C_MARGIN) < ts:
         return t
     ch.corrected = 2
     ch.table_threads = t
-    if mode == M_CALL and ch.tm.lone_credit >= C_LONE_PACE * (tp - ts):
+    if mode == M_CALL and ch.tm.credit >= C_LONE_PACE * (hot + w - ts):
         ch.flags |= F_EXPLORE
         ch.explore = True
         return t  # measured again (and the credit spent: _commit)
@@ -297,7 +333,8 @@ cdef int _lone_checked(Entry *e, Py_ssize_t work, int t, long long idle,
 cdef inline int _capped(Entry *e, int t, Choice *ch) noexcept nogil:
     """Step 4: a threads() cap; a kernel backed off for contention gets its
     reduced count, or, when a probe is due, its full count."""
-    ch.table_threads = t
+    if not ch.corrected:  # (else the table's own choice is kept, for explain)
+        ch.table_threads = t
     if tl_cap and t > tl_cap:
         t = ch.cap = tl_cap
     if ld_int(&e.backoff) and t > ld_int(&e.cap):

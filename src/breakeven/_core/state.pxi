@@ -30,7 +30,6 @@ cdef enum:
     F_PAST = 2048      # past its threshold, run serially: its end is a loop's
     F_OVER = 4096      # runs serially on a core the budget did not have
     F_WHOLE = 8192     # ran on the count the rule chose (not cut by share or cores)
-    F_LONE = 16384     # decided as a lone call (the team asleep)
     # not what the rule would choose: its time teaches no arm
     F_UNJUDGED = F_BACKED_OFF | F_FORCED | F_PROBE
 
@@ -85,12 +84,20 @@ cdef double C_CONFIDENT_SERIAL = CONFIDENT_SERIAL
 # cost more than EXPLORE_LOSS times serial by any table worth its name).
 CHECK_BELOW = 4
 cdef double C_CHECK_BELOW = CHECK_BELOW
-# A lone call corrected to serial (the team's wake-ups cost more than its
-# cold table assumed) runs in parallel again, to measure the wake-up anew,
-# once the corrected calls since the last one have taken LONE_PACE times
-# what that one is expected to lose: at most 1 / LONE_PACE of their time.
+# The wake-up the calls measured after an idle time decides, once this
+# many calls measured it (a mean: a few costly wake-ups among cheap ones
+# are what a call should expect).
+WAKE_EVIDENCE = 4
+cdef int C_WAKE_EVIDENCE = WAKE_EVIDENCE
+# A call a costly wake-up sent serial runs in parallel again, to measure the
+# wake-up anew, once such calls have taken LONE_PACE times what that one
+# is expected to lose: at most 1 / LONE_PACE of their time.
 LONE_PACE = 32
 cdef double C_LONE_PACE = LONE_PACE
+# Calls a wake-up sent serial within this long (ns) of each other are a
+# loop's: their losses add up, and once they would have paid for the
+# wake-up, the team is woken (see _wake_checked).
+cdef long long RENT_GAP = 1000000
 
 SLOW = 3.0
 SEVERE = 10.0
@@ -221,6 +228,10 @@ cdef int _callers = 0
 # each registered kernel its team).  Whether a team is awake is its own.
 cdef enum:
     MAX_TEAMS = 4
+    # log2 idle times whose wake-up the calls measure: from 2^WAKE_FROM ns
+    # (65 us; a team idle for less is hot) to 2^(WAKE_FROM + WAKE_BUCKETS - 1)
+    WAKE_FROM = 16
+    WAKE_BUCKETS = 20
 
 ctypedef struct Team:
     long long last_parallel  # ns, end of its last parallel call
@@ -237,12 +248,17 @@ ctypedef struct Team:
     int fork_rule    # FORK_* below: whether its pool survives fork
     int kmp_no_fork  # KMP_INIT_AT_FORK was false when it started
     int forked       # this is a forked child, and the team cannot run here
-    # what its lone calls' wake-ups cost beyond a hot call, by the profile's
-    # idle times (_wake_gap), as the calls measured them (ns), and the pace
-    # of the lone calls a costlier wake-up sent serial (see LONE_PACE)
-    Arm wake_seen[MAX_GAPS]
-    double lone_credit
-    int lock         # of wake_seen
+    # What a parallel call that found it idle paid beyond a hot call (ns),
+    # per log2 idle time (see _idle_bucket), as the calls measured it: its
+    # wake-up.  The loss (ns) of the calls a wake-up sent serial since it
+    # last ran, while they come close together (rent, since rent_at: see
+    # _wake_checked), and the credit of such calls towards measuring the
+    # wake-up anew (LONE_PACE).
+    Arm wake[WAKE_BUCKETS]
+    double rent
+    long long rent_at
+    double credit
+    int lock         # of wake
 
 cdef Team _teams[MAX_TEAMS]
 

@@ -145,16 +145,17 @@ def evidence(int kernel, int d, Py_ssize_t work):
 
 
 def wake_seen(int team=0):
-    """The wake-ups a team's lone calls measured, per idle time of the
-    profile's: [(idle seconds, the profile's wake-up seconds, measured mean
-    seconds, standard deviation, calls), ...]."""
-    cdef Team *tm = &_teams[team]
-    cdef int i
+    """The wake-ups a team's calls measured, per log2 idle time: [(idle
+    seconds from, mean seconds, standard deviation, calls), ...] for each
+    idle time measured."""
+    cdef Team *tm
+    cdef int k
     if not 0 <= team < MAX_TEAMS:
         raise IndexError(f"no team {team}")
-    return [(_wake_gap[i] / 1e9, _wake_cost[i] / 1e9, tm.wake_seen[i].mean / 1e9,
-             sqrt(tm.wake_seen[i].var) / 1e9, tm.wake_seen[i].n)
-            for i in range(_n_wake)]
+    tm = &_teams[team]
+    return [((1 << (WAKE_FROM + k)) / 1e9, tm.wake[k].mean / 1e9,
+             sqrt(tm.wake[k].var) / 1e9, tm.wake[k].n)
+            for k in range(WAKE_BUCKETS) if tm.wake[k].n]
 
 
 def set_table(int kernel, int d, hot, cold):
@@ -251,8 +252,9 @@ def unconfigure():
                 zero_entry(e)
                 _init_entry(e)
     for k in range(MAX_TEAMS):
-        memset(_teams[k].wake_seen, 0, sizeof(_teams[k].wake_seen))
-        _teams[k].lone_credit = 0
+        memset(_teams[k].wake, 0, sizeof(_teams[k].wake))
+        _teams[k].rent = _teams[k].credit = 0
+        _teams[k].rent_at = 0
     _teams_asleep(-(1LL << 62), 0)
 
 

@@ -36,7 +36,7 @@ __all__ = ["EVIDENCE_MIN", "HOSTS", "KERNEL_MODELS", "Budget", "CallLog", "Evide
            "fixed_rules", "forget_warnings", "hammer", "idle", "kernel_models",
            "make_probe_due", "profile", "regret", "reset", "reset_peak", "run_callers",
            "run_processes", "simulated_clock", "simulated_cpus", "table_rule",
-           "thread_controls", "wake_seen"]
+           "thread_controls", "WAKE_EVIDENCE", "wake_seen"]
 
 
 class Budget(NamedTuple):
@@ -211,11 +211,11 @@ def evidence(kernel: str, work: int, dtype: str = "float64") -> Evidence:
     return Evidence(*ser, *par, ("", "serial", "parallel")[settled])
 
 
-def wake_seen(team: int = 0) -> list[tuple[float, float, float, float, int]]:
-    """The wake-ups of an OpenMP team (0: breakeven's own) its lone calls
-    measured, per idle time of the profile: ``(idle_seconds,
-    profile_wake_seconds, measured_mean_seconds, measured_std_seconds,
-    calls)``."""
+def wake_seen(team: int = 0) -> list[tuple[float, float, float, int]]:
+    """The wake-ups of an OpenMP team (0: breakeven's own) its parallel
+    calls measured (what a call that found the team idle paid beyond a hot
+    one), per power-of-two idle time: ``(idle_seconds_from, mean_seconds,
+    std_seconds, calls)`` for each idle time measured."""
     return engine.wake_seen(team)
 
 
@@ -233,6 +233,7 @@ BACKOFF_AFTER = engine.BACKOFF_AFTER
 PROBE_RATIO = engine.PROBE_RATIO
 EXPLORE_EVERY = engine.EXPLORE_EVERY
 EVIDENCE_MIN = engine.EVIDENCE_MIN
+WAKE_EVIDENCE = engine.WAKE_EVIDENCE
 
 
 # Simulated hosts (a cost model of many-core machines): for calibration

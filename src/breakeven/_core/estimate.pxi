@@ -69,16 +69,12 @@ cdef inline int _idle_bucket(long long idle) noexcept nogil:
 
 cdef inline double _wake_measured(const Team *tm, long long idle) noexcept nogil:
     """What waking the team after ``idle`` ns costs (ns) as the calls
-    measured it: the mean at this idle time, else the most of the shorter
-    ones' (a longer idle time never makes it cheaper); -1 where fewer than
-    WAKE_EVIDENCE calls measured it."""
+    measured it: the most of the means at this idle time and the shorter
+    ones (a longer idle time never makes it cheaper), each of at least
+    WAKE_EVIDENCE calls; -1 where none is."""
     cdef int i, k = _idle_bucket(idle)
     cdef double w = -1
-    if k < 0:
-        return -1
-    if tm.wake[k].n >= C_WAKE_EVIDENCE:
-        return tm.wake[k].mean
-    for i in range(k):
+    for i in range(k + 1):
         if tm.wake[i].n >= C_WAKE_EVIDENCE and tm.wake[i].mean > w:
             w = tm.wake[i].mean
     return w

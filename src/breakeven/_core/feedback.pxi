@@ -20,17 +20,20 @@ cdef inline void _add(Arm *a, double x) noexcept nogil:
 
 cdef inline double _gain_z(const Arm *s, const Arm *p) noexcept nogil:
     """By how many standard errors parallel's mean time beats serial's by
-    MARGIN (negative: falls short of it), discounted for few calls (as
-    Student's t is: the spread of a few calls is itself uncertain); 0
-    without EVIDENCE_MIN calls of each."""
-    cdef double d, se2, few = s.n if s.n < p.n else p.n
+    MARGIN (negative: falls short of it); a gain is discounted for few
+    calls (as Student's t is: the spread of a few calls is itself
+    uncertain), a loss is not (serial, which holds one core, is the safe
+    choice, and parallel is measured again by exploring); 0 without
+    EVIDENCE_MIN calls of each."""
+    cdef double d, se2, z, few = s.n if s.n < p.n else p.n
     if few < C_EVIDENCE_MIN:
         return 0
     d = s.mean - p.mean * (1 + C_MARGIN)
     se2 = s.var / _weight(s) + p.var * (1 + C_MARGIN) * (1 + C_MARGIN) / _weight(p)
     if se2 <= d * d * 1e-12:  # (no noise at all)
         return INFINITY if d > 0 else -INFINITY if d < 0 else 0
-    return d / sqrt(se2) / (1 + 1.5 / (few - 1))
+    z = d / sqrt(se2)
+    return z / (1 + 1.5 / (few - 1)) if z > 0 else z
 
 
 cdef inline void _teach(Entry *e, Arm *arm, Py_ssize_t work,

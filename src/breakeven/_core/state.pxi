@@ -87,7 +87,7 @@ cdef double C_CHECK_BELOW = CHECK_BELOW
 # The wake-up the calls measured after an idle time decides, once this
 # many calls measured it (a mean: a few costly wake-ups among cheap ones
 # are what a call should expect).
-WAKE_EVIDENCE = 4
+WAKE_EVIDENCE = 2
 cdef int C_WAKE_EVIDENCE = WAKE_EVIDENCE
 # A call a costly wake-up sent serial runs in parallel again, to measure the
 # wake-up anew, once such calls have taken LONE_PACE times what that one

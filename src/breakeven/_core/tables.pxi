@@ -153,7 +153,7 @@ def wake_seen(int team=0):
     if not 0 <= team < MAX_TEAMS:
         raise IndexError(f"no team {team}")
     tm = &_teams[team]
-    return [((1 << (WAKE_FROM + k)) / 1e9, tm.wake[k].mean / 1e9,
+    return [(2.0 ** (WAKE_FROM + k) / 1e9, tm.wake[k].mean / 1e9,
              sqrt(tm.wake[k].var) / 1e9, tm.wake[k].n)
             for k in range(WAKE_BUCKETS) if tm.wake[k].n]
 

@@ -152,7 +152,7 @@ cdef inline void _count(Entry *e, dispatch.Call *c, int t,
     else:
         n = add_ll(&e.n_serial, 1)
         if not c.flags & F_TIMED and (n % SAMPLE_EVERY == 0 or (
-                (e.estimate or work >= e.fast_min) and (
+                work >= e.fast_min and (
                     c.flags & F_EXPLORE or e.ser[_bucket(work)].n < EXPLORE_UNTIL))):
             c.flags |= F_TIMED
             c.start = now()

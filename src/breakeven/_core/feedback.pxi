@@ -51,8 +51,8 @@ cdef inline void _teach(Entry *e, Arm *arm, Py_ssize_t work,
         e.learned[b] = 1
     if e.learned[b] != was:
         _set_fast_min(e)
-    elif arm == e.ser and b < BUCKETS - 1 and work >= e.fast_min:
-        _raise_model_min(e, b)
+    elif arm == e.ser and not (e.has_table and e.hot_min < INFINITY):
+        _raise_model_min(e, b)  # the estimate's, or a table's that never goes parallel
 
 
 cdef inline double _model_parallel_ns(double ts) noexcept nogil:
@@ -62,21 +62,24 @@ cdef inline double _model_parallel_ns(double ts) noexcept nogil:
 
 
 cdef void _raise_model_min(Entry *e, int b) noexcept nogil:
-    """Step the estimate's fast-path bound past size b (under e.lock) while
-    each size at the bound has the serial calls (EXPLORE_UNTIL of them)
-    that show the model ruling parallel out there: parallel over
-    EXPLORE_LOSS times serial even at the size's largest work."""
-    cdef double ts
-    cdef Py_ssize_t top
-    while b < BUCKETS - 1 and e.model_min == <double>(<Py_ssize_t>1 << b >> 1):
-        top = <Py_ssize_t>1 << b
-        ts = e.ser[b].mean * top * 1e9
-        if (e.ser[b].n < EXPLORE_UNTIL or e.learned[b] == 2
-                or _model_parallel_ns(ts) <= C_EXPLORE_LOSS * ts):
+    """Raise the estimate's fast-path bound past size b (under e.lock) once
+    b has the serial calls (EXPLORE_UNTIL of them) that show the model
+    ruling parallel out there: over EXPLORE_LOSS times serial even at the
+    size's largest work, and no size up to b settled parallel.  (Smaller
+    sizes, measured or not, are ruled out with it: the team's start weighs
+    more on less work.)"""
+    cdef int i
+    cdef double ts, top = <double>(<Py_ssize_t>1 << b)
+    if e.ser[b].n < EXPLORE_UNTIL or e.model_min >= top:
+        return
+    ts = e.ser[b].mean * top * 1e9
+    if _model_parallel_ns(ts) <= C_EXPLORE_LOSS * ts:
+        return
+    for i in range(b + 1):
+        if e.learned[i] == 2:
             return
-        e.model_min = <double>top
-        _set_fast_min(e)
-        b += 1
+    e.model_min = top
+    _set_fast_min(e)
 
 
 cdef void _set_fast_min(Entry *e) noexcept nogil:

@@ -127,6 +127,8 @@ bench: $(VENV)/.bench-installed
 	    --output benchmarks/results/map.md
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_zero_config.py \
 	    --output benchmarks/results/zero_config.md
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_bursty.py \
+	    --output benchmarks/results/bursty.md
 	$(PY) benchmarks/bench_import.py --output benchmarks/results/import.md
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_kmeans.py \
 	    --output benchmarks/results/kmeans.md

@@ -382,13 +382,16 @@ def test_the_call_that_wakes_the_team_after_serial_cold_calls_is_not_contention(
     """A loop's first call runs serially from the cold table; the next one,
     from the hot table (a call has just run), goes parallel and pays the
     team's wake-up, since a serial call does not keep the team awake.  Its
-    time is not taken for contention."""
+    time is not taken for contention: it is the team's wake-up, measured,
+    and once measured, such a call runs serially where the wake-up costs
+    more than it saves."""
     p = eager_profile(threshold=1000, cold=10**9)  # lone calls: serial
     testing.reset(p)
     x = np.ones(200_000)
     testing.idle(-3600)
     for _ in range(5):  # hot calls: what a parallel call costs here
         be.sum(x)
+    peaks = []
     with testing.clock_scale(50.0):  # calls now look very slow
         for _ in range(2 * testing.BACKOFF_AFTER):
             testing.idle(1e9)  # the team asleep, no call for long
@@ -396,8 +399,15 @@ def test_the_call_that_wakes_the_team_after_serial_cold_calls_is_not_contention(
             assert be.explain(be.sum, x).table == "hot"  # a call just ran
             testing.reset_peak()
             assert be.sum(x) == 200_000.0  # hot table: parallel, waking it
-            assert testing.budget().peak == 2
+            peaks.append(testing.budget().peak)
         assert not testing.backoff_state("sum")["backed_off"]
+    # parallel until the wake-up was measured, then serial
+    n = testing.WAKE_EVIDENCE
+    assert peaks[:n] == [2] * n and peaks[n:] == [1] * (len(peaks) - n), peaks
+    testing.idle(1e9)
+    be.sum(x)
+    d = be.explain(be.sum, x)
+    assert d.variant == "serial" and "measured waking the team" in d.reason, d
 
 
 @pytest.mark.openmp

@@ -43,7 +43,7 @@ cdef inline void _explore_commit(Entry *e, const Choice *ch) noexcept nogil:
     add_ll(&e.explore, 1)
     if ch.explore_step == X_START:
         e.explore_size = ch.explore_bucket
-        e.explore_left = 1
+        e.explore_left = EXPLORE_RUN
 
 
 cdef int _commit(const Slot *s, Entry *e, dispatch.Call *c, Choice *ch,
@@ -122,10 +122,16 @@ cdef inline void _in_parallel(const Slot *s, Entry *e, dispatch.Call *c,
                 ch.team_awake if ch.team_awake
                 else _awake(ch.tm, ch.t_now, t, &since))):
         c.flags |= F_COLD
+    # The team may have begun to doze: no measure of the parallel rate,
+    # which the check compares as calls in a loop make it; nor right after
+    # a wake-up, when a woken virtual CPU may not run yet (HOT_RUN).
     if ch.t_now - ld_ll(&ch.tm.last_parallel) > HOT_GAP:
-        # the team may have begun to doze: no measure of the parallel rate
-        # for the estimate, which compares calls in a loop
+        ch.tm.hot_run = 0
         c.flags |= F_NOT_HOT
+    else:
+        ch.tm.hot_run += 1
+        if ch.tm.hot_run < HOT_RUN:
+            c.flags |= F_NOT_HOT
     if not ld_int(&ch.tm.started):  # the team's first region here
         _team_starts(ch.tm)
     if s.uses_blas and not tl_section:

@@ -20,20 +20,17 @@ cdef inline void _add(Arm *a, double x) noexcept nogil:
 
 cdef inline double _gain_z(const Arm *s, const Arm *p) noexcept nogil:
     """By how many standard errors parallel's mean time beats serial's by
-    MARGIN (negative: falls short of it); a gain is discounted for few
-    calls (as Student's t is: the spread of a few calls is itself
-    uncertain), a loss is not (serial, which holds one core, is the safe
-    choice, and parallel is measured again by exploring); 0 without
-    EVIDENCE_MIN calls of each."""
-    cdef double d, se2, z, few = s.n if s.n < p.n else p.n
+    MARGIN (negative: falls short of it), discounted for few calls (as
+    Student's t is: the spread of a few calls is itself uncertain); 0
+    without EVIDENCE_MIN calls of each."""
+    cdef double d, se2, few = s.n if s.n < p.n else p.n
     if few < C_EVIDENCE_MIN:
         return 0
     d = s.mean - p.mean * (1 + C_MARGIN)
     se2 = s.var / _weight(s) + p.var * (1 + C_MARGIN) * (1 + C_MARGIN) / _weight(p)
     if se2 <= d * d * 1e-12:  # (no noise at all)
         return INFINITY if d > 0 else -INFINITY if d < 0 else 0
-    z = d / sqrt(se2)
-    return z / (1 + 1.5 / (few - 1)) if z > 0 else z
+    return d / sqrt(se2) / (1 + 1.5 / (few - 1))
 
 
 cdef inline void _teach(Entry *e, Arm *arm, Py_ssize_t work,
@@ -42,8 +39,17 @@ cdef inline void _teach(Entry *e, Arm *arm, Py_ssize_t work,
     in the choice's arm at its size, and what the evidence now settles."""
     cdef int b = _bucket(work)
     cdef signed char was = e.learned[b]
-    cdef double z
-    _add(&arm[b], ns * 1e-9 / work)
+    cdef Arm *other = &e.par[0] if arm == &e.ser[0] else &e.ser[0]
+    cdef double z, x = ns * 1e-9 / work, cap = 0
+    # winsorized: a call slower than CLIP times the other choice's mean (or
+    # this one's, before the other has one) counts as that slow, so that
+    # one preempted call does not outweigh dozens (a loop's expected cost
+    # is a wake-up's or a preemption's only through its calls' mean)
+    if other[b].n >= 2:
+        cap = C_CLIP * other[b].mean
+    elif arm[b].n >= 2:
+        cap = C_CLIP * arm[b].mean
+    _add(&arm[b], cap if 0 < cap < x else x)
     z = _gain_z(&e.ser[b], &e.par[b])
     if z > C_CONFIDENT:
         e.learned[b] = 2

@@ -72,6 +72,9 @@ cdef long long C_EXPLORE_LATER = EXPLORE_LATER
 # choice stays as it was (the table's, or the model's, or what was settled
 # before): noise does not flip a settled choice.
 EVIDENCE_MIN = 2
+# A call's time counts at most CLIP times the other choice's mean (see _teach).
+CLIP = 4.0
+cdef double C_CLIP = CLIP
 ARM_WEIGHT = 64
 CONFIDENT = 2.0
 CONFIDENT_SERIAL = 1.0
@@ -116,6 +119,12 @@ cdef long long UNJUDGED_AFTER = 1000000
 # A parallel call starting this long (ns) after the last one ended does not
 # teach the estimate its parallel rate (see _in_parallel, calls.pxi).
 cdef long long HOT_GAP = 100000
+# ... nor the first HOT_RUN - 1 parallel calls after one that found the team
+# idle: a woken virtual CPU may take a while to run again.  (So the
+# estimate's exploration of parallel runs EXPLORE_RUN + 1 calls in a row,
+# the first waking the team.)
+cdef int HOT_RUN = 2
+cdef int EXPLORE_RUN = 2
 cdef int MAX_RATIO = 64 * PROBE_RATIO
 
 DTYPES = ("float64", "float32", "int64", "int32", "complex128", "complex64")
@@ -248,6 +257,7 @@ ctypedef struct Team:
     int fork_rule    # FORK_* below: whether its pool survives fork
     int kmp_no_fork  # KMP_INIT_AT_FORK was false when it started
     int forked       # this is a forked child, and the team cannot run here
+    int hot_run      # parallel calls in a row since one that found it idle
     # What a parallel call that found it idle paid beyond a hot call (ns),
     # per log2 idle time (see _idle_bucket), as the calls measured it: its
     # wake-up.  The loss (ns) of the calls a wake-up sent serial since it

@@ -238,3 +238,35 @@ def test_a_loop_after_a_costly_wake_up_wakes_the_team_once_it_pays(kernel, clock
     # serial until the losses reach the 2 ms wake-up (11 calls of 183 us)
     assert 8 <= woke <= 14, got
     assert got[woke:] == [N] * (40 - woke), got
+
+
+def test_a_wake_up_is_shared_by_the_calls_runs_are_expected_to_have(kernel, clock):
+    """Lone calls whose wake-up (2 ms) costs more than it saves run serially;
+    then runs of 40 calls back to back: the first rents (serial until its
+    losses would have paid for the wake-up), and once the runs are known to
+    be long, a run's first call wakes the team at once, its wake-up shared
+    by the calls it serves.  Lone calls again: serial again."""
+    hot_loop(clock, profile(((0, 1), (1000, N)), cold=((0, 1), (1000, N))))
+    host = Host(clock, wake_ms=2.0)
+    work = 1 << 18  # 183 us lost per call serially: 11 calls pay the wake-up
+    for _ in range(10):
+        host.call(work)
+    testing.idle(0)
+    lone = []
+    for _ in range(6):
+        clock.advance(0.05)
+        lone.append(host.call(work, lone=True))
+    assert lone[-3:] == [1, 1, 1], lone
+    firsts = []
+    for _ in range(6):
+        clock.advance(0.05)
+        got = []
+        for _ in range(40):
+            got.append(host.call(work, lone=not got or got[-1] == 1))
+        firsts.append(got.index(N))
+        assert got[firsts[-1]:] == [N] * (40 - firsts[-1]), got
+    assert firsts[0] >= 5 and firsts[-1] == 0, firsts
+    for _ in range(30):  # runs of one call: the mean run shrinks
+        clock.advance(0.05)
+        host.call(work, lone=True)
+    assert be.decide(NAME, work, idle=0.05).variant == "serial"

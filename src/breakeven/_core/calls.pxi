@@ -67,12 +67,15 @@ cdef int _commit(const Slot *s, Entry *e, dispatch.Call *c, Choice *ch,
             if got < 2 and not c.flags & F_FORCED:
                 got = _wait_for_cores(e, t, c.work, ch.t_now)
             t = got if got > 1 else 1
+    if ch.t_now - _last_active(ch.tm) > RENT_GAP:  # a new run of calls
+        if ch.tm.run_calls > 0:
+            _add(&ch.tm.run_len, ch.tm.run_calls)
+        ch.tm.run_calls = 0
+        ch.tm.rent = 0
+    ch.tm.run_calls += 1
     if ch.corrected == 2:  # a call a measured wake-up sent serial
         if t < 2:
-            if ch.t_now - ch.tm.rent_at >= RENT_GAP:
-                ch.tm.rent = 0
             ch.tm.rent += ch.serial_ns - (ch.parallel_ns - ch.wake_seen)
-            ch.tm.rent_at = ch.t_now
             ch.tm.credit += ch.serial_ns
         elif c.flags & F_EXPLORE:
             ch.tm.credit = 0

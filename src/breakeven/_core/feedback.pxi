@@ -166,6 +166,13 @@ cdef void _end(dispatch.Call *c) noexcept nogil:
     c.kernel = -1
 
 
+cdef inline long long _last_active(const Team *tm) noexcept nogil:
+    """When the team's last call past a threshold ended (or a serial one
+    started)."""
+    cdef long long a = ld_ll(&tm.last_parallel), b = ld_ll(&tm.last_call)
+    return a if a > b else b
+
+
 cdef double _saw_wake(Team *tm, Entry *e, int t, Py_ssize_t work, long long ns,
                       long long idle) noexcept nogil:
     """A parallel call took ``ns`` after the team was idle ``idle`` ns: what

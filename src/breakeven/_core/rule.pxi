@@ -289,15 +289,19 @@ cdef int _wake_checked(Entry *e, Py_ssize_t work, int t, double assumed,
     estimate takes the more of the two.  The call then runs in parallel
     only if a hot call's time plus the wake-up beats serial by the margin.
 
-    Calls close together (a loop's, RENT_GAP apart at most) that a wake-up
-    sent serial add up what serial lost them (the rent); once it would
-    have paid for the wake-up, the next one wakes the team, and the rest
-    of the loop runs hot: at most twice the better of the two, however
-    long the loop turns out to be (renting skis until they would have been
-    bought).  And a call so sent serial runs in parallel now and then all
-    the same (LONE_PACE), to measure the wake-up anew."""
+    A wake-up serves the calls of the run after it (calls RENT_GAP apart at
+    most): its cost is shared by the calls the run is expected to have
+    left, by the mean length of the team's runs before (one, until two
+    runs ended).  And calls of a run that a wake-up sent serial add up what
+    serial lost them (the rent); once it would have paid for the wake-up,
+    the next one wakes the team, and the rest of the run is hot: however
+    long a run turns out to be, at most about twice the better of the two
+    choices (renting skis until the rent would have bought them).  A call
+    so sent serial runs in parallel now and then all the same
+    (LONE_PACE), to measure the wake-up anew."""
     cdef int b
-    cdef double w, hot, ts, owed
+    cdef double w, hot, ts, owed, left = 1
+    cdef bint in_run
     if t < 2 or tl_section:
         return t
     w = _wake_measured(ch.tm, idle)
@@ -315,11 +319,14 @@ cdef int _wake_checked(Entry *e, Py_ssize_t work, int t, double assumed,
     if ts <= 0 or hot <= 0:
         return t
     # (a dry run as a lone call: as long since the last call as the team idle)
-    owed = w - (ch.tm.rent if (ch.t_now - ch.tm.rent_at if ch.t_now else idle)
-                < RENT_GAP else 0)
+    in_run = (ch.t_now - _last_active(ch.tm) if ch.t_now else idle) <= RENT_GAP
+    owed = w - ch.tm.rent if in_run else w
+    if ch.tm.run_len.n >= 2:
+        left = ch.tm.run_len.mean - (ch.tm.run_calls if in_run else 0)
+        left = left if left > 1 else 1
     ch.serial_ns, ch.parallel_ns, ch.wake_seen = ts, hot + w, w
     ch.wake_assumed = assumed
-    if (hot + (owed if owed > 0 else 0)) * (1 + C_MARGIN) < ts:
+    if (hot + (owed if owed > 0 else 0) / left) * (1 + C_MARGIN) < ts:
         return t
     ch.corrected = 2
     ch.table_threads = t

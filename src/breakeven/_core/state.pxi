@@ -261,13 +261,15 @@ ctypedef struct Team:
     # What a parallel call that found it idle paid beyond a hot call (ns),
     # per log2 idle time (see _idle_bucket), as the calls measured it: its
     # wake-up.  The loss (ns) of the calls a wake-up sent serial since it
-    # last ran, while they come close together (rent, since rent_at: see
-    # _wake_checked), and the credit of such calls towards measuring the
-    # wake-up anew (LONE_PACE).
+    # last ran, while they come close together (rent: see _wake_checked),
+    # and the credit of such calls towards measuring the wake-up anew
+    # (LONE_PACE).  The calls past a threshold of the run going on (calls
+    # at most RENT_GAP apart), and the mean length of the runs before it.
     Arm wake[WAKE_BUCKETS]
     double rent
-    long long rent_at
     double credit
+    int run_calls
+    Arm run_len
     int lock         # of wake
 
 cdef Team _teams[MAX_TEAMS]

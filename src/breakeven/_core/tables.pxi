@@ -254,7 +254,8 @@ def unconfigure():
     for k in range(MAX_TEAMS):
         memset(_teams[k].wake, 0, sizeof(_teams[k].wake))
         _teams[k].rent = _teams[k].credit = 0
-        _teams[k].rent_at = 0
+        _teams[k].run_calls = 0
+        memset(&_teams[k].run_len, 0, sizeof(Arm))
     _teams_asleep(-(1LL << 62), 0)
 
 

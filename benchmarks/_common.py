@@ -222,3 +222,27 @@ def exp_job(mode: str, lg: int, calls: int) -> float:
     else:
         raise ValueError(mode)
     return float(o[0])
+
+
+def strip_defaults(names) -> None:
+    """The built-ins ``names``, registered again without their default (the
+    embedded profile): with no table of this host, nothing but the
+    estimate decides them."""
+    for name in names:
+        k = be.get_kernel(name)
+        be.register(name, k.call, work=k.work, sample=k.sample,
+                    dtypes=k.dtypes, serial=k.serial, parallel=k.parallel,
+                    reference=k.reference, defaults=None)
+
+
+def without(p, names):
+    """Profile ``p`` with no entry for the kernels ``names`` (the host's
+    figures, sleep time, wake-up costs and team start, kept)."""
+    from breakeven._profile import Profile, host_fingerprint
+
+    empty = Profile(host_fingerprint(), {k: v for k, v in p.tables.items()
+                                         if k not in names},
+                    p.calibrated_at, p.sleep_after_us,
+                    f"{p.source}, without {', '.join(names)}")
+    empty.wake, empty.team_hot = p.wake, p.team_hot
+    return empty

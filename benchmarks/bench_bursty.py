@@ -36,13 +36,13 @@ import time
 from collections import defaultdict
 
 import numpy as np
-from _common import add_runs_option, runs_option, stamp
+from _common import add_runs_option, runs_option, stamp, strip_defaults, without
 from _report import emit, header, row, targets_table
 from threadpoolctl import ThreadpoolController
 
 import breakeven as be
 from breakeven import testing
-from breakeven._profile import Profile, host_fingerprint
+from breakeven._profile import Profile
 
 KERNELS = ("exp", "sum")
 SIZES = (16, 18, 20, 22)            # log2 of the work
@@ -79,16 +79,8 @@ def calibrated() -> Profile:
 def uncalibrated(p: Profile) -> Profile:
     """``p`` without the kernels measured here, and the built-ins
     registered again without their default: the estimate decides."""
-    for name in KERNELS:
-        k = be.get_kernel(name)
-        be.register(name, k.call, work=k.work, sample=k.sample, dtypes=k.dtypes,
-                    serial=k.serial, parallel=k.parallel, reference=k.reference,
-                    defaults=None)
-    empty = Profile(host_fingerprint(), {k: v for k, v in p.tables.items()
-                                         if k not in KERNELS},
-                    p.calibrated_at, p.sleep_after_us, "without exp and sum")
-    empty.wake, empty.team_hot = p.wake, p.team_hot
-    return empty
+    strip_defaults(KERNELS)
+    return without(p, KERNELS)
 
 
 def workload(per_cell: int, seed: int) -> list[tuple[str, int, float, int]]:

@@ -33,13 +33,12 @@ import sys
 
 import _userkernels
 import numpy as np
-from _common import add_runs_option, runs_option, stamp
+from _common import add_runs_option, runs_option, stamp, strip_defaults, without
 from _report import emit, header, row, targets_table
 from threadpoolctl import ThreadpoolController
 
 import breakeven as be
 from breakeven import testing
-from breakeven._profile import Profile, host_fingerprint
 
 BUILTINS = ("sum", "exp", "cumsum")
 EXAMPLE = "mykernels.logistic"
@@ -54,26 +53,10 @@ TARGETS = {
 }
 
 
-def uncalibrated() -> Profile:
+def uncalibrated():
     """The profile in use with no entry for the kernels measured here (the
     host's figures, sleep time and wake-up costs, kept)."""
-    p = testing.profile()
-    empty = Profile(host_fingerprint(), {k: v for k, v in p.tables.items()
-                                         if k not in BUILTINS and k != EXAMPLE},
-                    p.calibrated_at, p.sleep_after_us, f"{p.source}, without "
-                    f"{', '.join(BUILTINS)}")
-    empty.wake, empty.team_hot = p.wake, p.team_hot
-    return empty
-
-
-def strip_defaults() -> None:
-    """The built-ins measured here, registered again without their default
-    (the embedded profile): nothing but the estimate decides them."""
-    for name in BUILTINS:
-        k = be.get_kernel(name)
-        be.register(name, k.call, work=k.work, sample=k.sample,
-                    dtypes=k.dtypes, serial=k.serial, parallel=k.parallel,
-                    reference=k.reference, defaults=None)
+    return without(testing.profile(), (*BUILTINS, EXAMPLE))
 
 
 def calls(name: str, sizes, rng) -> dict[int, tuple]:
@@ -155,7 +138,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     runs = runs_option(ap, args, 3)
     _userkernels.load_example()
-    strip_defaults()
+    strip_defaults(BUILTINS)
     sizes = range(4, 25, 4) if args.quick else range(4, 25, 2)
     repeats = 5 if args.quick else 7
     out = ["# Kernels nobody calibrated: the estimate and what it learns", ""]

@@ -229,7 +229,8 @@ cdef inline int _from_table(Entry *e, Py_ssize_t work, int mode, long long idle,
         ch.table = T_COLD
         ch.threshold = _first_parallel(&e.cold[ch.gap])
         return _wake_checked(e, work, _lookup(&e.cold[ch.gap], work),
-                             _wake_ns(idle), True, idle, mode, ch)
+                             _wake_ns(idle), True, _team_idle(mode, idle, ch),
+                             mode, ch)
     ch.lone = False
     t = _hot_checked(e, work, _lookup(&e.hot, work), mode, ch)
     if t == 0:

@@ -35,8 +35,9 @@ cdef enum:
 
 # The estimate (a kernel without a table): a parallel call of t threads is
 # taken to cost serial / (t * EFFICIENCY) + the team's hot start.  At most
-# one call in EXPLORE_EVERY tries the other choice while it has fewer than
-# EXPLORE_UNTIL measurements at that size (then one in EXPLORE_LATER), and
+# one call in EXPLORE_EVERY tries the other choice (a table's as well as the
+# estimate's) while the size is unsettled or the other choice has fewer
+# than EXPLORE_UNTIL measurements there (then one in EXPLORE_LATER), and
 # only where the model puts it at most EXPLORE_LOSS times as slow:
 # exploring costs at most (EXPLORE_LOSS - 1) / EXPLORE_EVERY of the time,
 # for a while.
@@ -116,8 +117,9 @@ cdef long long RELAPSE_NS = 2000000000
 # A parallel call this long (ns) after the last one is not judged for
 # contention: it may have woken the team (see _in_parallel, calls.pxi).
 cdef long long UNJUDGED_AFTER = 1000000
-# A parallel call starting this long (ns) after the last one ended does not
-# teach the estimate its parallel rate (see _in_parallel, calls.pxi).
+# A parallel call starting this long (ns) after the last one ended found
+# the team idle: it measures the wake-up, not the parallel rate (see
+# _in_parallel, calls.pxi, and _saw_wake).
 cdef long long HOT_GAP = 100000
 # ... nor the first HOT_RUN - 1 parallel calls after one that found the team
 # idle: a woken virtual CPU may take a while to run again.  (So the

@@ -391,6 +391,9 @@ def test_the_call_that_wakes_the_team_after_serial_cold_calls_is_not_contention(
     testing.idle(-3600)
     for _ in range(5):  # hot calls: what a parallel call costs here
         be.sum(x)
+    for _ in range(testing.EXPLORE_UNTIL):  # ... and a serial one
+        testing.idle(1e9)
+        be.sum(x)
     peaks = []
     with testing.clock_scale(50.0):  # calls now look very slow
         for _ in range(2 * testing.BACKOFF_AFTER):

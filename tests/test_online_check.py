@@ -192,8 +192,10 @@ def test_noise_does_not_flip_a_settled_choice(kernel, clock, gain, settled):
     first = states.index(settled)
     assert first < 1500
     assert set(states[first:]) == {settled}  # never flipped once settled
-    want = N if settled == "parallel" else 1
-    assert got[-500:].count(want) >= 480  # exploring aside
+    # exploring aside (parallel on any count: this host's parallel time
+    # does not depend on it, and the estimate takes the fewest threads then)
+    ran = ["parallel" if t > 1 else "serial" for t in got[-500:]]
+    assert ran.count(settled) >= 480
 
 
 def test_settled_sizes_time_a_sample_of_their_calls(kernel, clock):

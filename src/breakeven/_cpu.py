@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["Topology", "cgroup_cpu_limit", "topology", "usable_cpus"]
+__all__ = ["Topology", "at_count", "cgroup_cpu_limit", "thread_candidates",
+           "topology", "usable_cpus"]
 
 
 def _read(path: Path) -> str | None:
@@ -144,3 +145,49 @@ def topology(sysfs: str | os.PathLike = "/sys/devices/system") -> Topology:
     cores = min(n, len(set(core_of.values())))
     return Topology(n, cores, min(n, len(big)),
                     min(cores, len({core_of[c] for c in big})))
+
+
+def thread_candidates(usable: int, topology: Topology | None = None) -> list[int]:
+    """The thread counts a calibration times (and dispatch's estimate chooses
+    among): 1 (serial), 2, 4, 8, ... below
+    ``usable``, and ``usable``; with a ``topology``, also the physical cores
+    and one NUMA node's CPUs and cores (where memory-bound kernels stop
+    scaling, often between two powers of two).
+
+    Examples
+    --------
+    >>> thread_candidates(8)
+    [1, 2, 4, 8]
+    >>> thread_candidates(384, Topology(384, 192, 192, 96))
+    [1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 384]
+    """
+    if usable < 1:
+        raise ValueError(f"usable CPUs must be >= 1, got {usable}")
+    out, t = {1}, 2
+    while t < usable:
+        out.add(t)
+        t *= 2
+    out.add(usable)
+    if topology is not None:
+        out.update(n for n in topology[1:] if 1 < n < usable)
+    return sorted(out)
+
+
+def at_count(t: int, known: dict[int, float]) -> float:
+    """A figure measured at some thread counts (``known``: count -> value),
+    at count ``t``: linear in the count between the counts either side,
+    flat beyond the ends (a team's start and wake-up grow about linearly
+    with the threads to start or wake).
+
+    Examples
+    --------
+    >>> at_count(6, {4: 1.0, 8: 3.0}), at_count(2, {4: 1.0}), at_count(16, {4: 1.0})
+    (2.0, 1.0, 1.0)
+    """
+    ks = sorted(known)
+    if t <= ks[0]:
+        return known[ks[0]]
+    for lo, hi in zip(ks, ks[1:], strict=False):
+        if t <= hi:
+            return known[lo] + (known[hi] - known[lo]) * (t - lo) / (hi - lo)
+    return known[ks[-1]]

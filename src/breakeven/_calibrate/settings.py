@@ -1,13 +1,14 @@
 """What a calibration measures: the sizes of a sweep and how thoroughly each
 is timed (:class:`Settings`), and the thread counts it times
-(:func:`thread_candidates`)."""
+(:func:`thread_candidates`, from :mod:`breakeven._cpu`: dispatch's
+estimate chooses among the same counts)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from breakeven._core.engine import MARGIN
-from breakeven._cpu import Topology
+from breakeven._cpu import thread_candidates
 
 __all__ = ["Settings", "thread_candidates"]
 
@@ -44,29 +45,3 @@ class Settings:
             out.append(w)
             w *= self.factor
         return out
-
-
-def thread_candidates(usable: int, topology: Topology | None = None) -> list[int]:
-    """The thread counts a calibration times: 1 (serial), 2, 4, 8, ... below
-    ``usable``, and ``usable``; with a ``topology``, also the physical cores
-    and one NUMA node's CPUs and cores (where memory-bound kernels stop
-    scaling, often between two powers of two).
-
-    Examples
-    --------
-    >>> from breakeven._cpu import Topology
-    >>> thread_candidates(8)
-    [1, 2, 4, 8]
-    >>> thread_candidates(384, Topology(384, 192, 192, 96))
-    [1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 384]
-    """
-    if usable < 1:
-        raise ValueError(f"usable CPUs must be >= 1, got {usable}")
-    out, t = {1}, 2
-    while t < usable:
-        out.add(t)
-        t *= 2
-    out.add(usable)
-    if topology is not None:
-        out.update(n for n in topology[1:] if 1 < n < usable)
-    return sorted(out)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from breakeven._core.openmp import team_size
+from breakeven._cpu import at_count
 
 __all__ = ["TEAM_COUNTS", "TEAM_GAPS_MS", "TEAM_HOT", "TEAM_TRIALS", "TEAM_WARMUP",
            "WAKE_MIN", "TeamCosts", "measure_team", "team_costs", "team_counts",
@@ -146,19 +147,8 @@ def team_counts(threads: Sequence[int], most: int = TEAM_COUNTS) -> list[int]:
     return [par[i] for i in sorted(idx)]
 
 
-def _between(x: int, known: dict[int, float]) -> float:
-    """Linear interpolation in the thread count (flat beyond the ends)."""
-    ks = sorted(known)
-    if x <= ks[0]:
-        return known[ks[0]]
-    for lo, hi in zip(ks, ks[1:], strict=False):
-        if x <= hi:
-            return known[lo] + (known[hi] - known[lo]) * (x - lo) / (hi - lo)
-    return known[ks[-1]]
-
-
 def _completed(known: dict[int, float], counts: Sequence[int]) -> dict[int, float]:
-    return {t: known[t] if t in known else _between(t, known) for t in counts}
+    return {t: known[t] if t in known else at_count(t, known) for t in counts}
 
 
 def team_interpolated(threads: Sequence[int], measured: TeamCosts) -> TeamCosts:

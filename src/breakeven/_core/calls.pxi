@@ -82,7 +82,7 @@ cdef int _commit(const Slot *s, Entry *e, dispatch.Call *c, Choice *ch,
     if t < 2:
         _serially(c, ch)
         return 1
-    if t == ch.threads:
+    if t == ch.threads and not c.flags & F_COUNT:
         c.flags |= F_WHOLE
     _in_parallel(s, e, c, ch, t)
     return t
@@ -162,7 +162,7 @@ cdef inline void _count(Entry *e, dispatch.Call *c, int t,
         n = add_ll(&e.n_serial, 1)
         if not c.flags & F_TIMED and (n % SAMPLE_EVERY == 0 or (
                 work >= e.fast_min and (
-                    c.flags & F_EXPLORE or e.ser[_bucket(work)].n < EXPLORE_UNTIL))):
+                    c.flags & F_EXPLORE or e.ser[_bucket(work)].n < C_EXPLORE_UNTIL))):
             c.flags |= F_TIMED
             c.start = now()
     if c.flags & F_EXPLORE:

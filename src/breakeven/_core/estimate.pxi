@@ -39,7 +39,100 @@ cdef inline double _parallel_ns(const Entry *e, int b, int t, Py_ssize_t work,
         if e.rate_threads[i] == t and e.best[i][b] > 0:
             return e.best[i][b] * work * 1e9
     rs = _serial_rate(e, b) if model else 0
-    return _model_parallel_ns(rs * work * 1e9) if rs > 0 else 0
+    return _model_parallel_ns(e, rs * work * 1e9, t, b) if rs > 0 else 0
+
+
+cdef inline int _count_index(int t) noexcept nogil:
+    """The estimate's count t, or the next one above it (the largest if
+    none is; -1 before the host's counts are known)."""
+    cdef int i
+    for i in range(_n_counts):
+        if _counts[i] >= t:
+            return i
+    return _n_counts - 1
+
+
+cdef inline bint _speed_seen(const Entry *e, int i, int b, double *s) noexcept nogil:
+    """What the calls measured of count _counts[i]'s speed-up at log2 size b
+    (EVIDENCE_MIN calls), else at the sizes either side (their mean, or
+    the one measured), into ``s``; False if nothing was."""
+    cdef const Arm *lo = &e.speed[i][b - 1 if b > 0 else b]
+    cdef const Arm *hi = &e.speed[i][b + 1 if b < BUCKETS - 1 else b]
+    cdef bint below = lo.n >= C_EVIDENCE_MIN, above = hi.n >= C_EVIDENCE_MIN
+    if e.speed[i][b].n >= C_EVIDENCE_MIN:
+        s[0] = e.speed[i][b].mean
+    elif below and above:
+        s[0] = (lo.mean + hi.mean) / 2
+    elif below or above:
+        s[0] = lo.mean if below else hi.mean
+    else:
+        return False
+    return True
+
+
+cdef double _speedup(const Entry *e, int i, int b) noexcept nogil:
+    """The speed-up over serial the estimate expects of the kernel on count
+    ``_counts[i]`` at log2 size b: what its calls measured there or at the
+    sizes either side (_speed_seen); else no more than what they measured
+    on the nearest larger count (fewer threads seldom lose by much to more
+    once these stop scaling); else, from the nearest smaller count
+    measured, scaled up as well as it scaled (linearly if it reached
+    EFFICIENCY, not at all if half of that); at most the count times
+    EFFICIENCY."""
+    cdef int j
+    cdef double t = _counts[i], s = t * C_EFFICIENCY, r, m, eff
+    if _speed_seen(e, i, b, &m):
+        return m
+    for j in range(i + 1, _n_counts):
+        if _speed_seen(e, j, b, &m):
+            if m < s:
+                s = m
+            break
+    for j in range(i - 1, -1, -1):
+        if _speed_seen(e, j, b, &m):
+            eff = m / _counts[j] / C_EFFICIENCY
+            eff = 2 * eff - 1 if eff < 1 else 1
+            r = m * (1 + (t / _counts[j] - 1) * (eff if eff > 0 else 0))
+            if r < s:
+                s = r
+            break
+    return s
+
+
+cdef double _model_parallel_ns(const Entry *e, double ts, int t, int b) noexcept nogil:
+    """The model's time (ns) of a hot call of t threads at log2 size b whose
+    serial time is ``ts`` ns: ``ts`` over the count's speed-up (_speedup),
+    plus the team's start on that count (a count between the estimate's:
+    scaled down from the next one, with its start)."""
+    cdef int i = _count_index(t)
+    cdef double s
+    if i < 0:
+        return ts / (t * C_EFFICIENCY) + _team_hot_ns
+    s = _speedup(e, i, b)
+    if _counts[i] > t:
+        s = s * t / _counts[i]
+    return ts / s + _counts_hot_ns[i]
+
+
+cdef int _best_count(const Entry *e, double ts, int b, int full,
+                     double *tp) noexcept nogil:
+    """The thread count of at most ``full`` the model puts fastest for a call
+    at log2 size b whose serial time is ``ts`` ns, and its time in ``tp`` (ns): a count
+    must beat every smaller one by MARGIN (as calibration's tables do:
+    fewer threads hold fewer cores)."""
+    cdef int i = 0, t, best = full
+    cdef double x
+    tp[0] = INFINITY
+    while True:
+        t = _counts[i] if i < _n_counts and _counts[i] < full else full
+        x = _model_parallel_ns(e, ts, t, b)
+        if x * (1 + C_MARGIN) < tp[0]:
+            tp[0] = x
+            best = t
+        if t == full:
+            break
+        i += 1
+    return best
 
 
 cdef inline double _wake_ns(long long idle) noexcept nogil:
@@ -95,45 +188,51 @@ cdef int _estimated(const Entry *e, Py_ssize_t work, int full, Choice *ch,
     serial rate and the team's costs; 1 without a serial rate yet.  With
     ``explore`` (a real call), the other choice now and then (see
     EXPLORE_EVERY).  (A wake-up is the caller's: _wake_checked.)"""
-    cdef int b = _bucket(work), t
+    cdef int b = _bucket(work), t, tc = full
     cdef signed char learned = _settled(e, b)
     cdef double rs, ts, tp
     if full < 2:
         return 1
     rs = _serial_rate(e, b)
     ts = rs * work * 1e9
-    tp = _parallel_ns(e, b, full, work, True)
+    if rs > 0:
+        tc = _best_count(e, ts, b, full, &tp)  # the model's count
+    tp = _parallel_ns(e, b, tc, work, True)
     ch.table = T_LEARNED if learned else T_ESTIMATE
     ch.serial_ns = ts
     ch.parallel_ns = tp if rs > 0 or e.par[b].n >= 2 else 0
     if rs <= 0:
         return 1  # nothing known yet: serially, and the call is timed
     if learned:
-        t = full if learned == 2 else 1
+        t = tc if learned == 2 else 1
     else:
-        t = full if tp * (1 + C_MARGIN) < ts else 1
+        t = tc if tp * (1 + C_MARGIN) < ts else 1
     if not explore:
         return t
-    return _explored(e, b, t, full, ts, ch)
+    return _explored(e, b, t, tc, ts, ch)
 
 
-cdef int _explored(const Entry *e, int b, int t, int full, double ts,
+cdef int _explored(const Entry *e, int b, int t, int tc, double ts,
                    Choice *ch) noexcept nogil:
     """The decision ``t``, or once in EXPLORE_EVERY calls the other choice
     (once in EXPLORE_LATER when the size is settled and the other choice
     has been measured EXPLORE_UNTIL times there), where it is at most
-    EXPLORE_LOSS times as slow: by the model for parallel (serial time
-    ``ts``; a parallel one of ``ts`` / (count x EFFICIENCY) + the team's
-    start), by the model or the parallel calls' mean, the slower, for
-    serial.  (Not by what was measured alone: a fast measurement may be an
-    outlier, or out of date, and must be measured again; a slow parallel
-    mean only makes serial worth measuring.)  What it implies for the
-    explore counter and a parallel exploration's second call is left in
-    ``ch.explore_step``."""
-    cdef double tp = ts / (full * C_EFFICIENCY) + _team_hot_ns
+    EXPLORE_LOSS times as slow: by the model for parallel on the model's
+    count ``tc`` (serial time ``ts``), by the model or the parallel calls'
+    mean, the slower, for serial.  (Not by what was measured alone: a fast
+    measurement may be an outlier, or out of date, and must be measured
+    again; a slow parallel mean only makes serial worth measuring.)  A
+    parallel decision explores serial and the next smaller and larger of
+    the estimate's counts by turns (F_COUNT: their speed-ups).  What it
+    implies for the explore counter and a parallel exploration's second
+    call is left in ``ch.explore_step``."""
+    cdef double tp
     cdef long long n, every
+    cdef int i, k
+    cdef bint far
     if ts <= 0:
         return t
+    tp = _model_parallel_ns(e, ts, tc, b)
     ch.explore_bucket = b
     if t == 1 and e.explore_left > 0 and e.explore_size == b:
         # the second call of a parallel exploration: the first one woke
@@ -141,19 +240,33 @@ cdef int _explored(const Entry *e, int b, int t, int full, double ts,
         ch.explore_step = X_SECOND
         ch.flags |= F_EXPLORE
         ch.explore = True
-        return full
+        return tc
     if t > 1 and e.par[b].n >= 2 and e.par[b].mean * ts / _serial_rate(e, b) > tp:
         tp = e.par[b].mean * ts / _serial_rate(e, b)  # (ts / rate: the work)
-    if (ts if t > 1 else tp) > C_EXPLORE_LOSS * (tp if t > 1 else ts):
+    far = (ts if t > 1 else tp) > C_EXPLORE_LOSS * (tp if t > 1 else ts)
+    if far and (t == 1 or _n_counts < 2 and e.ser[b].n >= C_EVIDENCE_MIN):
         return t
     ch.explore_step = X_COUNTED
     n = ld_ll(&e.explore)  # _commit advances it
     every = (C_EXPLORE_EVERY if not e.learned[b] or (
-        e.par[b].n if t == 1 else e.ser[b].n) < EXPLORE_UNTIL else C_EXPLORE_LATER)
+        e.par[b].n if t == 1 else e.ser[b].n) < C_EXPLORE_UNTIL else C_EXPLORE_LATER)
     if n % every != every - 1:
         return t
     ch.flags |= F_EXPLORE
     ch.explore = True
     if t == 1:
         ch.explore_step = X_START
-    return 1 if t > 1 else full
+        return tc
+    # by turns: serial, the next smaller count, the next larger one; but
+    # serial first, twice, even where it is far behind: the speed-ups are
+    # measured against it
+    k = n // every % 3 if e.ser[b].n >= C_EVIDENCE_MIN else 0
+    i = _count_index(t) + (-1 if k == 1 else 1)
+    if k and 0 <= i < _n_counts and _counts[i] != t and _counts[i] <= _full_count():
+        ch.flags |= F_COUNT
+        return _counts[i]
+    if far and e.ser[b].n >= C_EVIDENCE_MIN:
+        ch.flags &= ~F_EXPLORE
+        ch.explore = False
+        return t
+    return 1

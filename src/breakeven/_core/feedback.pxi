@@ -41,14 +41,16 @@ cdef inline void _teach(Entry *e, Arm *arm, Py_ssize_t work,
     cdef signed char was = e.learned[b]
     cdef Arm *other = &e.par[0] if arm == &e.ser[0] else &e.ser[0]
     cdef double z, x = ns * 1e-9 / work, cap = 0
-    # winsorized: a call slower than CLIP times the other choice's mean (or
-    # this one's, before the other has one) counts as that slow, so that
-    # one preempted call does not outweigh dozens (a loop's expected cost
-    # is a wake-up's or a preemption's only through its calls' mean)
-    if other[b].n >= 2:
-        cap = C_CLIP * other[b].mean
-    elif arm[b].n >= 2:
+    # winsorized: a call slower than CLIP times its choice's mean counts as
+    # that slow, so that one preempted call does not outweigh dozens (a
+    # loop's expected cost is a wake-up's or a preemption's only through
+    # its calls' mean); a parallel call before its choice has a mean, at
+    # most CLIP times serial's.  (Not serial by parallel's: where parallel
+    # is many times faster, that would cut every serial call.)
+    if arm[b].n >= 2:
         cap = C_CLIP * arm[b].mean
+    elif arm == &e.par[0] and other[b].n >= 2:
+        cap = C_CLIP * other[b].mean
     _add(&arm[b], cap if 0 < cap < x else x)
     z = _gain_z(&e.ser[b], &e.par[b])
     if z > C_CONFIDENT:
@@ -61,10 +63,24 @@ cdef inline void _teach(Entry *e, Arm *arm, Py_ssize_t work,
         _raise_model_min(e, b)  # the estimate's, or a table's that never goes parallel
 
 
-cdef inline double _model_parallel_ns(double ts) noexcept nogil:
-    """The model's time of a call on the host's full count, from its serial
-    time ``ts`` (ns)."""
-    return ts / (_full_count() * C_EFFICIENCY) + _team_hot_ns
+cdef void _teach_speed(Entry *e, int t, Py_ssize_t work, long long ns) noexcept nogil:
+    """A hot parallel call on t threads (under e.lock) took ``ns``: on one of
+    the estimate's counts, the speed-up over serial it shows past the
+    team's start, from the serial calls of its size (EVIDENCE_MIN of them:
+    another size's rate may be a cache's), not where the start is over four
+    fifths of its time (its error would be most of the figure); at most four
+    times the count, which caches can give (data that fits the caches of
+    many cores streams several times faster than from memory)."""
+    cdef int i = _count_index(t), b = _bucket(work)
+    cdef double rs, body, s
+    if i < 0 or _counts[i] != t or e.ser[b].n < C_EVIDENCE_MIN:
+        return
+    rs = e.ser[b].mean
+    body = ns - _counts_hot_ns[i]
+    if rs <= 0 or 4 * body < _counts_hot_ns[i]:
+        return
+    s = rs * work * 1e9 / body
+    _add(&e.speed[i][b], s if s < 4 * t else 4 * t)
 
 
 cdef void _raise_model_min(Entry *e, int b) noexcept nogil:
@@ -74,12 +90,13 @@ cdef void _raise_model_min(Entry *e, int b) noexcept nogil:
     size's largest work, and no size up to b settled parallel.  (Smaller
     sizes, measured or not, are ruled out with it: the team's start weighs
     more on less work.)"""
-    cdef int i
-    cdef double ts, top = <double>(<Py_ssize_t>1 << b)
-    if e.ser[b].n < EXPLORE_UNTIL or e.model_min >= top:
+    cdef int i, full = _full_count()
+    cdef double ts, tp, top = <double>(<Py_ssize_t>1 << b)
+    if e.ser[b].n < C_EXPLORE_UNTIL or e.model_min >= top:
         return
     ts = e.ser[b].mean * top * 1e9
-    if _model_parallel_ns(ts) <= C_EXPLORE_LOSS * ts:
+    if full > 1 and _best_count(e, ts, b, full, &tp) > 1 and (
+            tp <= C_EXPLORE_LOSS * ts):
         return
     for i in range(b + 1):
         if e.learned[i] == 2:
@@ -220,8 +237,11 @@ cdef void _observe(Entry *e, int t, Py_ssize_t work, long long ns, int flags,
         return  # another call is updating it: skip this observation
     i = _rate_index(e, t, True)
     e.rate_used[i] = t_end
-    if not flags & (F_UNJUDGED | F_NOT_HOT) and flags & F_WHOLE and work > 0:
-        _teach(e, e.par, work, ns)
+    if not flags & (F_UNJUDGED | F_NOT_HOT) and work > 0:
+        if flags & F_WHOLE:
+            _teach(e, e.par, work, ns)
+        if flags & (F_WHOLE | F_COUNT) and not e.has_table:
+            _teach_speed(e, t, work, ns)
     rate = ns * 1e-9 / (work if work > 0 else 1)
     best = e.best[i][b]
     if best == 0 or rate < best or (

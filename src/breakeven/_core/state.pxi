@@ -30,6 +30,7 @@ cdef enum:
     F_PAST = 2048      # past its threshold, run serially: its end is a loop's
     F_OVER = 4096      # runs serially on a core the budget did not have
     F_WHOLE = 8192     # ran on the count the rule chose (not cut by share or cores)
+    F_COUNT = 16384    # the estimate's exploration of a smaller count: its speed-up
     # not what the rule would choose: its time teaches no arm
     F_UNJUDGED = F_BACKED_OFF | F_FORCED | F_PROBE
 
@@ -54,7 +55,8 @@ cdef double C_MARGIN = MARGIN
 # Once a size's other choice has this many measurements, it is explored
 # once in EXPLORE_LATER calls only (what the calls meet can change: a size
 # called among others meets cold caches, the same size in a loop warm ones).
-cdef int EXPLORE_UNTIL = 8
+EXPLORE_UNTIL = 8
+cdef int C_EXPLORE_UNTIL = EXPLORE_UNTIL
 EXPLORE_LATER = 256
 cdef long long C_EXPLORE_LATER = EXPLORE_LATER
 # The online check (every kernel, whatever decided it): per log2 size, the
@@ -73,7 +75,7 @@ cdef long long C_EXPLORE_LATER = EXPLORE_LATER
 # choice stays as it was (the table's, or the model's, or what was settled
 # before): noise does not flip a settled choice.
 EVIDENCE_MIN = 2
-# A call's time counts at most CLIP times the other choice's mean (see _teach).
+# A call's time counts at most CLIP times its choice's mean (see _teach).
 CLIP = 4.0
 cdef double C_CLIP = CLIP
 ARM_WEIGHT = 64
@@ -205,6 +207,11 @@ ctypedef struct Entry:
     Arm ser[BUCKETS]
     Arm par[BUCKETS]
     signed char learned[BUCKETS]
+    # the speed-up over serial its parallel calls measured on each of the
+    # estimate's thread counts (_counts) at each log2 size, past the
+    # team's start (a size's data may fit the caches of many cores and not
+    # of a few: the best count depends on the size)
+    Arm speed[MAX_TC][BUCKETS]
 cdef extern from "runtime.h":
     void zero_entry "be_zero"(Entry *e) noexcept nogil
 
@@ -290,6 +297,14 @@ cdef double _clock_scale = 1.0
 # The host's team costs, for the estimate: a hot region's start (ns) and the
 # wake-up after each measured idle time (ns from, ns cost).
 cdef double _team_hot_ns = 2000.0
+# The thread counts the estimate chooses among (the calibration's
+# candidates, breakeven._calibrate.settings.thread_candidates, up to the
+# host's count; at most MAX_TC) and each one's hot start (ns): the team's
+# start grows with its threads, so that a call too small for all of a
+# many-core host's CPUs may still pay on a few.
+cdef int _n_counts = 0
+cdef int _counts[MAX_TC]
+cdef double _counts_hot_ns[MAX_TC]
 cdef int _n_wake = 0
 cdef long long _wake_gap[MAX_GAPS]
 cdef double _wake_cost[MAX_GAPS]

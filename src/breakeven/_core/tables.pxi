@@ -104,24 +104,43 @@ def set_estimate(int kernel, int d):
     _set_fast_min(e)
 
 
-def set_team(double hot_s, wake=()):
-    """The host's team costs, for the estimate: a hot region's start, and
-    ``[(idle_seconds, wake_seconds), ...]`` (shortest idle first)."""
-    global _team_hot_ns, _n_wake
+def set_team(double hot_s, wake=(), counts=()):
+    """The host's team costs, for the estimate: a hot region's start on all
+    the threads, ``[(idle_seconds, wake_seconds), ...]`` (shortest idle
+    first), and the thread counts it chooses among with each one's hot
+    start, ``[(threads, seconds), ...]`` (fewest first; the last MAX_TC)."""
+    global _team_hot_ns, _n_wake, _n_counts
     cdef int i
     wake = sorted(wake)[:MAX_GAPS]
+    counts = sorted((int(t), float(s)) for t, s in counts if t > 1)[-MAX_TC:]
     _team_hot_ns = hot_s * 1e9
-    _n_wake = 0
+    _n_wake = _n_counts = 0
     for i, (gap, cost) in enumerate(wake):
         _wake_gap[i] = <long long>(gap * 1e9)
         _wake_cost[i] = cost * 1e9
     _n_wake = len(wake)
+    for i, (t, cost) in enumerate(counts):
+        _counts[i] = t
+        _counts_hot_ns[i] = cost * 1e9
+    _n_counts = len(counts)
 
 
 def team():
-    """(hot start seconds, [(idle seconds, wake seconds), ...])."""
-    return _team_hot_ns / 1e9, [(_wake_gap[i] / 1e9, _wake_cost[i] / 1e9)
-                                for i in range(_n_wake)]
+    """(hot start seconds, [(idle seconds, wake seconds), ...], [(threads,
+    hot start seconds), ...])."""
+    return (_team_hot_ns / 1e9,
+            [(_wake_gap[i] / 1e9, _wake_cost[i] / 1e9) for i in range(_n_wake)],
+            [(_counts[i], _counts_hot_ns[i] / 1e9) for i in range(_n_counts)])
+
+
+def speedups(int kernel, int d, Py_ssize_t work):
+    """The speed-ups over serial the estimate expects of a kernel at the
+    log2 size of ``work``, per thread count it chooses among: ``[(threads,
+    speed-up, calls measured), ...]`` (0 calls: from the sizes or counts
+    either side, or the model)."""
+    cdef Entry *e = _entry_of(kernel, d)
+    cdef int b = _bucket(work)
+    return [(_counts[i], _speedup(e, i, b), e.speed[i][b].n) for i in range(_n_counts)]
 
 
 def estimate_state(int kernel, int d):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import threading
 import warnings
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 
 from breakeven._core import engine, host
 from breakeven._core.openmp import region_seconds
+from breakeven._cpu import at_count, thread_candidates
+from breakeven._cpu import topology as host_topology
 from breakeven._interop.blas import thread_setters
 from breakeven._kernels import registry
 from breakeven._profile import (
@@ -211,7 +214,17 @@ def _give_tables(p: Profile, kernel: registry.Kernel) -> None:
             engine.seed_rate(kernel.slot, d, threads, work, seconds / max(work, 1))
 
 
-_team_known: list[Profile] = []
+_team_known: list = []  # [profile, threads] whose costs the core has
+
+
+@functools.lru_cache(maxsize=4)
+def _counts(full: int) -> list[int]:
+    """The thread counts the estimate chooses among on ``full`` threads:
+    the calibration's candidates (with this host's topology if it has that
+    many CPUs: a simulated host's count has none)."""
+    t = host_topology()
+    return [c for c in thread_candidates(full, t if t.cpus == full else None)
+            if c > 1]
 
 
 def _team(p: Profile) -> None:
@@ -219,17 +232,18 @@ def _team(p: Profile) -> None:
     check of lone calls: a hot region's start from the profile, or measured
     now (well under a millisecond, once per process and profile); the
     wake-up costs from the profile's host figures."""
-    if _team_known and _team_known[0] is p:
-        return
     full = min(engine.usable(), engine.max_threads())
-    hot = p.team_hot.get(full)
-    if hot is None:
-        hot = region_seconds(full) if full > 1 else 0.0
+    if _team_known and _team_known[0] is p and _team_known[1] == full:
+        return
+    known = dict(p.team_hot)
+    if full > 1 and full not in known:
+        known[full] = region_seconds(full)
+    counts = [(t, at_count(t, known)) for t in _counts(full)]
     host = _host_figures(p)
     most = max((t for _, t, _ in host.wake), default=0)
     wake = [(gap / 1e6, seconds) for gap, t, seconds in host.wake if t == most]
-    engine.set_team(hot, wake)
-    _team_known[:] = [p]
+    engine.set_team(known.get(full, 0.0), wake, counts)
+    _team_known[:] = [p, full]
 
 
 def _registered(kernel: registry.Kernel) -> None:

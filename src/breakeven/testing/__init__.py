@@ -30,8 +30,9 @@ from breakeven._kernels import registry
 from breakeven._profile import Profile
 from breakeven._profile import forget_warnings as _forget_warnings
 
-__all__ = ["EVIDENCE_MIN", "HOSTS", "KERNEL_MODELS", "Budget", "CallLog", "Evidence",
-           "KernelModel", "ProcessesLog", "SimulatedHost", "Simulation", "TORCH_GRAIN",
+__all__ = ["EVIDENCE_MIN", "EXPLORE_UNTIL", "HOSTS", "KERNEL_MODELS", "Budget",
+           "CallLog", "Evidence", "KernelModel", "ProcessesLog", "SimulatedHost",
+           "Simulation", "TORCH_GRAIN",
            "backoff_state", "blas_functions", "budget", "clock_scale", "evidence",
            "fixed_rules", "forget_warnings", "hammer", "idle", "kernel_models",
            "make_probe_due", "profile", "regret", "reset", "reset_peak", "run_callers",
@@ -233,6 +234,7 @@ BACKOFF_AFTER = engine.BACKOFF_AFTER
 PROBE_RATIO = engine.PROBE_RATIO
 EXPLORE_EVERY = engine.EXPLORE_EVERY
 EVIDENCE_MIN = engine.EVIDENCE_MIN
+EXPLORE_UNTIL = engine.EXPLORE_UNTIL
 WAKE_EVIDENCE = engine.WAKE_EVIDENCE
 
 

@@ -10,10 +10,13 @@
   ``prange`` with ``use_threads_if``; ``relu_branch`` the same with its
   serial calls in a plain loop (the body an inline function);
 
-and ``begin_end_ns``: the cost of one begin/end pair of that API, timed by a
-loop in C.  :func:`load` builds them once into ``build/bench-ext`` (the
-build reuses what is there) and returns the module, with the kernels
-registered under ``bench.*``; :func:`load_example` does the same for an
+``axpy`` (``out = a x + y``) and ``rowsum`` (the sums of a 2-D array's
+rows), memory-bound pairs for ``@breakeven.kernel`` as well (registered
+``zc.axpy`` and ``zc.rowsum``: the kernels nobody calibrated of
+``bench_zero_config.py``); and ``begin_end_ns``: the cost of one begin/end
+pair of that API, timed by a loop in C.  :func:`load` builds them once
+into ``build/bench-ext`` (the build reuses what is there) and returns the
+module, with the kernels registered; :func:`load_example` does the same for an
 example library of the docs (``docs/examples/mykernels``, ``bekmeans``).
 """
 
@@ -107,6 +110,43 @@ def relu_branch(const floating[::1] x, floating[::1] out):
         be.end(&call)
 
 
+def axpy_serial(const floating[::1] x, const floating[::1] y, floating[::1] out):
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(x.shape[0]):
+            out[i] = 2 * x[i] + y[i]
+
+
+def axpy_parallel(const floating[::1] x, const floating[::1] y, floating[::1] out,
+                  int n_threads):
+    cdef Py_ssize_t i
+    with nogil:
+        for i in prange(x.shape[0], num_threads=n_threads, schedule="static"):
+            out[i] = 2 * x[i] + y[i]
+
+
+def rowsum_serial(const floating[:, ::1] x, floating[::1] out):
+    cdef Py_ssize_t i, j
+    cdef floating s
+    with nogil:
+        for i in range(x.shape[0]):
+            s = 0
+            for j in range(x.shape[1]):
+                s = s + x[i, j]
+            out[i] = s
+
+
+def rowsum_parallel(const floating[:, ::1] x, floating[::1] out, int n_threads):
+    cdef Py_ssize_t i, j
+    cdef floating s
+    with nogil:
+        for i in prange(x.shape[0], num_threads=n_threads, schedule="static"):
+            s = 0
+            for j in range(x.shape[1]):
+                s = s + x[i, j]
+            out[i] = s
+
+
 def begin_end_ns(int kernel, Py_ssize_t work, long calls):
     """Nanoseconds per begin/end pair, over ``calls`` pairs in a C loop."""
     cdef be.Call call
@@ -127,6 +167,19 @@ def _sample(work, dtype, rng):
     return x, np.empty_like(x)
 
 
+def _axpy_sample(work, dtype, rng):
+    x, out = _sample(work, dtype, rng)
+    return x, rng.standard_normal(int(work)).astype(dtype), out
+
+
+ROW = 64  # columns of rowsum's rows
+
+
+def _rowsum_sample(work, dtype, rng):
+    x = rng.standard_normal((max(1, int(work) // ROW), ROW)).astype(dtype)
+    return x, np.empty(x.shape[0], dtype)
+
+
 cdef int RELU = breakeven.register(
     "bench.relu", relu, work=0, sample=_sample).slot
 cdef int RELU_BRANCH = breakeven.register(
@@ -137,8 +190,9 @@ WRAPPER = '''
 """The benchmark's kernels, registered."""
 import breakeven
 from bench_relu_ext import *  # noqa: F401,F403
-from bench_relu_ext import _sample, relu64_parallel, relu64_serial
-from bench_relu_ext import relu_parallel, relu_serial
+from bench_relu_ext import _axpy_sample, _rowsum_sample, _sample
+from bench_relu_ext import axpy_parallel, axpy_serial, relu64_parallel, relu64_serial
+from bench_relu_ext import relu_parallel, relu_serial, rowsum_parallel, rowsum_serial
 
 
 # the serial/parallel pairs, dispatched by the decorator: the work the size
@@ -151,6 +205,12 @@ relu64_pair = breakeven.kernel(parallel=relu64_parallel, work=0, sample=_sample,
 relu_pair_fn = breakeven.kernel(parallel=relu_parallel,
                                 work=lambda x, out: x.shape[0], sample=_sample,
                                 name="bench.relu_pair_fn")(relu_serial)
+# memory-bound kernels of one's own, for the zero-config benchmark
+axpy_pair = breakeven.kernel(parallel=axpy_parallel, work=0, sample=_axpy_sample,
+                             name="zc.axpy")(axpy_serial)
+rowsum_pair = breakeven.kernel(parallel=rowsum_parallel,
+                               work=lambda x, out: x.size, sample=_rowsum_sample,
+                               name="zc.rowsum")(rowsum_serial)
 '''
 
 

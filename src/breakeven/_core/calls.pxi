@@ -152,6 +152,8 @@ cdef inline void _count(Entry *e, dispatch.Call *c, int t,
     size has fewer than EXPLORE_UNTIL timed, and the serial choice of an
     exploration), and teaches the check its serial rate."""
     cdef long long n
+    if work >= e.fast_min:
+        _run_position(e, c, work)
     if t > 1:
         if c.flags & F_PROBE:
             add_ll(&e.n_probes, 1)
@@ -167,6 +169,23 @@ cdef inline void _count(Entry *e, dispatch.Call *c, int t,
             c.start = now()
     if c.flags & F_EXPLORE:
         add_ll(&e.n_explored, 1)
+
+
+cdef inline void _run_position(Entry *e, dispatch.Call *c,
+                               Py_ssize_t work) noexcept nogil:
+    """Where the call falls in its run of calls of one size (F_RUN_START:
+    among the first RUN_START of a run, where runs are longer than that).
+    (Kept without a lock: concurrent callers only blur the runs.)"""
+    cdef int b = _bucket(work)
+    if b != e.run_b:
+        if e.run_n > 0:
+            _add(&e.run_len, e.run_n)
+        e.run_b = b
+        e.run_n = 0
+    if e.run_n < (1 << 30):
+        e.run_n += 1
+    if e.run_n <= RUN_START and e.run_len.n >= 2 and e.run_len.mean > RUN_START + 1:
+        c.flags |= F_RUN_START
 
 
 cdef void _configure_now() noexcept nogil:

@@ -222,13 +222,14 @@ cdef int _explored(const Entry *e, int b, int t, int tc, double ts,
     mean, the slower, for serial.  (Not by what was measured alone: a fast
     measurement may be an outlier, or out of date, and must be measured
     again; a slow parallel mean only makes serial worth measuring.)  A
-    parallel decision explores serial and the next smaller and larger of
-    the estimate's counts by turns (F_COUNT: their speed-ups).  What it
+    parallel decision explores whichever of serial and the next smaller and
+    larger of the estimate's counts its calls measured least at this size
+    (F_COUNT: the counts' speed-ups).  What it
     implies for the explore counter and a parallel exploration's second
     call is left in ``ch.explore_step``."""
     cdef double tp
     cdef long long n, every
-    cdef int i, k
+    cdef int i, j, k, best, least
     cdef bint far
     if ts <= 0:
         return t
@@ -257,15 +258,23 @@ cdef int _explored(const Entry *e, int b, int t, int tc, double ts,
     if t == 1:
         ch.explore_step = X_START
         return tc
-    # by turns: serial, the next smaller count, the next larger one; but
-    # serial first, twice, even where it is far behind: the speed-ups are
-    # measured against it
-    k = n // every % 3 if e.ser[b].n >= C_EVIDENCE_MIN else 0
-    i = _count_index(t) + (-1 if k == 1 else 1)
-    if k and 0 <= i < _n_counts and _counts[i] != t and _counts[i] <= _full_count():
+    # of serial (unless far behind and measured), the next smaller count
+    # and the next larger one, the one measured least at this size (by
+    # turns if alike): serial first, twice, even where it is far behind,
+    # for the speed-ups are measured against it
+    best = 1 if (not far or e.ser[b].n < C_EVIDENCE_MIN) else 0
+    least = e.ser[b].n if best else 1 << 30
+    i = _count_index(t) if not e.has_table else -2  # (a table's count: calibrated)
+    for k in range(2 if i >= 0 else 0):
+        j = i - 1 if (k + n // every) % 2 else i + 1
+        if 0 <= j < _n_counts and _counts[j] != t and _counts[j] <= _full_count() \
+                and e.speed[j][b].n < least and e.ser[b].n >= C_EVIDENCE_MIN:
+            best = _counts[j]
+            least = e.speed[j][b].n
+    if best > 1:
         ch.flags |= F_COUNT
-        return _counts[i]
-    if far and e.ser[b].n >= C_EVIDENCE_MIN:
+        return best
+    if best == 0:
         ch.flags &= ~F_EXPLORE
         ch.explore = False
         return t

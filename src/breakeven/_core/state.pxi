@@ -30,9 +30,18 @@ cdef enum:
     F_PAST = 2048      # past its threshold, run serially: its end is a loop's
     F_OVER = 4096      # runs serially on a core the budget did not have
     F_WHOLE = 8192     # ran on the count the rule chose (not cut by share or cores)
-    F_COUNT = 16384    # the estimate's exploration of a smaller count: its speed-up
+    F_COUNT = 16384    # the estimate's exploration of another count: its speed-up
+    F_RUN_START = 32768  # among the first RUN_START calls of a run of one size
     # not what the rule would choose: its time teaches no arm
     F_UNJUDGED = F_BACKED_OFF | F_FORCED | F_PROBE
+    # The first RUN_START calls of a run of calls of one size (of a kernel
+    # and dtype whose calls come in runs longer than that) teach no arm:
+    # they meet the caches another size left, and may run several times
+    # slower than the rest, serial and parallel alike, so that an arm
+    # taught more of them than the other would lose by where its calls
+    # fell, not by what it costs.  (Calls that change size every time or
+    # almost are all taught: there, every call meets such caches.)
+    RUN_START = 3
 
 # The estimate (a kernel without a table): a parallel call of t threads is
 # taken to cost serial / (t * EFFICIENCY) + the team's hot start.  At most
@@ -207,6 +216,11 @@ ctypedef struct Entry:
     Arm ser[BUCKETS]
     Arm par[BUCKETS]
     signed char learned[BUCKETS]
+    # the log2 size of the last call off the fast path, the calls of that
+    # size in a row so far, and the mean length of such runs before
+    int run_b
+    int run_n
+    Arm run_len
     # the speed-up over serial its parallel calls measured on each of the
     # estimate's thread counts (_counts) at each log2 size, past the
     # team's start (a size's data may fit the caches of many cores and not

@@ -184,7 +184,8 @@ cdef inline void _run_position(Entry *e, dispatch.Call *c,
         e.run_n = 0
     if e.run_n < (1 << 30):
         e.run_n += 1
-    if e.run_n <= RUN_START and e.run_len.n >= 2 and e.run_len.mean > RUN_START + 1:
+    if e.run_n <= C_RUN_START and e.run_len.n >= 2 and (
+            e.run_len.mean > C_RUN_START + 1):
         c.flags |= F_RUN_START
 
 

@@ -44,10 +44,16 @@ cdef inline void _teach(Entry *e, Arm *arm, Py_ssize_t work,
     # winsorized: a call slower than CLIP times its choice's mean counts as
     # that slow, so that one preempted call does not outweigh dozens (a
     # loop's expected cost is a wake-up's or a preemption's only through
-    # its calls' mean); a parallel call before its choice has a mean, at
-    # most CLIP times serial's.  (Not serial by parallel's: where parallel
-    # is many times faster, that would cut every serial call.)
-    if arm[b].n >= 2:
+    # its calls' mean).  The second call counts at most CLIP times the
+    # first, and a first more than CLIP times slower than the second is
+    # dropped (it was the one preempted); a parallel call before its
+    # choice has a mean, at most CLIP times serial's.  (Not serial by
+    # parallel's: where parallel is many times faster, that would cut
+    # every serial call.)
+    if arm[b].n == 1 and x * C_CLIP < arm[b].mean:
+        arm[b].n = 0
+        arm[b].mean = arm[b].var = 0
+    if arm[b].n >= 1:
         cap = C_CLIP * arm[b].mean
     elif arm == &e.par[0] and other[b].n >= 2:
         cap = C_CLIP * other[b].mean
@@ -148,8 +154,10 @@ cdef void _end(dispatch.Call *c) noexcept nogil:
         if not (c.flags & F_SECTION):
             _give_team_cores(t, t_end)
         wake = 0
+        # (not at a run's start either: the caches another size left would
+        # count as the wake-up, in proportion to the work)
         if (e != NULL and c.flags & F_NOT_HOT and c.flags & F_WHOLE
-                and not c.flags & F_UNJUDGED):
+                and not c.flags & (F_UNJUDGED | F_RUN_START)):
             wake = _saw_wake(tm, e, t, c.work, ns, c.start - ld_ll(&tm.last_parallel))
         st_ll(&tm.last_parallel, t_end)
         tm.rent = 0  # the team is awake

@@ -34,14 +34,16 @@ cdef enum:
     F_RUN_START = 32768  # among the first RUN_START calls of a run of one size
     # not what the rule would choose: its time teaches no arm
     F_UNJUDGED = F_BACKED_OFF | F_FORCED | F_PROBE
-    # The first RUN_START calls of a run of calls of one size (of a kernel
-    # and dtype whose calls come in runs longer than that) teach no arm:
-    # they meet the caches another size left, and may run several times
-    # slower than the rest, serial and parallel alike, so that an arm
-    # taught more of them than the other would lose by where its calls
-    # fell, not by what it costs.  (Calls that change size every time or
-    # almost are all taught: there, every call meets such caches.)
-    RUN_START = 3
+
+# The first RUN_START calls of a run of calls of one size (of a kernel and
+# dtype whose calls come in runs longer than that) teach no arm: they meet
+# the caches another size left, and may run several times slower than the
+# rest, serial and parallel alike, so that an arm taught more of them than
+# the other would lose by where its calls fell, not by what it costs.
+# (Calls that change size every time or almost are all taught: there, every
+# call meets such caches.)
+RUN_START = 3
+cdef int C_RUN_START = RUN_START
 
 # The estimate (a kernel without a table): a parallel call of t threads is
 # taken to cost serial / (t * EFFICIENCY) + the team's hot start.  At most

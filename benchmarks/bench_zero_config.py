@@ -25,10 +25,12 @@ a random order (a program's loops), and **random**, every call at a random
 size.  (Calls in bursts with idle gaps between them are
 ``bench_bursty.py``'s.)
 
-Each figure is a ratio to min(serial, parallel) measured in the same batch
-rotation (the decisions shown are the last run's, at its end); serial and
-parallel are the kernel's call under ``threads(1, exact=True)`` and
-``threads(n, exact=True)`` (forced calls do not teach the estimate), and a
+Each figure is a ratio to min(serial, parallel): the time of the calls at
+one size in a workload of the order the calls came in (a run, or ten calls,
+of each size), run dispatched, serially and in parallel in turn
+(serial and parallel under ``threads(1, exact=True)`` and ``threads(n,
+exact=True)``: forced calls do not teach the estimate), the median of the
+ratios over three such passes; the decisions shown are the last run's.  A
 fixed rule's figure is the one of the choice it makes.  Every figure is the
 median over ``--runs`` runs (default 3), each from a fresh start (nothing
 learnt).
@@ -39,10 +41,12 @@ learnt).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import random
 import sys
+import time
 
 import _userkernels
 import numpy as np
@@ -86,40 +90,58 @@ def calls(name: str, sizes, rng) -> dict[int, tuple]:
 
 
 def spread(name: str, args: dict, n: int, order: str, rng: random.Random) -> None:
-    """``n`` dispatched calls spread over the sizes, the same number at each:
-    in runs of RUN calls of one size, the runs in a random order, or each
-    call at a random size."""
+    """``n`` dispatched calls spread over the sizes, the same number at each,
+    in the order ``order`` (:func:`workload`)."""
     call = be.get_kernel(name).call
+    for lg in workload(order, list(args), n // len(args) // RUN, rng):
+        call(*args[lg])
+
+
+def workload(order: str, sizes, runs: int, rng: random.Random) -> list[int]:
+    """The sizes of a workload's calls: ``runs`` runs of RUN calls of each
+    size, the runs in a random order; or as many calls, each at a random
+    size."""
     run = RUN if order == "runs" else 1
-    sizes = [lg for lg in args for _ in range(n // len(args) // run)]
-    rng.shuffle(sizes)
-    for lg in sizes:
-        for _ in range(run):
-            call(*args[lg])
+    seq = [lg for lg in sizes for _ in range(runs * RUN // run)]
+    rng.shuffle(seq)
+    return [lg for lg in seq for _ in range(run)]
 
 
-def measure(name: str, args: dict, repeats: int) -> dict[int, tuple]:
+def measure(name: str, args: dict, order: str, passes: int,
+            rng: random.Random) -> dict[int, tuple]:
     """Per size: (dispatched, serial, parallel) / min(serial, parallel), and
-    the serial call's median seconds."""
-    from breakeven._calibrate.timing import time_interleaved
-
+    the serial call's mean seconds: the time of the calls at that size in a
+    workload of the order the calls came in while learning (so that a size
+    meets the caches it meets there), each pass a new workload run the
+    three ways in turn (the first of them rotating), the ratios their
+    medians over the passes.  (Forced calls do not teach dispatch; the
+    dispatched ones go on learning.)"""
     call = be.get_kernel(name).call
     n = be.usable_cpus()
+    how = {"dispatched": contextlib.nullcontext,
+           "serial": lambda: be.threads(1, exact=True),
+           "parallel": lambda: be.threads(n, exact=True)}
+    took = {m: {lg: [] for lg in args} for m in how}
+    count = 0
+    for p in range(passes):
+        seq = workload(order, list(args), 1, rng)
+        count = len(seq) // len(args)
+        ways = list(how)
+        for m in ways[p % 3:] + ways[:p % 3]:
+            total = dict.fromkeys(args, 0.0)
+            with how[m]():
+                for lg in seq:
+                    t0 = time.perf_counter()
+                    call(*args[lg])
+                    total[lg] += time.perf_counter() - t0
+            for lg in args:
+                took[m][lg].append(total[lg])
     out = {}
-    for lg, a in args.items():
-        def run(a=a):
-            call(*a)
-
-        t = time_interleaved(
-            {"dispatched": run, "serial": run, "parallel": run},
-            around={"serial": lambda: be.threads(1, exact=True),
-                    "parallel": lambda: be.threads(n, exact=True)},
-            repeats=repeats, min_batch_time=0.004)
-        s, p = np.array(t["serial"].samples), np.array(t["parallel"].samples)
+    for lg in args:
+        s, p = np.array(took["serial"][lg]), np.array(took["parallel"][lg])
         best = np.minimum(s, p)
-        out[lg] = (*(float(np.median(np.array(t[c].samples) / best))
-                     for c in ("dispatched", "serial", "parallel")),
-                   t["serial"].median)
+        out[lg] = (*(float(np.median(np.array(took[m][lg]) / best)) for m in how),
+                   float(np.median(s)) / count)
     return out
 
 
@@ -147,7 +169,7 @@ def rules(cpus: int) -> dict:
             "per-thread overhead": overhead}
 
 
-def one_run(sizes, repeats, seed):
+def one_run(sizes, passes, seed):
     """{(order, kernel, lg): (after warm-up, after learning, serial,
     parallel, serial seconds)} and the decisions, from a fresh start."""
     rng = np.random.default_rng(seed)
@@ -159,14 +181,14 @@ def one_run(sizes, repeats, seed):
             testing.idle(-3600)  # calls in a loop: the hot path
             args = calls(name, sizes, rng)
             spread(name, args, WARM_UP, order, shuffle)
-            warm = measure(name, args, repeats)
             first = {lg: be.decide(name, 1 << lg, idle=0) for lg in sizes}
+            warm = measure(name, args, order, passes, shuffle)
             spread(name, args, LEARN, order, shuffle)
-            learned = measure(name, args, repeats)
+            last = {lg: be.decide(name, 1 << lg, idle=0) for lg in sizes}
+            learned = measure(name, args, order, passes, shuffle)
             for lg in sizes:
                 cells[(order, name, lg)] = (warm[lg][0], *learned[lg])
-                decisions[(order, name, lg)] = (first[lg],
-                                                be.decide(name, 1 << lg, idle=0))
+                decisions[(order, name, lg)] = (first[lg], last[lg])
             print(f"  {order}: {name} done", file=sys.stderr, flush=True)
     return cells, decisions
 
@@ -234,7 +256,7 @@ def main(argv=None) -> int:
     _userkernels.load()
     strip_defaults(BUILTINS)
     sizes = range(4, 25, 4) if args.quick else range(4, 25, 2)
-    repeats = 5 if args.quick else 7
+    passes = 2 if args.quick else 3
     out = ["# Kernels nobody calibrated: the estimate and what it learns", ""]
     out += stamp()
     out += [f"- kernels: {EXAMPLE} (the docs' example library, no default), "
@@ -243,14 +265,15 @@ def main(argv=None) -> int:
             "axpy, 2-D row sum); warm-up "
             f"{WARM_UP} calls spread over the sizes, learning {LEARN} more; "
             f"orders: runs of {RUN} calls of one size, or every call at a random "
-            "size", "- ratios: time / min(serial, parallel), "
-            "medians of batch-wise ratios; each cell the median over "
+            "size", "- ratios: time / min(serial, parallel) of the calls at each size "
+            f"in a workload of the same order, medians over {passes} passes; each cell "
+            "the median over "
             f"{runs} run(s) from a fresh start; a fixed rule's cell is the one "
             "of its choice", ""]
     per_run = []
     with ThreadpoolController().limit(limits=1, user_api="blas"):
         for run in range(runs):
-            per_run.append(one_run(sizes, repeats, run))
+            per_run.append(one_run(sizes, passes, run))
             print(f"run {run + 1} of {runs} done", file=sys.stderr, flush=True)
     cells = {key: tuple(float(np.median([r[0][key][i] for r in per_run]))
                         for i in range(5)) for key in per_run[0][0]}

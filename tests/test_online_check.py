@@ -149,6 +149,30 @@ def test_a_cold_table_whose_wake_up_is_too_cheap_is_corrected(kernel, clock):
     assert be.decide(NAME, work, idle=0).threads == N
 
 
+def test_a_call_at_another_size_measures_no_wake_up(kernel, clock):
+    """Lone calls that change size each time meet the caches the last size
+    left: what they pay beyond a hot call is not the team's wake-up.  Lone
+    calls of one size measure it."""
+    p = profile(((0, 1), (1000, N)), cold=((0, 1), (1 << 16, N)),
+                sleep_after_us=10_000.0, wake=((10_000.0, N, 1e-4),))
+    hot_loop(clock, p)
+    host = Host(clock, wake_ms=5.0)
+    sizes = (1 << 18, 1 << 19)
+    for work in sizes:
+        for _ in range(20):
+            host.call(work)  # in a loop: the hot times measured
+    testing.idle(0)
+    for i in range(20):
+        clock.advance(0.05)
+        host.call(sizes[i % 2], lone=True)
+    assert testing.wake_seen() == []
+    for _ in range(testing.WAKE_EVIDENCE + 1):
+        clock.advance(0.05)
+        host.call(sizes[0], lone=True)
+    (since, seen, _, calls), = testing.wake_seen()
+    assert calls >= testing.WAKE_EVIDENCE and seen == pytest.approx(5e-3, rel=0.05)
+
+
 def test_a_lone_estimate_takes_the_measured_wake_up(kernel, clock):
     """A kernel without a table: its lone calls' model adds the wake-up the
     team's calls measured, once above the profile's."""

@@ -173,8 +173,9 @@ cdef inline void _count(Entry *e, dispatch.Call *c, int t,
 
 cdef inline void _run_position(Entry *e, dispatch.Call *c,
                                Py_ssize_t work) noexcept nogil:
-    """Where the call falls in its run of calls of one size (F_RUN_START:
-    among the first RUN_START of a run, where runs are longer than that).
+    """Where the call falls in its run of calls of one size (F_NEW_SIZE: the
+    first; F_RUN_START: among the first RUN_START of a run, where runs are
+    longer than that).
     (Kept without a lock: concurrent callers only blur the runs.)"""
     cdef int b = _bucket(work)
     if b != e.run_b:
@@ -182,6 +183,7 @@ cdef inline void _run_position(Entry *e, dispatch.Call *c,
             _add(&e.run_len, e.run_n)
         e.run_b = b
         e.run_n = 0
+        c.flags |= F_NEW_SIZE
     if e.run_n < (1 << 30):
         e.run_n += 1
     if e.run_n <= C_RUN_START and e.run_len.n >= 2 and (

@@ -154,10 +154,11 @@ cdef void _end(dispatch.Call *c) noexcept nogil:
         if not (c.flags & F_SECTION):
             _give_team_cores(t, t_end)
         wake = 0
-        # (not at a run's start either: the caches another size left would
-        # count as the wake-up, in proportion to the work)
+        # (not at a run's start either, nor at a size other than the last
+        # call's: the caches another size left would count as the wake-up,
+        # in proportion to the work)
         if (e != NULL and c.flags & F_NOT_HOT and c.flags & F_WHOLE
-                and not c.flags & (F_UNJUDGED | F_RUN_START)):
+                and not c.flags & (F_UNJUDGED | F_RUN_START | F_NEW_SIZE)):
             wake = _saw_wake(tm, e, t, c.work, ns, c.start - ld_ll(&tm.last_parallel))
         st_ll(&tm.last_parallel, t_end)
         tm.rent = 0  # the team is awake

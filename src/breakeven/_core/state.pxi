@@ -32,6 +32,7 @@ cdef enum:
     F_WHOLE = 8192     # ran on the count the rule chose (not cut by share or cores)
     F_COUNT = 16384    # the estimate's exploration of another count: its speed-up
     F_RUN_START = 32768  # among the first RUN_START calls of a run of one size
+    F_NEW_SIZE = 65536  # a size other than the last call's: another size's caches
     # not what the rule would choose: its time teaches no arm
     F_UNJUDGED = F_BACKED_OFF | F_FORCED | F_PROBE
 

@@ -117,9 +117,9 @@ cdef double _model_parallel_ns(const Entry *e, double ts, int t, int b) noexcept
 cdef int _best_count(const Entry *e, double ts, int b, int full,
                      double *tp) noexcept nogil:
     """The thread count of at most ``full`` the model puts fastest for a call
-    at log2 size b whose serial time is ``ts`` ns, and its time in ``tp`` (ns): a count
-    must beat every smaller one by MARGIN (as calibration's tables do:
-    fewer threads hold fewer cores)."""
+    at log2 size b whose serial time is ``ts`` ns, and its time in ``tp``
+    (ns): a count must beat every smaller one by MARGIN (as calibration's
+    tables do: fewer threads hold fewer cores)."""
     cdef int i = 0, t, best = full
     cdef double x
     tp[0] = INFINITY
@@ -224,9 +224,9 @@ cdef int _explored(const Entry *e, int b, int t, int tc, double ts,
     again; a slow parallel mean only makes serial worth measuring.)  A
     parallel decision explores whichever of serial and the next smaller and
     larger of the estimate's counts its calls measured least at this size
-    (F_COUNT: the counts' speed-ups).  What it
-    implies for the explore counter and a parallel exploration's second
-    call is left in ``ch.explore_step``."""
+    (F_COUNT: the counts' speed-ups).  What it implies for the explore
+    counter and a parallel exploration's second call is left in
+    ``ch.explore_step``."""
     cdef double tp
     cdef long long n, every
     cdef int i, j, k, best, least

@@ -197,29 +197,33 @@ def test_noise_does_not_flip_a_settled_choice(kernel, clock, gain, settled):
     """A memory-bound kernel without a table, on a noisy host (a log-normal
     factor of 10% on every call, and one call in 50 slowed three times):
     parallel 1.2x faster than serial settles parallel and stays so; one
-    that gains nothing settles serial."""
-    p = Profile(host_fingerprint(), {}, "now", None, "empty")
-    p.team_hot = {N: 2e-6}
-    hot_loop(clock, p)
-    host = Host(clock, serial=1.0, parallel=1.0 / gain, noise=0.1, seed=7)
-    work = 1 << 18
-    rng = np.random.default_rng(1)
-    states, got = [], []
-    for _ in range(3000):
-        if rng.random() < 0.02:
-            with testing.clock_scale(3.0):
+    that gains nothing settles serial.  (On five hosts' noise: how soon it
+    settles is itself a random figure.)"""
+    firsts = []
+    for seed in range(5):
+        p = Profile(host_fingerprint(), {}, "now", None, "empty")
+        p.team_hot = {N: 2e-6}
+        hot_loop(clock, p)
+        host = Host(clock, serial=1.0, parallel=1.0 / gain, noise=0.1, seed=seed)
+        work = 1 << 18
+        rng = np.random.default_rng(100 + seed)
+        states, got = [], []
+        for _ in range(3000):
+            if rng.random() < 0.02:
+                with testing.clock_scale(3.0):
+                    got.append(host.call(work))
+            else:
                 got.append(host.call(work))
-        else:
-            got.append(host.call(work))
-        states.append(testing.evidence(NAME, work).settled)
-    assert states[-1] == settled
-    first = states.index(settled)
-    assert first < 1500
-    assert set(states[first:]) == {settled}  # never flipped once settled
-    # exploring aside (parallel on any count: this host's parallel time
-    # does not depend on it, and the estimate takes the fewest threads then)
-    ran = ["parallel" if t > 1 else "serial" for t in got[-500:]]
-    assert ran.count(settled) >= 480
+            states.append(testing.evidence(NAME, work).settled)
+        assert states[-1] == settled, seed
+        firsts.append(states.index(settled))
+        # never flipped once settled
+        assert set(states[firsts[-1]:]) == {settled}, seed
+        # exploring aside (parallel on any count: this host's parallel time
+        # does not depend on it, and the estimate takes the fewest threads then)
+        ran = ["parallel" if t > 1 else "serial" for t in got[-500:]]
+        assert ran.count(settled) >= 480, seed
+    assert sorted(firsts)[2] < 1000, firsts  # the median
 
 
 def test_settled_sizes_time_a_sample_of_their_calls(kernel, clock):
@@ -237,8 +241,29 @@ def test_settled_sizes_time_a_sample_of_their_calls(kernel, clock):
         assert host.call(16) == 1
     after = be.stats()[NAME, "float64"]
     timed = after.serial_timed - before.serial_timed
-    assert timed <= 1600 // 16 + 1, timed
+    assert timed <= 1600 // 16 + 3, timed  # (spread by a hash: about one in 16)
     assert after.explored == before.explored  # never worth trying parallel
+
+
+def test_stats_serial_time_counts_the_calls_timed_for_a_purpose_once(kernel, clock):
+    """stats()' serial time: the calls timed to measure their size (the
+    large ones) count as timed, the others by a sample of them, not every
+    call at the timed calls' mean (which the large ones inflate); and the
+    sample is not fooled by sizes that alternate."""
+    p = Profile(host_fingerprint(), {}, "now", None, "empty")
+    p.team_hot = {N: 2e-6}
+    hot_loop(clock, p)
+    host = Host(clock, parallel=1.0, fixed_us=50.0)  # parallel never pays
+    spent = 0.0
+    for i in range(3200):
+        # two small sizes in turn, and now and then (until measured) a large one
+        work = 1 << 20 if i % 200 == 0 else 64 if i % 2 else 512
+        t0 = clock.advance(0)
+        if host.call(work) == 1:
+            spent += clock.advance(0) - t0
+    st = be.stats()[NAME, "float64"]
+    assert st.serial == 3200 - st.parallel
+    assert st.serial_seconds == pytest.approx(spent, rel=0.05)
 
 
 def test_a_loop_after_a_costly_wake_up_wakes_the_team_once_it_pays(kernel, clock):

@@ -147,10 +147,11 @@ cdef inline void _in_parallel(const Slot *s, Entry *e, dispatch.Call *c,
 
 cdef inline void _count(Entry *e, dispatch.Call *c, int t,
                         Py_ssize_t work) noexcept nogil:
-    """The call's counters (stats()); a serial call is timed as a sample (one
-    in SAMPLE_EVERY), or to measure its size (a call off the fast path whose
-    size has fewer than EXPLORE_UNTIL timed, and the serial choice of an
-    exploration), and teaches the check its serial rate."""
+    """The call's counters (stats()); a serial call is timed to measure its
+    size (a call off the fast path whose size has fewer than EXPLORE_UNTIL
+    timed or is not settled, and the serial choice of an exploration), else
+    as a sample (one in SAMPLE_EVERY), and teaches the check its serial
+    rate."""
     cdef long long n
     if work >= e.fast_min:
         _run_position(e, c, work)
@@ -162,13 +163,26 @@ cdef inline void _count(Entry *e, dispatch.Call *c, int t,
         max_int(&e.most_threads, t)
     else:
         n = add_ll(&e.n_serial, 1)
-        if not c.flags & F_TIMED and (n % SAMPLE_EVERY == 0 or (
-                work >= e.fast_min and (
-                    c.flags & F_EXPLORE or e.ser[_bucket(work)].n < C_EXPLORE_UNTIL))):
+        if c.flags & F_TIMED:
+            pass  # (backed off: timed already)
+        elif work >= e.fast_min and (
+                c.flags & F_EXPLORE or e.ser[_bucket(work)].n < C_EXPLORE_UNTIL
+                or not e.learned[_bucket(work)]):
             c.flags |= F_TIMED
+            c.start = now()
+        elif _sampled(n):  # (a sample of the calls timed for no purpose)
+            c.flags |= F_TIMED | F_SAMPLE
             c.start = now()
     if c.flags & F_EXPLORE:
         add_ll(&e.n_explored, 1)
+
+
+cdef inline bint _sampled(long long n) noexcept nogil:
+    """Whether the n-th serial call is one of the sample (one in
+    SAMPLE_EVERY): spread by a multiplicative hash of n, not every
+    SAMPLE_EVERY-th call, which a loop whose sizes repeat with a period
+    dividing it would sample at one size only."""
+    return (<unsigned long long>n * 0x9E3779B97F4A7C15ULL) >> (64 - SAMPLE_BITS) == 0
 
 
 cdef inline void _run_position(Entry *e, dispatch.Call *c,
@@ -179,11 +193,11 @@ cdef inline void _run_position(Entry *e, dispatch.Call *c,
     (Kept without a lock: concurrent callers only blur the runs.)"""
     cdef int b = _bucket(work)
     if b != e.run_b:
-        if e.run_n > 0:
+        if e.run_n > 0:  # (the first call follows no other size)
             _add(&e.run_len, e.run_n)
+            c.flags |= F_NEW_SIZE
         e.run_b = b
         e.run_n = 0
-        c.flags |= F_NEW_SIZE
     if e.run_n < (1 << 30):
         e.run_n += 1
     if e.run_n <= C_RUN_START and e.run_len.n >= 2 and (

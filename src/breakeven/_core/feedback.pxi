@@ -178,8 +178,12 @@ cdef void _end(dispatch.Call *c) noexcept nogil:
             _give_cores(1)
         if c.flags & F_TIMED and e != NULL:
             ns = <long long>((now() - c.start) * _clock_scale)
-            add_ll(&e.ns_serial, ns)
-            add_ll(&e.n_serial_timed, 1)
+            if c.flags & F_SAMPLE:
+                add_ll(&e.ns_sampled, ns)
+                add_ll(&e.n_sampled, 1)
+            else:
+                add_ll(&e.ns_serial, ns)
+                add_ll(&e.n_serial_timed, 1)
             if c.flags & F_BACKED_OFF:
                 add_ll(&e.spent, ns)
             # the check learns from the calls the rule decides: not forced
@@ -242,6 +246,7 @@ cdef void _observe(Entry *e, int t, Py_ssize_t work, long long ns, int flags,
     """A parallel call of t threads took ns: the contention check."""
     cdef int i, b = _bucket(work)
     cdef double rate, best
+    cdef bint slow
     if not trylock(&e.lock):
         return  # another call is updating it: skip this observation
     i = _rate_index(e, t, True)
@@ -253,37 +258,46 @@ cdef void _observe(Entry *e, int t, Py_ssize_t work, long long ns, int flags,
             _teach_speed(e, t, work, ns)
     rate = ns * 1e-9 / (work if work > 0 else 1)
     best = e.best[i][b]
-    if best == 0 or rate < best or (
+    # The yardstick: the best rate of the calls that found the team hot
+    # (not one whose time is less the wake-up measured on average: that
+    # difference can be as small as any, and a yardstick it set would judge
+    # every later call slow).
+    if not flags & F_NOT_HOT and (best == 0 or rate < best or (
             rate > C_SLOW * best and e.seeded[i][b] >= 0 and e.seeded[i][b] != b
-            and not flags & F_PROBE):
+            and not flags & F_PROBE)):
         # (a yardstick taken from another size, where the calibration did
         # not measure, gives way to this size's first slow call: a kernel's
         # rate can drop past a cache's edge, and that is not contention)
         e.best[i][b] = best = rate
         e.seeded[i][b] = -1
+    slow = best > 0 and rate > C_SLOW * best
     if flags & F_FORCED:
         pass  # a forced count: a measurement, but not the table's decision
     elif flags & F_BACKED_OFF:
         add_ll(&e.spent, ns)  # paces the next probe
     elif flags & F_PROBE:
         e.probing = 0
-        if rate > C_SLOW * best:  # still contended: probe again later
+        if slow:  # still contended: probe again later
             st_ll(&e.spent, 0)
             st_ll(&e.probe_cost, ns)
+            st_ll(&e.probe_work, work)
         else:
             _lift(e, t_end)
-    elif rate > C_SLOW * best:
+    elif flags & (F_RUN_START | F_NEW_SIZE):
+        pass  # its time is partly the caches another size left: not judged
+    elif slow:
         e.slow_run += 1
         e.severe_run = e.severe_run + 1 if rate > C_SEVERE * best else 0
         if e.slow_run >= C_BACKOFF_AFTER or e.severe_run >= 2:
             e.slow_run = e.severe_run = 0
-            _back_off(e, t // 2, ns, t_end)
+            _back_off(e, t // 2, ns, work, t_end)
     else:
         e.slow_run = e.severe_run = 0
     unlock(&e.lock)
 
 
-cdef void _back_off(Entry *e, int cap, long long cost, long long t) noexcept nogil:
+cdef void _back_off(Entry *e, int cap, long long cost, Py_ssize_t work,
+                    long long t) noexcept nogil:
     if t - e.recovered_at < RELAPSE_NS:
         # the contention came back right after a probe found it gone
         e.ratio = e.ratio * 2 if e.ratio * 2 < MAX_RATIO else MAX_RATIO
@@ -291,6 +305,7 @@ cdef void _back_off(Entry *e, int cap, long long cost, long long t) noexcept nog
         e.ratio = C_PROBE_RATIO
     st_ll(&e.spent, 0)
     st_ll(&e.probe_cost, cost)
+    st_ll(&e.probe_work, work)
     st_int(&e.cap, cap if cap >= 1 else 1)
     st_int(&e.backoff, 1)
     add_ll(&e.n_backoffs, 1)

@@ -326,9 +326,10 @@ def backoff_state(int kernel, int d):
 
 
 def make_probe_due(int kernel, int d):
-    """Test hook: the backed-off calls have taken long enough for a probe."""
+    """Test hook: the backed-off calls have taken long enough for a probe
+    (of any work)."""
     cdef Entry *e = _entry_of(kernel, d)
-    add_ll(&e.spent, <long long>e.ratio * e.probe_cost)
+    st_ll(&e.spent, 1LL << 62)
 
 
 def stats(bint reset=False):
@@ -350,6 +351,8 @@ def stats(bint reset=False):
                 "parallel_seconds": e.ns_parallel / 1e9,
                 "serial_seconds_timed": e.ns_serial / 1e9,
                 "serial_timed": e.n_serial_timed,
+                "serial_seconds_sampled": e.ns_sampled / 1e9,
+                "serial_sampled": e.n_sampled,
                 "backed_off": bool(e.backoff), "cap": e.cap,
                 "estimate": bool(e.estimate), "explored": e.n_explored,
                 "learned": sum(1 for b in range(BUCKETS) if e.learned[b]),
@@ -359,6 +362,7 @@ def stats(bint reset=False):
                 e.n_serial = e.n_parallel = e.thread_sum = 0
                 e.n_backoffs = e.n_probes = e.n_recoveries = 0
                 e.ns_parallel = e.ns_serial = e.n_serial_timed = 0
+                e.ns_sampled = e.n_sampled = 0
                 e.most_threads = 0
                 e.n_explored = 0
                 e.n_waits = e.ns_waited = 0

@@ -338,21 +338,33 @@ cdef int _wake_checked(Entry *e, Py_ssize_t work, int t, double assumed,
     return 1
 
 
-cdef inline int _capped(Entry *e, int t, Choice *ch) noexcept nogil:
+cdef inline int _capped(Entry *e, Py_ssize_t work, int t,
+                        Choice *ch) noexcept nogil:
     """Step 4: a threads() cap; a kernel backed off for contention gets its
-    reduced count, or, when a probe is due, its full count."""
+    reduced count, or, when a probe is due, its full count: once the
+    backed-off calls have taken the spacing in force times what this call
+    would cost if it ran as slowly as the last slow call (its rate, at this
+    call's work: a slow call of another size paces no probe of this one)."""
     if not ch.corrected:  # (else the table's own choice is kept, for explain)
         ch.table_threads = t
     if tl_cap and t > tl_cap:
         t = ch.cap = tl_cap
     if ld_int(&e.backoff) and t > ld_int(&e.cap):
-        if ld_ll(&e.spent) >= <long long>ld_int(&e.ratio) * ld_ll(&e.probe_cost):
+        if ld_ll(&e.spent) >= ld_int(&e.ratio) * _probe_ns(e, work):
             ch.flags |= F_PROBE
             ch.probe = True
         else:
             t = ch.backoff = ld_int(&e.cap)
             ch.flags |= F_BACKED_OFF
     return t
+
+
+cdef inline double _probe_ns(Entry *e, Py_ssize_t work) noexcept nogil:
+    """What a probe of this work may lose (ns): its time at the last slow
+    call's rate."""
+    cdef Py_ssize_t w = ld_ll(&e.probe_work)
+    cdef double cost = <double>ld_ll(&e.probe_cost)
+    return cost * work / w if w > 0 and work > 0 else cost
 
 
 cdef inline int _clamped(int t, Choice *ch) noexcept nogil:
@@ -455,7 +467,7 @@ cdef int _choose_steps(Entry *e, Py_ssize_t work, int mode, long long idle,
         t = _from_table(e, work, mode, idle, ch)  # 3
         if t == 0:
             return 0
-        t = _capped(e, t, ch)  # 4
+        t = _capped(e, work, t, ch)  # 4
     t = _clamped(t, ch)  # 5
     ch.threads = t
     if mode == M_CALL:

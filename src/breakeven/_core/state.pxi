@@ -12,7 +12,8 @@ cdef enum:
     N_DTYPES = 6
     N_TYPENUMS = 32  # NumPy type numbers mapped to dtype indices
     MAX_BLAS = 8
-    SAMPLE_EVERY = 16  # one serial call in this many is timed
+    SAMPLE_EVERY = 16  # one serial call in this many is timed (a power of 2)
+    SAMPLE_BITS = 4    # its log2
 
 # call flags (dispatch.Call.flags)
 cdef enum:
@@ -33,6 +34,7 @@ cdef enum:
     F_COUNT = 16384    # the estimate's exploration of another count: its speed-up
     F_RUN_START = 32768  # among the first RUN_START calls of a run of one size
     F_NEW_SIZE = 65536  # a size other than the last call's: another size's caches
+    F_SAMPLE = 131072  # a serial call timed as a sample (one in SAMPLE_EVERY)
     # not what the rule would choose: its time teaches no arm
     F_UNJUDGED = F_BACKED_OFF | F_FORCED | F_PROBE
 
@@ -179,6 +181,7 @@ ctypedef struct Entry:
     int cap
     long long spent       # ns the backed-off calls took since the last probe
     long long probe_cost  # ns the last slow call took
+    long long probe_work  # ... and its work
     int ratio             # the probe spacing in force
     int probing
     long long recovered_at
@@ -188,8 +191,10 @@ ctypedef struct Entry:
     long long n_probes
     long long n_recoveries
     long long ns_parallel
-    long long ns_serial
+    long long ns_serial       # serial calls timed for a purpose (all of them)
     long long n_serial_timed
+    long long ns_sampled      # ... and as a sample of the others
+    long long n_sampled
     int most_threads
     long long n_explored
     long long n_waits     # calls that waited for cores, and how long (ns)

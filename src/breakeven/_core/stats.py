@@ -31,8 +31,10 @@ class KernelStats:
     parallel_seconds : float
         Time in the parallel calls (each one timed).
     serial_seconds : float
-        Time in the serial calls, estimated from the timed ones (one in 16
-        is timed; a clock read costs as much as a small call).
+        Time in the serial calls: those timed to measure their size, to
+        explore or backed off, as timed; the others estimated from a sample
+        of them (one in 16 is timed; a clock read costs as much as a small
+        call).
     serial_timed : int
         Serial calls timed.
     backed_off : bool
@@ -182,9 +184,8 @@ def stats(reset: bool = False) -> Stats:
     rows = {}
     for r in engine.stats(reset):
         par = r["parallel"]
-        timed = r["serial_timed"]
-        serial_s = (r["serial_seconds_timed"] * r["serial"] / timed if timed
-                    else 0.0)
+        timed = r["serial_timed"] + r["serial_sampled"]
+        serial_s = _serial_seconds(r)
         src = origin_of(r["slot"], engine.DTYPES.index(r["dtype"]))
         kind = src.kind if src is not None else ""
         if r["estimate"] and r["learned"]:
@@ -195,3 +196,14 @@ def stats(reset: bool = False) -> Stats:
             r["parallel_seconds"], serial_s, timed, r["backed_off"], kind,
             r["learned"], r["explored"], r["waits"], r["wait_seconds"])
     return Stats(rows, host_budget())
+
+
+def _serial_seconds(r: dict) -> float:
+    """The serial calls' time: those timed for a purpose (to measure a size,
+    to explore, backed off), as timed; the others from a sample of them
+    (one in 16), its mean times how many there were.  (Not all from the
+    timed calls' mean: the calls timed for a purpose are the large ones.)"""
+    rest = r["serial"] - r["serial_timed"]
+    mean = (r["serial_seconds_sampled"] / r["serial_sampled"]
+            if r["serial_sampled"] else 0.0)
+    return r["serial_seconds_timed"] + mean * rest

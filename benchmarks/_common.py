@@ -85,6 +85,39 @@ def dropin(name, args):
     raise KeyError(name)
 
 
+class Stolen:
+    """The share of the CPUs' time the hypervisor gave to other guests
+    while the block ran (Linux's /proc/stat ``steal``; None elsewhere): on
+    a virtual machine, the noise a benchmark's figures carry.
+
+    >>> with Stolen() as st:
+    ...     pass
+    >>> st.share is None or 0 <= st.share <= 1
+    True
+    """
+
+    share: float | None = None
+
+    @staticmethod
+    def _ticks():
+        try:
+            with open("/proc/stat") as f:
+                v = [int(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        return (v[7] if len(v) > 7 else 0), sum(v)
+
+    def __enter__(self):
+        self._start = self._ticks()
+        return self
+
+    def __exit__(self, *exc):
+        end = self._ticks()
+        if self._start is not None and end is not None and end[1] > self._start[1]:
+            self.share = (end[0] - self._start[0]) / (end[1] - self._start[1])
+        return False
+
+
 def stamp(versions: Mapping[str, str] | None = None) -> list[str]:
     """Header lines: date, host and its fingerprint, profile, versions."""
     from breakeven import testing

@@ -50,7 +50,14 @@ import time
 
 import _userkernels
 import numpy as np
-from _common import add_runs_option, runs_option, stamp, strip_defaults, without
+from _common import (
+    Stolen,
+    add_runs_option,
+    runs_option,
+    stamp,
+    strip_defaults,
+    without,
+)
 from _report import emit, header, row, targets_table
 from threadpoolctl import ThreadpoolController
 
@@ -278,11 +285,17 @@ def main(argv=None) -> int:
     if tuple(args.kernels) != KERNELS:
         out[-1:-1] = [f"- measured here: {', '.join(args.kernels)} only (the "
                       "targets are for all the kernels)"]
-    per_run = []
+    per_run, stolen = [], []
     with ThreadpoolController().limit(limits=1, user_api="blas"):
         for run in range(runs):
-            per_run.append(one_run(sizes, passes, run, tuple(args.kernels)))
+            with Stolen() as st:
+                per_run.append(one_run(sizes, passes, run, tuple(args.kernels)))
+            stolen.append(st.share)
             print(f"run {run + 1} of {runs} done", file=sys.stderr, flush=True)
+    if None not in stolen:
+        out[-1:-1] = ["- CPU time the hypervisor gave other guests during each run "
+                      "(steal: not the noise of a core shared with another guest): "
+                      + ", ".join(f"{s:.1%}" for s in stolen)]
     cells = {key: tuple(float(np.median([r[0][key][i] for r in per_run]))
                         for i in range(5)) for key in per_run[0][0]}
     decisions = per_run[-1][1]

@@ -173,6 +173,29 @@ def test_a_call_at_another_size_measures_no_wake_up(kernel, clock):
     assert calls >= testing.WAKE_EVIDENCE and seen == pytest.approx(5e-3, rel=0.05)
 
 
+def test_calls_that_change_size_are_not_judged_for_contention(kernel, clock):
+    """In random size order a call at another size than the last meets the
+    caches that size left and may run several times slower than a repeat
+    at its own size: no back-off for that; the same slowness in calls of
+    one size is contention, and backs off."""
+    hot_loop(clock, profile(((0, 1), (1000, N))))
+    sizes = [1 << 16, 1 << 17, 1 << 18, 1 << 19]
+    rng = np.random.default_rng(3)
+    last = None
+    for _ in range(400):
+        work = int(rng.choice(sizes))
+        with be.grant(NAME, work) as g:
+            assert g.threads == N
+            clock.advance(0.3e-9 * work * (1 if work == last else 5))
+        last = work
+    assert be.stats()[NAME, "float64"].backoffs == 0
+    # slow at one size: contention (the first call follows another size)
+    for _ in range(testing.BACKOFF_AFTER + 1):
+        with be.grant(NAME, sizes[0]):
+            clock.advance(1.5e-9 * sizes[0])
+    assert testing.backoff_state(NAME)["backed_off"]
+
+
 def test_a_lone_estimate_takes_the_measured_wake_up(kernel, clock):
     """A kernel without a table: its lone calls' model adds the wake-up the
     team's calls measured, once above the profile's."""

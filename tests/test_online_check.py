@@ -196,6 +196,28 @@ def test_calls_that_change_size_are_not_judged_for_contention(kernel, clock):
     assert testing.backoff_state(NAME)["backed_off"]
 
 
+def test_serial_is_measured_in_its_own_caches(kernel, clock):
+    """Right after a parallel call of its size, a serial call finds half its
+    data in another core's caches, and runs slower than in a run of serial
+    calls: that call teaches nothing (a serial exploration is two calls in
+    a row).  Here serial runs 1.0 ns a unit in its own caches, 2.0 right
+    after parallel, parallel 1.15: serial is the better choice, and is
+    learnt as such."""
+    p = Profile(host_fingerprint(), {}, "now", None, "empty")
+    p.team_hot = {N: 2e-6}
+    hot_loop(clock, p)
+    work = 1 << 16
+    wide, got = False, []
+    for _ in range(1500):
+        with be.grant(NAME, work) as g:
+            per = 1.15 if g.threads > 1 else 2.0 if wide else 1.0
+            clock.advance(per * work * 1e-9)
+        wide = g.threads > 1
+        got.append(g.threads)
+    assert testing.evidence(NAME, work).settled == "serial"
+    assert got[-200:].count(1) >= 190
+
+
 def test_a_lone_estimate_takes_the_measured_wake_up(kernel, clock):
     """A kernel without a table: its lone calls' model adds the wake-up the
     team's calls measured, once above the profile's."""

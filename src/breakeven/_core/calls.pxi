@@ -43,7 +43,9 @@ cdef inline void _explore_commit(Entry *e, const Choice *ch) noexcept nogil:
     add_ll(&e.explore, 1)
     if ch.explore_step == X_START:
         e.explore_size = ch.explore_bucket
-        e.explore_left = EXPLORE_RUN
+        e.explore_serial = ch.explore_serial
+        # (serial: a second call, the first one's caches are parallel's)
+        e.explore_left = 1 if ch.explore_serial else EXPLORE_RUN
 
 
 cdef int _commit(const Slot *s, Entry *e, dispatch.Call *c, Choice *ch,
@@ -154,7 +156,7 @@ cdef inline void _count(Entry *e, dispatch.Call *c, int t,
     rate."""
     cdef long long n
     if work >= e.fast_min:
-        _run_position(e, c, work)
+        _run_position(e, c, work, t)
     if t > 1:
         if c.flags & F_PROBE:
             add_ll(&e.n_probes, 1)
@@ -186,12 +188,19 @@ cdef inline bint _sampled(long long n) noexcept nogil:
 
 
 cdef inline void _run_position(Entry *e, dispatch.Call *c,
-                               Py_ssize_t work) noexcept nogil:
+                               Py_ssize_t work, int t) noexcept nogil:
     """Where the call falls in its run of calls of one size (F_NEW_SIZE: the
     first; F_RUN_START: among the first RUN_START of a run, where runs are
-    longer than that).
+    longer than that; F_SWITCH: serial after a parallel call of its size,
+    which finds the data in the caches of the cores parallel ran on, or
+    parallel after a serial one, which finds it in one core's, unless
+    F_FAR).
     (Kept without a lock: concurrent callers only blur the runs.)"""
     cdef int b = _bucket(work)
+    if b == e.run_b and e.run_n > 0 and (t > 1) != e.run_wide and not (
+            c.flags & F_FAR):
+        c.flags |= F_SWITCH
+    e.run_wide = t > 1
     if b != e.run_b:
         if e.run_n > 0:  # (the first call follows no other size)
             _add(&e.run_len, e.run_n)

@@ -224,9 +224,12 @@ cdef int _explored(const Entry *e, int b, int t, int tc, double ts,
     again; a slow parallel mean only makes serial worth measuring.)  A
     parallel decision explores whichever of serial and the next smaller and
     larger of the estimate's counts its calls measured least at this size
-    (F_COUNT: the counts' speed-ups).  What it implies for the explore
-    counter and a parallel exploration's second call is left in
-    ``ch.explore_step``."""
+    (F_COUNT: the counts' speed-ups).  An exploration runs in a row at its
+    size: parallel's EXPLORE_RUN + 1 calls (the first ones wake the team),
+    serial's two (the first finds the caches parallel left), or one where
+    serial is far behind (F_FAR: the caches matter little there).  What it
+    implies for the explore counter and the exploration's later calls is
+    left in ``ch.explore_step``."""
     cdef double tp
     cdef long long n, every
     cdef int i, j, k, best, least
@@ -235,13 +238,16 @@ cdef int _explored(const Entry *e, int b, int t, int tc, double ts,
         return t
     tp = _model_parallel_ns(e, ts, tc, b)
     ch.explore_bucket = b
-    if t == 1 and e.explore_left > 0 and e.explore_size == b:
-        # the second call of a parallel exploration: the first one woke
-        # the team (and is not measured); this one finds it awake
+    ch.explore_serial = False
+    if e.explore_left > 0 and e.explore_size == b and (t == 1) != e.explore_serial:
+        # the next call of an exploration: of parallel, the first one woke
+        # the team (and is not measured), this one finds it awake; of
+        # serial, the first found the caches parallel left (not measured)
         ch.explore_step = X_SECOND
         ch.flags |= F_EXPLORE
         ch.explore = True
-        return tc
+        ch.explore_serial = t > 1
+        return 1 if t > 1 else tc
     if t > 1 and e.par[b].n >= 2 and e.par[b].mean * ts / _serial_rate(e, b) > tp:
         tp = e.par[b].mean * ts / _serial_rate(e, b)  # (ts / rate: the work)
     far = (ts if t > 1 else tp) > C_EXPLORE_LOSS * (tp if t > 1 else ts)
@@ -278,4 +284,9 @@ cdef int _explored(const Entry *e, int b, int t, int tc, double ts,
         ch.flags &= ~F_EXPLORE
         ch.explore = False
         return t
+    if far:  # (a size's serial time, measured twice: one call, whatever the
+        ch.flags |= F_FAR  # caches, costs parallel a hundredth of it)
+        return 1
+    ch.explore_step = X_START
+    ch.explore_serial = True
     return 1

@@ -187,9 +187,11 @@ cdef void _end(dispatch.Call *c) noexcept nogil:
             if c.flags & F_BACKED_OFF:
                 add_ll(&e.spent, ns)
             # the check learns from the calls the rule decides: not forced
-            # ones, nor those backed off for contention; nor a run's start
+            # ones, nor those backed off for contention; nor a run's start,
+            # nor a switch from parallel (the caches are parallel's)
             if c.work > 0 and not c.flags & (
-                    F_FORCED | F_BACKED_OFF | F_RUN_START) and trylock(&e.lock):
+                    F_FORCED | F_BACKED_OFF | F_RUN_START | F_SWITCH) and (
+                    trylock(&e.lock)):
                 _teach(e, e.ser, c.work, ns)
                 unlock(&e.lock)
     c.flags = 0
@@ -251,7 +253,7 @@ cdef void _observe(Entry *e, int t, Py_ssize_t work, long long ns, int flags,
         return  # another call is updating it: skip this observation
     i = _rate_index(e, t, True)
     e.rate_used[i] = t_end
-    if not flags & (F_UNJUDGED | F_NOT_HOT | F_RUN_START) and work > 0:
+    if not flags & (F_UNJUDGED | F_NOT_HOT | F_RUN_START | F_SWITCH) and work > 0:
         if flags & F_WHOLE:
             _teach(e, e.par, work, ns)
         if flags & (F_WHOLE | F_COUNT) and not e.has_table:

@@ -29,8 +29,8 @@ cdef enum:
 cdef enum:
     X_NONE = 0
     X_COUNTED = 1  # a call that could explore: the explore counter advances
-    X_START = 2    # ... and starts a parallel exploration (two calls)
-    X_SECOND = 3   # the second call of a parallel exploration
+    X_START = 2    # ... and starts an exploration of calls in a row
+    X_SECOND = 3   # a later call of that exploration
 
 
 ctypedef struct Choice:
@@ -64,6 +64,7 @@ ctypedef struct Choice:
     bint budget         # the budget lowered it
     bint held           # would hold a core while running serially
     bint explore        # the other choice, to measure it
+    bint explore_serial  # ... serial (its exploration: two calls in a row)
     int corrected       # the calls corrected the table: 1 hot, 2 a lone call's
     double wake_seen    # ... the wake-up (ns) the calls measured
     double wake_assumed  # ... and the one the table assumed

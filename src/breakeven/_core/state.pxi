@@ -35,6 +35,8 @@ cdef enum:
     F_RUN_START = 32768  # among the first RUN_START calls of a run of one size
     F_NEW_SIZE = 65536  # a size other than the last call's: another size's caches
     F_SAMPLE = 131072  # a serial call timed as a sample (one in SAMPLE_EVERY)
+    F_SWITCH = 262144  # the other choice than the last call's at its size: caches
+    F_FAR = 524288     # one call exploring serial far behind: taught as it is
     # not what the rule would choose: its time teaches no arm
     F_UNJUDGED = F_BACKED_OFF | F_FORCED | F_PROBE
 
@@ -204,6 +206,7 @@ ctypedef struct Entry:
     long long explore
     int explore_left      # calls of explore_size still to run in parallel
     int explore_size
+    int explore_serial    # ... or serially (an exploration of serial)
     # the tables (see the module docstring on concurrency)
     Steps hot
     int n_gaps
@@ -228,6 +231,7 @@ ctypedef struct Entry:
     # size in a row so far, and the mean length of such runs before
     int run_b
     int run_n
+    int run_wide          # whether the last call ran in parallel
     Arm run_len
     # the speed-up over serial its parallel calls measured on each of the
     # estimate's thread counts (_counts) at each log2 size, past the

@@ -389,6 +389,9 @@ def test_the_call_that_wakes_the_team_after_serial_cold_calls_is_not_contention(
     testing.reset(p)
     x = np.ones(200_000)
     testing.idle(-3600)
+    with be.threads(CPUS, exact=True):  # the team started and awake (forced
+        for _ in range(20):             # calls teach nothing)
+            be.sum(x)
     for _ in range(5):  # hot calls: what a parallel call costs here
         be.sum(x)
     # ... and a serial one, made to look clearly slower: on a host whose

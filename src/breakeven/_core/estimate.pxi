@@ -284,8 +284,8 @@ cdef int _explored(const Entry *e, int b, int t, int tc, double ts,
         ch.flags &= ~F_EXPLORE
         ch.explore = False
         return t
-    if far:  # (a size's serial time, measured twice: one call, whatever the
-        ch.flags |= F_FAR  # caches, costs parallel a hundredth of it)
+    if far:  # (serial far behind, measured while it has few calls: one
+        ch.flags |= F_FAR  # call, the caches weigh little against its time)
         return 1
     ch.explore_step = X_START
     ch.explore_serial = True
